@@ -1,0 +1,1 @@
+"""The Lambda functions: one folder each, a thin ``app.handler`` over a layer service."""

@@ -1,0 +1,45 @@
+"""The first admin key of a local cloud, written straight to the API keys table.
+
+Every API call needs a key, so the first one cannot come from the API; on AWS the same
+function runs with the operator's IAM credentials (``mlambda keys bootstrap``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlambda.adapters.apikeys import DynamoApiKeyStore
+from mlambda.adapters.dynamodb import DynamoTable
+from mlambda.config import KeysSettings
+from mlambda.errors import UnauthorizedError
+from mlambda.schemas.keys import Scope
+from mlambda.services.apikeys import ApiKeyService
+from mlambda_local.client import ADMIN_KEY_FILE
+
+
+def key_service(table_name: str, endpoint_url: str | None, region: str = "us-east-1") -> ApiKeyService:
+    """An ApiKeyService on ``table_name`` at ``endpoint_url`` (None: AWS)."""
+    settings = KeysSettings.model_validate(
+        {"API_KEYS_TABLE": table_name, "AWS_ENDPOINT_URL": endpoint_url, "AWS_REGION": region}
+    )
+    return ApiKeyService(DynamoApiKeyStore(DynamoTable(table_name, settings)))
+
+
+def ensure_admin_key(data_dir: Path, table_name: str, endpoint_url: str | None) -> str:
+    """The admin key saved in ``data_dir`` if it still works, else a new one (saved, mode 0600)."""
+    keys = key_service(table_name, endpoint_url)
+    path = data_dir / ADMIN_KEY_FILE
+    if path.exists():
+        saved = path.read_text().strip()
+        try:
+            keys.authenticate(saved)
+        except UnauthorizedError:
+            pass
+        else:
+            return saved
+    created = keys.create("local-admin", list(Scope), created_by="mlambda local up")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(created.api_key + "\n")
+    os.chmod(path, 0o600)
+    return created.api_key

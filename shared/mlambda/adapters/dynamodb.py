@@ -1,0 +1,252 @@
+"""DynamoDB access with plain Python values (numbers as int/float, not Decimal).
+
+Uses the low-level client (thread-safe, faster than the resource API) with boto3's type
+(de)serialisers; floats go through ``Decimal(str(x))`` so they round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from mlambda.adapters.aws import aws_errors, client
+from mlambda.config import FunctionSettings
+from mlambda.errors import InvalidInputError, UpstreamError
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+BATCH_GET_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"cannot store non-finite number {value!r}")
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {str(k): _to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and "E" not in str(value) else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    if isinstance(value, set):
+        return {_from_dynamo(v) for v in value}
+    return value
+
+
+def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A Python mapping as a DynamoDB attribute map."""
+    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB attribute map as plain Python values."""
+    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def serialize_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Expression attribute values (``:name`` -> value) in DynamoDB form."""
+    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in values.items()}
+
+
+class DynamoTable:
+    """One table, with the operations services need, in plain Python values."""
+
+    def __init__(self, name: str, settings: FunctionSettings, dynamodb_client: Any = None) -> None:
+        self.name = name
+        self._settings = settings
+        self._client = dynamodb_client
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, created on first use."""
+        if self._client is None:
+            self._client = client("dynamodb", self._settings)
+        return self._client
+
+    def get(self, key: Mapping[str, Any], *, consistent: bool = False) -> dict[str, Any] | None:
+        """The item at ``key``, or None."""
+        with aws_errors(f"table {self.name}"):
+            response = self.client.get_item(
+                TableName=self.name, Key=serialize(key), ConsistentRead=consistent
+            )
+        item = response.get("Item")
+        return deserialize(item) if item else None
+
+    def put(
+        self,
+        item: Mapping[str, Any],
+        *,
+        condition: str | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write ``item``, optionally only if ``condition`` holds (else ConflictError)."""
+        kwargs: dict[str, Any] = {"TableName": self.name, "Item": serialize(item)}
+        _add_expression_args(kwargs, condition=condition, names=names, values=values)
+        with aws_errors(f"item in {self.name}"):
+            self.client.put_item(**kwargs)
+
+    def update(
+        self,
+        key: Mapping[str, Any],
+        expression: str,
+        *,
+        condition: str | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Apply an update expression atomically; returns the item as it is after."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "Key": serialize(key),
+            "UpdateExpression": expression,
+            "ReturnValues": "ALL_NEW",
+        }
+        _add_expression_args(kwargs, condition=condition, names=names, values=values)
+        with aws_errors(f"item in {self.name}"):
+            response = self.client.update_item(**kwargs)
+        return deserialize(response.get("Attributes", {}))
+
+    def delete(self, key: Mapping[str, Any], *, condition: str | None = None) -> None:
+        """Delete the item at ``key`` (no error when it is absent, unless ``condition`` fails)."""
+        kwargs: dict[str, Any] = {"TableName": self.name, "Key": serialize(key)}
+        _add_expression_args(kwargs, condition=condition, names=None, values=None)
+        with aws_errors(f"item in {self.name}"):
+            self.client.delete_item(**kwargs)
+
+    def query(
+        self,
+        key_condition: str,
+        values: Mapping[str, Any],
+        *,
+        names: Mapping[str, str] | None = None,
+        index: str | None = None,
+        filter_expression: str | None = None,
+        forward: bool = True,
+        limit: int | None = None,
+        start_key: Mapping[str, Any] | None = None,
+        consistent: bool = False,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of a query: (items, key to continue from or None)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "KeyConditionExpression": key_condition,
+            "ScanIndexForward": forward,
+        }
+        _add_expression_args(kwargs, condition=None, names=names, values=values)
+        if index:
+            kwargs["IndexName"] = index
+        else:
+            kwargs["ConsistentRead"] = consistent
+        if filter_expression:
+            kwargs["FilterExpression"] = filter_expression
+        if limit:
+            kwargs["Limit"] = limit
+        if start_key:
+            kwargs["ExclusiveStartKey"] = serialize(start_key)
+        with aws_errors(f"table {self.name}"):
+            response = self.client.query(**kwargs)
+        last = response.get("LastEvaluatedKey")
+        return [deserialize(i) for i in response.get("Items", [])], (deserialize(last) if last else None)
+
+    def query_all(
+        self,
+        key_condition: str,
+        values: Mapping[str, Any],
+        **kwargs: Any,
+    ) -> Iterator[dict[str, Any]]:
+        """Every item a query matches, page after page."""
+        start: dict[str, Any] | None = None
+        while True:
+            items, start = self.query(key_condition, values, start_key=start, **kwargs)
+            yield from items
+            if start is None:
+                return
+
+    def scan_all(self) -> Iterator[dict[str, Any]]:
+        """Every item of the table (admin listings of small tables only)."""
+        kwargs: dict[str, Any] = {"TableName": self.name}
+        while True:
+            with aws_errors(f"table {self.name}"):
+                response = self.client.scan(**kwargs)
+            yield from (deserialize(i) for i in response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
+    def batch_get(self, keys: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The items at ``keys`` (absent ones are skipped), 100 keys a call, retrying unprocessed keys."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            pending: dict[str, Any] = {
+                self.name: {"Keys": [serialize(k) for k in keys[start : start + BATCH_GET_LIMIT]]}
+            }
+            for _attempt in range(8):
+                with aws_errors(f"table {self.name}"):
+                    response = self.client.batch_get_item(RequestItems=pending)
+                found.extend(deserialize(i) for i in response.get("Responses", {}).get(self.name, []))
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            if pending:
+                raise_unprocessed(self.name)
+        return found
+
+    def batch_put(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Write ``items`` 25 a call, retrying unprocessed ones."""
+        for start in range(0, len(items), BATCH_WRITE_LIMIT):
+            pending: dict[str, Any] = {
+                self.name: [
+                    {"PutRequest": {"Item": serialize(i)}} for i in items[start : start + BATCH_WRITE_LIMIT]
+                ]
+            }
+            for _attempt in range(8):
+                with aws_errors(f"table {self.name}"):
+                    response = self.client.batch_write_item(RequestItems=pending)
+                pending = response.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+            if pending:
+                raise_unprocessed(self.name)
+
+    def transact_write(self, operations: Sequence[Mapping[str, Any]]) -> None:
+        """All-or-nothing writes; each operation is a low-level TransactItems entry built with ``serialize``."""
+        with aws_errors(f"transaction on {self.name}"):
+            self.client.transact_write_items(TransactItems=list(operations))
+
+
+def raise_unprocessed(table: str) -> None:
+    """DynamoDB kept throttling part of a batch: fail loudly rather than drop it."""
+    raise UpstreamError(f"table {table}: batch left unprocessed items after retries")
+
+
+def _add_expression_args(
+    kwargs: dict[str, Any],
+    *,
+    condition: str | None,
+    names: Mapping[str, str] | None,
+    values: Mapping[str, Any] | None,
+) -> None:
+    if condition:
+        kwargs["ConditionExpression"] = condition
+    if names:
+        kwargs["ExpressionAttributeNames"] = dict(names)
+    if values:
+        kwargs["ExpressionAttributeValues"] = serialize_values(values)

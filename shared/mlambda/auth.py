@@ -1,0 +1,41 @@
+"""What API handlers know about the caller: the principal the authorizer passed on, and scope checks.
+
+The authorizer puts ``key_id``, ``name`` and ``scopes`` (comma-separated: API Gateway context
+values must be strings) into the request context; handlers call ``require_scope``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mlambda.errors import ForbiddenError, UnauthorizedError
+from mlambda.schemas.keys import Principal, Scope
+
+
+def authorizer_context(principal: Principal) -> dict[str, str]:
+    """The authorizer's context for ``principal`` (string values only, as API Gateway requires)."""
+    return {
+        "key_id": principal.key_id,
+        "name": principal.name,
+        "scopes": ",".join(sorted(principal.scopes)),
+    }
+
+
+def principal_from_event(event: Mapping[str, Any]) -> Principal:
+    """The caller of a REST proxy event, from its authorizer context."""
+    context = (event.get("requestContext") or {}).get("authorizer") or {}
+    key_id = context.get("key_id")
+    if not key_id:
+        raise UnauthorizedError("request carries no authorizer context")
+    known = {scope.value for scope in Scope}
+    scopes = frozenset(Scope(s) for s in str(context.get("scopes", "")).split(",") if s in known)
+    return Principal(key_id=str(key_id), name=str(context.get("name", key_id)), scopes=scopes)
+
+
+def require_scope(event: Mapping[str, Any], scope: Scope) -> Principal:
+    """The caller, if it holds ``scope`` (or admin); ForbiddenError (403) otherwise."""
+    principal = principal_from_event(event)
+    if not principal.allows(scope):
+        raise ForbiddenError(f"this key lacks the '{scope.value}' scope", details={"required": scope.value})
+    return principal

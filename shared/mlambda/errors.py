@@ -1,0 +1,152 @@
+"""The platform's errors and their one HTTP mapping: ``{code, message, details}`` with a status.
+
+Services raise these; API handlers get them turned into responses by ``install(app)``; SQS
+consumers fail the record that raised. 4xx are logged at info, 5xx once with the traceback and
+a generic message to the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
+
+class MlambdaError(Exception):
+    """Base of every error the platform raises on purpose."""
+
+    status: ClassVar[int] = 500
+    default_code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body every API returns for this error."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class InvalidInputError(MlambdaError):
+    """The request or record is malformed or breaks a rule (400)."""
+
+    status = 400
+    default_code = "invalid_input"
+
+
+class UnprocessableError(InvalidInputError):
+    """Well-formed input that does not fit what it is sent to, e.g. a model's signature (422)."""
+
+    status = 422
+    default_code = "unprocessable"
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """Body, batch or file over a documented cap (413)."""
+
+    status = 413
+    default_code = "payload_too_large"
+
+
+class UnauthorizedError(MlambdaError):
+    """No credentials, or credentials we do not know (401)."""
+
+    status = 401
+    default_code = "unauthorized"
+
+
+class ForbiddenError(MlambdaError):
+    """Known caller without the scope for this action (403)."""
+
+    status = 403
+    default_code = "forbidden"
+
+
+class NotFoundError(MlambdaError):
+    """The named thing does not exist (404)."""
+
+    status = 404
+    default_code = "not_found"
+
+
+class ConflictError(MlambdaError):
+    """The write lost a race or contradicts the current state (409)."""
+
+    status = 409
+    default_code = "conflict"
+
+
+class UpstreamError(MlambdaError):
+    """A dependency (AWS, a model runtime) failed; retrying may help (502)."""
+
+    status = 502
+    default_code = "upstream_error"
+
+
+def error_response(error: MlambdaError) -> Response[str]:
+    """A powertools Response for ``error``."""
+    from aws_lambda_powertools.event_handler import Response
+
+    return Response(
+        status_code=error.status,
+        content_type="application/json",
+        body=json.dumps(error.to_body(), default=str),
+    )
+
+
+def install(app: APIGatewayRestResolver) -> None:
+    """Map every error an API function can raise to ``{code, message, details}`` in one place."""
+    from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+    from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+    from mlambda.observability import logger
+
+    @app.exception_handler(MlambdaError)
+    def _mlambda_error(exc: MlambdaError) -> Response[str]:
+        if exc.status >= 500:
+            logger.exception("request failed", extra={"code": exc.code})
+            return error_response(type(exc)("The service failed; try again later.", code=exc.code))
+        logger.info("request rejected", extra={"code": exc.code, "reason": exc.message})
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    def _validation_error(exc: RequestValidationError) -> Response[str]:
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):
+            return error_response(InvalidInputError("body is not valid JSON", code="malformed_json"))
+        problems = [
+            {"field": ".".join(str(part) for part in err.get("loc", ())), "message": err.get("msg", "")}
+            for err in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": "", "message": "invalid request"}
+        error = UnprocessableError(
+            f"{first['field'] or 'body'}: {first['message']}", code="validation_error", details=problems
+        )
+        logger.info("request rejected", extra={"code": error.code, "reason": error.message})
+        return error_response(error)
+
+    @app.exception_handler(json.JSONDecodeError)
+    def _malformed_json(exc: json.JSONDecodeError) -> Response[str]:
+        return error_response(InvalidInputError(f"body is not valid JSON: {exc.msg}", code="malformed_json"))
+
+    @app.exception_handler(BadRequestError)
+    def _bad_request(exc: BadRequestError) -> Response[str]:
+        return error_response(InvalidInputError(str(exc.msg)))
+
+    @app.not_found
+    def _not_found(_exc: Exception) -> Response[str]:
+        event = app.current_event
+        return error_response(
+            NotFoundError(f"no route for {event.http_method} {event.path}", code="no_route")
+        )
+
+    @app.exception_handler(Exception)
+    def _unexpected(_exc: Exception) -> Response[str]:
+        logger.exception("unexpected error")
+        return error_response(MlambdaError("The service failed; try again later."))

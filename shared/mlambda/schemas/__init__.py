@@ -1,0 +1,1 @@
+"""Pydantic models for API bodies, events and stored entities."""

@@ -1,0 +1,80 @@
+"""API keys, scopes and the principal a key stands for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Scope(StrEnum):
+    """What a key may do; ``admin`` may do everything."""
+
+    PREDICT = "predict"
+    INGEST = "ingest"
+    REGISTRY_READ = "registry:read"
+    REGISTRY_WRITE = "registry:write"
+    ADMIN = "admin"
+
+
+class Principal(BaseModel):
+    """Who is calling, as the authorizer established it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_id: str
+    name: str
+    scopes: frozenset[Scope]
+
+    def allows(self, scope: Scope) -> bool:
+        """Whether this principal may act with ``scope``."""
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
+
+class ApiKeyRecord(BaseModel):
+    """A stored key: only the hash of its secret is ever kept."""
+
+    key_id: str
+    name: str
+    scopes: list[Scope]
+    secret_hash: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
+
+
+class ApiKeyView(BaseModel):
+    """A key as listings show it (never the secret or its hash)."""
+
+    key_id: str
+    name: str
+    scopes: list[Scope]
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
+
+    @classmethod
+    def of(cls, record: ApiKeyRecord) -> ApiKeyView:
+        """The public view of ``record``."""
+        return cls.model_validate(record.model_dump(exclude={"secret_hash"}))
+
+
+class CreateKeyRequest(BaseModel):
+    """Body of ``POST /keys``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+    scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
+
+    @field_validator("scopes")
+    @classmethod
+    def _unique(cls, scopes: list[Scope]) -> list[Scope]:
+        return sorted(set(scopes))
+
+
+class CreatedKey(ApiKeyView):
+    """A new key with its secret: shown once, never again."""
+
+    api_key: str

@@ -1,0 +1,1 @@
+"""The platform's logic: pure Python + numpy, talking to the world only through ports."""

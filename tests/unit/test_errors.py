@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import pytest
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from pydantic import BaseModel
+
+from mlambda import errors
+from mlambda.auth import require_scope
+from mlambda.schemas.keys import Scope
+from tests.conftest import load_event
+
+app = APIGatewayRestResolver(enable_validation=True)
+errors.install(app)
+
+
+class Thing(BaseModel):
+    size: int
+
+
+@app.get("/raise/<kind>")
+def raise_kind(kind: str) -> dict[str, str]:
+    raise {
+        "invalid": errors.InvalidInputError("bad size", details={"field": "size"}),
+        "missing": errors.NotFoundError("model m not found"),
+        "conflict": errors.ConflictError("version taken"),
+        "forbidden": errors.ForbiddenError("nope"),
+        "upstream": errors.UpstreamError("dynamodb is down: secret internals"),
+        "bug": KeyError("internal detail"),
+    }[kind]
+
+
+@app.post("/things")
+def create_thing(body: Annotated[Thing, Body()]) -> Thing:
+    return body
+
+
+@app.get("/admin")
+def admin_only() -> dict[str, str]:
+    require_scope(app.current_event.raw_event, Scope.ADMIN)
+    return {"ok": "yes"}
+
+
+def call(path: str, method: str = "GET", body: str | None = None, lambda_context: Any = None) -> tuple[int, Any]:
+    event = load_event("apigw_rest", path=path, resource=path, httpMethod=method, body=body)
+    response = app.resolve(event, lambda_context)
+    return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "code"),
+    [
+        ("invalid", 400, "invalid_input"),
+        ("missing", 404, "not_found"),
+        ("conflict", 409, "conflict"),
+        ("forbidden", 403, "forbidden"),
+        ("upstream", 502, "upstream_error"),
+        ("bug", 500, "internal_error"),
+    ],
+)
+def test_errors_map_to_status_and_json_shape(kind: str, status: int, code: str, lambda_context: Any) -> None:
+    got_status, body = call(f"/raise/{kind}", lambda_context=lambda_context)
+    assert got_status == status
+    assert body["code"] == code
+    assert isinstance(body["message"], str)
+
+
+def test_server_errors_hide_internal_details(lambda_context: Any) -> None:
+    _, body = call("/raise/upstream", lambda_context=lambda_context)
+    assert "secret internals" not in body["message"]
+
+
+def test_client_errors_keep_their_details(lambda_context: Any) -> None:
+    _, body = call("/raise/invalid", lambda_context=lambda_context)
+    assert body == {"code": "invalid_input", "message": "bad size", "details": {"field": "size"}}
+
+
+def test_body_validation_names_the_field(lambda_context: Any) -> None:
+    status, body = call("/things", "POST", json.dumps({"size": "big"}), lambda_context)
+    assert status == 422
+    assert body["code"] == "validation_error"
+    assert "size" in body["message"]
+
+
+def test_malformed_json_is_a_400(lambda_context: Any) -> None:
+    status, body = call("/things", "POST", "{not json", lambda_context)
+    assert status == 400
+    assert body["code"] == "malformed_json"
+
+
+def test_unknown_route_is_a_404_with_the_json_shape(lambda_context: Any) -> None:
+    status, body = call("/nowhere", lambda_context=lambda_context)
+    assert status == 404
+    assert body["code"] == "no_route"
+
+
+def test_missing_scope_is_a_403_naming_the_scope(lambda_context: Any) -> None:
+    status, body = call("/admin", lambda_context=lambda_context)
+    assert status == 403
+    assert body["details"] == {"required": "admin"}
