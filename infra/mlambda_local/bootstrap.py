@@ -6,7 +6,6 @@ function runs with the operator's IAM credentials (``mlambda keys bootstrap``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from mlambda.adapters.apikeys import DynamoApiKeyStore
@@ -41,5 +40,5 @@ def ensure_admin_key(data_dir: Path, table_name: str, endpoint_url: str | None) 
     created = keys.create("local-admin", list(Scope), created_by="mlambda local up")
     data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(created.api_key + "\n")
-    os.chmod(path, 0o600)
+    path.chmod(0o600)
     return created.api_key

@@ -1,10 +1,14 @@
 """``make demo``: a fresh local cloud, the platform driven end to end over HTTP, printed as it goes.
 
-Each feature adds a step function to ``STEPS``; steps share one ``DemoContext``.
+Steps live in ``mlambda_local.demo_steps``: every module there exposes ``STEPS``, a list of
+``DemoStep`` (order, title, function); they run in order and share one ``DemoContext``, so a
+feature adds its step without editing this file.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import shutil
 import time
 from collections.abc import Callable
@@ -12,20 +16,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlambda_local import demo_steps
 from mlambda_local.client import ApiClient, ApiError, Target
 
 
 @dataclass
 class DemoContext:
-    """What the steps share: the cloud, an admin client, and notes for later steps."""
+    """What the steps share: the cloud, an admin client, a scratch folder, and notes for later steps."""
 
     cloud: Any
     admin: ApiClient
+    workdir: Path
     notes: dict[str, Any] = field(default_factory=dict)
 
     def client(self, api_key: str | None) -> ApiClient:
         """A client of the same API with another key (None: no key at all)."""
         return ApiClient(Target(api_url=self.admin.target.api_url, api_key=api_key))
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    """One titled step; ``order`` places it in the story (foundation 0-99, registry 100s, ...)."""
+
+    order: int
+    title: str
+    run: Callable[[DemoContext], None]
 
 
 def say(text: str) -> None:
@@ -44,43 +59,13 @@ def expect_error(call: Callable[[], Any], status: int) -> ApiError:
     raise AssertionError(f"expected HTTP {status}, the call succeeded")
 
 
-def step_stack(ctx: DemoContext) -> None:
-    """What the local cloud provisioned from template.yaml."""
-    status = ctx.cloud.status()
-    resources = status["resources"]
-    by_type: dict[str, list[str]] = {}
-    for resource in resources:
-        if resource.get("status") != "skipped":
-            by_type.setdefault(resource["type"], []).append(resource["logical_id"])
-    for kind, names in sorted(by_type.items()):
-        say(f"  {kind:28} {', '.join(sorted(names))}")
-    say(f"  functions                    {', '.join(sorted(f['logical_id'] for f in status['functions']))}")
-
-
-def step_keys(ctx: DemoContext) -> None:
-    """Keys and scopes: authorized, unauthorized, forbidden, unknown route."""
-    me = ctx.admin.get("/me")
-    say(f"  GET /me with the admin key          -> 200 {me['name']} scopes={','.join(me['scopes'])}")
-    created = ctx.admin.post("/keys", {"name": "demo-app", "scopes": ["predict", "ingest"]})
-    app = ctx.client(created["api_key"])
-    say(f"  POST /keys (admin) -> 201 key {created['key_id']} with scopes {','.join(created['scopes'])}")
-    me = app.get("/me")
-    say(f"  GET /me with the app key            -> 200 {me['name']}")
-    error = expect_error(lambda: ctx.client(None).get("/me"), 401)
-    say(f"  GET /me with no key                 -> {error.status} {error.code}: {error.message}")
-    error = expect_error(lambda: ctx.client("mlk.nope.nope").get("/me"), 401)
-    say(f"  GET /me with an unknown key         -> {error.status} {error.code}")
-    error = expect_error(lambda: app.get("/keys"), 403)
-    say(f"  GET /keys with the app key          -> {error.status} {error.code}: {error.message}")
-    error = expect_error(lambda: ctx.admin.get("/no/such/route"), 404)
-    say(f"  GET /no/such/route                  -> {error.status} {error.code}")
-    ctx.notes["app_key"] = created["api_key"]
-
-
-STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
-    ("The stack, provisioned from template.yaml", step_stack),
-    ("API keys and scopes", step_keys),
-]
+def all_steps() -> list[DemoStep]:
+    """Every step of every module in ``demo_steps``, in order."""
+    steps: list[DemoStep] = []
+    for info in pkgutil.iter_modules(demo_steps.__path__):
+        module = importlib.import_module(f"{demo_steps.__name__}.{info.name}")
+        steps.extend(module.STEPS)
+    return sorted(steps, key=lambda step: step.order)
 
 
 def run_demo(template: Path, data_dir: Path) -> int:
@@ -92,13 +77,19 @@ def run_demo(template: Path, data_dir: Path) -> int:
     started = time.perf_counter()
     say("== Starting the local cloud (moto server + function runner, no Docker)")
     with LocalCloud(template, data_dir) as cloud:
-        say(f"  AWS endpoint {cloud.endpoint_url}, API {cloud.api_url} ({time.perf_counter() - started:.1f} s)")
+        say(
+            f"  AWS endpoint {cloud.endpoint_url}, API {cloud.api_url} ({time.perf_counter() - started:.1f} s)"
+        )
         key = ensure_admin_key(data_dir, cloud.outputs["ApiKeysTableName"], cloud.endpoint_url)
-        ctx = DemoContext(cloud=cloud, admin=ApiClient(Target(api_url=cloud.api_url, api_key=key)))
-        for title, run in STEPS:
-            say(f"== {title}")
+        workdir = data_dir / "work"
+        workdir.mkdir(parents=True, exist_ok=True)
+        ctx = DemoContext(
+            cloud=cloud, admin=ApiClient(Target(api_url=cloud.api_url, api_key=key)), workdir=workdir
+        )
+        for step in all_steps():
+            say(f"== {step.title}")
             begun = time.perf_counter()
-            run(ctx)
+            step.run(ctx)
             say(f"  ({time.perf_counter() - begun:.2f} s)")
         say("== Stopping the local cloud")
     say(f"Demo finished in {time.perf_counter() - started:.1f} s: every step passed.")

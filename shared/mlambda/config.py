@@ -72,3 +72,14 @@ class KeysSettings(FunctionSettings):
     """The key-management API (`/me`, `/keys`)."""
 
     api_keys_table: str = Field(alias="API_KEYS_TABLE", description="DynamoDB table of hashed API keys.")
+
+
+# >>> registry settings (issue 3)
+
+# >>> predict settings (issue 4)
+
+# >>> ingest and archiver settings (issue 5)
+
+# >>> batch settings (issue 6)
+
+# >>> monitor settings (issue 7)

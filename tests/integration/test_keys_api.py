@@ -79,7 +79,7 @@ def test_authorizer_allows_a_valid_key_and_passes_scopes(keys: ApiKeyService, la
 def test_authorizer_rejects_missing_and_unknown_keys(
     keys: ApiKeyService, lambda_context: Any, presented: str | None
 ) -> None:
-    with pytest.raises(UnauthorizedError, match="^Unauthorized$"):
+    with pytest.raises(UnauthorizedError, match=r"^Unauthorized$"):
         authorize(presented, lambda_context)
 
 

@@ -1,0 +1,67 @@
+"""``mlambda local up|status|trigger``: the local cloud."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from mlambda_local.commands import print_json
+
+
+def local_up(args: argparse.Namespace) -> int:
+    """Run the local cloud in the foreground until Ctrl-C / SIGTERM."""
+    from mlambda_local.bootstrap import ensure_admin_key
+    from mlambda_local.cloud import LocalCloud
+
+    data_dir = Path(args.data_dir)
+    cloud = LocalCloud(Path(args.template), data_dir, endpoint_url=args.endpoint_url, api_port=args.api_port)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    cloud.start()
+    try:
+        key = ensure_admin_key(data_dir, cloud.outputs["ApiKeysTableName"], cloud.endpoint_url)
+        print(f"mlambda local cloud is up (data dir {data_dir})")
+        print(f"  API URL:      {cloud.api_url}")
+        print(f"  AWS endpoint: {cloud.endpoint_url}")
+        print(f"  admin key:    {key}")
+        print(f"  try:          curl -H 'x-api-key: {key}' {cloud.api_url}/me")
+        print("Ctrl-C stops it.", flush=True)
+        stop.wait()
+    finally:
+        print("stopping...", flush=True)
+        cloud.stop()
+        print("stopped.")
+    return 0
+
+
+def local_status(args: argparse.Namespace) -> int:
+    """Resources, functions and triggers of the running local cloud."""
+    from mlambda_local.cloud import ControlClient
+
+    print_json(ControlClient.from_data_dir(Path(args.data_dir)).status())
+    return 0
+
+
+def local_trigger(args: argparse.Namespace) -> int:
+    """Fire a schedule rule (or the schedule of a function) now."""
+    from mlambda_local.cloud import ControlClient
+
+    print_json(ControlClient.from_data_dir(Path(args.data_dir)).trigger(args.name))
+    return 0
+
+
+def register(groups: Any) -> None:
+    """Add ``mlambda local ...``."""
+    local = groups.add_parser("local", help="the local cloud").add_subparsers(dest="command", required=True)
+    up = local.add_parser("up", help="run the local cloud in the foreground")
+    up.add_argument("--api-port", type=int, default=0, help="HTTP port of the API (default: a free one)")
+    up.add_argument("--endpoint-url", help="use this AWS endpoint (LocalStack...) instead of starting moto")
+    up.set_defaults(run=local_up)
+    local.add_parser("status", help="what the running local cloud holds").set_defaults(run=local_status)
+    trigger = local.add_parser("trigger", help="fire a schedule now")
+    trigger.add_argument("name", help="rule or function logical id")
+    trigger.set_defaults(run=local_trigger)

@@ -1,0 +1,1 @@
+"""Demo steps, one module per feature, each exposing ``STEPS: list[DemoStep]``."""

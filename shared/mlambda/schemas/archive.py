@@ -1,0 +1,64 @@
+"""What goes to the archive queue and how the archiver lays it out as Parquet (the offline store).
+
+Producers (ingest for events, predict for prediction logs) send one ``ArchiveEnvelope`` per
+JSON message body, or a JSON list of them (one SQS message may carry up to 256 KB). The
+archiver writes each batch as Parquet objects under
+``type=<type>/[model=<model>/]date=YYYY-MM-DD/hour=HH/part-<digest>.parquet`` in the data
+bucket, one row per envelope, with ``flatten_payload`` turning the payload into columns:
+nested mappings become dotted column names (``features.age``, ``prediction.proba.1``).
+Monitoring and the point-in-time helper read those columns back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ArchiveType = Literal["feature_update", "interaction", "label", "prediction"]
+Scalar = str | int | float | bool | None
+
+PREDICTION_TYPE: ArchiveType = "prediction"
+
+
+class ArchiveEnvelope(BaseModel):
+    """One archived record: an accepted event or a served/shadow prediction (one row of it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=256, description="event_id, or '<request_id>:<row>' for predictions")
+    type: ArchiveType
+    timestamp: datetime = Field(description="event time (events) or serving time (predictions), UTC")
+    entity_id: str | None = None
+    model: str | None = Field(None, description="model name; set for predictions (partition key)")
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def flatten_payload(payload: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
+    """Nested mappings as dotted columns; lists become JSON text (Parquet columns stay scalar)."""
+    import json
+
+    flat: dict[str, Scalar] = {}
+    for key, value in payload.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_payload(value, f"{name}."))
+        elif isinstance(value, list | tuple):
+            flat[name] = json.dumps(value, default=str)
+        else:
+            flat[name] = value
+    return flat
+
+
+def partition_prefix(envelope: ArchiveEnvelope) -> str:
+    """The Hive-style folder an envelope's row lands in."""
+    ts = envelope.timestamp
+    model = f"model={envelope.model}/" if envelope.type == PREDICTION_TYPE and envelope.model else ""
+    return f"type={envelope.type}/{model}date={ts:%Y-%m-%d}/hour={ts:%H}/"
