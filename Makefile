@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo up test unit integration e2e lint format typecheck clean
+.PHONY: install demo up test unit integration e2e lint format clean bench bench-predict bench-ingest bench-batch bench-monitor
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,20 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench: bench-predict bench-ingest bench-batch bench-monitor  ## every benchmark, figures printed
+
+bench-predict: install
+	$(BIN)/python benchmarks/bench_predict.py
+
+bench-ingest: install
+	$(BIN)/python benchmarks/bench_ingest.py
+
+bench-batch: install
+	$(BIN)/python benchmarks/bench_batch.py
+
+bench-monitor: install
+	$(BIN)/python benchmarks/bench_monitor.py
 
 clean:
 	rm -rf $(VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache

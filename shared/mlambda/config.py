@@ -75,11 +75,7 @@ class KeysSettings(FunctionSettings):
 
 
 # >>> registry settings (issue 3)
-
 # >>> predict settings (issue 4)
-
 # >>> ingest and archiver settings (issue 5)
-
 # >>> batch settings (issue 6)
-
 # >>> monitor settings (issue 7)

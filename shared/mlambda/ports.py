@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from mlambda.schemas.batch import ChunkRecord, ChunkResult, ChunkStatus, Job
 from mlambda.schemas.keys import ApiKeyRecord
+from mlambda.schemas.registry import (
+    Alias,
+    EndpointConfig,
+    HistoryEntry,
+    ModelVersion,
+    RegisteredModel,
+    Signature,
+)
+from mlambda.schemas.registry_api import ModelDetails
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas
 
 
 class ApiKeyStore(Protocol):
@@ -27,3 +41,38 @@ class ApiKeyStore(Protocol):
     def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord:
         """Mark the key revoked (idempotent); NotFoundError when absent."""
         ...
+
+
+class ModelCatalog(Protocol):
+    """The registry's read side: what predict, batch and monitor ask it."""
+
+    def get_version(self, model: str, version: int) -> ModelVersion:
+        """One version; NotFoundError when the model or version does not exist."""
+        ...
+
+    def resolve(self, model: str, ref: str) -> ModelVersion:
+        """The version an alias (``production``) or version ref (``v3``, ``3``) names; NotFoundError otherwise."""
+        ...
+
+    def endpoint_config(self, model: str) -> EndpointConfig | None:
+        """The model's endpoint config, or None when it has none (serve ``production``)."""
+        ...
+
+    def models_with_alias(self, alias: str) -> list[ModelVersion]:
+        """The version each model's ``alias`` points at, for every model that has it."""
+        ...
+
+
+class ArtifactStore(Protocol):
+    """Where model files, profiles and reports live (the artifacts bucket)."""
+
+    def get(self, key: str) -> bytes:
+        """The object at ``key``; NotFoundError when absent."""
+        ...
+
+    def put(self, key: str, body: bytes, *, content_type: str = "application/octet-stream") -> None:
+        """Write ``body`` at ``key``."""
+        ...
+
+
+# >>> registry (issue 3)

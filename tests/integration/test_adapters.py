@@ -88,7 +88,9 @@ def test_query_pages_until_done(table: DynamoTable) -> None:
     items, more = table.query("pk = :pk", {":pk": "m"}, limit=10)
     assert len(items) == 10
     assert more is not None
-    assert [i["sk"] for i in table.query_all("pk = :pk", {":pk": "m"}, limit=7)] == [f"v{i:03d}" for i in range(30)]
+    assert [i["sk"] for i in table.query_all("pk = :pk", {":pk": "m"}, limit=7)] == [
+        f"v{i:03d}" for i in range(30)
+    ]
 
 
 def test_missing_object_is_not_found(store: ObjectStore) -> None:

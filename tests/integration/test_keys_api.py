@@ -3,53 +3,40 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from functions.authorizer import app as authorizer
-from functions.keys import app as keys_app
 from mlambda.adapters.apikeys import DynamoApiKeyStore
 from mlambda.adapters.dynamodb import DynamoTable
-from mlambda.config import KeysSettings, function_environment
+from mlambda.config import KeysSettings
 from mlambda.errors import UnauthorizedError
 from mlambda.schemas.keys import CreatedKey, Scope
 from mlambda.services.apikeys import ApiKeyService
 from tests.conftest import load_event
-
-TABLE = "api-keys"
+from tests.integration.conftest import Stack
 
 
 @pytest.fixture
-def keys() -> Iterator[ApiKeyService]:
-    with mock_aws(), function_environment({"API_KEYS_TABLE": TABLE}):
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "key_id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "key_id", "KeyType": "HASH"}],
-        )
-        authorizer.service.cache_clear()
-        keys_app.service.cache_clear()
-        settings = KeysSettings.load()
-        yield ApiKeyService(DynamoApiKeyStore(DynamoTable(TABLE, settings)))
-        authorizer.service.cache_clear()
-        keys_app.service.cache_clear()
+def keys(stack: Stack) -> ApiKeyService:
+    """The key service on the template's API keys table."""
+    settings = KeysSettings.load(stack.env("KeysFunction"))
+    return ApiKeyService(DynamoApiKeyStore(DynamoTable(settings.api_keys_table, settings)))
 
 
-def authorize(api_key: str | None, context: Any) -> dict[str, Any]:
+def authorize(stack: Stack, api_key: str | None) -> dict[str, Any]:
     headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com"}
     if api_key is not None:
         headers["x-api-key"] = api_key
-    return authorizer.handler(load_event("apigw_authorizer_request", headers=headers), context)
+    result: dict[str, Any] = stack.invoke(
+        "AuthorizerFunction", load_event("apigw_authorizer_request", headers=headers)
+    )
+    return result
 
 
-def call(created: CreatedKey, method: str, path: str, context: Any, body: Any = None) -> tuple[int, Any]:
+def call(stack: Stack, created: CreatedKey, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """Call the keys function as API Gateway does after the authorizer allowed ``created``."""
-    policy = authorize(created.api_key, context)
+    policy = authorize(stack, created.api_key)
     event = load_event(
         "apigw_rest",
         path=path,
@@ -58,15 +45,15 @@ def call(created: CreatedKey, method: str, path: str, context: Any, body: Any = 
         body=json.dumps(body) if body is not None else None,
     )
     event["requestContext"]["authorizer"] = {"principalId": policy["principalId"], **policy["context"]}
-    response = keys_app.handler(event, context)
+    response = stack.invoke("KeysFunction", event)
     return response["statusCode"], json.loads(response["body"])
 
 
-def test_authorizer_allows_a_valid_key_and_passes_scopes(keys: ApiKeyService, lambda_context: Any) -> None:
+def test_authorizer_allows_a_valid_key_and_passes_scopes(stack: Stack, keys: ApiKeyService) -> None:
     # Given
     created = keys.create("app", [Scope.PREDICT, Scope.INGEST], created_by="test")
     # When
-    policy = authorize(created.api_key, lambda_context)
+    policy = authorize(stack, created.api_key)
     # Then
     assert policy["principalId"] == created.key_id
     assert policy["context"]["scopes"] == "ingest,predict"
@@ -77,33 +64,33 @@ def test_authorizer_allows_a_valid_key_and_passes_scopes(keys: ApiKeyService, la
 
 @pytest.mark.parametrize("presented", [None, "", "mlk.unknown.secret", "not-a-key"])
 def test_authorizer_rejects_missing_and_unknown_keys(
-    keys: ApiKeyService, lambda_context: Any, presented: str | None
+    stack: Stack, keys: ApiKeyService, presented: str | None
 ) -> None:
     with pytest.raises(UnauthorizedError, match=r"^Unauthorized$"):
-        authorize(presented, lambda_context)
+        authorize(stack, presented)
 
 
-def test_authorizer_rejects_a_revoked_key(keys: ApiKeyService, lambda_context: Any) -> None:
+def test_authorizer_rejects_a_revoked_key(stack: Stack, keys: ApiKeyService) -> None:
     created = keys.create("app", [Scope.PREDICT], created_by="test")
     keys.revoke(created.key_id)
     with pytest.raises(UnauthorizedError):
-        authorize(created.api_key, lambda_context)
+        authorize(stack, created.api_key)
 
 
-def test_me_returns_the_callers_principal(keys: ApiKeyService, lambda_context: Any) -> None:
+def test_me_returns_the_callers_principal(stack: Stack, keys: ApiKeyService) -> None:
     created = keys.create("app", [Scope.PREDICT], created_by="test")
-    status, body = call(created, "GET", "/me", lambda_context)
+    status, body = call(stack, created, "GET", "/me")
     assert status == 200
     assert body == {"key_id": created.key_id, "name": "app", "scopes": ["predict"]}
 
 
-def test_admin_creates_lists_and_revokes_keys(keys: ApiKeyService, lambda_context: Any) -> None:
+def test_admin_creates_lists_and_revokes_keys(stack: Stack, keys: ApiKeyService) -> None:
     # Given
     admin = keys.create("root", [Scope.ADMIN], created_by="test")
     # When
-    status, created = call(admin, "POST", "/keys", lambda_context, {"name": "svc", "scopes": ["ingest"]})
-    _, listed = call(admin, "GET", "/keys", lambda_context)
-    revoke_status, revoked = call(admin, "DELETE", f"/keys/{created['key_id']}", lambda_context)
+    status, created = call(stack, admin, "POST", "/keys", {"name": "svc", "scopes": ["ingest"]})
+    _, listed = call(stack, admin, "GET", "/keys")
+    revoke_status, revoked = call(stack, admin, "DELETE", f"/keys/{created['key_id']}")
     # Then
     assert status == 201
     assert created["api_key"].startswith(f"mlk.{created['key_id']}.")
@@ -115,9 +102,9 @@ def test_admin_creates_lists_and_revokes_keys(keys: ApiKeyService, lambda_contex
         keys.authenticate(created["api_key"])
 
 
-def test_key_management_needs_the_admin_scope(keys: ApiKeyService, lambda_context: Any) -> None:
+def test_key_management_needs_the_admin_scope(stack: Stack, keys: ApiKeyService) -> None:
     app_key = keys.create("app", [Scope.PREDICT, Scope.REGISTRY_WRITE], created_by="test")
-    status, body = call(app_key, "POST", "/keys", lambda_context, {"name": "x", "scopes": ["admin"]})
+    status, body = call(stack, app_key, "POST", "/keys", {"name": "x", "scopes": ["admin"]})
     assert status == 403
     assert body["code"] == "forbidden"
 
@@ -132,16 +119,16 @@ def test_key_management_needs_the_admin_scope(keys: ApiKeyService, lambda_contex
     ],
 )
 def test_bad_key_requests_name_the_field(
-    keys: ApiKeyService, lambda_context: Any, body: dict[str, Any], field: str
+    stack: Stack, keys: ApiKeyService, body: dict[str, Any], field: str
 ) -> None:
     admin = keys.create("root", [Scope.ADMIN], created_by="test")
-    status, error = call(admin, "POST", "/keys", lambda_context, body)
+    status, error = call(stack, admin, "POST", "/keys", body)
     assert status == 422
     assert field in error["message"]
 
 
-def test_revoking_an_unknown_key_is_404(keys: ApiKeyService, lambda_context: Any) -> None:
+def test_revoking_an_unknown_key_is_404(stack: Stack, keys: ApiKeyService) -> None:
     admin = keys.create("root", [Scope.ADMIN], created_by="test")
-    status, error = call(admin, "DELETE", "/keys/000000000000", lambda_context)
+    status, error = call(stack, admin, "DELETE", "/keys/000000000000")
     assert status == 404
     assert error["code"] == "not_found"

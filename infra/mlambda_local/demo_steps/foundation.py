@@ -9,12 +9,14 @@ def show_stack(ctx: DemoContext) -> None:
     """What the local cloud provisioned from template.yaml."""
     status = ctx.cloud.status()
     by_type: dict[str, list[str]] = {}
-    for resource in status["resources"]:
+    for resource in status["resources"]["resources"]:
         if resource.get("status") != "skipped":
             by_type.setdefault(resource["type"], []).append(resource["logical_id"])
     for kind, names in sorted(by_type.items()):
         say(f"  {kind:28} {', '.join(sorted(names))}")
-    say(f"  {'functions':28} {', '.join(sorted(f['logical_id'] for f in status['functions']))}")
+    say(f"  {'functions':28} {', '.join(sorted(status['functions']))}")
+    routes = status["triggers"]["api"]
+    say(f"  {'API routes':28} {len(routes)} behind the {routes[0]['authorizer']} authorizer" if routes else "")
 
 
 def keys_and_scopes(ctx: DemoContext) -> None:

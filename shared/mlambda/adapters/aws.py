@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 from botocore.config import Config
@@ -104,3 +104,23 @@ def aws_errors(what: str) -> Iterator[None]:
         yield
     except (ClientError, BotoCoreError) as exc:
         raise translate(exc, what) from exc
+
+
+class AwsResource:
+    """One AWS resource an adapter works on; its boto3 client is created on first use.
+
+    Tests may pass a client; otherwise the shared one for the settings' region and endpoint.
+    """
+
+    service: ClassVar[str]
+
+    def __init__(self, settings: FunctionSettings, aws_client: Any = None) -> None:
+        self._settings = settings
+        self._client = aws_client
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, created on first use."""
+        if self._client is None:
+            self._client = client(self.service, self._settings)
+        return self._client

@@ -13,7 +13,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from mlambda.adapters.aws import aws_errors, client
+from mlambda.adapters.aws import AwsResource, aws_errors
 from mlambda.config import FunctionSettings
 from mlambda.errors import InvalidInputError, UpstreamError
 
@@ -64,20 +64,14 @@ def serialize_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _serializer.serialize(_to_dynamo(v)) for k, v in values.items()}
 
 
-class DynamoTable:
+class DynamoTable(AwsResource):
     """One table, with the operations services need, in plain Python values."""
 
-    def __init__(self, name: str, settings: FunctionSettings, dynamodb_client: Any = None) -> None:
-        self.name = name
-        self._settings = settings
-        self._client = dynamodb_client
+    service = "dynamodb"
 
-    @property
-    def client(self) -> Any:
-        """The boto3 client, created on first use."""
-        if self._client is None:
-            self._client = client("dynamodb", self._settings)
-        return self._client
+    def __init__(self, name: str, settings: FunctionSettings, dynamodb_client: Any = None) -> None:
+        super().__init__(settings, dynamodb_client)
+        self.name = name
 
     def get(self, key: Mapping[str, Any], *, consistent: bool = False) -> dict[str, Any] | None:
         """The item at ``key``, or None."""

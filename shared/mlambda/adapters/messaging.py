@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlambda.adapters.aws import aws_errors, client
+from mlambda.adapters.aws import AwsResource, aws_errors
 from mlambda.config import FunctionSettings
 from mlambda.errors import UpstreamError
 
@@ -14,20 +14,14 @@ SQS_BATCH_LIMIT = 10
 EVENTS_BATCH_LIMIT = 10
 
 
-class Queue:
+class Queue(AwsResource):
     """One SQS queue, addressed by URL."""
 
-    def __init__(self, url: str, settings: FunctionSettings, sqs_client: Any = None) -> None:
-        self.url = url
-        self._settings = settings
-        self._client = sqs_client
+    service = "sqs"
 
-    @property
-    def client(self) -> Any:
-        """The boto3 client, created on first use."""
-        if self._client is None:
-            self._client = client("sqs", self._settings)
-        return self._client
+    def __init__(self, url: str, settings: FunctionSettings, sqs_client: Any = None) -> None:
+        super().__init__(settings, sqs_client)
+        self.url = url
 
     def send(self, body: str, *, attributes: Mapping[str, str] | None = None, delay_seconds: int = 0) -> str:
         """Send one message; returns its id."""
@@ -56,20 +50,14 @@ class Queue:
                 )
 
 
-class Topic:
+class Topic(AwsResource):
     """One SNS topic, addressed by ARN."""
 
-    def __init__(self, arn: str, settings: FunctionSettings, sns_client: Any = None) -> None:
-        self.arn = arn
-        self._settings = settings
-        self._client = sns_client
+    service = "sns"
 
-    @property
-    def client(self) -> Any:
-        """The boto3 client, created on first use."""
-        if self._client is None:
-            self._client = client("sns", self._settings)
-        return self._client
+    def __init__(self, arn: str, settings: FunctionSettings, sns_client: Any = None) -> None:
+        super().__init__(settings, sns_client)
+        self.arn = arn
 
     def publish(self, subject: str, message: Mapping[str, Any]) -> str:
         """Publish ``message`` as JSON; returns the message id."""
@@ -80,8 +68,10 @@ class Topic:
         return str(response["MessageId"])
 
 
-class EventBus:
+class EventBus(AwsResource):
     """Domain events on an EventBridge bus (the default bus unless named)."""
+
+    service = "events"
 
     def __init__(
         self,
@@ -91,17 +81,9 @@ class EventBus:
         source: str = "mlambda",
         events_client: Any = None,
     ) -> None:
+        super().__init__(settings, events_client)
         self.bus_name = bus_name
         self.source = source
-        self._settings = settings
-        self._client = events_client
-
-    @property
-    def client(self) -> Any:
-        """The boto3 client, created on first use."""
-        if self._client is None:
-            self._client = client("events", self._settings)
-        return self._client
 
     def emit(self, detail_type: str, details: Sequence[Mapping[str, Any]]) -> None:
         """Put one event per detail, 10 a call; raises UpstreamError when any entry is refused."""

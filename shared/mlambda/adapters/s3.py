@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlambda.adapters.aws import aws_errors, client
+from mlambda.adapters.aws import AwsResource, aws_errors
 from mlambda.config import FunctionSettings
 
 
@@ -21,20 +21,14 @@ class ObjectInfo:
     content_type: str | None = None
 
 
-class ObjectStore:
+class ObjectStore(AwsResource):
     """One bucket."""
 
-    def __init__(self, bucket: str, settings: FunctionSettings, s3_client: Any = None) -> None:
-        self.bucket = bucket
-        self._settings = settings
-        self._client = s3_client
+    service = "s3"
 
-    @property
-    def client(self) -> Any:
-        """The boto3 client, created on first use."""
-        if self._client is None:
-            self._client = client("s3", self._settings)
-        return self._client
+    def __init__(self, bucket: str, settings: FunctionSettings, s3_client: Any = None) -> None:
+        super().__init__(settings, s3_client)
+        self.bucket = bucket
 
     def _what(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"

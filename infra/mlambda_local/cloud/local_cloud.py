@@ -1,0 +1,519 @@
+"""``LocalCloud``: the template running on one machine, without Docker.
+
+Start order: read and validate the template (so a bad function fails before anything runs),
+start moto (unless an endpoint is given), load every function, provision resources, then open
+the triggers (HTTP API, SQS pollers, S3 pollers, scheduler) and write ``state.json``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit
+
+import boto3
+from botocore.config import Config
+
+from mlambda_local.cloud.apigateway import HttpRequest, HttpResponse, RestApi
+from mlambda_local.cloud.control import CONTROL_HEADER, STATE_FILE, read_state, write_state
+from mlambda_local.cloud.errors import (
+    FunctionInvocationError,
+    MlambdaLocalError,
+    TemplateError,
+    UnknownTargetError,
+)
+from mlambda_local.cloud.functions import DEFAULT_CONCURRENCY, LocalFunction, function_specs, load_handler
+from mlambda_local.cloud.moto_server import MotoServer
+from mlambda_local.cloud.provision import Inventory, Provisioner
+from mlambda_local.cloud.schedule import (
+    ScheduledRule,
+    Scheduler,
+    ScheduleTarget,
+    utc_now,
+    validate_schedule,
+)
+from mlambda_local.cloud.server import CONTROL_PREFIX, LocalHttpServer
+from mlambda_local.cloud.sqs import QueuePoller, S3NotificationPoller, SqsEventSourcePoller, SqsMapping
+from mlambda_local.cloud.template import DEFAULT_REGION, IntrinsicResolver, Template, load_template
+
+logger = logging.getLogger("mlambda.local")
+
+SUPPORTED_EVENT_TYPES = frozenset({"Api", "SQS", "S3", "Schedule"})
+DEFAULT_SQS_CONCURRENCY = 2
+S3_POLLER_THREADS = 2
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+
+
+def validate_event_sources(template: Template, resolver: IntrinsicResolver) -> None:
+    """Fail, naming the function, on any trigger the local cloud cannot deliver."""
+    for logical_id, resource in (template.original.get("Resources") or {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event_name, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
+            kind = event.get("Type")
+            if kind not in SUPPORTED_EVENT_TYPES:
+                raise TemplateError(
+                    f"function {logical_id}: event {event_name} of type {kind} is not supported by the local "
+                    f"cloud (supported: {', '.join(sorted(SUPPORTED_EVENT_TYPES))})"
+                )
+    for logical_id, resource in template.resources.items():
+        kind = resource.get("Type")
+        properties = resource.get("Properties") or {}
+        if kind == "AWS::Lambda::EventSourceMapping":
+            source = str(resolver.resolve(properties.get("EventSourceArn", "")))
+            if not source.startswith("arn:aws:sqs:"):
+                raise TemplateError(
+                    f"event source mapping {logical_id} of function {_function_ref(properties)}: "
+                    f"source {source!r} is not an SQS queue; only SQS mappings run locally"
+                )
+            if properties.get("FilterCriteria"):
+                raise TemplateError(
+                    f"event source mapping {logical_id} of function {_function_ref(properties)}: "
+                    "FilterCriteria is not supported locally"
+                )
+        elif kind == "AWS::Events::Rule":
+            targets = [
+                t for t in properties.get("Targets") or [] if ":function:" in str(resolver.resolve(t["Arn"]))
+            ]
+            if targets and "ScheduleExpression" not in properties:
+                raise TemplateError(
+                    f"rule {logical_id}: event-pattern rules targeting functions are not supported locally"
+                )
+            if targets:
+                validate_schedule(logical_id, str(resolver.resolve(properties["ScheduleExpression"])))
+
+
+def _function_ref(properties: dict[str, Any]) -> str:
+    name = properties.get("FunctionName")
+    if isinstance(name, dict) and "Ref" in name:
+        return str(name["Ref"])
+    return str(name)
+
+
+class LocalCloud:
+    """A SAM template running in this process against moto (or another endpoint)."""
+
+    def __init__(
+        self,
+        template_path: Path | str,
+        data_dir: Path | str,
+        *,
+        endpoint_url: str | None = None,
+        api_port: int = 0,
+        stack_name: str = "mlambda-local",
+        parameters: dict[str, Any] | None = None,
+        region: str = DEFAULT_REGION,
+        moto_port: int = 0,
+        clock: Callable[[], datetime] = utc_now,
+        schedule_check_interval: float = 5.0,
+    ) -> None:
+        self.template_path = Path(template_path)
+        self.data_dir = Path(data_dir)
+        self._endpoint_url = endpoint_url
+        self.api_port = api_port
+        self.stack_name = stack_name
+        self.parameters = dict(parameters or {})
+        self.region = region
+        self.moto_port = moto_port
+        self.clock = clock
+        self.schedule_check_interval = schedule_check_interval
+        self.template: Template | None = None
+        self.resolver: IntrinsicResolver | None = None
+        self.functions: dict[str, LocalFunction] = {}
+        self.apis: list[RestApi] = []
+        self.pollers: list[QueuePoller] = []
+        self.scheduler: Scheduler | None = None
+        self._inventory: Inventory | None = None
+        self._outputs: dict[str, Any] = {}
+        self._moto: MotoServer | None = None
+        self._server: LocalHttpServer | None = None
+        self._saved_environment: dict[str, str | None] = {}
+        self._token = secrets.token_urlsafe(24)
+        self._lock = threading.Lock()
+        self._running = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bring everything up; on any failure, tear down what started and re-raise."""
+        with self._lock:
+            if self._running:
+                return self
+            try:
+                self._start()
+            except BaseException:
+                self._stop()
+                raise
+            self._running = True
+        return self
+
+    def _start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        template = load_template(
+            self.template_path, stack_name=self.stack_name, parameters=self.parameters, region=self.region
+        )
+        self.template = template
+        validate_event_sources(template, IntrinsicResolver(template))
+        if self._endpoint_url is None:
+            self._moto = MotoServer(self.data_dir, port=self.moto_port)
+            endpoint = self._moto.start()
+            self._set_environment(endpoint, fake_credentials=True)
+        else:
+            endpoint = self._endpoint_url
+            self._set_environment(endpoint, fake_credentials=False)
+        self._endpoint_url = endpoint
+        resolver = IntrinsicResolver(template, queue_url_base=endpoint)
+        self.resolver = resolver
+        session = self._session()
+        mappings = self._sqs_mappings(template, resolver)
+        base_environment = {
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ENDPOINT_URL": endpoint,
+        }
+        for spec in function_specs(template, resolver):
+            concurrency = spec.reserved_concurrency or max(
+                (m.maximum_concurrency for m in mappings if m.function_logical_id == spec.logical_id),
+                default=DEFAULT_CONCURRENCY,
+            )
+            self.functions[spec.logical_id] = LocalFunction(
+                spec, load_handler(spec), concurrency, base_environment
+            )
+        rules = self._scheduled_rules(template, resolver)
+        apis = [
+            RestApi.from_template(logical_id, template, resolver, self.functions)
+            for logical_id, resource in template.resources.items()
+            if resource.get("Type") == "AWS::ApiGateway::RestApi" and resolver.is_enabled(resource)
+        ]
+        stages = [api.stage for api in apis]
+        if len(stages) != len(set(stages)):
+            raise TemplateError(
+                f"two APIs deploy the same stage name ({stages}); the local server mounts APIs by stage"
+            )
+        self.apis = apis
+        provisioner = Provisioner(
+            template,
+            resolver,
+            session,
+            endpoint,
+            {fid: fn.spec.timeout for fid, fn in self.functions.items()},
+        )
+        self._inventory = provisioner.provision()
+        self._outputs = resolver.outputs()
+        self._server = LocalHttpServer(apis, self._control, port=self.api_port)
+        self._server.start()
+        self._start_pollers(session, endpoint, mappings)
+        self.scheduler = Scheduler(
+            rules,
+            self.region,
+            template.account_id,
+            clock=self.clock,
+            check_interval=self.schedule_check_interval,
+        )
+        self.scheduler.start()
+        write_state(self.data_dir, self._state(pid=os.getpid()))
+        logger.info("local cloud %s up: API %s, endpoint %s", self.stack_name, self.api_url, endpoint)
+
+    def stop(self) -> None:
+        """Stop triggers, functions and moto, and mark the state file stopped; safe to call twice."""
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        for poller in self.pollers:
+            poller.signal_stop()
+        for poller in self.pollers:
+            poller.join()
+        self.pollers = []
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        for function in self.functions.values():
+            function.close()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        self._restore_environment()
+        if self._running or (self.data_dir / STATE_FILE).exists():
+            with suppress(MlambdaLocalError):
+                state = read_state(self.data_dir)
+                if state.get("control_token") == self._token:
+                    state["pid"] = None
+                    write_state(self.data_dir, state)
+        self._running = False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- wiring ------------------------------------------------------------------------------------
+
+    def _set_environment(self, endpoint: str, fake_credentials: bool) -> None:
+        """Process-wide AWS settings every function (and boto3 client) picks up."""
+        values = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+        if fake_credentials:
+            values |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+            values["AWS_SESSION_TOKEN"] = "testing"
+        for key, value in values.items():
+            self._saved_environment.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _restore_environment(self) -> None:
+        for key, value in self._saved_environment.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_environment = {}
+
+    def _session(self) -> boto3.session.Session:
+        if self._moto is not None:
+            return boto3.session.Session(
+                region_name=self.region, aws_access_key_id="testing", aws_secret_access_key="testing"
+            )
+        return boto3.session.Session(region_name=self.region)
+
+    def _function_id(self, name: str) -> str | None:
+        if name in self.functions:
+            return name
+        for logical_id, function in self.functions.items():
+            if name in (function.spec.name, function.spec.arn):
+                return logical_id
+        return None
+
+    def _sqs_mappings(self, template: Template, resolver: IntrinsicResolver) -> list[SqsMapping]:
+        mappings: list[SqsMapping] = []
+        for logical_id, resource in template.resources.items():
+            if resource.get("Type") != "AWS::Lambda::EventSourceMapping" or not resolver.is_enabled(resource):
+                continue
+            raw = resource.get("Properties") or {}
+            properties = resolver.resolve(raw)
+            function_id = _function_ref(raw) if isinstance(raw.get("FunctionName"), dict) else None
+            if function_id not in template.resources:
+                function_id = resolver.logical_id_for_function_arn(f"function:{properties['FunctionName']}")
+            if function_id is None:
+                raise TemplateError(
+                    f"event source mapping {logical_id}: unknown function {properties['FunctionName']!r}"
+                )
+            scaling = properties.get("ScalingConfig") or {}
+            arn = str(properties["EventSourceArn"])
+            mappings.append(
+                SqsMapping(
+                    logical_id=logical_id,
+                    function_logical_id=function_id,
+                    queue_url=resolver.queue_url(arn.rsplit(":", 1)[-1]),
+                    queue_arn=arn,
+                    batch_size=int(properties.get("BatchSize", 10)),
+                    batching_window=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in (properties.get("FunctionResponseTypes") or []),
+                    maximum_concurrency=int(scaling.get("MaximumConcurrency", DEFAULT_SQS_CONCURRENCY)),
+                    enabled=str(properties.get("Enabled", True)).lower() != "false",
+                )
+            )
+        return mappings
+
+    def _scheduled_rules(self, template: Template, resolver: IntrinsicResolver) -> list[ScheduledRule]:
+        rules: list[ScheduledRule] = []
+        for logical_id, resource in template.resources.items():
+            properties = resource.get("Properties") or {}
+            if (
+                resource.get("Type") != "AWS::Events::Rule"
+                or "ScheduleExpression" not in properties
+                or not resolver.is_enabled(resource)
+            ):
+                continue
+            properties = resolver.resolve(properties)
+            targets: list[ScheduleTarget] = []
+            for target in properties.get("Targets") or []:
+                function_id = resolver.logical_id_for_function_arn(str(target["Arn"]))
+                if function_id is not None and function_id in self.functions:
+                    targets.append(ScheduleTarget(self.functions[function_id], target.get("Input")))
+            if not targets:
+                continue
+            expression = str(properties["ScheduleExpression"])
+            rules.append(
+                ScheduledRule(
+                    logical_id=logical_id,
+                    name=resolver.physical_name(logical_id),
+                    arn=resolver.arn(logical_id),
+                    expression=expression,
+                    schedule=validate_schedule(logical_id, expression),
+                    targets=targets,
+                    enabled=str(properties.get("State", "ENABLED")).upper() == "ENABLED",
+                )
+            )
+        return rules
+
+    def _start_pollers(
+        self, session: boto3.session.Session, endpoint: str, mappings: list[SqsMapping]
+    ) -> None:
+        config = Config(
+            read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=20
+        )
+        assert self._inventory is not None
+        for mapping in mappings:
+            if not mapping.enabled:
+                continue
+            sqs = session.client("sqs", endpoint_url=endpoint, config=config)
+            queue_url = sqs.get_queue_url(QueueName=mapping.queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+            resolved = replace(mapping, queue_url=queue_url)
+            poller: QueuePoller = SqsEventSourcePoller(
+                resolved, sqs, self.functions[mapping.function_logical_id], self.region
+            )
+            self.pollers.append(poller)
+        for route in self._inventory.s3_routes:
+            sqs = session.client("sqs", endpoint_url=endpoint, config=config)
+            function = self.functions[route.function_logical_id]
+            self.pollers.append(
+                S3NotificationPoller(f"s3-{route.bucket}", sqs, route.queue_url, function, S3_POLLER_THREADS)
+            )
+        for poller in self.pollers:
+            poller.start()
+
+    # -- public surface ----------------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The AWS endpoint the cloud runs against (the moto server's URL by default)."""
+        return self._endpoint_url
+
+    @property
+    def api_url(self) -> str | None:
+        """``http://127.0.0.1:<port>/<stage>`` of the (first) API, once started."""
+        if self._server is None or not self.apis:
+            return None
+        return f"{self._server.base_url}/{self.apis[0].stage}"
+
+    @property
+    def control_url(self) -> str | None:
+        return None if self._server is None else f"{self._server.base_url}{CONTROL_PREFIX.rstrip('/')}"
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """The template's Outputs, resolved to local names."""
+        return dict(self._outputs)
+
+    @property
+    def inventory(self) -> Inventory:
+        if self._inventory is None:
+            raise MlambdaLocalError("the local cloud is not started")
+        return self._inventory
+
+    def _state(self, pid: int | None) -> dict[str, Any]:
+        return {
+            "stack_name": self.stack_name,
+            "template": str(self.template_path.resolve()),
+            "endpoint_url": self.endpoint_url,
+            "api_url": self.api_url,
+            "api_urls": {api.logical_id: f"{self._server.base_url}/{api.stage}" for api in self.apis}
+            if self._server
+            else {},
+            "control_url": self.control_url,
+            "control_token": self._token,
+            "outputs": self._outputs,
+            "pid": pid,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Resources, functions (invocations/errors) and triggers, for ``mlambda local status``."""
+        return {
+            "running": self._running,
+            "stack_name": self.stack_name,
+            "endpoint_url": self.endpoint_url,
+            "api_url": self.api_url,
+            "resources": self._inventory.as_dict() if self._inventory else None,
+            "functions": {logical_id: function.status() for logical_id, function in self.functions.items()},
+            "triggers": {
+                "api": [
+                    {
+                        "api": api.logical_id,
+                        "method": route.method,
+                        "path": f"/{api.stage}{route.resource}",
+                        "function": route.function.spec.logical_id if route.function else None,
+                        "authorizer": route.authorizer.name if route.authorizer else None,
+                    }
+                    for api in self.apis
+                    for route in api.routes
+                ],
+                "queues": [poller.status() for poller in self.pollers],
+                "schedules": self.scheduler.status() if self.scheduler else [],
+            },
+        }
+
+    def invoke(self, function: str, event: Any = None) -> Any:
+        """Invoke a function (logical id, name or ARN) synchronously with ``event``."""
+        function_id = self._function_id(function)
+        if function_id is None:
+            raise UnknownTargetError(f"no function {function!r} in the template")
+        return self.functions[function_id].invoke({} if event is None else event)
+
+    def trigger(self, name: str) -> list[Any]:
+        """Fire a schedule rule now (by rule logical id/name, or the function it targets); the results."""
+        if self.scheduler is None:
+            raise MlambdaLocalError("the local cloud is not started")
+        rules = self.scheduler.find(name)
+        if not rules:
+            raise UnknownTargetError(f"no schedule rule {name!r} (nor a function with a schedule)")
+        results: list[Any] = []
+        for rule in rules:
+            for fired in self.scheduler.fire(rule):
+                function = self.functions[fired.function]
+                try:
+                    results.append(fired.future.result(timeout=function.spec.timeout + 1.0))
+                except Exception as exc:
+                    raise FunctionInvocationError(fired.function, f"{type(exc).__name__}: {exc}") from exc
+        return results
+
+    # -- control API -------------------------------------------------------------------------------
+
+    def _control(self, request: HttpRequest) -> HttpResponse:
+        """``/_mlambda/{status,trigger/<name>,invoke/<function>}``: loopback and token only."""
+        if request.source_ip not in _LOOPBACK:
+            return HttpResponse.json(
+                403, {"code": "forbidden", "message": "the control API is loopback only"}
+            )
+        token = request.header(CONTROL_HEADER) or ""
+        if not hmac.compare_digest(token.encode(), self._token.encode()):
+            return HttpResponse.json(
+                401, {"code": "unauthorized", "message": f"missing or wrong {CONTROL_HEADER}"}
+            )
+        parts = [
+            unquote(part) for part in urlsplit(request.target).path[len(CONTROL_PREFIX) :].split("/") if part
+        ]
+        try:
+            if request.method == "GET" and parts == ["status"]:
+                return HttpResponse.json(200, self.status())
+            if request.method == "POST" and len(parts) == 2 and parts[0] == "trigger":
+                return HttpResponse.json(200, {"results": self.trigger(parts[1])})
+            if request.method == "POST" and len(parts) == 2 and parts[0] == "invoke":
+                event = json.loads(request.body) if request.body.strip() else {}
+                return HttpResponse.json(200, {"result": self.invoke(parts[1], event)})
+        except UnknownTargetError as exc:
+            return HttpResponse.json(404, {"code": "not_found", "message": str(exc)})
+        except FunctionInvocationError as exc:
+            return HttpResponse.json(502, {"code": "function_error", "message": str(exc)})
+        except json.JSONDecodeError as exc:
+            return HttpResponse.json(
+                400, {"code": "invalid_input", "message": f"the event is not JSON: {exc}"}
+            )
+        return HttpResponse.json(
+            404, {"code": "not_found", "message": f"no control route {request.method} {parts}"}
+        )

@@ -1,0 +1,297 @@
+"""The registry's entities: registered models, immutable versions, aliases, endpoint configs, history.
+
+Every other function asks the registry what to serve, so these models are the contract between
+registry (writes), predict, batch and monitor (reads). Stored in the registry table as:
+
+===================  ======================  ==================================
+pk                   sk                      item
+===================  ======================  ==================================
+``model#<name>``     ``meta``                RegisteredModel (gsi1pk ``models``, gsi1sk name)
+``model#<name>``     ``version#<%010d>``     ModelVersion
+``model#<name>``     ``alias#<alias>``       Alias
+``model#<name>``     ``endpoint``            EndpointConfig
+``model#<name>``     ``history#<iso>#<id>``  HistoryEntry (append-only)
+``model#<name>``     ``monitoring#<iso>``    monitoring summary (monitor writes)
+===================  ======================  ==================================
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+PRODUCTION = "production"
+STAGING = "staging"
+
+ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN, description="lower-case, digits, '-' and '_'")]
+AliasName = Annotated[str, Field(pattern=ALIAS_PATTERN)]
+TensorType = Literal["float32", "float64", "int64", "int32", "string", "bool"]
+FeatureType = Literal["float", "int", "string", "bool"]
+Task = Literal["classification", "regression"]
+Interaction = Literal["click", "view", "render"]
+SEEN_INTERACTIONS: tuple[Interaction, ...] = ("view", "render")
+
+
+class TensorSpec(BaseModel):
+    """One ONNX input or output: name, element type, shape (None for a dynamic dimension)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    dtype: str = Field(description="numpy-style element type, or 'seq(map)' for ZipMap outputs")
+    shape: list[int | None] = Field(default_factory=list)
+
+
+class Signature(BaseModel):
+    """What the ONNX graph takes and gives, read from the artifact on register."""
+
+    model_config = ConfigDict(frozen=True)
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    task: Task
+    class_labels: list[int] | list[str] | None = Field(None, description="classifiers: labels in probability order")
+    label_output: str | None = Field(None, description="classifiers: the output holding predicted labels")
+    probability_output: str | None = Field(None, description="classifiers: output of class probabilities")
+    value_output: str | None = Field(None, description="regressors: the output holding predicted values")
+
+
+class FeatureSpec(BaseModel):
+    """One feature clients send by name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1, max_length=128)
+    dtype: FeatureType
+
+
+class FeatureSchema(BaseModel):
+    """Ordered features and how they map onto the graph's inputs.
+
+    ``tensor``: one 2-D input whose columns are ``features`` in order (names declared at register
+    time or taken from the reference sample's columns). ``per_feature``: one input per feature,
+    named like the feature, shape [N, 1].
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Literal["tensor", "per_feature"]
+    features: list[FeatureSpec] = Field(min_length=1)
+    tensor_input: str | None = Field(None, description="tensor mode: the input's name")
+    tensor_dtype: TensorType | None = Field(None, description="tensor mode: the input's element type")
+
+    @property
+    def names(self) -> list[str]:
+        """Feature names in order."""
+        return [feature.name for feature in self.features]
+
+
+class SmokeCase(BaseModel):
+    """One recorded input row and the output the version gave on register."""
+
+    inputs: dict[str, Any]
+    expected: dict[str, Any] = Field(description="{'label': ..., 'probabilities': [...]} or {'value': ...}")
+
+
+class RegisteredModel(BaseModel):
+    """A named model: the group its versions belong to."""
+
+    name: ModelName
+    description: str = Field("", max_length=2000)
+    owner: str = Field("", max_length=128)
+    tags: dict[str, str] = Field(default_factory=dict)
+    latest_version: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class ModelVersion(BaseModel):
+    """One immutable, validated version of a model."""
+
+    model: ModelName
+    version: int = Field(ge=1)
+    artifact_key: str = Field(description="key of the ONNX file in the artifacts bucket")
+    artifact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=1)
+    signature: Signature
+    feature_schema: FeatureSchema
+    metrics: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    training_data_uri: str | None = None
+    training_data_version: str | None = None
+    source_code_version: str | None = None
+    owner: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    reference_profile_key: str | None = Field(None, description="artifacts-bucket key of the reference profile JSON")
+    smoke_cases: list[SmokeCase] = Field(default_factory=list, max_length=50)
+    created_at: datetime
+    created_by: str
+
+    @property
+    def ref(self) -> str:
+        """How variants name this version: ``v<N>``."""
+        return f"v{self.version}"
+
+
+class Alias(BaseModel):
+    """A movable name (``production``, ``staging``...) pointing at exactly one version."""
+
+    model: ModelName
+    alias: AliasName
+    version: int = Field(ge=1)
+    previous_version: int | None = None
+    updated_at: datetime
+    updated_by: str
+
+
+VERSION_REF = re.compile(r"^v?(\d+)$")
+
+
+def parse_version_ref(ref: str) -> int | None:
+    """``"v3"`` or ``"3"`` -> 3; an alias name -> None."""
+    match = VERSION_REF.match(ref)
+    return int(match.group(1)) if match else None
+
+
+class Variant(BaseModel):
+    """One production variant of an endpoint: an alias or a version, with its traffic share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    target: str = Field(description="alias name or version ('v3')", min_length=1, max_length=40)
+    weight: int = Field(ge=0, le=100)
+
+
+class Shadow(BaseModel):
+    """A variant scored on a sample of traffic; its output is logged, never returned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(min_length=1, max_length=40)
+    sample_percent: float = Field(gt=0, le=100)
+
+
+class CachePolicy(BaseModel):
+    """Optional prediction cache keyed by (version, normalised features)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    ttl_seconds: int = Field(300, ge=1, le=7 * 24 * 3600)
+
+
+class ExcludeRecentlySeen(BaseModel):
+    """Don't return an item the entity saw (rendered/viewed...) in the last ``hours``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_field: str = Field(description="the instance field holding the item id")
+    hours: float = Field(gt=0, le=24 * 30)
+    interactions: list[Interaction] = Field(default_factory=lambda: list(SEEN_INTERACTIONS))
+
+
+class Threshold(BaseModel):
+    """Scores at or above ``min_score`` map to ``decision`` (the highest matching wins)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_score: float
+    decision: str = Field(min_length=1, max_length=64)
+
+
+class DecisionRule(BaseModel):
+    """Map a score (a class probability, or the regression value) to a decision label."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score_of_class: int | str | None = Field(None, description="classifiers: whose probability is the score")
+    thresholds: list[Threshold] = Field(min_length=1, max_length=20)
+    default: str = Field("none", description="decision below every threshold")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _distinct(cls, thresholds: list[Threshold]) -> list[Threshold]:
+        scores = [t.min_score for t in thresholds]
+        if len(set(scores)) != len(scores):
+            raise ValueError("thresholds must have distinct min_score values")
+        return sorted(thresholds, key=lambda t: t.min_score)
+
+
+class Fallback(BaseModel):
+    """What to answer when the model fails or exceeds ``timeout_ms``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    response: dict[str, Any] = Field(description="returned as each instance's prediction")
+    timeout_ms: int = Field(1000, ge=1, le=30_000)
+
+
+class ServingRules(BaseModel):
+    """Rules applied around the model at serving time: data, validated on write, never code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exclude_recently_seen: ExcludeRecentlySeen | None = None
+    decision: DecisionRule | None = None
+    fallback: Fallback | None = None
+    honour_opt_out: bool = Field(True, description="entities that opted out get the fallback (or 403)")
+
+
+class EndpointConfig(BaseModel):
+    """How ``POST /models/{name}/predict`` serves a model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelName
+    variants: list[Variant] = Field(min_length=1, max_length=10)
+    shadow: Shadow | None = None
+    sticky_key: str | None = Field(
+        None, description="request field whose value pins a caller to a variant (e.g. 'entity_id', 'user_id')"
+    )
+    cache: CachePolicy = Field(default_factory=CachePolicy)
+    rules: ServingRules = Field(default_factory=ServingRules)
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+    @model_validator(mode="after")
+    def _weights(self) -> EndpointConfig:
+        total = sum(v.weight for v in self.variants)
+        if total != 100:
+            raise ValueError(f"variant weights must sum to 100, got {total}")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique")
+        return self
+
+
+HistoryAction = Literal[
+    "model_created",
+    "model_updated",
+    "model_deleted",
+    "version_registered",
+    "alias_moved",
+    "alias_deleted",
+    "rollback",
+    "endpoint_changed",
+]
+
+
+class HistoryEntry(BaseModel):
+    """One change, appended, never edited: who, when, what, from, to, why."""
+
+    model: ModelName
+    at: datetime
+    actor: str
+    action: HistoryAction
+    alias: str | None = None
+    from_version: int | None = None
+    to_version: int | None = None
+    reason: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)

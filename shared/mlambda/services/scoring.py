@@ -1,0 +1,156 @@
+"""Rows by feature name in, ONNX feeds out; ONNX outputs in, predictions out.
+
+Shared by online inference (a few JSON rows), batch (columns of a chunk) and the registry's
+smoke tests, so that a model scores the same everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mlambda.errors import UnprocessableError
+from mlambda.schemas.registry import FeatureSchema, FeatureSpec, Signature
+
+NUMPY_TYPES: dict[str, Any] = {
+    "float32": np.float32,
+    "float64": np.float64,
+    "int64": np.int64,
+    "int32": np.int32,
+    "string": np.str_,
+    "bool": np.bool_,
+}
+_FEATURE_INPUT_TYPES = {"float": np.float32, "int": np.int64, "string": np.str_, "bool": np.bool_}
+MAX_REPORTED_PROBLEMS = 20
+
+
+def _problem(row: int, field: str, message: str) -> dict[str, Any]:
+    return {"row": row, "field": field, "message": message}
+
+
+def _check_value(spec: FeatureSpec, value: Any) -> str | None:
+    """Why ``value`` does not fit ``spec``, or None."""
+    if value is None:
+        return "is missing (null)"
+    if spec.dtype in ("float", "int"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"must be a number, got {type(value).__name__}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be finite (NaN and infinity are refused)"
+        if spec.dtype == "int" and isinstance(value, float) and not value.is_integer():
+            return "must be an integer"
+        return None
+    if spec.dtype == "string":
+        return None if isinstance(value, str) else f"must be a string, got {type(value).__name__}"
+    return None if isinstance(value, bool) else f"must be true or false, got {type(value).__name__}"
+
+
+def validate_rows(
+    schema: FeatureSchema, rows: Sequence[Mapping[str, Any]], *, allow_extra: bool = False
+) -> None:
+    """Raise UnprocessableError naming every offending row and field (missing, extra, type, NaN/inf)."""
+    problems: list[dict[str, Any]] = []
+    expected = set(schema.names)
+    for index, row in enumerate(rows):
+        for spec in schema.features:
+            if spec.name not in row:
+                problems.append(_problem(index, spec.name, "is missing"))
+                continue
+            reason = _check_value(spec, row[spec.name])
+            if reason:
+                problems.append(_problem(index, spec.name, reason))
+        if not allow_extra:
+            problems.extend(
+                _problem(index, name, "is not a feature of this model")
+                for name in row
+                if name not in expected
+            )
+        if len(problems) >= MAX_REPORTED_PROBLEMS:
+            break
+    if problems:
+        first = problems[0]
+        raise UnprocessableError(
+            f"instances[{first['row']}].{first['field']} {first['message']}",
+            code="invalid_features",
+            details=problems[:MAX_REPORTED_PROBLEMS],
+        )
+
+
+def rows_to_feed(schema: FeatureSchema, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The ONNX feed for validated ``rows`` (call ``validate_rows`` first)."""
+    names = schema.names
+    if schema.mode == "tensor":
+        dtype = NUMPY_TYPES[schema.tensor_dtype or "float32"]
+        matrix = np.array([[row[name] for name in names] for row in rows], dtype=dtype)
+        return {schema.tensor_input or "input": matrix}
+    return {
+        spec.name: np.array([[row[spec.name]] for row in rows], dtype=_FEATURE_INPUT_TYPES[spec.dtype])
+        for spec in schema.features
+    }
+
+
+def columns_to_feed(schema: FeatureSchema, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The ONNX feed for whole columns (batch scoring), in the schema's order and types."""
+    if schema.mode == "tensor":
+        dtype = NUMPY_TYPES[schema.tensor_dtype or "float32"]
+        matrix = np.column_stack([np.asarray(columns[name], dtype=dtype) for name in schema.names])
+        return {schema.tensor_input or "input": matrix}
+    return {
+        spec.name: np.asarray(columns[spec.name], dtype=_FEATURE_INPUT_TYPES[spec.dtype]).reshape(-1, 1)
+        for spec in schema.features
+    }
+
+
+def probability_matrix(signature: Signature, outputs: Mapping[str, Any]) -> np.ndarray:
+    """Class probabilities as an [n, classes] float array (ZipMap outputs converted)."""
+    raw = outputs[signature.probability_output or ""]
+    if isinstance(raw, np.ndarray):
+        return raw.reshape(raw.shape[0], -1)
+    labels = signature.class_labels or (list(raw[0].keys()) if raw else [])
+    return np.array([[row[label] for label in labels] for row in raw], dtype=np.float32)
+
+
+def output_columns(signature: Signature, outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Predictions as columns: ``label`` + ``proba_<class>`` for classifiers, ``value`` for regressors."""
+    if signature.task == "regression":
+        values = np.asarray(outputs[signature.value_output or ""], dtype=np.float64)
+        return {"value": values.reshape(values.shape[0], -1)[:, 0]}
+    probabilities = probability_matrix(signature, outputs)
+    labels = signature.class_labels or list(range(probabilities.shape[1]))
+    columns: dict[str, np.ndarray] = {"label": np.asarray(outputs[signature.label_output or ""]).ravel()}
+    for index, label in enumerate(labels):
+        columns[f"proba_{label}"] = probabilities[:, index].astype(np.float64)
+    return columns
+
+
+def predictions(signature: Signature, outputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One JSON-ready prediction per row: ``{label, probabilities}`` or ``{value}``."""
+    if signature.task == "regression":
+        values = np.asarray(outputs[signature.value_output or ""], dtype=np.float64)
+        return [{"value": float(v)} for v in values.reshape(values.shape[0], -1)[:, 0]]
+    probabilities = probability_matrix(signature, outputs)
+    labels = signature.class_labels or list(range(probabilities.shape[1]))
+    keys = [str(label) for label in labels]
+    return [
+        {
+            "label": label.item() if hasattr(label, "item") else label,
+            "probabilities": dict(zip(keys, row.tolist(), strict=True)),
+        }
+        for label, row in zip(
+            np.asarray(outputs[signature.label_output or ""]).ravel(), probabilities, strict=True
+        )
+    ]
+
+
+def matches(expected: Mapping[str, Any], actual: Mapping[str, Any], *, tolerance: float = 1e-4) -> bool:
+    """Whether a prediction equals a recorded one: labels exactly, numbers within ``tolerance``."""
+    if "value" in expected:
+        return math.isclose(float(expected["value"]), float(actual.get("value", math.nan)), abs_tol=tolerance)
+    if expected.get("label") != actual.get("label"):
+        return False
+    want: Mapping[str, float] = expected.get("probabilities", {})
+    got: Mapping[str, float] = actual.get("probabilities", {})
+    return want.keys() == got.keys() and all(math.isclose(want[k], got[k], abs_tol=tolerance) for k in want)
