@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from mlambda_local import commands
 from mlambda_local.client import DEFAULT_DATA_DIR, CliError
+from mlambda_local.cloud.errors import MlambdaLocalError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Handler = args.run
     try:
         return run(args)
-    except CliError as exc:
+    except (CliError, MlambdaLocalError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +30,10 @@ class ApiError(CliError):
 
 
 def read_state(data_dir: Path) -> dict[str, Any]:
-    """The running local cloud's state (endpoint, api_url, outputs), or {} when there is none."""
-    path = data_dir / STATE_FILE
-    if not path.exists():
-        return {}
-    return dict(json.loads(path.read_text()))
+    """The local cloud's state (endpoint, api_url, outputs) in ``data_dir``, or {} when there is none."""
+    from mlambda_local.cloud.control import read_state as read_cloud_state
+
+    return read_cloud_state(data_dir) if (data_dir / STATE_FILE).exists() else {}
 
 
 @dataclass

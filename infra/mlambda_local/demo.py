@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlambda_local import demo_steps
-from mlambda_local.client import ApiClient, ApiError, Target
+from mlambda_local.client import ApiClient, ApiError, CliError, Target
 
 
 @dataclass
@@ -83,9 +83,10 @@ def run_demo(template: Path, data_dir: Path) -> int:
         key = ensure_admin_key(data_dir, cloud.outputs["ApiKeysTableName"], cloud.endpoint_url)
         workdir = data_dir / "work"
         workdir.mkdir(parents=True, exist_ok=True)
-        ctx = DemoContext(
-            cloud=cloud, admin=ApiClient(Target(api_url=cloud.api_url, api_key=key)), workdir=workdir
-        )
+        api_url = cloud.api_url
+        if api_url is None:
+            raise CliError("the local cloud started without an API; check template.yaml")
+        ctx = DemoContext(cloud=cloud, admin=ApiClient(Target(api_url=api_url, api_key=key)), workdir=workdir)
         for step in all_steps():
             say(f"== {step.title}")
             begun = time.perf_counter()

@@ -77,5 +77,6 @@ class KeysSettings(FunctionSettings):
 # >>> registry settings (issue 3)
 # >>> predict settings (issue 4)
 # >>> ingest and archiver settings (issue 5)
+
 # >>> batch settings (issue 6)
 # >>> monitor settings (issue 7)

@@ -76,3 +76,5 @@ class ArtifactStore(Protocol):
 
 
 # >>> registry (issue 3)
+# --- batch prediction (issue 6) -------------------------------------------------------------
+# ---------------------------------------------------------------- monitoring (issue 7)

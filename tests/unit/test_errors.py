@@ -44,7 +44,9 @@ def admin_only() -> dict[str, str]:
     return {"ok": "yes"}
 
 
-def call(path: str, method: str = "GET", body: str | None = None, lambda_context: Any = None) -> tuple[int, Any]:
+def call(
+    path: str, method: str = "GET", body: str | None = None, lambda_context: Any = None
+) -> tuple[int, Any]:
     event = load_event("apigw_rest", path=path, resource=path, httpMethod=method, body=body)
     response = app.resolve(event, lambda_context)
     return response["statusCode"], json.loads(response["body"])

@@ -16,7 +16,9 @@ def show_stack(ctx: DemoContext) -> None:
         say(f"  {kind:28} {', '.join(sorted(names))}")
     say(f"  {'functions':28} {', '.join(sorted(status['functions']))}")
     routes = status["triggers"]["api"]
-    say(f"  {'API routes':28} {len(routes)} behind the {routes[0]['authorizer']} authorizer" if routes else "")
+    say(
+        f"  {'API routes':28} {len(routes)} behind the {routes[0]['authorizer']} authorizer" if routes else ""
+    )
 
 
 def keys_and_scopes(ctx: DemoContext) -> None:

@@ -100,7 +100,9 @@ def inspect_model(data: bytes, *, max_bytes: int) -> Signature:
     except onnx.checker.ValidationError as exc:
         raise InvalidInputError(f"model fails the ONNX checker: {exc}", code="invalid_model") from exc
     try:
-        session = ort.InferenceSession(data, sess_options=session_options(), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            data, sess_options=session_options(), providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:  # onnxruntime raises its own untyped errors for unloadable graphs
         raise InvalidInputError(f"model does not load in onnxruntime: {exc}", code="invalid_model") from exc
     return _signature(session, _class_labels(model))
@@ -111,7 +113,8 @@ def _signature(session: ort.InferenceSession, class_labels: list[int] | list[str
     outputs = [_spec(arg) for arg in session.get_outputs()]
     label = next((o for o in outputs if o.dtype in {"int64", "string"} and len(o.shape) == 1), None)
     probability = next(
-        (o for o in outputs if o is not label and (o.dtype == "seq(map)" or o.dtype.startswith("float"))), None
+        (o for o in outputs if o is not label and (o.dtype == "seq(map)" or o.dtype.startswith("float"))),
+        None,
     )
     if label is not None and probability is not None:
         return Signature(
@@ -142,7 +145,9 @@ class OnnxModel:
                 data, sess_options=session_options(intra_op_threads), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # a registered artifact that no longer loads is an upstream fault
-            raise UpstreamError(f"model does not load in onnxruntime: {exc}", code="model_load_failed") from exc
+            raise UpstreamError(
+                f"model does not load in onnxruntime: {exc}", code="model_load_failed"
+            ) from exc
         self.size_bytes = len(data)
         self.input_names = [arg.name for arg in self.session.get_inputs()]
 

@@ -28,7 +28,9 @@ class ArchiveEnvelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(min_length=1, max_length=256, description="event_id, or '<request_id>:<row>' for predictions")
+    id: str = Field(
+        min_length=1, max_length=256, description="event_id, or '<request_id>:<row>' for predictions"
+    )
     type: ArchiveType
     timestamp: datetime = Field(description="event time (events) or serving time (predictions), UTC")
     entity_id: str | None = None

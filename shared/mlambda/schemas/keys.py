@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 
 class Scope(StrEnum):
@@ -26,6 +26,10 @@ class Principal(BaseModel):
     key_id: str
     name: str
     scopes: frozenset[Scope]
+
+    @field_serializer("scopes")
+    def _sorted(self, scopes: frozenset[Scope]) -> list[str]:
+        return sorted(scopes)
 
     def allows(self, scope: Scope) -> bool:
         """Whether this principal may act with ``scope``."""

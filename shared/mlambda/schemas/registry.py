@@ -55,7 +55,9 @@ class Signature(BaseModel):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     task: Task
-    class_labels: list[int] | list[str] | None = Field(None, description="classifiers: labels in probability order")
+    class_labels: list[int] | list[str] | None = Field(
+        None, description="classifiers: labels in probability order"
+    )
     label_output: str | None = Field(None, description="classifiers: the output holding predicted labels")
     probability_output: str | None = Field(None, description="classifiers: output of class probabilities")
     value_output: str | None = Field(None, description="regressors: the output holding predicted values")
@@ -128,7 +130,9 @@ class ModelVersion(BaseModel):
     owner: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
     description: str = ""
-    reference_profile_key: str | None = Field(None, description="artifacts-bucket key of the reference profile JSON")
+    reference_profile_key: str | None = Field(
+        None, description="artifacts-bucket key of the reference profile JSON"
+    )
     smoke_cases: list[SmokeCase] = Field(default_factory=list, max_length=50)
     created_at: datetime
     created_by: str
