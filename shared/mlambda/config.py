@@ -75,6 +75,50 @@ class KeysSettings(FunctionSettings):
 
 
 # >>> registry settings (issue 3)
+class RegistrySettings(FunctionSettings):
+    """The model registry API (`/models...`)."""
+
+    registry_table: str = Field(
+        alias="REGISTRY_TABLE", description="DynamoDB table of models, versions, aliases, endpoints, history."
+    )
+    artifacts_bucket: str = Field(
+        alias="ARTIFACTS_BUCKET", description="S3 bucket of uploads, model artifacts and reference profiles."
+    )
+    event_bus_name: str = Field(
+        "default",
+        alias="EVENT_BUS_NAME",
+        description="EventBridge bus that receives mlambda.registry events.",
+    )
+    max_model_bytes: int = Field(
+        100 * 1024 * 1024,
+        alias="MAX_MODEL_BYTES",
+        ge=1,
+        description="Largest ONNX artifact accepted on register (the function holds it in memory).",
+    )
+    max_reference_bytes: int = Field(
+        64 * 1024 * 1024,
+        alias="MAX_REFERENCE_BYTES",
+        ge=1,
+        description="Largest reference sample (Parquet/CSV) accepted on register.",
+    )
+    upload_url_ttl_seconds: int = Field(
+        900,
+        alias="UPLOAD_URL_TTL_SECONDS",
+        ge=60,
+        le=3600,
+        description="Lifetime of the presigned PUT URLs handed out for uploads.",
+    )
+    smoke_rows: int = Field(
+        20, alias="SMOKE_ROWS", ge=0, le=50, description="Reference rows kept as smoke cases per version."
+    )
+    smoke_tolerance: float = Field(
+        1e-4,
+        alias="SMOKE_TOLERANCE",
+        gt=0,
+        description="Absolute tolerance of smoke-case outputs at promotion.",
+    )
+
+
 # >>> predict settings (issue 4)
 # >>> ingest and archiver settings (issue 5)
 

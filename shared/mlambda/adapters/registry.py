@@ -1,0 +1,627 @@
+"""The registry on DynamoDB (one table, layout in ``mlambda.schemas.registry``) and S3.
+
+Reads are what every other function pays for, so they are single GetItems: an alias item
+embeds a copy of the (immutable) version it points at, so ``resolve("m", "production")`` is one
+strongly consistent read, and ``models_with_alias`` is one query on ``gsi1`` (alias items carry
+``gsi1pk = alias#<alias>``). Versions are stored as one JSON attribute (``body``): one fast
+parse instead of DynamoDB's per-attribute decoding of hundreds of nested smoke-case values. The model's meta item keeps an ``aliases`` map (alias -> version)
+so that "delete only when no alias points at it" is a condition of the delete itself.
+
+Every write is one transaction with its HistoryEntry; conditions make concurrent writers lose
+with ConflictError instead of overwriting each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import random
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlambda.adapters.dynamodb import DynamoTable, serialize, serialize_values
+from mlambda.adapters.onnx import OnnxModel, inspect_model
+from mlambda.adapters.s3 import ObjectStore
+from mlambda.errors import ConflictError, InvalidInputError, MlambdaError, NotFoundError
+from mlambda.schemas.registry import (
+    ALIAS_PATTERN,
+    Alias,
+    EndpointConfig,
+    HistoryEntry,
+    ModelVersion,
+    RegisteredModel,
+    Signature,
+    parse_version_ref,
+)
+from mlambda.schemas.registry_api import ModelDetails
+
+if TYPE_CHECKING:
+    import pandas
+
+META = "meta"
+ENDPOINT = "endpoint"
+MODELS_INDEX = "gsi1"
+MODELS_PARTITION = "models"
+VERSION_PREFIX = "version#"
+ALIAS_PREFIX = "alias#"
+HISTORY_PREFIX = "history#"
+ALIAS_ACTIONS = ("alias_moved", "rollback", "alias_deleted")
+TRANSIENT_RETRIES = 5
+VERSION_BODY = "body"
+
+
+def model_pk(name: str) -> str:
+    """Partition key of everything about model ``name``."""
+    return f"model#{name}"
+
+
+def version_sk(version: int) -> str:
+    """Sort key of version ``version`` (zero-padded so that versions sort numerically)."""
+    return f"{VERSION_PREFIX}{version:010d}"
+
+
+def alias_sk(alias: str) -> str:
+    """Sort key of alias ``alias``."""
+    return f"{ALIAS_PREFIX}{alias}"
+
+
+def history_time(at: datetime) -> str:
+    """Fixed-width UTC time, so that history sort keys order by time."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def history_sk(entry: HistoryEntry) -> str:
+    """Sort key of a history entry: time, then a random suffix so simultaneous entries never collide."""
+    return f"{HISTORY_PREFIX}{history_time(entry.at)}#{random.getrandbits(48):012x}"
+
+
+def version_from_item(item: Mapping[str, Any]) -> ModelVersion:
+    """The ModelVersion stored in a version or alias item."""
+    return ModelVersion.model_validate_json(item[VERSION_BODY])
+
+
+def encode_token(key: Mapping[str, Any] | None) -> str | None:
+    """An opaque page token for DynamoDB's LastEvaluatedKey."""
+    if key is None:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(dict(key), sort_keys=True).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str | None, *, field: str, expected: str) -> dict[str, Any] | None:
+    """The LastEvaluatedKey in ``token``; InvalidInputError unless it belongs to this listing."""
+    if not token:
+        return None
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInputError("next_token is not a token this API issued", code="invalid_token") from exc
+    valid = (
+        isinstance(key, dict)
+        and key.get(field) == expected
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in key.items())
+    )
+    if not valid:
+        raise InvalidInputError("next_token belongs to another listing", code="invalid_token")
+    return dict(key)
+
+
+def _put(
+    table: str,
+    item: Mapping[str, Any],
+    *,
+    condition: str | None = None,
+    names: Mapping[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"TableName": table, "Item": serialize(item)}
+    _expressions(operation, condition, names, values)
+    return {"Put": operation}
+
+
+def _update(
+    table: str,
+    key: Mapping[str, Any],
+    expression: str,
+    *,
+    condition: str | None = None,
+    names: Mapping[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"TableName": table, "Key": serialize(key), "UpdateExpression": expression}
+    _expressions(operation, condition, names, values)
+    return {"Update": operation}
+
+
+def _check(
+    table: str,
+    key: Mapping[str, Any],
+    condition: str,
+    *,
+    names: Mapping[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"TableName": table, "Key": serialize(key)}
+    _expressions(operation, condition, names, values)
+    return {"ConditionCheck": operation}
+
+
+def _delete(
+    table: str,
+    key: Mapping[str, Any],
+    *,
+    condition: str | None = None,
+    names: Mapping[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"TableName": table, "Key": serialize(key)}
+    _expressions(operation, condition, names, values)
+    return {"Delete": operation}
+
+
+def _expressions(
+    operation: dict[str, Any],
+    condition: str | None,
+    names: Mapping[str, str] | None,
+    values: Mapping[str, Any] | None,
+) -> None:
+    if condition:
+        operation["ConditionExpression"] = condition
+    if names:
+        operation["ExpressionAttributeNames"] = dict(names)
+    if values:
+        operation["ExpressionAttributeValues"] = serialize_values(values)
+
+
+def failed_operations(error: ConflictError) -> list[int] | None:
+    """Indexes of the transaction's operations whose condition failed; None when it was a transient conflict."""
+    reasons = (error.details or {}).get("reasons") if isinstance(error.details, dict) else None
+    if not reasons:
+        return []
+    failed = [i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"]
+    if not failed and any(code == "TransactionConflict" for code in reasons):
+        return None
+    return failed
+
+
+class DynamoModelCatalog:
+    """ModelCatalog on the registry table: what predict, batch and monitor read."""
+
+    def __init__(self, table: DynamoTable) -> None:
+        self._table = table
+
+    def _item(self, name: str, sk: str, *, consistent: bool) -> dict[str, Any] | None:
+        return self._table.get({"pk": model_pk(name), "sk": sk}, consistent=consistent)
+
+    def get_version(self, model: str, version: int) -> ModelVersion:
+        """One version; versions are immutable, so an eventually consistent read is retried consistently on a miss."""
+        item = self._item(model, version_sk(version), consistent=False) or self._item(
+            model, version_sk(version), consistent=True
+        )
+        if item is None:
+            raise NotFoundError(
+                f"model '{model}' has no version {version}",
+                code="version_not_found",
+                details={"model": model, "version": version},
+            )
+        return version_from_item(item)
+
+    def resolve(self, model: str, ref: str) -> ModelVersion:
+        """``v3`` / ``3`` -> that version; an alias -> the version it points at (one consistent read)."""
+        number = parse_version_ref(ref)
+        if number is not None:
+            return self.get_version(model, number)
+        if not re.match(ALIAS_PATTERN, ref):
+            raise NotFoundError(f"'{ref}' is neither a version nor an alias", code="alias_not_found")
+        item = self._item(model, alias_sk(ref), consistent=True)
+        if item is None or VERSION_BODY not in item:
+            raise NotFoundError(
+                f"model '{model}' has no alias '{ref}'",
+                code="alias_not_found",
+                details={"model": model, "alias": ref},
+            )
+        return ModelVersion.model_validate_json(item[VERSION_BODY])
+
+    def endpoint_config(self, model: str) -> EndpointConfig | None:
+        """The model's endpoint config, or None."""
+        item = self._item(model, ENDPOINT, consistent=True)
+        if item is None:
+            return None
+        return EndpointConfig.model_validate({k: v for k, v in item.items() if k not in ("pk", "sk")})
+
+    def models_with_alias(self, alias: str) -> list[ModelVersion]:
+        """The version ``alias`` points at in every model that has it (one GSI query)."""
+        items = self._table.query_all("gsi1pk = :p", {":p": alias_sk(alias)}, index=MODELS_INDEX)
+        return [
+            ModelVersion.model_validate_json(item[VERSION_BODY]) for item in items if VERSION_BODY in item
+        ]
+
+
+class DynamoRegistryStore(DynamoModelCatalog):
+    """RegistryStore on the registry table."""
+
+    def _transact(self, operations: Sequence[Mapping[str, Any]]) -> None:
+        """Run the transaction, retrying only transient conflicts (another transaction touched the same item)."""
+        for attempt in range(TRANSIENT_RETRIES):
+            try:
+                self._table.transact_write(operations)
+            except ConflictError as exc:
+                if failed_operations(exc) is None and attempt + 1 < TRANSIENT_RETRIES:
+                    time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+                    continue
+                raise
+            return
+
+    def _history(self, entry: HistoryEntry) -> dict[str, Any]:
+        item = {"pk": model_pk(entry.model), "sk": history_sk(entry), **entry.model_dump(mode="json")}
+        return _put(self._table.name, item, condition="attribute_not_exists(pk)")
+
+    def _meta_key(self, name: str) -> dict[str, str]:
+        return {"pk": model_pk(name), "sk": META}
+
+    # ------------------------------------------------------------------ models
+
+    def create_model(self, model: RegisteredModel, entry: HistoryEntry) -> None:
+        """Store a new model; ConflictError when the name is taken."""
+        item = {
+            **self._meta_key(model.name),
+            "gsi1pk": MODELS_PARTITION,
+            "gsi1sk": model.name,
+            **model.model_dump(mode="json"),
+            "aliases": {},
+        }
+        try:
+            self._transact(
+                [_put(self._table.name, item, condition="attribute_not_exists(pk)"), self._history(entry)]
+            )
+        except ConflictError as exc:
+            raise ConflictError(f"model '{model.name}' already exists", code="model_exists") from exc
+
+    def get_model(self, name: str) -> ModelDetails | None:
+        """The model with its alias map, or None."""
+        item = self._table.get(self._meta_key(name), consistent=True)
+        return ModelDetails.model_validate(item) if item else None
+
+    def list_models(
+        self, *, limit: int, token: str | None, owner: str | None, tag: tuple[str, str] | None
+    ) -> tuple[list[ModelDetails], str | None]:
+        """One page of models by name; filters apply server-side, pages are filled up to ``limit``."""
+        start = decode_token(token, field="gsi1pk", expected=MODELS_PARTITION)
+        filters: list[str] = []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":p": MODELS_PARTITION}
+        if owner is not None:
+            filters.append("#owner = :owner")
+            names["#owner"] = "owner"
+            values[":owner"] = owner
+        if tag is not None:
+            filters.append("#tags.#tk = :tv")
+            names.update({"#tags": "tags", "#tk": tag[0]})
+            values[":tv"] = tag[1]
+        models: list[ModelDetails] = []
+        while True:
+            items, start = self._table.query(
+                "gsi1pk = :p",
+                values,
+                names=names or None,
+                index=MODELS_INDEX,
+                filter_expression=" AND ".join(filters) or None,
+                limit=limit - len(models),
+                start_key=start,
+            )
+            models.extend(ModelDetails.model_validate(item) for item in items)
+            if start is None or len(models) >= limit:
+                return models, encode_token(start)
+
+    def update_model(self, model: RegisteredModel, entry: HistoryEntry) -> None:
+        """Replace description, owner and tags; NotFoundError when the model is gone."""
+        update = _update(
+            self._table.name,
+            self._meta_key(model.name),
+            "SET #description = :d, #owner = :o, #tags = :t, updated_at = :u",
+            condition="attribute_exists(pk)",
+            names={"#description": "description", "#owner": "owner", "#tags": "tags"},
+            values={
+                ":d": model.description,
+                ":o": model.owner,
+                ":t": model.tags,
+                ":u": model.updated_at.isoformat(),
+            },
+        )
+        try:
+            self._transact([update, self._history(entry)])
+        except ConflictError as exc:
+            raise NotFoundError(f"model '{model.name}' not found", code="model_not_found") from exc
+
+    def delete_model(self, name: str, entry: HistoryEntry) -> None:
+        """Delete meta (only while no alias exists), then its versions and endpoint; history stays."""
+        delete = _delete(
+            self._table.name,
+            self._meta_key(name),
+            condition="attribute_exists(pk) AND size(aliases) = :zero",
+            values={":zero": 0},
+        )
+        try:
+            self._transact([delete, self._history(entry)])
+        except ConflictError as exc:
+            current = self.get_model(name)
+            if current is None:
+                raise NotFoundError(f"model '{name}' not found", code="model_not_found") from exc
+            raise ConflictError(
+                f"model '{name}' still has aliases; delete them first",
+                code="model_has_aliases",
+                details={"aliases": current.aliases},
+            ) from exc
+        doomed = self._table.query_all(
+            "pk = :pk AND begins_with(sk, :v)", {":pk": model_pk(name), ":v": VERSION_PREFIX}
+        )
+        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in doomed]
+        for key in [*keys, {"pk": model_pk(name), "sk": ENDPOINT}]:
+            self._table.delete(key)
+
+    # ------------------------------------------------------------------ versions
+
+    def latest_version(self, name: str) -> int:
+        """The highest version number, read consistently; NotFoundError when there is no model."""
+        item = self._table.get(self._meta_key(name), consistent=True)
+        if item is None:
+            raise NotFoundError(f"model '{name}' not found", code="model_not_found")
+        return int(item.get("latest_version", 0))
+
+    def add_version(self, version: ModelVersion, entry: HistoryEntry) -> None:
+        """Version N goes in only if the model's latest is still N-1: the loser of a race gets ConflictError."""
+        bump = _update(
+            self._table.name,
+            self._meta_key(version.model),
+            "SET latest_version = :n, updated_at = :u",
+            condition="latest_version = :prev",
+            values={
+                ":n": version.version,
+                ":prev": version.version - 1,
+                ":u": version.created_at.isoformat(),
+            },
+        )
+        item = {
+            "pk": model_pk(version.model),
+            "sk": version_sk(version.version),
+            "model": version.model,
+            "version": version.version,
+            "created_at": version.created_at.isoformat(),
+            VERSION_BODY: version.model_dump_json(),
+        }
+        put = _put(self._table.name, item, condition="attribute_not_exists(pk)")
+        self._transact([bump, put, self._history(entry)])
+
+    def list_versions(
+        self, name: str, *, limit: int, token: str | None
+    ) -> tuple[list[ModelVersion], str | None]:
+        """One page of versions, newest first."""
+        start = decode_token(token, field="pk", expected=model_pk(name))
+        items, last = self._table.query(
+            "pk = :pk AND begins_with(sk, :v)",
+            {":pk": model_pk(name), ":v": VERSION_PREFIX},
+            forward=False,
+            limit=limit,
+            start_key=start,
+        )
+        return [version_from_item(item) for item in items], encode_token(last)
+
+    # ------------------------------------------------------------------ aliases
+
+    def get_alias(self, name: str, alias: str) -> Alias | None:
+        """The alias (consistent read), or None."""
+        item = self._table.get({"pk": model_pk(name), "sk": alias_sk(alias)}, consistent=True)
+        return Alias.model_validate(item) if item else None
+
+    def move_alias(
+        self, alias: Alias, target: ModelVersion, expected: int | None, entry: HistoryEntry
+    ) -> None:
+        """Alias item, the meta's alias map and the history entry in one transaction, conditioned on ``expected``."""
+        key = {"pk": model_pk(alias.model), "sk": alias_sk(alias.alias)}
+        item = {
+            **key,
+            "gsi1pk": alias_sk(alias.alias),
+            "gsi1sk": alias.model,
+            **alias.model_dump(mode="json"),
+            VERSION_BODY: target.model_dump_json(),
+        }
+        if expected is None:
+            put = _put(self._table.name, item, condition="attribute_not_exists(pk)")
+        else:
+            put = _put(
+                self._table.name,
+                item,
+                condition="#version = :expected",
+                names={"#version": "version"},
+                values={":expected": expected},
+            )
+        operations = [
+            put,
+            _update(
+                self._table.name,
+                self._meta_key(alias.model),
+                "SET aliases.#alias = :v",
+                condition="attribute_exists(pk)",
+                names={"#alias": alias.alias},
+                values={":v": alias.version},
+            ),
+            _check(
+                self._table.name,
+                {"pk": model_pk(alias.model), "sk": version_sk(target.version)},
+                "attribute_exists(pk)",
+            ),
+            self._history(entry),
+        ]
+        try:
+            self._transact(operations)
+        except ConflictError as exc:
+            failed = failed_operations(exc) or []
+            if 1 in failed or 2 in failed:
+                raise NotFoundError(
+                    f"model '{alias.model}' or its version {target.version} no longer exists",
+                    code="model_not_found",
+                ) from exc
+            raise ConflictError(
+                f"alias '{alias.alias}' of '{alias.model}' moved concurrently; read it again and retry",
+                code="alias_conflict",
+                details={"expected_version": expected},
+            ) from exc
+
+    def delete_alias(self, name: str, alias: str, expected: int, entry: HistoryEntry) -> None:
+        """Remove the alias only if it still points at ``expected``."""
+        operations = [
+            _delete(
+                self._table.name,
+                {"pk": model_pk(name), "sk": alias_sk(alias)},
+                condition="#version = :expected",
+                names={"#version": "version"},
+                values={":expected": expected},
+            ),
+            _update(
+                self._table.name,
+                self._meta_key(name),
+                "REMOVE aliases.#alias",
+                condition="attribute_exists(pk)",
+                names={"#alias": alias},
+            ),
+            self._history(entry),
+        ]
+        try:
+            self._transact(operations)
+        except ConflictError as exc:
+            raise ConflictError(
+                f"alias '{alias}' of '{name}' changed concurrently; read it again and retry",
+                code="alias_conflict",
+            ) from exc
+
+    # ------------------------------------------------------------------ endpoint
+
+    def put_endpoint(self, config: EndpointConfig, targets: list[str], entry: HistoryEntry) -> None:
+        """Store the config only while the model and every target (alias or ``v<N>``) still exist."""
+        pk = model_pk(config.model)
+        checks = [_check(self._table.name, self._meta_key(config.model), "attribute_exists(pk)")]
+        for sk in sorted(
+            {version_sk(n) if (n := parse_version_ref(t)) is not None else alias_sk(t) for t in targets}
+        ):
+            checks.append(_check(self._table.name, {"pk": pk, "sk": sk}, "attribute_exists(pk)"))
+        item = {"pk": pk, "sk": ENDPOINT, **config.model_dump(mode="json")}
+        try:
+            self._transact([_put(self._table.name, item), *checks, self._history(entry)])
+        except ConflictError as exc:
+            raise ConflictError(
+                f"model '{config.model}' or a variant target changed while the endpoint was written",
+                code="endpoint_conflict",
+            ) from exc
+
+    # ------------------------------------------------------------------ history
+
+    def history(
+        self, name: str, *, limit: int, token: str | None, alias: str | None
+    ) -> tuple[list[HistoryEntry], str | None]:
+        """One page of history, newest first; with ``alias``, only that alias's moves."""
+        pk = model_pk(name)
+        start = decode_token(token, field="pk", expected=pk)
+        names: dict[str, str] | None = None
+        values: dict[str, Any] = {":pk": pk, ":h": HISTORY_PREFIX}
+        filter_expression = None
+        if alias is not None:
+            filter_expression = "#alias = :alias"
+            names = {"#alias": "alias"}
+            values[":alias"] = alias
+        entries: list[HistoryEntry] = []
+        while True:
+            items, start = self._table.query(
+                "pk = :pk AND begins_with(sk, :h)",
+                values,
+                names=names,
+                filter_expression=filter_expression,
+                forward=False,
+                limit=limit - len(entries),
+                start_key=start,
+            )
+            entries.extend(HistoryEntry.model_validate(item) for item in items)
+            if start is None or len(entries) >= limit:
+                return entries, encode_token(start)
+
+    def alias_entry_at(self, name: str, alias: str, at: datetime) -> HistoryEntry | None:
+        """The last move/rollback/removal of ``alias`` at or before ``at``: walks history backwards from ``at``."""
+        items = self._table.query_all(
+            "pk = :pk AND sk BETWEEN :low AND :high",
+            {
+                ":pk": model_pk(name),
+                ":low": HISTORY_PREFIX,
+                ":high": f"{HISTORY_PREFIX}{history_time(at)}#~",
+                ":alias": alias,
+                ":a0": ALIAS_ACTIONS[0],
+                ":a1": ALIAS_ACTIONS[1],
+                ":a2": ALIAS_ACTIONS[2],
+            },
+            names={"#alias": "alias", "#action": "action"},
+            filter_expression="#alias = :alias AND #action IN (:a0, :a1, :a2)",
+            forward=False,
+            limit=100,
+        )
+        first = next(iter(items), None)
+        return HistoryEntry.model_validate(first) if first else None
+
+
+class S3RegistryArtifacts(ObjectStore):
+    """RegistryArtifacts on the artifacts bucket."""
+
+    def size(self, key: str) -> int:
+        """Size of ``key`` in bytes (HEAD, no download)."""
+        return self.head(key).size
+
+    def upload_url(self, key: str, *, expires_in: int) -> str:
+        """A presigned PUT URL for ``key``."""
+        return self.presigned_put(key, expires_in=expires_in)
+
+    def read_table(self, key: str) -> pandas.DataFrame:
+        """A CSV or Parquet object as a DataFrame; InvalidInputError naming the problem otherwise."""
+        import pandas as pd
+
+        data = self.get(key)
+        lowered = key.lower()
+        try:
+            if lowered.endswith(".parquet"):
+                frame = pd.read_parquet(io.BytesIO(data))
+            elif lowered.endswith(".csv"):
+                frame = pd.read_csv(io.BytesIO(data))
+            else:
+                raise InvalidInputError(
+                    "a reference sample must be .parquet or .csv", code="invalid_reference"
+                )
+        except MlambdaError:
+            raise
+        except Exception as exc:  # pyarrow and pandas raise many parser errors; all mean "unreadable"
+            raise InvalidInputError(
+                f"reference sample {key.rsplit('/', 1)[-1]} is not readable: {exc}", code="invalid_reference"
+            ) from exc
+        frame.columns = [str(column) for column in frame.columns]
+        return frame
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every object under ``prefix`` (one call per key: registry prefixes hold a few objects)."""
+        for key in list(self.list_keys(prefix)):
+            self.delete(key)
+
+
+class OnnxRuntime:
+    """ModelRuntime with onnxruntime (``mlambda.adapters.onnx``)."""
+
+    def inspect(self, data: bytes, *, max_bytes: int) -> Signature:
+        """Validate the artifact and read its signature."""
+        return inspect_model(data, max_bytes=max_bytes)
+
+    def run(self, data: bytes, feed: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Every output of the artifact for ``feed`` (a fresh session: registry calls are rare)."""
+        return OnnxModel(data).run(feed)

@@ -1,0 +1,270 @@
+"""Request and response bodies of the registry API (`/models...`).
+
+Stored entities live in ``mlambda.schemas.registry``; these are what goes over the wire around
+them. Requests forbid unknown fields so that a typo is a 422, not a silently ignored option.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mlambda.schemas.registry import (
+    CachePolicy,
+    FeatureType,
+    HistoryEntry,
+    ModelName,
+    ModelVersion,
+    RegisteredModel,
+    ServingRules,
+    Shadow,
+    Variant,
+)
+
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_.:/=+@-]{1,64}$"
+UPLOAD_FILENAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+MAX_TAGS = 50
+MAX_SMOKE_INPUTS = 20
+MAX_FEATURES = 2000
+MAX_PAGE = 100
+
+Tags = dict[str, str]
+
+
+def _check_tags(tags: Tags | None) -> None:
+    if tags is None:
+        return
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    for key, value in tags.items():
+        if not re.match(TAG_KEY_PATTERN, key):
+            raise ValueError(f"tag key {key!r} must match {TAG_KEY_PATTERN}")
+        if len(value) > 256:
+            raise ValueError(f"tag {key!r}: value longer than 256 characters")
+
+
+class CreateModelRequest(BaseModel):
+    """POST /models."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ModelName
+    description: str = Field("", max_length=2000)
+    owner: str = Field("", max_length=128)
+    tags: Tags = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _tags(self) -> CreateModelRequest:
+        _check_tags(self.tags)
+        return self
+
+
+class UpdateModelRequest(BaseModel):
+    """PATCH /models/{name}: the fields given replace the stored ones (tags as a whole)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(None, max_length=2000)
+    owner: str | None = Field(None, max_length=128)
+    tags: Tags | None = None
+
+    @model_validator(mode="after")
+    def _tags(self) -> UpdateModelRequest:
+        _check_tags(self.tags)
+        return self
+
+
+class ModelDetails(RegisteredModel):
+    """A registered model with where its aliases point (alias -> version)."""
+
+    aliases: dict[str, int] = Field(default_factory=dict)
+
+
+class ModelPage(BaseModel):
+    """GET /models."""
+
+    models: list[ModelDetails]
+    next_token: str | None = None
+
+
+UploadKind = Literal["model", "reference"]
+UPLOAD_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "model": (".onnx",),
+    "reference": (".parquet", ".csv"),
+}
+
+
+class UploadRequest(BaseModel):
+    """POST /models/{name}/uploads: ask for a presigned PUT URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(pattern=UPLOAD_FILENAME_PATTERN)
+    kind: UploadKind = "model"
+
+    @model_validator(mode="after")
+    def _extension(self) -> UploadRequest:
+        allowed = UPLOAD_EXTENSIONS[self.kind]
+        if ".." in self.filename or not self.filename.lower().endswith(allowed):
+            raise ValueError(f"a {self.kind} upload must be named *{' or *'.join(allowed)}")
+        return self
+
+
+class UploadTicket(BaseModel):
+    """Where to PUT the file, and the key to register it by."""
+
+    upload_key: str
+    url: str
+    method: Literal["PUT"] = "PUT"
+    kind: UploadKind
+    expires_in: int
+    expires_at: datetime
+
+
+class RegisterVersionRequest(BaseModel):
+    """POST /models/{name}/versions: register an uploaded artifact as the next version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    upload_key: str = Field(min_length=1, max_length=512, description="from POST /models/{name}/uploads")
+    reference_key: str | None = Field(
+        None, max_length=512, description="upload key of a Parquet/CSV reference sample"
+    )
+    feature_names: list[str] | None = Field(
+        None, min_length=1, max_length=MAX_FEATURES, description="columns of a single-tensor model, in order"
+    )
+    feature_types: list[FeatureType] | None = Field(
+        None, description="types of ``feature_names`` (default: from the input tensor's type)"
+    )
+    smoke_inputs: list[dict[str, Any]] | None = Field(None, min_length=1, max_length=MAX_SMOKE_INPUTS)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    training_data_uri: str | None = Field(None, max_length=1024)
+    training_data_version: str | None = Field(None, max_length=256)
+    source_code_version: str | None = Field(None, max_length=256)
+    owner: str | None = Field(None, max_length=128)
+    tags: Tags = Field(default_factory=dict)
+    description: str = Field("", max_length=2000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegisterVersionRequest:
+        _check_tags(self.tags)
+        if self.feature_names is not None:
+            if any(not name or len(name) > 128 for name in self.feature_names):
+                raise ValueError("feature names must be 1-128 characters")
+            if len(set(self.feature_names)) != len(self.feature_names):
+                raise ValueError("feature names must be unique")
+        if self.feature_types is not None:
+            if self.feature_names is None:
+                raise ValueError("feature_types needs feature_names")
+            if len(self.feature_types) != len(self.feature_names):
+                raise ValueError(
+                    f"{len(self.feature_types)} feature_types for {len(self.feature_names)} feature_names"
+                )
+        return self
+
+
+class VersionPage(BaseModel):
+    """GET /models/{name}/versions (newest first)."""
+
+    versions: list[ModelVersion]
+    next_token: str | None = None
+
+
+class MoveAliasRequest(BaseModel):
+    """PUT /models/{name}/aliases/{alias}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+    force: bool = Field(False, description="skip a failing production gate (needs a reason)")
+    reason: str | None = Field(None, min_length=1, max_length=1000)
+    expected_version: int | None = Field(
+        None, ge=1, description="move only if the alias still points here (optimistic concurrency)"
+    )
+
+    @model_validator(mode="after")
+    def _force_needs_reason(self) -> MoveAliasRequest:
+        if self.force and not self.reason:
+            raise ValueError("force needs a reason")
+        return self
+
+
+class RollbackRequest(BaseModel):
+    """POST /models/{name}/rollback: move the alias back to its previous version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str = Field("production", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    reason: str | None = Field(None, min_length=1, max_length=1000)
+
+
+class GateCheck(BaseModel):
+    """One check of the production gate."""
+
+    name: Literal["artifact_integrity", "loads", "smoke_cases", "signature_compatible"]
+    passed: bool
+    message: str
+
+
+class GateReport(BaseModel):
+    """What the production gate found; a move proceeds when ``passed`` or forced."""
+
+    passed: bool
+    checks: list[GateCheck]
+
+
+class AliasMove(BaseModel):
+    """The result of moving (or rolling back) an alias."""
+
+    model: str
+    alias: str
+    version: int
+    previous_version: int | None
+    updated_at: datetime
+    updated_by: str
+    forced: bool = False
+    gate: GateReport | None = None
+
+
+class EndpointConfigRequest(BaseModel):
+    """PUT /models/{name}/endpoint: the EndpointConfig without what the registry fills in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variants: list[Variant] = Field(min_length=1, max_length=10)
+    shadow: Shadow | None = None
+    sticky_key: str | None = Field(None, min_length=1, max_length=64)
+    cache: CachePolicy = Field(default_factory=CachePolicy)
+    rules: ServingRules = Field(default_factory=ServingRules)
+
+    @model_validator(mode="after")
+    def _weights(self) -> EndpointConfigRequest:
+        total = sum(v.weight for v in self.variants)
+        if total != 100:
+            raise ValueError(f"variant weights must sum to 100, got {total}")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique")
+        return self
+
+
+class HistoryPage(BaseModel):
+    """GET /models/{name}/history (newest first)."""
+
+    entries: list[HistoryEntry]
+    next_token: str | None = None
+
+
+class AliasAtTime(BaseModel):
+    """GET /models/{name}/history?alias=X&at=T: where X pointed at T (None: nowhere)."""
+
+    model: str
+    alias: str
+    at: datetime
+    version: int | None
+    since: datetime | None = Field(None, description="when the alias got there")
+    entry: HistoryEntry | None = None

@@ -1,0 +1,832 @@
+"""The registry function on moto: every route, every bad input, and the races."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+import pytest
+import requests
+from moto import mock_aws
+
+from functions.registry import app as registry_app
+from mlambda.adapters.dynamodb import DynamoTable
+from mlambda.adapters.messaging import EventBus
+from mlambda.adapters.registry import (
+    DynamoModelCatalog,
+    DynamoRegistryStore,
+    OnnxRuntime,
+    S3RegistryArtifacts,
+)
+from mlambda.config import RegistrySettings, function_environment
+from mlambda.errors import ConflictError
+from mlambda.schemas.registry_api import MoveAliasRequest, RegisterVersionRequest
+from mlambda.services.registry import EVENT_SOURCE, RegistryService
+from tests.conftest import load_event
+from tests.unit.fakes_registry import (
+    TrainedModel,
+    breast_cancer,
+    external_data_model,
+    per_feature_regressor,
+)
+
+MAX_MODEL_BYTES = 200_000
+WRITE = "registry:read,registry:write"
+READ = "registry:read"
+
+
+def create_stack(table: str, bucket: str) -> None:
+    """The registry table and artifacts bucket as template.yaml declares them."""
+    boto3.client("dynamodb").create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gsi1pk", "gsi1sk")
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "gsi1",
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    boto3.client("s3").create_bucket(Bucket=bucket)
+
+
+@dataclass
+class Api:
+    """Calls the registry function as API Gateway does after the authorizer let a key through."""
+
+    context: Any
+    events_queue: str
+    table: str
+    bucket: str
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        scopes: str = WRITE,
+        query: dict[str, str] | None = None,
+        raw_body: str | None = None,
+    ) -> tuple[int, Any]:
+        event = load_event(
+            "apigw_rest",
+            path=path,
+            resource=path,
+            httpMethod=method,
+            queryStringParameters=query,
+            multiValueQueryStringParameters={k: [v] for k, v in (query or {}).items()} or None,
+            body=raw_body if raw_body is not None else (json.dumps(body) if body is not None else None),
+        )
+        event["requestContext"]["authorizer"] = {
+            "principalId": "k1",
+            "key_id": "k1",
+            "name": "alice",
+            "scopes": scopes,
+        }
+        response = registry_app.handler(event, self.context)
+        return response["statusCode"], json.loads(response["body"]) if response["body"] else None
+
+    def ok(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        status, payload = self.call(method, path, body, **kwargs)
+        assert status in (200, 201), (status, payload)
+        return payload
+
+    def upload(self, model: str, filename: str, data: bytes, kind: str = "model") -> str:
+        ticket = self.ok("POST", f"/models/{model}/uploads", {"filename": filename, "kind": kind})
+        assert requests.put(ticket["url"], data=data, timeout=10).status_code == 200
+        return str(ticket["upload_key"])
+
+    def register(self, model: str, trained: TrainedModel, *, reference: bool = True, **body: Any) -> Any:
+        request: dict[str, Any] = {"upload_key": self.upload(model, "model.onnx", trained.onnx), **body}
+        if reference:
+            request["reference_key"] = self.upload(model, "ref.parquet", trained.parquet(), "reference")
+            request.setdefault("feature_names", trained.features)
+        return self.call("POST", f"/models/{model}/versions", request)
+
+    def events(self) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs")
+        found = []
+        while True:
+            messages = sqs.receive_message(QueueUrl=self.events_queue, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            if not messages:
+                return found
+            for message in messages:
+                found.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.events_queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[str]:
+    """One moto for the module (starting it costs more than a test): a queue that receives registry events."""
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        queue = sqs.create_queue(QueueName="registry-events")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = boto3.client("events")
+        events.put_rule(Name="registry", EventPattern=json.dumps({"source": ["mlambda.registry"]}))
+        events.put_targets(Rule="registry", Targets=[{"Id": "q", "Arn": arn}])
+        yield queue
+
+
+@pytest.fixture
+def api(aws: str, lambda_context: Any) -> Iterator[Api]:
+    """A fresh registry table and artifacts bucket per test, and the function pointed at them."""
+    suffix = uuid.uuid4().hex[:12]
+    table, bucket = f"registry-{suffix}", f"artifacts-{suffix}"
+    environment = {
+        "REGISTRY_TABLE": table,
+        "ARTIFACTS_BUCKET": bucket,
+        "MAX_MODEL_BYTES": str(MAX_MODEL_BYTES),
+    }
+    with function_environment(environment):
+        create_stack(table, bucket)
+        registry_app.service.cache_clear()
+        client = Api(lambda_context, aws, table, bucket)
+        client.events()
+        yield client
+        registry_app.service.cache_clear()
+
+
+@pytest.fixture
+def with_versions(api: Api) -> Api:
+    """Model 'cancer' with v1 (C=1) and v2 (C=0.1), both with a reference sample."""
+    api.ok("POST", "/models", {"name": "cancer", "owner": "ml-team", "tags": {"team": "risk"}})
+    for c in (1.0, 0.1):
+        status, body = api.register("cancer", breast_cancer(c))
+        assert status == 201, body
+    return api
+
+
+class Serialized:
+    """A boto3 client whose calls are atomic, as each call is on AWS: moto's in-process backend is not
+    thread-safe, so the races under test happen between calls (read latest, then transact), not inside one."""
+
+    lock = threading.Lock()
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                return method(*args, **kwargs)
+
+        return call
+
+
+def service(api: Api) -> RegistryService:
+    """The registry service for threads: the real adapters on serialized clients."""
+    settings = RegistrySettings.load()
+    return RegistryService(
+        DynamoRegistryStore(DynamoTable(api.table, settings, Serialized(boto3.client("dynamodb")))),
+        S3RegistryArtifacts(api.bucket, settings, Serialized(boto3.client("s3"))),
+        OnnxRuntime(),
+        EventBus(settings, source=EVENT_SOURCE, events_client=Serialized(boto3.client("events"))),
+        max_model_bytes=settings.max_model_bytes,
+    )
+
+
+# ---------------------------------------------------------------------- models
+
+
+def test_models_are_created_listed_filtered_updated_and_deleted(api: Api) -> None:
+    # Given
+    for name, owner, team in [
+        ("a-model", "ann", "risk"),
+        ("b-model", "bob", "ads"),
+        ("c-model", "ann", "ads"),
+    ]:
+        assert api.call("POST", "/models", {"name": name, "owner": owner, "tags": {"team": team}})[0] == 201
+    # When
+    first = api.ok("GET", "/models", query={"limit": "2"})
+    second = api.ok("GET", "/models", query={"limit": "2", "next_token": first["next_token"]})
+    by_owner = api.ok("GET", "/models", query={"owner": "ann"})
+    by_tag = api.ok("GET", "/models", query={"tag": "team:ads"})
+    patched = api.ok("PATCH", "/models/b-model", {"description": "ads ranking", "tags": {"team": "growth"}})
+    deleted = api.ok("DELETE", "/models/c-model")
+    # Then
+    assert [m["name"] for m in first["models"]] == ["a-model", "b-model"]
+    assert [m["name"] for m in second["models"]] == ["c-model"]
+    assert second["next_token"] is None
+    assert {m["name"] for m in by_owner["models"]} == {"a-model", "c-model"}
+    assert {m["name"] for m in by_tag["models"]} == {"b-model", "c-model"}
+    assert patched["description"] == "ads ranking"
+    assert patched["tags"] == {"team": "growth"}
+    assert deleted == {"model": "c-model", "deleted": True}
+    assert api.call("GET", "/models/c-model")[0] == 404
+    assert [e["action"] for e in api.ok("GET", "/models/c-model/history")["entries"]] == [
+        "model_deleted",
+        "model_created",
+    ]
+
+
+def test_creating_a_model_twice_is_409(api: Api) -> None:
+    api.ok("POST", "/models", {"name": "dup"})
+    status, error = api.call("POST", "/models", {"name": "dup"})
+    assert status == 409
+    assert error["code"] == "model_exists"
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", "UPPER", "", "x" * 64, "-lead"])
+def test_model_names_with_path_characters_are_refused(api: Api, name: str) -> None:
+    status, error = api.call("POST", "/models", {"name": name})
+    assert status == 422
+    assert "name" in error["message"]
+
+
+@pytest.mark.parametrize("name", ["..", "a..b", "A", "a%2Fb"])
+def test_path_names_are_checked_before_any_lookup(api: Api, name: str) -> None:
+    status, error = api.call("GET", f"/models/{quote(name)}/versions/1")
+    assert status == 400
+    assert error["code"] == "invalid_model_name"
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [({"tag": "no-colon"}, "invalid_filter"), ({"next_token": "garbage!!"}, "invalid_token")],
+)
+def test_bad_listing_parameters_are_400(api: Api, query: dict[str, str], code: str) -> None:
+    status, error = api.call("GET", "/models", query=query)
+    assert status == 400
+    assert error["code"] == code
+
+
+def test_reads_need_registry_read_and_writes_registry_write(api: Api) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "scoped"})
+    # When
+    read_status, _ = api.call("GET", "/models/scoped", scopes=READ)
+    write_status, error = api.call("PATCH", "/models/scoped", {"description": "x"}, scopes=READ)
+    none_status, _ = api.call("GET", "/models/scoped", scopes="predict")
+    # Then
+    assert read_status == 200
+    assert write_status == 403
+    assert error["details"] == {"required": "registry:write"}
+    assert none_status == 403
+
+
+def test_a_model_an_alias_points_at_cannot_be_deleted(with_versions: Api) -> None:
+    # Given
+    api = with_versions
+    api.ok("PUT", "/models/cancer/aliases/staging", {"version": 1})
+    # When
+    status, error = api.call("DELETE", "/models/cancer")
+    api.ok("DELETE", "/models/cancer/aliases/staging")
+    after_status, _ = api.call("DELETE", "/models/cancer")
+    # Then
+    assert status == 409
+    assert error["code"] == "model_has_aliases"
+    assert after_status == 200
+    assert api.call("GET", "/models/cancer/versions/1")[0] == 404
+    assert not list(
+        boto3.client("s3").list_objects_v2(Bucket=api.bucket, Prefix="models/cancer/").get("Contents", [])
+    )
+
+
+# ---------------------------------------------------------------------- versions
+
+
+def test_register_validates_stores_and_profiles_a_version(with_versions: Api) -> None:
+    # Given
+    api = with_versions
+    trained = breast_cancer(1.0)
+    # When
+    version = api.ok("GET", "/models/cancer/versions/v1")
+    page = api.ok("GET", "/models/cancer/versions", query={"limit": "1"})
+    rest = api.ok("GET", "/models/cancer/versions", query={"limit": "1", "next_token": page["next_token"]})
+    s3 = boto3.client("s3")
+    artifact = s3.get_object(Bucket=api.bucket, Key=version["artifact_key"])["Body"].read()
+    profile = json.loads(
+        s3.get_object(Bucket=api.bucket, Key=version["reference_profile_key"])["Body"].read()
+    )
+    # Then
+    assert version["artifact_key"] == "models/cancer/v1/model.onnx"
+    assert (
+        version["artifact_sha256"]
+        == hashlib.sha256(trained.onnx).hexdigest()
+        == hashlib.sha256(artifact).hexdigest()
+    )
+    assert version["size_bytes"] == len(trained.onnx)
+    assert version["signature"]["task"] == "classification"
+    assert version["signature"]["class_labels"] == [0, 1]
+    schema = version["feature_schema"]
+    assert (schema["mode"], schema["tensor_input"], schema["tensor_dtype"]) == ("tensor", "input", "float32")
+    assert [f["name"] for f in schema["features"]] == trained.features
+    assert len(version["smoke_cases"]) == 20
+    first = version["smoke_cases"][0]
+    assert first["inputs"]["mean_radius"] == pytest.approx(float(trained.frame["mean_radius"].iloc[0]))
+    expected = trained.estimator.predict_proba(trained.frame[trained.features].to_numpy("float32")[:1])[0]
+    assert first["expected"]["probabilities"]["1"] == pytest.approx(expected[1], abs=1e-5)
+    assert profile["row_count"] == 200
+    assert [f["name"] for f in profile["features"]] == trained.features
+    assert version["owner"] == "ml-team"
+    assert version["created_by"] == "alice"
+    assert [v["version"] for v in page["versions"]] == [2]
+    assert [v["version"] for v in rest["versions"]] == [1]
+    registered = [e for e in api.events() if e["detail-type"] == "Model Version Registered"]
+    assert [e["detail"]["version"] for e in registered] == [1, 2]
+
+
+def test_feature_names_come_from_a_csv_sample_when_not_declared(api: Api) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "small"})
+    trained = breast_cancer(1.0, 10)
+    sample = trained.frame[trained.features].head(50).to_csv(index=False).encode()
+    # When
+    status, version = api.call(
+        "POST",
+        "/models/small/versions",
+        {
+            "upload_key": api.upload("small", "m.onnx", trained.onnx),
+            "reference_key": api.upload("small", "ref.csv", sample, "reference"),
+            "metrics": {"auc": 0.97},
+            "params": {"C": 1.0},
+            "training_data_uri": "s3://data/cancer.parquet",
+            "training_data_version": "2024-03-01",
+            "source_code_version": "git:abc123",
+            "tags": {"stage": "test"},
+            "description": "ten features",
+        },
+    )
+    # Then
+    assert status == 201, version
+    assert [f["name"] for f in version["feature_schema"]["features"]] == trained.features
+    assert version["metrics"] == {"auc": 0.97}
+    assert version["training_data_version"] == "2024-03-01"
+    assert version["source_code_version"] == "git:abc123"
+
+
+def test_a_per_feature_model_takes_its_schema_from_its_inputs(api: Api) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "linear"})
+    key = api.upload("linear", "m.onnx", per_feature_regressor())
+    # When
+    status, version = api.call(
+        "POST", "/models/linear/versions", {"upload_key": key, "smoke_inputs": [{"a": 1.0, "b": 2.0}]}
+    )
+    # Then
+    assert status == 201, version
+    assert version["feature_schema"]["mode"] == "per_feature"
+    assert [f["name"] for f in version["feature_schema"]["features"]] == ["a", "b"]
+    assert version["smoke_cases"] == [{"inputs": {"a": 1.0, "b": 2.0}, "expected": {"value": 8.0}}]
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        (b"\x08\x07garbage that is not protobuf \xff\xfe", 400, "invalid_model"),
+        (b"<html>this is not a model</html>", 400, "invalid_model"),
+        (b"", 400, "invalid_model"),
+        (external_data_model(), 400, "external_data"),
+        (b"\0" * (MAX_MODEL_BYTES + 1), 413, "payload_too_large"),
+    ],
+    ids=["corrupt", "not-onnx", "empty", "external-data", "huge"],
+)
+def test_unusable_artifacts_are_refused_and_nothing_is_registered(
+    api: Api, data: bytes, status: int, code: str
+) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "bad"})
+    key = api.upload("bad", "m.onnx", data)
+    # When
+    got, error = api.call("POST", "/models/bad/versions", {"upload_key": key, "feature_names": ["a", "b"]})
+    # Then
+    assert (got, error["code"]) == (status, code)
+    assert api.ok("GET", "/models/bad")["latest_version"] == 0
+    assert api.ok("GET", "/models/bad/versions")["versions"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"feature_names": ["only", "three", "names"]}, 422, "feature_count_mismatch"),
+        ({}, 422, "feature_names_required"),
+        (
+            {"feature_names": [f"f{i}" for i in range(30)], "feature_types": ["string"] * 30},
+            422,
+            "feature_type_mismatch",
+        ),
+        (
+            {"feature_names": [f"f{i}" for i in range(30)], "smoke_inputs": [{"f0": "text"}]},
+            422,
+            "invalid_features",
+        ),
+    ],
+    ids=["count", "no-names", "types", "bad-smoke-inputs"],
+)
+def test_feature_declarations_that_do_not_fit_the_model_are_422(
+    api: Api, body: dict[str, Any], status: int, code: str
+) -> None:
+    api.ok("POST", "/models", {"name": "decl"})
+    key = api.upload("decl", "m.onnx", breast_cancer(1.0).onnx)
+    got, error = api.call("POST", "/models/decl/versions", {"upload_key": key, **body})
+    assert (got, error["code"]) == (status, code)
+
+
+def test_wrong_content_in_the_reference_sample_is_refused(api: Api) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "ref"})
+    trained = breast_cancer(1.0)
+    model_key = api.upload("ref", "m.onnx", trained.onnx)
+    garbage = api.upload("ref", "ref.parquet", b"PAR1 not really parquet", "reference")
+    wrong_columns = api.upload("ref", "other.csv", b"x,y\n1,2\n", "reference")
+    # When
+    unreadable = api.call("POST", "/models/ref/versions", {"upload_key": model_key, "reference_key": garbage})
+    mismatch = api.call(
+        "POST",
+        "/models/ref/versions",
+        {"upload_key": model_key, "reference_key": wrong_columns, "feature_names": trained.features},
+    )
+    # Then
+    assert (unreadable[0], unreadable[1]["code"]) == (400, "invalid_reference")
+    assert (mismatch[0], mismatch[1]["code"]) == (422, "reference_mismatch")
+
+
+def test_upload_keys_must_be_this_models_uploads(api: Api) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "one"})
+    api.ok("POST", "/models", {"name": "two"})
+    other = api.upload("two", "m.onnx", breast_cancer(1.0).onnx)
+    # When
+    cases = {
+        "other-model": api.call("POST", "/models/one/versions", {"upload_key": other}),
+        "traversal": api.call(
+            "POST", "/models/one/versions", {"upload_key": "uploads/one/../../models/two/v1/model.onnx"}
+        ),
+        "outside": api.call("POST", "/models/one/versions", {"upload_key": "models/two/v1/model.onnx"}),
+        "missing": api.call("POST", "/models/one/versions", {"upload_key": f"uploads/one/{'0' * 32}/m.onnx"}),
+    }
+    # Then
+    assert {k: (s, e["code"]) for k, (s, e) in cases.items()} == {
+        "other-model": (400, "invalid_upload_key"),
+        "traversal": (400, "invalid_upload_key"),
+        "outside": (400, "invalid_upload_key"),
+        "missing": (404, "upload_not_found"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"filename": "../x.onnx"}, "filename"),
+        ({"filename": "model.pkl"}, "model upload"),
+        ({"filename": "ref.json", "kind": "reference"}, "reference upload"),
+        ({"filename": "m.onnx", "kind": "weights"}, "kind"),
+    ],
+)
+def test_upload_requests_are_validated(api: Api, body: dict[str, Any], field: str) -> None:
+    api.ok("POST", "/models", {"name": "up"})
+    status, error = api.call("POST", "/models/up/uploads", body)
+    assert status == 422
+    assert field in error["message"]
+
+
+def test_uploads_for_unknown_models_are_404(api: Api) -> None:
+    status, error = api.call("POST", "/models/ghost/uploads", {"filename": "m.onnx"})
+    assert (status, error["code"]) == (404, "model_not_found")
+
+
+@pytest.mark.parametrize(
+    ("ref", "status", "code"), [("v9", 404, "version_not_found"), ("latest", 400, "invalid_version")]
+)
+def test_unknown_versions_are_404(with_versions: Api, ref: str, status: int, code: str) -> None:
+    got, error = with_versions.call("GET", f"/models/cancer/versions/{ref}")
+    assert (got, error["code"]) == (status, code)
+
+
+def test_parallel_registrations_get_versions_one_to_n(api: Api) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "race"})
+    trained = breast_cancer(1.0)
+    keys = [api.upload("race", f"m{i}.onnx", trained.onnx) for i in range(8)]
+    registry = service(api)
+    barrier = threading.Barrier(len(keys))
+
+    def register(key: str) -> int:
+        barrier.wait()
+        request = RegisterVersionRequest(upload_key=key, feature_names=trained.features)
+        return registry.register_version("race", request, "racer").version
+
+    # When
+    with ThreadPoolExecutor(len(keys)) as pool:
+        numbers = list(pool.map(register, keys))
+    # Then
+    assert sorted(numbers) == list(range(1, 9))
+    listed = api.ok("GET", "/models/race/versions")["versions"]
+    assert [v["version"] for v in listed] == list(range(8, 0, -1))
+    assert api.ok("GET", "/models/race")["latest_version"] == 8
+    history = api.ok("GET", "/models/race/history", query={"limit": "100"})["entries"]
+    assert sorted(e["to_version"] for e in history if e["action"] == "version_registered") == list(
+        range(1, 9)
+    )
+
+
+# ---------------------------------------------------------------------- aliases, gate, rollback
+
+
+def test_promotion_runs_the_gate_and_records_the_move(with_versions: Api) -> None:
+    # Given
+    api = with_versions
+    # When
+    first = api.ok("PUT", "/models/cancer/aliases/production", {"version": 1, "reason": "first release"})
+    second = api.ok("PUT", "/models/cancer/aliases/production", {"version": 2})
+    alias = api.ok("GET", "/models/cancer/aliases/production")
+    model = api.ok("GET", "/models/cancer")
+    # Then
+    assert first["gate"]["passed"] is True
+    assert [c["name"] for c in first["gate"]["checks"]] == [
+        "artifact_integrity",
+        "loads",
+        "smoke_cases",
+        "signature_compatible",
+    ]
+    assert second["gate"]["checks"][-1]["message"] == "compatible with production v1"
+    assert (alias["version"], alias["previous_version"], alias["updated_by"]) == (2, 1, "alice")
+    assert model["aliases"] == {"production": 2}
+    moved = [e["detail"] for e in api.events() if e["detail-type"] == "Model Alias Moved"]
+    assert [(d["alias"], d["version"], d["previous_version"]) for d in moved] == [
+        ("production", 1, None),
+        ("production", 2, 1),
+    ]
+
+
+def test_catalog_resolves_aliases_and_versions_for_other_functions(with_versions: Api) -> None:
+    # Given
+    api = with_versions
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 2})
+    api.ok("PUT", "/models/cancer/aliases/staging", {"version": 1})
+    catalog = DynamoModelCatalog(DynamoTable(api.table, RegistrySettings.load()))
+    # When
+    production = catalog.resolve("cancer", "production")
+    by_ref = catalog.resolve("cancer", "v1")
+    everywhere = catalog.models_with_alias("production")
+    # Then
+    assert (production.version, by_ref.version) == (2, 1)
+    assert [(v.model, v.version) for v in everywhere] == [("cancer", 2)]
+    assert catalog.endpoint_config("cancer") is None
+    with pytest.raises(Exception, match="no alias 'canary'"):
+        catalog.resolve("cancer", "canary")
+
+
+def test_a_version_with_another_schema_fails_the_gate_unless_forced(with_versions: Api) -> None:
+    # Given
+    api = with_versions
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 1})
+    assert api.register("cancer", breast_cancer(1.0, 10))[0] == 201
+    # When
+    refused, error = api.call("PUT", "/models/cancer/aliases/production", {"version": 3})
+    no_reason, _ = api.call("PUT", "/models/cancer/aliases/production", {"version": 3, "force": True})
+    forced = api.ok(
+        "PUT", "/models/cancer/aliases/production", {"version": 3, "force": True, "reason": "new feature set"}
+    )
+    # Then
+    assert (refused, error["code"]) == (422, "gate_failed")
+    assert "features differ from v1" in error["message"]
+    assert no_reason == 422
+    assert forced["forced"] is True
+    assert forced["version"] == 3
+    entry = api.ok("GET", "/models/cancer/history", query={"alias": "production", "limit": "1"})["entries"][0]
+    assert (entry["reason"], entry["details"]["forced"]) == ("new feature set", True)
+
+
+def test_a_version_whose_artifact_was_replaced_fails_the_gate(with_versions: Api) -> None:
+    # Given
+    api = with_versions
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 1})
+    boto3.client("s3").put_object(
+        Bucket=api.bucket, Key="models/cancer/v2/model.onnx", Body=breast_cancer(0.1, 10).onnx
+    )
+    # When
+    status, error = api.call("PUT", "/models/cancer/aliases/production", {"version": 2})
+    # Then
+    assert (status, error["code"]) == (422, "gate_failed")
+    integrity = error["details"]["checks"][0]
+    assert (integrity["name"], integrity["passed"]) == ("artifact_integrity", False)
+    assert api.ok("GET", "/models/cancer/aliases/production")["version"] == 1
+
+
+def test_a_version_whose_smoke_cases_no_longer_reproduce_fails_the_gate(with_versions: Api) -> None:
+    # Given: v2's recorded outputs are edited behind the registry's back
+    api = with_versions
+    table = boto3.client("dynamodb")
+    key = {"pk": {"S": "model#cancer"}, "sk": {"S": "version#0000000002"}}
+    item = table.get_item(TableName=api.table, Key=key)["Item"]
+    body = json.loads(item["body"]["S"])
+    body["smoke_cases"][0]["expected"]["label"] = 7
+    item["body"] = {"S": json.dumps(body)}
+    table.put_item(TableName=api.table, Item=item)
+    # When
+    status, error = api.call("PUT", "/models/cancer/aliases/production", {"version": 2})
+    # Then
+    assert (status, error["code"]) == (422, "gate_failed")
+    smoke = next(c for c in error["details"]["checks"] if c["name"] == "smoke_cases")
+    assert smoke["message"].startswith("1 of 20 smoke cases differ")
+
+
+def test_moves_to_unknown_versions_or_with_bad_alias_names_are_refused(with_versions: Api) -> None:
+    api = with_versions
+    assert (
+        api.call("PUT", "/models/cancer/aliases/production", {"version": 9})[1]["code"] == "version_not_found"
+    )
+    assert api.call("PUT", "/models/cancer/aliases/Prod!", {"version": 1})[1]["code"] == "invalid_alias"
+    assert api.call("PUT", "/models/cancer/aliases/v2", {"version": 1})[1]["code"] == "invalid_alias"
+    assert api.call("GET", "/models/cancer/aliases/production")[1]["code"] == "alias_not_found"
+    assert api.call("PUT", "/models/cancer/aliases/production", {"version": 0})[0] == 422
+
+
+def test_a_move_expecting_a_stale_version_is_409(with_versions: Api) -> None:
+    api = with_versions
+    api.ok("PUT", "/models/cancer/aliases/staging", {"version": 1})
+    api.ok("PUT", "/models/cancer/aliases/staging", {"version": 2, "expected_version": 1})
+    status, error = api.call("PUT", "/models/cancer/aliases/staging", {"version": 1, "expected_version": 1})
+    assert (status, error["code"]) == (409, "alias_conflict")
+    assert error["details"] == {"current_version": 2}
+
+
+def test_parallel_alias_moves_exactly_one_wins(api: Api) -> None:
+    # Given: six versions and production on v1
+    api.ok("POST", "/models", {"name": "moves"})
+    trained = breast_cancer(1.0)
+    for _ in range(6):
+        key = api.upload("moves", "m.onnx", trained.onnx)
+        assert (
+            api.call(
+                "POST", "/models/moves/versions", {"upload_key": key, "feature_names": trained.features}
+            )[0]
+            == 201
+        )
+    registry = service(api)
+    registry.move_alias("moves", "production", MoveAliasRequest(version=1), "setup")
+    barrier = threading.Barrier(5)
+
+    def move(version: int) -> str:
+        barrier.wait()
+        try:
+            registry.move_alias(
+                "moves",
+                "production",
+                MoveAliasRequest(version=version, expected_version=1),
+                f"mover-{version}",
+            )
+        except ConflictError as exc:
+            return exc.code
+        return "won"
+
+    # When
+    with ThreadPoolExecutor(5) as pool:
+        results = dict(zip(range(2, 7), pool.map(move, range(2, 7)), strict=True))
+    # Then
+    winners = [v for v, result in results.items() if result == "won"]
+    assert len(winners) == 1
+    assert sorted(r for r in results.values() if r != "won") == ["alias_conflict"] * 4
+    alias = api.ok("GET", "/models/moves/aliases/production")
+    assert (alias["version"], alias["previous_version"]) == (winners[0], 1)
+    assert api.ok("GET", "/models/moves")["aliases"] == {"production": winners[0]}
+    moves = api.ok("GET", "/models/moves/history", query={"alias": "production"})["entries"]
+    assert [m["to_version"] for m in moves] == [winners[0], 1]
+
+
+def test_rollback_returns_production_to_the_previous_version(with_versions: Api) -> None:
+    # Given
+    api = with_versions
+    nothing, error = api.call("POST", "/models/cancer/rollback", {})
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 1})
+    first_only, first_error = api.call("POST", "/models/cancer/rollback", {})
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 2})
+    # When
+    rolled = api.ok("POST", "/models/cancer/rollback", {"reason": "latency regression"})
+    # Then
+    assert (nothing, error["code"]) == (404, "alias_not_found")
+    assert (first_only, first_error["code"]) == (409, "nothing_to_roll_back")
+    assert (rolled["version"], rolled["previous_version"]) == (1, 2)
+    entry = api.ok("GET", "/models/cancer/history", query={"limit": "1"})["entries"][0]
+    assert (entry["action"], entry["from_version"], entry["to_version"], entry["reason"]) == (
+        "rollback",
+        2,
+        1,
+        "latency regression",
+    )
+
+
+# ---------------------------------------------------------------------- endpoint
+
+
+def test_endpoint_configs_are_validated_and_stored(with_versions: Api) -> None:
+    # Given
+    api = with_versions
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 1})
+    body = {
+        "variants": [
+            {"name": "a", "target": "production", "weight": 90},
+            {"name": "b", "target": "v2", "weight": 10},
+        ],
+        "shadow": {"target": "v2", "sample_percent": 25},
+        "sticky_key": "entity_id",
+    }
+    # When
+    stored = api.ok("PUT", "/models/cancer/endpoint", body)
+    read = api.ok("GET", "/models/cancer/endpoint")
+    in_use, in_use_error = api.call("DELETE", "/models/cancer/aliases/production")
+    # Then
+    assert read == stored
+    assert (read["model"], read["updated_by"], read["sticky_key"]) == ("cancer", "alice", "entity_id")
+    assert [v["weight"] for v in read["variants"]] == [90, 10]
+    assert (in_use, in_use_error["code"]) == (409, "alias_in_use")
+    assert [e["detail-type"] for e in api.events()][-1] == "Model Endpoint Changed"
+
+
+@pytest.mark.parametrize(
+    ("variants", "shadow", "status", "needle"),
+    [
+        (
+            [{"name": "a", "target": "v1", "weight": 60}, {"name": "b", "target": "v2", "weight": 30}],
+            None,
+            422,
+            "sum to 100",
+        ),
+        ([{"name": "a", "target": "v9", "weight": 100}], None, 422, "no version 9"),
+        ([{"name": "a", "target": "canary", "weight": 100}], None, 422, "no such alias"),
+        (
+            [{"name": "a", "target": "v1", "weight": 100}],
+            {"target": "v7", "sample_percent": 5},
+            422,
+            "no version 7",
+        ),
+        (
+            [{"name": "a", "target": "v1", "weight": 50}, {"name": "a", "target": "v2", "weight": 50}],
+            None,
+            422,
+            "unique",
+        ),
+    ],
+    ids=["weights", "unknown-version", "unknown-alias", "unknown-shadow", "duplicate-names"],
+)
+def test_invalid_endpoint_configs_are_refused(
+    with_versions: Api, variants: list[Any], shadow: Any, status: int, needle: str
+) -> None:
+    got, error = with_versions.call(
+        "PUT", "/models/cancer/endpoint", {"variants": variants, "shadow": shadow}
+    )
+    assert got == status
+    assert needle in error["message"]
+    assert with_versions.call("GET", "/models/cancer/endpoint")[1]["code"] == "no_endpoint_config"
+
+
+# ---------------------------------------------------------------------- history
+
+
+def test_history_answers_where_an_alias_pointed_at_a_time(with_versions: Api) -> None:
+    # Given
+    api = with_versions
+    before = datetime.now(UTC)
+    time.sleep(0.002)
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 1})
+    time.sleep(0.002)
+    between = datetime.now(UTC)
+    time.sleep(0.002)
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 2})
+    api.ok("PUT", "/models/cancer/aliases/staging", {"version": 1})
+    # When
+    at = {
+        t: api.ok("GET", "/models/cancer/history", query={"alias": "production", "at": t.isoformat()})
+        for t in (before, between, datetime.now(UTC))
+    }
+    needs_alias, error = api.call("GET", "/models/cancer/history", query={"at": between.isoformat()})
+    bad_time, _ = api.call("GET", "/models/cancer/history", query={"alias": "production", "at": "yesterday"})
+    # Then
+    assert [at[t]["version"] for t in at] == [None, 1, 2]
+    assert at[between]["entry"]["actor"] == "alice"
+    assert (needs_alias, error["code"]) == (400, "invalid_query")
+    assert bad_time == 422
+    everything = api.ok("GET", "/models/cancer/history")["entries"]
+    assert [e["action"] for e in everything] == [
+        "alias_moved",
+        "alias_moved",
+        "alias_moved",
+        "version_registered",
+        "version_registered",
+        "model_created",
+    ]
