@@ -120,6 +120,76 @@ class RegistrySettings(FunctionSettings):
 
 
 # >>> predict settings (issue 4)
+class PredictSettings(FunctionSettings):
+    """Online inference (`POST /models/{name}/predict`)."""
+
+    registry_table: str = Field(
+        alias="REGISTRY_TABLE", description="DynamoDB table of models, aliases, endpoints."
+    )
+    artifacts_bucket: str = Field(
+        alias="ARTIFACTS_BUCKET", description="S3 bucket holding the ONNX artifacts."
+    )
+    features_table: str = Field(
+        alias="FEATURES_TABLE", description="Online feature store (latest values per entity)."
+    )
+    tracking_table: str = Field(
+        alias="TRACKING_TABLE", description="Interactions, opt-outs and served predictions."
+    )
+    prediction_cache_table: str = Field(
+        alias="PREDICTION_CACHE_TABLE", description="Cached predictions keyed by (model, version, features)."
+    )
+    archive_queue_url: str = Field(
+        alias="ARCHIVE_QUEUE_URL",
+        description="SQS queue the prediction log (served and shadow rows) goes to.",
+    )
+    max_instances: int = Field(
+        1000,
+        alias="MAX_INSTANCES",
+        ge=1,
+        le=10_000,
+        description="Most rows one request may carry (413 above).",
+    )
+    max_body_bytes: int = Field(
+        6 * 1024 * 1024,
+        alias="MAX_BODY_BYTES",
+        ge=1024,
+        description="Largest request body accepted (413 above); Lambda's synchronous payload cap is 6 MB.",
+    )
+    config_ttl_seconds: float = Field(
+        10.0,
+        alias="CONFIG_TTL_SECONDS",
+        ge=0,
+        le=300,
+        description="How long endpoint configs and alias resolutions are cached in memory per instance.",
+    )
+    model_cache_max_models: int = Field(
+        8, alias="MODEL_CACHE_MAX_MODELS", ge=1, description="Loaded sessions kept per instance (LRU)."
+    )
+    model_cache_max_bytes: int = Field(
+        512 * 1024 * 1024,
+        alias="MODEL_CACHE_MAX_BYTES",
+        ge=1,
+        description="Total artifact bytes of the loaded sessions kept per instance (LRU).",
+    )
+    intra_op_threads: int = Field(
+        1, alias="INTRA_OP_THREADS", ge=1, le=16, description="onnxruntime intra-op threads per session."
+    )
+    log_max_buffered: int = Field(
+        10_000,
+        alias="LOG_MAX_BUFFERED",
+        ge=0,
+        description="Prediction-log records kept in memory for retry while the archive queue fails.",
+    )
+    metrics_namespace: str = Field(
+        "mlambda",
+        alias="POWERTOOLS_METRICS_NAMESPACE",
+        description="CloudWatch namespace of the EMF metrics.",
+    )
+    service_name: str = Field(
+        "predict", alias="POWERTOOLS_SERVICE_NAME", description="The service dimension of logs and metrics."
+    )
+
+
 # >>> ingest and archiver settings (issue 5)
 
 # >>> batch settings (issue 6)

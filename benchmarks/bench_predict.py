@@ -1,0 +1,493 @@
+"""Online inference, measured: handler vs minimal path vs raw onnxruntime, HTTP, cold start, batch.
+
+All figures come from one run on this machine with a 20-feature GradientBoostingClassifier
+(100 trees) exported from scikit-learn. Prints a table; asserts nothing.
+
+    make bench-predict            # or: .venv/bin/python benchmarks/bench_predict.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from pydantic import BaseModel
+from skl2onnx import to_onnx
+from sklearn.datasets import make_classification
+from sklearn.ensemble import GradientBoostingClassifier
+
+from mlambda.schemas.inference import PredictRequest, PredictResponse
+
+REPO = Path(__file__).resolve().parent.parent
+# What template.yaml gives the function (the benchmark imports it in-process).
+for _name, _value in {
+    "POWERTOOLS_SERVICE_NAME": "predict",
+    "POWERTOOLS_METRICS_NAMESPACE": "mlambda",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "AWS_REGION": "us-east-1",
+}.items():
+    os.environ.setdefault(_name, _value)
+FEATURES = [f"f{i}" for i in range(20)]
+ROWS: list[tuple[str, str, str]] = []
+
+
+def record(name: str, value: str, note: str = "") -> None:
+    ROWS.append((name, value, note))
+    print(f"  {name:58} {value:>22}  {note}", flush=True)
+
+
+def percentiles(samples: Sequence[float]) -> tuple[float, float]:
+    """p50 and p99 of ``samples`` (seconds) in microseconds."""
+    ordered = sorted(samples)
+    return ordered[len(ordered) // 2] * 1e6, ordered[int(len(ordered) * 0.99) - 1] * 1e6
+
+
+def timed(call: Callable[[], Any], n: int, warmup: int = 200) -> tuple[float, float]:
+    for _ in range(warmup):
+        call()
+    samples = []
+    clock = time.perf_counter
+    for _ in range(n):
+        start = clock()
+        call()
+        samples.append(clock() - start)
+    return percentiles(samples)
+
+
+def us(p: tuple[float, float]) -> str:
+    return f"p50 {p[0]:7.1f} µs  p99 {p[1]:7.1f} µs"
+
+
+# ---------------------------------------------------------------- the model
+
+
+def train() -> tuple[bytes, Any, np.ndarray]:
+    X, y = make_classification(n_samples=5000, n_features=20, n_informative=10, random_state=0)
+    model = GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=0).fit(X, y)
+    onx = to_onnx(model, X[:1].astype(np.float32), options={id(model): {"zipmap": False}})
+    return onx.SerializeToString(), model, X.astype(np.float32)
+
+
+def row_of(x: np.ndarray) -> dict[str, float]:
+    return dict(zip(FEATURES, map(float, x), strict=True))
+
+
+# ---------------------------------------------------------------- in-memory I/O for the in-process runs
+
+
+class MemoryCatalog:
+    def __init__(self, version: Any) -> None:
+        self.version = version
+
+    def get_version(self, model: str, version: int) -> Any:
+        return self.version
+
+    def resolve(self, model: str, ref: str) -> Any:
+        from mlambda.errors import NotFoundError
+
+        if model != self.version.model:
+            raise NotFoundError("no such model")
+        return self.version
+
+    def endpoint_config(self, model: str) -> None:
+        return None
+
+    def models_with_alias(self, alias: str) -> list[Any]:
+        return [self.version]
+
+
+class MemoryArtifacts:
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def get(self, key: str) -> bytes:
+        return self.objects[key]
+
+    def put(self, key: str, body: bytes, *, content_type: str = "") -> None:
+        self.objects[key] = body
+
+
+class NullSink:
+    def send_batch(self, bodies: Sequence[str]) -> None:
+        self.last = bodies
+
+
+def model_version(data: bytes) -> Any:
+    from mlambda.adapters.onnx import inspect_model
+    from mlambda.schemas.registry import FeatureSchema, FeatureSpec, ModelVersion
+
+    signature = inspect_model(data, max_bytes=100 * 1024 * 1024)
+    return ModelVersion(
+        model="bench",
+        version=1,
+        artifact_key="models/bench/1/model.onnx",
+        artifact_sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        signature=signature,
+        feature_schema=FeatureSchema(
+            mode="tensor",
+            features=[FeatureSpec(name=n, dtype="float") for n in FEATURES],
+            tensor_input=signature.inputs[0].name,
+            tensor_dtype="float32",
+        ),
+        created_at=datetime.now(UTC),
+        created_by="bench",
+    )
+
+
+def in_memory_service(data: bytes, max_instances: int = 1000) -> Any:
+    from mlambda.adapters.model_sessions import ModelSessions
+    from mlambda.services.inference import InferenceService
+    from mlambda.services.prediction_log import PredictionLog
+
+    version = model_version(data)
+    return InferenceService(
+        MemoryCatalog(version),
+        ModelSessions(MemoryArtifacts({version.artifact_key: data})),
+        PredictionLog(NullSink()),
+        max_instances=max_instances,
+    )
+
+
+def api_event(body: bytes) -> dict[str, Any]:
+    event = json.loads((REPO / "tests" / "events" / "predict_request.json").read_text())
+    event.update(path="/models/bench/predict", pathParameters={"name": "bench"}, body=body.decode())
+    return event
+
+
+class Context:
+    function_name = "predict"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:predict"
+    memory_limit_in_mb = 1024
+    aws_request_id = "bench"
+    log_group_name = "/aws/lambda/predict"
+    log_stream_name = "bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 10_000
+
+
+# ---------------------------------------------------------------- sections
+
+
+def session_options_section(data: bytes, x: np.ndarray, n: int) -> None:
+    print("\n== onnxruntime session options (one row, raw session.run)")
+    levels = {
+        "ALL": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "BASIC": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "DISABLED": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }
+    for threads in (1, 2):
+        for level_name, level in levels.items():
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = level
+            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            name = session.get_inputs()[0].name
+            record(
+                f"intra_op_threads={threads} optimisation={level_name}",
+                us(timed(lambda s=session, i=name: s.run(None, {i: x}), n)),
+            )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    X = np.repeat(x, 1000, axis=0)
+    for threads in (1, 2):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        p = timed(lambda s=session: s.run(None, {name: X}), max(50, n // 100), warmup=10)
+        record(f"intra_op_threads={threads}, 1,000 rows", f"{1000 / (p[0] / 1e6):,.0f} rows/s")
+
+
+def in_process_section(data: bytes, X: np.ndarray, n: int) -> dict[str, float]:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+    from functions.predict import app as predict_app
+    from mlambda.adapters.onnx import OnnxModel
+
+    print(f"\n== in-process, warm, I/O faked: one row, {n} calls each")
+    model = OnnxModel(data)
+    name = model.input_names[0]
+    x = X[:1]
+    model.session.run(None, {name: x})
+    raw = timed(lambda: model.session.run(None, {name: x}), n)
+    record("raw InferenceSession.run (same row)", us(raw))
+
+    class Minimal(BaseModel):
+        instances: list[dict[str, float]]
+
+    body = orjson.dumps({"instances": [row_of(X[0])]})
+
+    def minimal() -> bytes:
+        request = Minimal.model_validate_json(body)
+        matrix = np.array([[r[f] for f in FEATURES] for r in request.instances], dtype=np.float32)
+        label, proba = model.session.run(None, {name: matrix})
+        return orjson.dumps({"predictions": [{"label": int(label[0]), "probabilities": proba[0].tolist()}]})
+
+    minimal_p = timed(minimal, n)
+    record("minimal pydantic -> numpy -> ORT -> orjson", us(minimal_p))
+
+    service = in_memory_service(data)
+    event = api_event(body)
+    context = Context()
+    with contextlib.redirect_stdout(io.StringIO()) as sink:
+        response = predict_app.handler(event, context, service)
+        assert response["statusCode"] == 200, response
+
+        def handler() -> Any:
+            sink.seek(0)
+            sink.truncate()
+            return predict_app.handler(event, context, service)
+
+        handler_p = timed(handler, n)
+        service_p = timed(lambda: service.predict("bench", PredictRequest.model_validate_json(body)), n)
+
+        validating = APIGatewayRestResolver(enable_validation=True)
+
+        @validating.post("/models/<name>/predict")
+        def predict(name: str, body: Annotated[PredictRequest, Body()]) -> PredictResponse:
+            return service.predict(name, body)
+
+        checked = validating.resolve(event, context)
+        assert checked["statusCode"] == 200, checked
+        validating_p = timed(lambda: validating.resolve(event, context), n)
+    record(
+        "handler (resolver + auth + parse + service + EMF)",
+        us(handler_p),
+        f"{handler_p[0] / minimal_p[0]:.1f}x minimal",
+    )
+    record("  service.predict alone (parse included)", us(service_p))
+    record("  powertools enable_validation route, same service", us(validating_p), "not used: see app.py")
+    return {"handler_p50": handler_p[0], "handler_p99": handler_p[1], "minimal_p50": minimal_p[0]}
+
+
+def batch_section(data: bytes, X: np.ndarray, n: int) -> None:
+    from functions.predict import app as predict_app
+    from mlambda.adapters.onnx import OnnxModel
+
+    print("\n== batch in one request: 1,000 instances")
+    model = OnnxModel(data)
+    name = model.input_names[0]
+    A = X[:1000]
+    raw = timed(lambda: model.session.run(None, {name: A}), n, warmup=5)
+    raw_rate = 1000 / (raw[0] / 1e6)
+    record("raw ORT on the same [1000, 20] array", f"{raw_rate:,.0f} rows/s", f"p50 {raw[0] / 1000:.2f} ms")
+    service = in_memory_service(data)
+    context = Context()
+    for label, rows in (
+        ("full-precision floats (17 digits)", [row_of(x) for x in A]),
+        ("floats rounded to 6 digits", [{k: round(v, 6) for k, v in row_of(x).items()} for x in A]),
+    ):
+        body = orjson.dumps({"instances": rows})
+        event = api_event(body)
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert predict_app.handler(event, context, service)["statusCode"] == 200
+            p = timed(lambda e=event: predict_app.handler(e, context, service), n, warmup=5)
+        rate = 1000 / (p[0] / 1e6)
+        record(
+            f"handler, {label}, {len(body) // 1024} KB body",
+            f"{rate:,.0f} rows/s",
+            f"{rate / raw_rate:.0%} of raw ORT",
+        )
+    from mlambda.schemas.inference import PredictRequest
+
+    body = orjson.dumps({"instances": [row_of(x) for x in A]})
+    parse = timed(lambda: PredictRequest.model_validate_json(body), n, warmup=5)
+    request = PredictRequest.model_validate_json(body)
+    prepared = service._prepare(service._catalog.resolve("bench", "production"))
+    feed = timed(lambda: prepared.feed(request.rows), n, warmup=5)
+    record("  of which: parse 1,000 rows (pydantic, JSON)", f"{parse[0] / 1000:.2f} ms")
+    record("  of which: validate + feed (vectorised)", f"{feed[0] / 1000:.2f} ms")
+
+
+def http_section(data: bytes, X: np.ndarray, n: int) -> None:
+    import requests
+
+    from mlambda_local.bootstrap import ensure_admin_key
+    from mlambda_local.client import ApiClient, Target
+    from mlambda_local.cloud import LocalCloud
+
+    print("\n== end to end over HTTP through the local cloud (authorizer, no feature lookup)")
+    with tempfile.TemporaryDirectory() as tmp, LocalCloud(REPO / "template.yaml", Path(tmp)) as cloud:
+        admin = ApiClient(
+            Target(
+                api_url=cloud.api_url,
+                api_key=ensure_admin_key(Path(tmp), cloud.outputs["ApiKeysTableName"], cloud.endpoint_url),
+            )
+        )
+        admin.post("/models", {"name": "bench"})
+        ticket = admin.post("/models/bench/uploads", {"filename": "model.onnx"})
+        requests.put(ticket["url"], data=data, timeout=30).raise_for_status()
+        version = admin.post(
+            "/models/bench/versions",
+            {
+                "upload_key": ticket["upload_key"],
+                "feature_names": FEATURES,
+                "smoke_inputs": [row_of(x) for x in X[:5]],
+            },
+        )
+        admin.request("PUT", "/models/bench/aliases/production", body={"version": version["version"]})
+        key = admin.post("/keys", {"name": "bench", "scopes": ["predict"]})["api_key"]
+        url = f"{cloud.api_url}/models/bench/predict"
+        body = orjson.dumps({"instances": [row_of(X[0])]})
+        headers = {"x-api-key": key, "Content-Type": "application/json"}
+
+        def worker(count: int) -> list[float]:
+            session = requests.Session()
+            samples = []
+            for _ in range(count):
+                start = time.perf_counter()
+                response = session.post(url, data=body, headers=headers, timeout=30)
+                samples.append(time.perf_counter() - start)
+                response.raise_for_status()
+            return samples
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            worker(50)
+        for clients in (1, 8):
+            per_client = max(25, n // clients)
+            with contextlib.redirect_stdout(io.StringIO()), ThreadPoolExecutor(clients) as pool:
+                start = time.perf_counter()
+                results = list(pool.map(worker, [per_client] * clients))
+                elapsed = time.perf_counter() - start
+            samples = [s for r in results for s in r]
+            p50, p99 = percentiles(samples)
+            record(
+                f"{clients} client(s), {len(samples)} requests",
+                f"p50 {p50 / 1000:5.2f} ms  p99 {p99 / 1000:5.2f} ms",
+                f"{len(samples) / elapsed:,.0f} req/s",
+            )
+        cold_start_section(cloud)
+
+
+COLD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    t0 = time.perf_counter()
+    from functions.predict import app
+    t1 = time.perf_counter()
+    event = json.loads(open(sys.argv[1]).read())
+    class Context:
+        function_name = "predict"; function_version = "$LATEST"; memory_limit_in_mb = 1024
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:predict"
+        aws_request_id = "cold"; log_group_name = "g"; log_stream_name = "s"
+        @staticmethod
+        def get_remaining_time_in_millis(): return 10000
+    response = app.handler(event, Context())
+    t2 = time.perf_counter()
+    sys.stderr.write(json.dumps({"status": response["statusCode"], "import_s": t1 - t0, "first_s": t2 - t1,
+                                 "pandas": "pandas" in sys.modules}) + "\\n")
+    """
+)
+
+
+def cold_start_section(cloud: Any) -> None:
+    print("\n== cold start: fresh process -> first prediction (imports, config, model fetch, session)")
+    outputs = cloud.outputs
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": cloud.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "REGISTRY_TABLE": outputs["RegistryTableName"],
+        "ARTIFACTS_BUCKET": outputs["ArtifactsBucketName"],
+        "FEATURES_TABLE": outputs["FeaturesTableName"],
+        "TRACKING_TABLE": outputs["TrackingTableName"],
+        "PREDICTION_CACHE_TABLE": outputs["PredictionCacheTableName"],
+        "ARCHIVE_QUEUE_URL": outputs["ArchiveQueueUrl"],
+        "POWERTOOLS_SERVICE_NAME": "predict",
+        "POWERTOOLS_METRICS_NAMESPACE": "mlambda",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "PYTHONPATH": f"{REPO}:{REPO / 'shared'}",
+    }
+    X = train_cache["X"]
+    event_path = Path(tempfile.mkstemp(suffix=".json")[1])
+    event_path.write_text(json.dumps(api_event(orjson.dumps({"instances": [row_of(X[0])]}))))
+    totals, imports, firsts = [], [], []
+    pandas_loaded = False
+    for _ in range(5):
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", COLD, str(event_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        )
+        totals.append(time.perf_counter() - start)
+        figures = json.loads(done.stderr.strip().splitlines()[-1])
+        assert figures["status"] == 200, done.stderr
+        imports.append(figures["import_s"])
+        firsts.append(figures["first_s"])
+        pandas_loaded |= figures["pandas"]
+    record(
+        "process start -> first prediction (median of 5)",
+        f"{statistics.median(totals) * 1000:,.0f} ms",
+        "includes interpreter start",
+    )
+    record("  import functions.predict.app", f"{statistics.median(imports) * 1000:,.0f} ms")
+    record(
+        "  first request (settings, registry, S3 fetch, session, warm-up)",
+        f"{statistics.median(firsts) * 1000:,.0f} ms",
+    )
+    record("  pandas imported on the predict path", str(pandas_loaded))
+    event_path.unlink()
+
+
+train_cache: dict[str, Any] = {}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations, for a smoke run")
+    parser.add_argument("--skip-http", action="store_true", help="in-process figures only")
+    args = parser.parse_args()
+    n = 500 if args.quick else 5000
+    print(
+        f"mlambda predict benchmark: python {sys.version.split()[0]}, onnxruntime {ort.__version__}, {os.cpu_count()} CPUs"
+    )
+    data, _, X = train()
+    train_cache["X"] = X
+    session_options_section(data, X[:1], n)
+    figures = in_process_section(data, X, n)
+    batch_section(data, X, 20 if args.quick else 100)
+    if not args.skip_http:
+        http_section(data, X, 200 if args.quick else 1000)
+    print("\n== summary")
+    for name, value, note in ROWS:
+        print(f"{name:60} {value:>24}  {note}")
+    print(
+        f"\ngoals: handler p50 <= 3x minimal -> {figures['handler_p50'] / figures['minimal_p50']:.1f}x; "
+        f"handler p99 < 1 ms -> {figures['handler_p99']:.0f} µs"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

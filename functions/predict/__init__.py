@@ -1,0 +1,1 @@
+"""The predict function: ``POST /models/{name}/predict``."""

@@ -1,0 +1,75 @@
+"""``POST /models/{name}/predict``: the request and response bodies.
+
+A request carries either ``instances`` (rows of features by name) or one entity's ``features``;
+``entity_id`` names the caller's entity (user, account...): its latest online features are
+merged under each row (request values win), it pins the caller to a variant when the endpoint
+is sticky on ``entity_id``, and serving rules (opt-out, recently seen) look it up.
+
+Feature values are typed ``Any`` on purpose: the model's feature schema, not this envelope,
+decides what is valid, and ``mlambda.services.scoring.validate_rows`` names every offending
+row and field (missing, extra, wrong type, NaN/infinity).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mlambda.schemas.registry import ModelName
+
+
+class PredictRequest(BaseModel):
+    """What a client sends: ``instances``, or ``entity_id`` (+ ``features``), plus optional overrides."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instances: list[dict[str, Any]] | None = Field(
+        None, min_length=1, description="rows to score, each {feature: value}; capped by MAX_INSTANCES (413)"
+    )
+    entity_id: str | None = Field(
+        None, min_length=1, max_length=256, description="the entity whose online features fill the gaps"
+    )
+    features: dict[str, Any] | None = Field(
+        None, description="one row for ``entity_id``, merged over its online features (request values win)"
+    )
+    variant: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]{1,32}$", description="serve this variant, bypassing the traffic split"
+    )
+    request_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+        description="caller's id for this request (echoed, logged); generated when absent",
+    )
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> PredictRequest:
+        if self.instances is not None and self.features is not None:
+            raise ValueError("send either 'instances' or 'features', not both")
+        if self.instances is None and self.entity_id is None:
+            raise ValueError("send 'instances', or 'entity_id' with optional 'features'")
+        return self
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows to score, before any online features are merged in."""
+        if self.instances is not None:
+            return self.instances
+        return [dict(self.features or {})]
+
+
+class PredictResponse(BaseModel):
+    """What the caller gets: one prediction per row, in request order.
+
+    Each prediction is ``{"label", "probabilities"}`` (classifiers) or ``{"value"}``
+    (regressors), plus ``"decision"`` when the model has a decision rule. A row the serving
+    rules removed is ``{"excluded": "<reason>"}``; a row answered by the model's fallback
+    carries the fallback's keys and ``"fallback": "<reason>"``.
+    """
+
+    model: ModelName
+    version: int
+    variant: str
+    request_id: str
+    cached: bool = Field(description="true when every scored row came from the prediction cache")
+    predictions: list[dict[str, Any]]

@@ -1,0 +1,637 @@
+"""Online inference: resolve the variant, fill features, validate, score, apply rules, cache, log.
+
+The hot path does no registry read per request: endpoint configs and alias resolutions are
+cached in memory for ``config_ttl_seconds`` (10 s by default, so a promotion or a weight change
+reaches every warm instance within that time). Unknown models are cached as such for the same
+TTL, so a client hammering a wrong name does not hammer the registry.
+
+Feature policy for ``entity_id`` requests: the entity's latest online values are read only when
+a row lacks some of the model's features; only the model's features are taken from the store,
+request values win, and a feature still missing after the merge is a 422 naming it (no silent
+imputation: a default the model never saw in training is a wrong answer, not a degraded one).
+
+Failure policy: model failures and timeouts answer the endpoint's fallback when it has one
+(else 502/504); a failing prediction cache, prediction log, tracking write, exclusion lookup or
+shadow variant never fails a request (each is counted); a failing opt-out lookup does (502),
+because serving an opted-out entity is not a degradation we may choose silently.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import chain
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import orjson
+
+from mlambda.errors import MlambdaError, NotFoundError, PayloadTooLargeError, UpstreamError
+from mlambda.observability import MetricUnit, logger, metrics
+from mlambda.ports import ModelCatalog
+from mlambda.schemas.inference import PredictRequest, PredictResponse
+from mlambda.schemas.registry import (
+    PRODUCTION,
+    CachePolicy,
+    EndpointConfig,
+    ModelVersion,
+    ServingRules,
+    Variant,
+)
+from mlambda.services.prediction_cache import PredictionCache, cache_key
+from mlambda.services.prediction_log import PredictionLog, prediction_envelope
+from mlambda.services.routing import Router
+from mlambda.services.scoring import NUMPY_TYPES, predictions, rows_to_feed, validate_rows
+from mlambda.services.serving_rules import (
+    EXCLUDED_RECENTLY_SEEN,
+    excluded_rows,
+    fallback_prediction,
+    opted_out_answer,
+    with_decisions,
+)
+
+if TYPE_CHECKING:
+    from mlambda.config import PredictSettings
+
+
+class ServingModel(Protocol):
+    """A loaded model version, ready to score."""
+
+    def run(
+        self, feed: Mapping[str, np.ndarray], outputs: Sequence[str], *, timeout_ms: int | None = None
+    ) -> dict[str, Any]:
+        """The requested outputs; UpstreamError (model_failed / model_timeout) when the model fails."""
+        ...
+
+
+class ModelProvider(Protocol):
+    """Loaded models by version (fetched, verified and cached by the adapter)."""
+
+    def get(self, version: ModelVersion) -> ServingModel:
+        """The loaded model; MlambdaError (e.g. 500 artifact_corrupt) when it cannot be served."""
+        ...
+
+
+class OnlineFeatureSource(Protocol):
+    """The online feature store's latest values per entity."""
+
+    def latest(self, entity_id: str, names: Sequence[str]) -> dict[str, Any]:
+        """The entity's latest values among ``names`` ({} for an unknown entity)."""
+        ...
+
+
+class EntityTracking(Protocol):
+    """What the tracking store knows about an entity, and where served predictions are recorded."""
+
+    def is_opted_out(self, entity_id: str) -> bool:
+        """Whether the entity opted out of personalised predictions."""
+        ...
+
+    def seen_items(self, entity_id: str, hours: float, kinds: Sequence[str]) -> set[str]:
+        """Item ids the entity interacted with (``kinds``) in the last ``hours``."""
+        ...
+
+    def record_predictions(
+        self,
+        entity_id: str,
+        *,
+        model: str,
+        version: int,
+        variant: str,
+        request_id: str,
+        predictions: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Remember what was served to the entity (labels join on ``request_id``)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One model's serving setup, derived once per config refresh."""
+
+    router: Router
+    rules: ServingRules
+    cache: CachePolicy
+    routing_fields: frozenset[str]
+    configured: bool
+
+
+class CatalogCache:
+    """The registry's answers kept for ``ttl`` seconds, misses (404s) included."""
+
+    def __init__(
+        self, catalog: ModelCatalog, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._catalog = catalog
+        self._ttl = ttl
+        self._clock = clock
+        self._endpoints: dict[str, tuple[float, Endpoint]] = {}
+        self._versions: dict[tuple[str, str], tuple[float, ModelVersion | NotFoundError]] = {}
+
+    def endpoint(self, model: str) -> Endpoint:
+        """The model's endpoint (the implicit ``production`` one when it has no config)."""
+        now = self._clock()
+        cached = self._endpoints.get(model)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        config = self._catalog.endpoint_config(model)
+        endpoint = _endpoint(model, config)
+        self._endpoints[model] = (now + self._ttl, endpoint)
+        return endpoint
+
+    def resolve(self, model: str, ref: str) -> ModelVersion:
+        """The version ``ref`` (alias or ``v3``) names; NotFoundError (cached too) otherwise."""
+        now = self._clock()
+        cached = self._versions.get((model, ref))
+        if cached is None or cached[0] <= now:
+            try:
+                answer: ModelVersion | NotFoundError = self._catalog.resolve(model, ref)
+            except NotFoundError as exc:
+                answer = exc
+            cached = (now + self._ttl, answer)
+            self._versions[(model, ref)] = cached
+        if isinstance(cached[1], NotFoundError):
+            raise cached[1]
+        return cached[1]
+
+
+def emit_request_metrics(model: str, variant: str, values: Mapping[str, tuple[str, float]]) -> None:
+    """The request's figures as one CloudWatch EMF line, per (service, model, variant).
+
+    powertools' ``add_metric``/``add_dimension`` cost 10-40 µs each on this path (measured in
+    benchmarks/bench_predict.py), more than the model, so the per-request figures (latency,
+    model time, rows, cache hits) go out as a single orjson-encoded document; rare events
+    (fallbacks, errors, corrupt artifacts) still use powertools' ``metrics``.
+    """
+    document: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": metrics.namespace,
+                    "Dimensions": [["service", "model", "variant"]],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, (unit, _) in values.items()],
+                }
+            ],
+        },
+        "service": metrics.service,
+        "model": model,
+        "variant": variant,
+    }
+    document.update({name: value for name, (_, value) in values.items()})
+    sys.stdout.write(orjson.dumps(document).decode() + "\n")
+
+
+def _endpoint(model: str, config: EndpointConfig | None) -> Endpoint:
+    rules = config.rules if config else ServingRules()
+    fields = set()
+    if config and config.sticky_key and config.sticky_key != "entity_id":
+        fields.add(config.sticky_key)
+    if rules.exclude_recently_seen:
+        fields.add(rules.exclude_recently_seen.item_field)
+    return Endpoint(
+        router=Router.of(model, config),
+        rules=rules,
+        cache=config.cache if config else CachePolicy(),
+        routing_fields=frozenset(fields),
+        configured=config is not None,
+    )
+
+
+class PreparedVersion:
+    """What scoring one version needs, computed once: feature order, outputs, a vectorised feed."""
+
+    def __init__(self, version: ModelVersion) -> None:
+        schema = version.feature_schema
+        signature = version.signature
+        self.version = version
+        self.schema = schema
+        self.names = schema.names
+        self.name_set = frozenset(self.names)
+        self._getter = itemgetter(*self.names)
+        self._vectorised = schema.mode == "tensor" and all(
+            spec.dtype in ("float", "int") for spec in schema.features
+        )
+        self._int_columns = [i for i, spec in enumerate(schema.features) if spec.dtype == "int"]
+        self._input = schema.tensor_input or "input"
+        self._dtype = NUMPY_TYPES[schema.tensor_dtype or "float32"]
+        if signature.task == "classification":
+            self.outputs = [signature.label_output or "", signature.probability_output or ""]
+        else:
+            self.outputs = [signature.value_output or ""]
+
+    def feed(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """The ONNX feed for ``rows``; UnprocessableError naming every bad row and field.
+
+        Numeric tensor models take a vectorised path (key sets, value types and finiteness
+        checked in bulk); anything it does not accept goes through ``validate_rows``, which
+        names the problem, and the generic conversion.
+        """
+        if self._vectorised:
+            matrix = self._matrix(rows)
+            if matrix is not None:
+                return {self._input: matrix}
+        validate_rows(self.schema, rows)
+        return rows_to_feed(self.schema, rows)
+
+    def _matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+        names = self.name_set
+        if not all(row.keys() == names for row in rows):
+            return None
+        if len(self.names) == 1:
+            values = [row[self.names[0]] for row in rows]
+        else:
+            values = list(chain.from_iterable(map(self._getter, rows)))
+        if not {type(v) for v in values} <= {float, int}:
+            return None
+        try:
+            matrix = np.array(values, dtype=np.float64).reshape(len(rows), len(self.names))
+        except OverflowError:
+            return None
+        if not np.isfinite(matrix).all():
+            return None
+        if self._int_columns:
+            ints = matrix[:, self._int_columns]
+            if not np.array_equal(ints, np.floor(ints)):
+                return None
+        return matrix if self._dtype is np.float64 else matrix.astype(self._dtype)
+
+
+@dataclass
+class _Scored:
+    """Model answers for the rows that were scored, and how they were obtained."""
+
+    predictions: list[dict[str, Any]]
+    cache_hits: int
+    model_ms: float
+
+
+class InferenceService:
+    """``predict(model, request)``: the whole online path behind ``POST /models/{name}/predict``."""
+
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        models: ModelProvider,
+        log: PredictionLog,
+        *,
+        features: OnlineFeatureSource | None = None,
+        tracking: EntityTracking | None = None,
+        cache: PredictionCache | None = None,
+        max_instances: int = 1000,
+        max_body_bytes: int = 6 * 1024 * 1024,
+        config_ttl_seconds: float = 10.0,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._catalog = CatalogCache(catalog, config_ttl_seconds, clock)
+        self._models = models
+        self._log = log
+        self._features = features
+        self._tracking = tracking
+        self._cache = cache
+        self.max_instances = max_instances
+        self.max_body_bytes = max_body_bytes
+        self._rng = rng or random.Random()
+        self._prepared: dict[tuple[str, int], PreparedVersion] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: PredictSettings) -> InferenceService:
+        """The service on the stores template.yaml gives the predict function."""
+        from mlambda.adapters.dynamodb import DynamoTable
+        from mlambda.adapters.messaging import Queue
+        from mlambda.adapters.model_sessions import ModelSessions
+        from mlambda.adapters.prediction_cache import PredictionCacheTable
+        from mlambda.adapters.registry import DynamoModelCatalog
+        from mlambda.adapters.s3 import ObjectStore
+
+        return cls(
+            DynamoModelCatalog(DynamoTable(settings.registry_table, settings)),
+            ModelSessions(
+                ObjectStore(settings.artifacts_bucket, settings),
+                max_models=settings.model_cache_max_models,
+                max_bytes=settings.model_cache_max_bytes,
+                intra_op_threads=settings.intra_op_threads,
+            ),
+            PredictionLog(
+                Queue(settings.archive_queue_url, settings), max_buffered=settings.log_max_buffered
+            ),
+            cache=PredictionCache(
+                PredictionCacheTable(DynamoTable(settings.prediction_cache_table, settings))
+            ),
+            max_instances=settings.max_instances,
+            max_body_bytes=settings.max_body_bytes,
+            config_ttl_seconds=settings.config_ttl_seconds,
+        )
+
+    def predict(self, model: str, request: PredictRequest) -> PredictResponse:
+        """Score the request with the variant it is routed to; see the module doc for the policies."""
+        started = time.perf_counter()
+        rows = request.rows
+        if len(rows) > self.max_instances:
+            raise PayloadTooLargeError(
+                f"{len(rows)} instances, over the limit of {self.max_instances} per request",
+                code="too_many_instances",
+                details={"instances": len(rows), "limit": self.max_instances},
+            )
+        endpoint = self._catalog.endpoint(model)
+        router = endpoint.router
+        variant = router.choose(
+            override=request.variant, sticky=router.sticky_value(request.entity_id, rows), rng=self._rng
+        )
+        version = self._resolve(model, variant, configured=endpoint.configured)
+        request_id = request.request_id or uuid.uuid4().hex
+        rules = endpoint.rules
+        entity_id = request.entity_id
+
+        if entity_id is not None and rules.honour_opt_out and self._opted_out(entity_id):
+            metrics.add_metric(name="OptedOut", unit=MetricUnit.Count, value=1)
+            return PredictResponse.model_construct(
+                model=model,
+                version=version.version,
+                variant=variant.name,
+                request_id=request_id,
+                cached=False,
+                predictions=opted_out_answer(rules, len(rows)),
+            )
+
+        prepared = self._prepare(version)
+        if endpoint.routing_fields:
+            excluded = self._excluded(rules, entity_id, rows)
+            rows = [
+                {k: v for k, v in row.items() if k not in endpoint.routing_fields or k in prepared.name_set}
+                for row in rows
+            ]
+        else:
+            excluded = set()
+        rows = self._with_online_features(prepared, entity_id, rows)
+        scored_index = [i for i in range(len(rows)) if i not in excluded] if excluded else None
+        scored_rows = rows if scored_index is None else [rows[i] for i in scored_index]
+
+        served: list[dict[str, Any]]
+        cached = False
+        model_ms = 0.0
+        cache_hits: int | None = None
+        if scored_rows:
+            scored = self._score(prepared, scored_rows, endpoint, fallback_rules=rules)
+            model_ms = scored.model_ms
+            cached = scored.cache_hits == len(scored_rows)
+            if endpoint.cache.enabled and self._cache is not None:
+                cache_hits = scored.cache_hits
+            answers = scored.predictions
+        else:
+            answers = []
+        if scored_index is None:
+            served = answers
+        else:
+            served = [{"excluded": EXCLUDED_RECENTLY_SEEN} for _ in rows]
+            for position, answer in zip(scored_index, answers, strict=True):
+                served[position] = answer
+            metrics.add_metric(name="Excluded", unit=MetricUnit.Count, value=len(excluded))
+        served = with_decisions(rules, served)
+
+        latency_ms = (time.perf_counter() - started) * 1000
+        timestamp = datetime.now(UTC).isoformat()
+        envelopes = [
+            prediction_envelope(
+                request_id=request_id,
+                row=i,
+                model=model,
+                version=version.version,
+                variant=variant.name,
+                shadow=False,
+                timestamp=timestamp,
+                entity_id=entity_id,
+                features=rows[i],
+                prediction=served[i],
+                latency_ms=latency_ms,
+            )
+            for i in range(len(rows))
+            if "excluded" not in served[i]
+        ]
+        if router.shadow_sampled(self._rng) and router.shadow is not None and scored_rows:
+            envelopes.extend(
+                self._shadow(
+                    model,
+                    router.shadow.target,
+                    rows=scored_rows,
+                    index=scored_index,
+                    request_id=request_id,
+                    entity_id=entity_id,
+                    timestamp=timestamp,
+                )
+            )
+        self._log.publish(envelopes)
+        if entity_id is not None and self._tracking is not None:
+            self._record(
+                entity_id, model=model, version=version, variant=variant, request_id=request_id, served=served
+            )
+
+        figures: dict[str, tuple[str, float]] = {
+            "Predictions": ("Count", len(rows)),
+            "LatencyMs": ("Milliseconds", latency_ms),
+            "ModelMs": ("Milliseconds", model_ms),
+        }
+        if cache_hits is not None:
+            figures["CacheHits"] = ("Count", cache_hits)
+            figures["CacheMisses"] = ("Count", len(scored_rows) - cache_hits)
+        emit_request_metrics(model, variant.name, figures)
+        return PredictResponse.model_construct(
+            model=model,
+            version=version.version,
+            variant=variant.name,
+            request_id=request_id,
+            cached=cached,
+            predictions=served,
+        )
+
+    # ------------------------------------------------------------------ steps
+
+    def _resolve(self, model: str, variant: Variant, *, configured: bool) -> ModelVersion:
+        try:
+            return self._catalog.resolve(model, variant.target)
+        except NotFoundError as exc:
+            if variant.target == PRODUCTION and not configured:
+                raise NotFoundError(
+                    f"model '{model}' does not exist or has no production alias",
+                    code="no_production_alias",
+                    details={"model": model},
+                ) from exc
+            raise
+
+    def _prepare(self, version: ModelVersion) -> PreparedVersion:
+        key = (version.model, version.version)
+        prepared = self._prepared.get(key)
+        if prepared is None or prepared.version is not version:
+            prepared = PreparedVersion(version)
+            with self._lock:
+                self._prepared[key] = prepared
+        return prepared
+
+    def _opted_out(self, entity_id: str) -> bool:
+        if self._tracking is None:
+            return False
+        try:
+            return self._tracking.is_opted_out(entity_id)
+        except MlambdaError as exc:
+            raise UpstreamError(
+                "cannot tell whether the entity opted out; refusing to guess",
+                code="tracking_unavailable",
+            ) from exc
+
+    def _excluded(
+        self, rules: ServingRules, entity_id: str | None, rows: Sequence[Mapping[str, Any]]
+    ) -> set[int]:
+        rule = rules.exclude_recently_seen
+        if rule is None or entity_id is None or self._tracking is None:
+            return set()
+        try:
+            seen = self._tracking.seen_items(entity_id, rule.hours, rule.interactions)
+        except MlambdaError as exc:
+            metrics.add_metric(name="RuleLookupErrors", unit=MetricUnit.Count, value=1)
+            logger.warning("recently-seen lookup failed; serving unfiltered", extra={"error": exc.message})
+            return set()
+        return excluded_rows(rule, rows, seen)
+
+    def _with_online_features(
+        self, prepared: PreparedVersion, entity_id: str | None, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        if entity_id is None or self._features is None:
+            return rows
+        names = prepared.name_set
+        missing = sorted({name for row in rows for name in names if name not in row})
+        if not missing:
+            return rows
+        try:
+            stored = self._features.latest(entity_id, missing)
+        except MlambdaError as exc:
+            raise UpstreamError(
+                "online feature store unavailable and the request lacks features",
+                code="features_unavailable",
+                details={"missing": missing},
+            ) from exc
+        if not stored:
+            return rows
+        return [{**{k: v for k, v in stored.items() if k in names}, **row} for row in rows]
+
+    def _score(
+        self,
+        prepared: PreparedVersion,
+        rows: list[dict[str, Any]],
+        endpoint: Endpoint,
+        *,
+        fallback_rules: ServingRules,
+    ) -> _Scored:
+        feed = prepared.feed(rows)
+        version = prepared.version
+        keys: list[str] = []
+        hits: dict[str, dict[str, Any]] = {}
+        if endpoint.cache.enabled and self._cache is not None:
+            keys = [cache_key(version.model, version.version, prepared.schema, row) for row in rows]
+            hits = self._cache.lookup(keys)
+            if all(k in hits for k in keys):
+                return _Scored([dict(hits[k]) for k in keys], len(keys), 0.0)
+        misses = [i for i, k in enumerate(keys) if k not in hits] if hits else None
+        if misses is not None:
+            feed = {name: array[misses] for name, array in feed.items()}
+        timeout = fallback_rules.fallback.timeout_ms if fallback_rules.fallback else None
+        started = time.perf_counter()
+        try:
+            outputs = self._models.get(version).run(feed, prepared.outputs, timeout_ms=timeout)
+        except UpstreamError as exc:
+            if exc.code not in ("model_failed", "model_timeout"):
+                raise
+            answer = fallback_prediction(fallback_rules, exc.code)
+            if answer is None:
+                raise
+            metrics.add_metric(name="Fallbacks", unit=MetricUnit.Count, value=len(rows))
+            logger.warning(
+                "model failed; serving the fallback", extra={"code": exc.code, "error": exc.message}
+            )
+            return _Scored([dict(answer) for _ in rows], 0, (time.perf_counter() - started) * 1000)
+        model_ms = (time.perf_counter() - started) * 1000
+        fresh = predictions(version.signature, outputs)
+        if not keys:
+            return _Scored(fresh, 0, model_ms)
+        if misses is None:
+            misses = list(range(len(rows)))
+        new_entries = {keys[i]: answer for i, answer in zip(misses, fresh, strict=True)}
+        if self._cache is not None:
+            self._cache.store(new_entries, endpoint.cache.ttl_seconds)
+        merged = [dict(hits[k]) if k in hits else new_entries[k] for k in keys]
+        return _Scored(merged, len(keys) - len(misses), model_ms)
+
+    def _shadow(
+        self,
+        model: str,
+        target: str,
+        *,
+        rows: list[dict[str, Any]],
+        index: list[int] | None,
+        request_id: str,
+        entity_id: str | None,
+        timestamp: str,
+    ) -> list[dict[str, Any]]:
+        """Score the shadow variant and return its log envelopes; its failures never reach the caller."""
+        started = time.perf_counter()
+        try:
+            version = self._catalog.resolve(model, target)
+            prepared = self._prepare(version)
+            outputs = self._models.get(version).run(prepared.feed(rows), prepared.outputs)
+            answers = predictions(version.signature, outputs)
+        except MlambdaError as exc:
+            metrics.add_metric(name="ShadowErrors", unit=MetricUnit.Count, value=1)
+            logger.warning("shadow variant failed", extra={"target": target, "error": exc.message})
+            return []
+        latency_ms = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name="ShadowPredictions", unit=MetricUnit.Count, value=len(rows))
+        positions = index if index is not None else list(range(len(rows)))
+        return [
+            prediction_envelope(
+                request_id=request_id,
+                row=position,
+                model=model,
+                version=version.version,
+                variant=f"shadow:{target}",
+                shadow=True,
+                timestamp=timestamp,
+                entity_id=entity_id,
+                features=row,
+                prediction=answer,
+                latency_ms=latency_ms,
+            )
+            for position, row, answer in zip(positions, rows, answers, strict=True)
+        ]
+
+    def _record(
+        self,
+        entity_id: str,
+        *,
+        model: str,
+        version: ModelVersion,
+        variant: Variant,
+        request_id: str,
+        served: Sequence[Mapping[str, Any]],
+    ) -> None:
+        if self._tracking is None:
+            return
+        try:
+            self._tracking.record_predictions(
+                entity_id,
+                model=model,
+                version=version.version,
+                variant=variant.name,
+                request_id=request_id,
+                predictions=served,
+            )
+        except MlambdaError as exc:
+            metrics.add_metric(name="TrackingWriteErrors", unit=MetricUnit.Count, value=1)
+            logger.warning("recording served predictions failed", extra={"error": exc.message})

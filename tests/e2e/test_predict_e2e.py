@@ -1,0 +1,131 @@
+"""Online inference as a client meets it: register and promote over the registry API, predict over HTTP."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from skl2onnx import to_onnx
+from sklearn.datasets import make_classification
+from sklearn.ensemble import GradientBoostingClassifier
+
+from mlambda_local.client import ApiClient, ApiError
+from tests.e2e.conftest import Platform
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "e2e-churn"
+FEATURES = [f"f{i}" for i in range(20)]
+
+
+@cache
+def trained(seed: int) -> tuple[bytes, Any, np.ndarray]:
+    X, y = make_classification(n_samples=400, n_features=20, n_informative=8, random_state=seed)
+    model = GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=seed).fit(X, y)
+    onx = to_onnx(model, X[:1].astype(np.float32), options={id(model): {"zipmap": False}})
+    return onx.SerializeToString(), model, X.astype(np.float32)
+
+
+def rows(X: np.ndarray) -> list[dict[str, float]]:
+    return [dict(zip(FEATURES, map(float, x), strict=True)) for x in X]
+
+
+def register(admin: ApiClient, seed: int) -> int:
+    data, _, X = trained(seed)
+    ticket = admin.post(f"/models/{MODEL}/uploads", {"filename": "model.onnx"})
+    requests.put(ticket["url"], data=data, timeout=30).raise_for_status()
+    version = admin.post(
+        f"/models/{MODEL}/versions",
+        {"upload_key": ticket["upload_key"], "feature_names": FEATURES, "smoke_inputs": rows(X[:5])},
+    )
+    return int(version["version"])
+
+
+@pytest.fixture(scope="module")
+def client(platform: Platform) -> ApiClient:
+    """A predict-only key; v1 promoted to production, v2 a 50 % canary sticky on entity_id.
+
+    The endpoint is set before the first prediction: the function caches configs for 10 s.
+    """
+    platform.admin.post("/models", {"name": MODEL})
+    version = register(platform.admin, seed=0)
+    platform.admin.request("PUT", f"/models/{MODEL}/aliases/production", body={"version": version})
+    canary = register(platform.admin, seed=1)
+    platform.admin.request(
+        "PUT",
+        f"/models/{MODEL}/endpoint",
+        body={
+            "variants": [
+                {"name": "main", "target": "production", "weight": 50},
+                {"name": "canary", "target": f"v{canary}", "weight": 50},
+            ],
+            "sticky_key": "entity_id",
+        },
+    )
+    key = platform.admin.post("/keys", {"name": "predictor", "scopes": ["predict"]})
+    return platform.client(key["api_key"])
+
+
+def test_http_predictions_match_sklearn_predict_proba(client: ApiClient) -> None:
+    # Given
+    _, model, X = trained(0)
+    # When
+    body = client.post(
+        f"/models/{MODEL}/predict", {"instances": rows(X[:50]), "request_id": "e2e-1", "variant": "main"}
+    )
+    # Then
+    assert (body["model"], body["version"], body["request_id"], body["cached"]) == (MODEL, 1, "e2e-1", False)
+    expected = model.predict_proba(X[:50].astype(np.float64))
+    got = np.array([[p["probabilities"][str(c)] for c in model.classes_] for p in body["predictions"]])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert [p["label"] for p in body["predictions"]] == model.predict(X[:50]).tolist()
+
+
+def test_entity_request_without_stored_features_names_the_missing_ones(client: ApiClient) -> None:
+    with pytest.raises(ApiError) as error:
+        client.post(f"/models/{MODEL}/predict", {"entity_id": "nobody", "features": {"f0": 1.0}})
+    assert (error.value.status, error.value.code) == (422, "invalid_features")
+    assert "f1" in error.value.message
+
+
+def test_bad_requests_over_http(client: ApiClient, platform: Platform) -> None:
+    url = f"{platform.api_url}/models/{MODEL}/predict"
+    headers = {"x-api-key": str(client.target.api_key), "Content-Type": "application/json"}
+    malformed = requests.post(url, data=b'{"instances": [', headers=headers, timeout=10)
+    unknown = requests.post(
+        f"{platform.api_url}/models/ghost/predict",
+        json={"instances": [{"f0": 1}]},
+        headers=headers,
+        timeout=10,
+    )
+    no_key = requests.post(url, json={"instances": [{"f0": 1}]}, timeout=10)
+    assert (malformed.status_code, malformed.json()["code"]) == (400, "malformed_json")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "no_production_alias")
+    assert no_key.status_code == 401
+
+
+def test_canary_split_is_sticky_per_entity(client: ApiClient) -> None:
+    # Given v2 as a 50 % canary, sticky on the request's entity_id
+    _, _, X = trained(0)
+    instance = rows(X[:1])
+    # When every entity asks twice
+    seen: dict[str, set[str]] = {}
+    for i in range(40):
+        for _ in range(2):
+            body = client.post(f"/models/{MODEL}/predict", {"entity_id": f"user-{i}", "instances": instance})
+            seen.setdefault(f"user-{i}", set()).add(body["variant"])
+    # Then each entity stayed on one variant and both variants served
+    assert all(len(variants) == 1 for variants in seen.values())
+    counts = Counter(next(iter(v)) for v in seen.values())
+    assert set(counts) == {"main", "canary"}
+
+
+def test_unknown_variant_is_400(client: ApiClient) -> None:
+    _, _, X = trained(0)
+    with pytest.raises(ApiError) as error:
+        client.post(f"/models/{MODEL}/predict", {"instances": rows(X[:1]), "variant": "ghost"})
+    assert (error.value.status, error.value.code) == (400, "unknown_variant")

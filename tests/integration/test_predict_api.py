@@ -1,0 +1,282 @@
+"""The predict function on moto: real adapters, API Gateway events, the registry table as the registry writes it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from functions.predict import app as predict_app
+from mlambda.adapters.dynamodb import DynamoTable
+from mlambda.adapters.model_sessions import ModelSessions
+from mlambda.adapters.prediction_cache import PredictionCacheTable
+from mlambda.adapters.registry import DynamoRegistryStore
+from mlambda.adapters.s3 import ObjectStore
+from mlambda.config import PredictSettings, function_environment
+from mlambda.schemas.archive import ArchiveEnvelope
+from mlambda.schemas.registry import (
+    Alias,
+    CachePolicy,
+    EndpointConfig,
+    HistoryEntry,
+    ModelVersion,
+    RegisteredModel,
+    Variant,
+)
+from mlambda.services.inference import InferenceService
+from mlambda_local.cloud.functions import LambdaContext
+from tests.conftest import load_event
+from tests.unit.fakes_predict import classifier, row, version_of
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+CONTEXT = LambdaContext(
+    function_name="predict",
+    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:predict",
+    memory_limit_in_mb=1024,
+    timeout_seconds=10,
+)
+ENV = {
+    "AWS_REGION": "us-east-1",
+    "REGISTRY_TABLE": "registry",
+    "ARTIFACTS_BUCKET": "artifacts",
+    "FEATURES_TABLE": "features",
+    "TRACKING_TABLE": "tracking",
+    "PREDICTION_CACHE_TABLE": "prediction-cache",
+    "MAX_INSTANCES": "50",
+    "MAX_BODY_BYTES": "65536",
+}
+
+
+@dataclass
+class World:
+    settings: PredictSettings
+    registry: DynamoRegistryStore
+    artifacts: ObjectStore
+    queue_url: str
+    sqs: Any
+
+    def seed(self, version: ModelVersion, data: bytes, *aliases: str) -> None:
+        self.artifacts.put(version.artifact_key, data)
+        if version.version == 1:
+            model = RegisteredModel(name=version.model, created_at=NOW, updated_at=NOW)
+            self.registry.create_model(model, self.entry(version, "model_created"))
+        self.registry.add_version(version, self.entry(version, "version_registered"))
+        for alias in aliases:
+            record = Alias(
+                model=version.model, alias=alias, version=version.version, updated_at=NOW, updated_by="t"
+            )
+            self.registry.move_alias(record, version, None, self.entry(version, "alias_moved"))
+
+    def entry(self, version: ModelVersion, action: Any) -> HistoryEntry:
+        return HistoryEntry(
+            model=version.model, at=datetime.now(UTC), actor="test", action=action, to_version=version.version
+        )
+
+    def messages(self) -> list[dict[str, Any]]:
+        response = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
+        return [envelope for m in response.get("Messages", []) for envelope in json.loads(m["Body"])]
+
+    def service(self) -> InferenceService:
+        return InferenceService.from_settings(self.settings)
+
+
+def create_tables(dynamodb: Any) -> None:
+    keys = [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+    attributes = [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")]
+    gsi = [
+        {
+            "IndexName": "gsi1",
+            "KeySchema": [
+                {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ]
+    for name in ("registry", "tracking"):
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=keys,
+            AttributeDefinitions=attributes,
+            GlobalSecondaryIndexes=gsi,
+            BillingMode="PAY_PER_REQUEST",
+        )
+    dynamodb.create_table(
+        TableName="features",
+        KeySchema=keys,
+        AttributeDefinitions=attributes[:2],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.create_table(
+        TableName="prediction-cache",
+        KeySchema=keys[:1],
+        AttributeDefinitions=attributes[:1],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with mock_aws():
+        create_tables(boto3.client("dynamodb", region_name="us-east-1"))
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="artifacts")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        queue_url = sqs.create_queue(QueueName="archive")["QueueUrl"]
+        settings = PredictSettings.load({**ENV, "ARCHIVE_QUEUE_URL": queue_url})
+        world = World(
+            settings=settings,
+            registry=DynamoRegistryStore(DynamoTable("registry", settings)),
+            artifacts=ObjectStore("artifacts", settings),
+            queue_url=queue_url,
+            sqs=sqs,
+        )
+        data, _, _ = classifier(0)
+        world.seed(version_of("churn", 1, data), data, "production")
+        yield world
+
+
+def call(
+    service: InferenceService | None,
+    body: Any,
+    *,
+    model: str = "churn",
+    scopes: str = "predict",
+    raw: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    event = load_event(
+        "predict_request",
+        path=f"/models/{model}/predict",
+        pathParameters={"name": model},
+        body=raw if raw is not None else json.dumps(body),
+    )
+    event["requestContext"]["authorizer"]["scopes"] = scopes
+    response = predict_app.handler(event, CONTEXT, service)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_predictions_over_the_handler_match_sklearn_and_are_logged(world: World) -> None:
+    # Given
+    _, model, X = classifier(0)
+    # When
+    status, body = call(world.service(), {"instances": [row(x) for x in X[:10]], "request_id": "r1"})
+    # Then
+    assert status == 200
+    expected = model.predict_proba(X[:10].astype(np.float64))[:, 1]
+    np.testing.assert_allclose([p["probabilities"]["1"] for p in body["predictions"]], expected, atol=1e-5)
+    assert (body["model"], body["version"], body["variant"], body["request_id"]) == (
+        "churn",
+        1,
+        "production",
+        "r1",
+    )
+    logged = [ArchiveEnvelope.model_validate(e) for e in world.messages()]
+    assert sorted(e.id for e in logged) == [f"r1:{i}" for i in range(10)]
+
+
+def test_the_handler_builds_its_service_from_the_environment(world: World) -> None:
+    predict_app.service.cache_clear()
+    try:
+        with function_environment({**ENV, "ARCHIVE_QUEUE_URL": world.queue_url}):
+            status, body = call(None, {"instances": [row([0, 0, 0, 0])]})
+    finally:
+        predict_app.service.cache_clear()
+    assert status == 200
+    assert body["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (None, '{"instances": [', 400, "malformed_json", None),
+        (None, "", 422, "validation_error", None),
+        ({"instances": [{"f0": 1}], "extra": 1}, None, 422, "validation_error", "extra"),
+        ({"instances": []}, None, 422, "validation_error", "instances"),
+        ({"instances": "nope"}, None, 422, "validation_error", "instances"),
+        ({"instances": [row([0, 0, 0, 0])], "variant": "ghost"}, None, 400, "unknown_variant", "ghost"),
+        ({"instances": [row([0, 0, 0, 0])] * 51}, None, 413, "too_many_instances", None),
+        ({"instances": [{"f0": 1.0, "f1": 1.0, "f2": 1.0}]}, None, 422, "invalid_features", "f3"),
+        ({"instances": [{"f0": "x", "f1": 1.0, "f2": 1.0, "f3": 1}]}, None, 422, "invalid_features", "f0"),
+        (None, '{"instances": [{"f0": NaN, "f1": 1, "f2": 1, "f3": 1}]}', 422, "invalid_features", "f0"),
+        (None, '{"instances": [{"f0": 1e999, "f1": 1, "f2": 1, "f3": 1}]}', 422, "invalid_features", "f0"),
+        ({"instances": [{**row([0, 0, 0, 0]), "bonus": 1}]}, None, 422, "invalid_features", "bonus"),
+        ({"instances": [{"f0": "x" * 70_000}]}, None, 413, "body_too_large", None),
+    ],
+)
+def test_bad_requests_get_the_right_status_and_name_the_problem(
+    world: World, case: tuple[Any, str | None, int, str, str | None]
+) -> None:
+    body, raw, status, code, named = case
+    got_status, error = call(world.service(), body, raw=raw)
+    assert (got_status, error["code"]) == (status, code), error
+    if named:
+        assert named in error["message"]
+
+
+def test_unknown_model_is_404(world: World) -> None:
+    status, error = call(world.service(), {"instances": [row([0, 0, 0, 0])]}, model="nobody")
+    assert (status, error["code"]) == (404, "no_production_alias")
+
+
+def test_predicting_needs_the_predict_scope(world: World) -> None:
+    status, error = call(world.service(), {"instances": [row([0, 0, 0, 0])]}, scopes="ingest")
+    assert (status, error["code"]) == (403, "forbidden")
+
+
+def test_a_corrupt_artifact_is_a_500_and_never_served(world: World) -> None:
+    # Given the artifact was overwritten after registration
+    world.artifacts.put("models/churn/1/model.onnx", b"tampered")
+    # When
+    status, error = call(world.service(), {"instances": [row([0, 0, 0, 0])]})
+    # Then
+    assert (status, error["code"]) == (500, "artifact_corrupt")
+    assert "sha256" not in error["message"]  # 5xx bodies stay generic
+    assert world.messages() == []
+
+
+def test_endpoint_variants_and_cache_through_the_registry_table(world: World) -> None:
+    # Given v2 as a canary and the cache on
+    data, _, _ = classifier(1)
+    v2 = version_of("churn", 2, data)
+    world.seed(v2, data)
+    config = EndpointConfig(
+        model="churn",
+        variants=[
+            Variant(name="main", target="production", weight=100),
+            Variant(name="canary", target="v2", weight=0),
+        ],
+        cache=CachePolicy(enabled=True, ttl_seconds=60),
+    )
+    world.registry.put_endpoint(config, ["production", "v2"], world.entry(v2, "endpoint_changed"))
+    service = world.service()
+    # When
+    _, first = call(service, {"instances": [row([1, 2, 3, 4])], "variant": "canary"})
+    _, second = call(service, {"instances": [row([1, 2, 3, 4])], "variant": "canary"})
+    # Then
+    assert (first["variant"], first["version"], first["cached"]) == ("canary", 2, False)
+    assert second["cached"] is True
+    assert second["predictions"] == first["predictions"]
+
+
+def test_cache_table_ignores_expired_items(world: World) -> None:
+    table = PredictionCacheTable(DynamoTable("prediction-cache", world.settings))
+    table.put_many({"a": {"value": 1.5}, "b": {"value": 2.5}}, expires_at=1000)
+    assert table.get_many(["a", "b", "c"], now=999) == {"a": {"value": 1.5}, "b": {"value": 2.5}}
+    assert table.get_many(["a"], now=1000) == {}
+
+
+def test_model_sessions_fetch_verify_and_reuse(world: World) -> None:
+    data, _, _ = classifier(0)
+    sessions = ModelSessions(world.artifacts)
+    version = version_of("churn", 1, data)
+    assert sessions.get(version) is sessions.get(version)
+    bad = version.model_copy(update={"artifact_sha256": hashlib.sha256(b"other").hexdigest(), "version": 9})
+    with pytest.raises(Exception, match="sha256"):
+        sessions.get(bad.model_copy(update={"artifact_key": version.artifact_key}))
