@@ -193,4 +193,90 @@ class PredictSettings(FunctionSettings):
 # >>> ingest and archiver settings (issue 5)
 
 # >>> batch settings (issue 6)
+class BatchSettings(FunctionSettings):
+    """What the three batch functions (fanout, worker, Job API) share: stores and the chunking rules."""
+
+    jobs_table: str = Field(
+        alias="JOBS_TABLE", description="DynamoDB table of batch jobs and chunk counters."
+    )
+    batch_bucket: str = Field(alias="BATCH_BUCKET", description="S3 bucket of inputs, outputs and rejects.")
+    registry_table: str = Field(
+        alias="REGISTRY_TABLE", description="The registry table, read to resolve models."
+    )
+    chunk_queue_url: str = Field(alias="CHUNK_QUEUE_URL", description="SQS queue of chunk messages.")
+    chunk_rows: int = Field(
+        100_000,
+        alias="BATCH_CHUNK_ROWS",
+        ge=100,
+        le=1_000_000,
+        description="Target rows per chunk (a job may ask for another value within the same bounds).",
+    )
+    max_attempts: int = Field(
+        3,
+        alias="BATCH_MAX_ATTEMPTS",
+        ge=1,
+        description="Deliveries before a chunk counts as failed: the chunk queue's maxReceiveCount.",
+    )
+    worker_timeout_seconds: int = Field(
+        300,
+        alias="BATCH_WORKER_TIMEOUT",
+        ge=1,
+        description="The worker's Timeout: a last attempt silent for longer than this has died.",
+    )
+    csv_sample_bytes: int = Field(
+        1024 * 1024,
+        alias="BATCH_CSV_SAMPLE_BYTES",
+        ge=4096,
+        description="Head of a CSV read to find the header and estimate bytes per row.",
+    )
+    max_line_bytes: int = Field(
+        1024 * 1024,
+        alias="BATCH_MAX_LINE_BYTES",
+        ge=1024,
+        description="Longest CSV line accepted (boundary probes grow up to this size).",
+    )
+    max_chunks: int = Field(
+        10_000,
+        alias="BATCH_MAX_CHUNKS",
+        ge=1,
+        description="Most chunks per job; larger files get larger chunks, up to 1,000,000 rows each.",
+    )
+
+
+class BatchFanoutSettings(BatchSettings):
+    """The batch fanout: S3 ObjectCreated under input/ -> job record + one message per chunk."""
+
+
+class JobsSettings(BatchSettings):
+    """The Job API (`/jobs...`): read jobs, submit an object, retry unfinished chunks."""
+
+
+class BatchWorkerSettings(BatchSettings):
+    """The batch worker: scores one chunk per message and finalises the job after the last one."""
+
+    artifacts_bucket: str = Field(alias="ARTIFACTS_BUCKET", description="S3 bucket of model artifacts.")
+    event_bus_name: str = Field(
+        "default", alias="EVENT_BUS_NAME", description="EventBridge bus of the job-completed event."
+    )
+    score_batch_rows: int = Field(
+        65_536,
+        alias="BATCH_SCORE_ROWS",
+        ge=1,
+        description="Rows per onnxruntime call: vectorised, with bounded intermediate arrays.",
+    )
+    intra_op_threads: int = Field(
+        1,
+        alias="BATCH_INTRA_OP_THREADS",
+        ge=1,
+        description="onnxruntime threads per worker (workers run side by side; one each avoids oversubscription).",
+    )
+    retry_backoff_seconds: int = Field(
+        10,
+        alias="BATCH_RETRY_BACKOFF_SECONDS",
+        ge=0,
+        le=900,
+        description="A failed chunk returns after this many seconds x 2^(attempt-1), not the queue's 30 minutes.",
+    )
+
+
 # >>> monitor settings (issue 7)

@@ -1,0 +1,491 @@
+"""Batch prediction: 1,000,000 rows x 20 features through the local cloud, beside a plain script.
+
+For CSV and for Parquet (10 row groups), in the same run on the same machine:
+
+- plain: one process, ``pandas.read_csv`` / ``pyarrow.parquet.read_table`` of the whole local
+  file, one onnxruntime call, the predictions written as Parquet;
+- local cloud: the file uploaded to the batch bucket (not timed), then from the S3 event to
+  ``_SUCCESS``: fanout, chunk queue, two workers (the template's MaximumConcurrency), parts,
+  manifest. Two figures: the manifest's wall time (job created by the event -> last chunk
+  done) and the client's (upload finished -> ``_SUCCESS`` seen by polling, which adds the local
+  S3-notification and SQS polling delays).
+
+Memory: one worker scoring one chunk is run in a fresh subprocess; its peak RSS minus its RSS
+after imports is the chunk's working set (ru_maxrss; it includes pandas' and Arrow's C buffers,
+which tracemalloc does not see; tracemalloc's peak is printed too, for the Python-visible part).
+
+Caveat printed with the figures: moto reads the whole object for every ranged GET (it slices
+after reading), so each chunk read and boundary probe costs O(file) locally; S3 serves ranges
+in O(range).
+
+``--ten-million`` (minutes): 10,000,000 rows as CSV and Parquet, every chunk scored by the
+worker's code over ranged reads of the local file in one process (moto cannot serve ranges of a
+2 GB object in time), with rows in = scored + rejected and the process's peak RSS.
+
+Usage: python benchmarks/bench_batch.py [--rows N] [--ten-million] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+FEATURES = [f"f{i}" for i in range(20)]
+MODEL = "bench-batch"
+CHUNK_ROWS = 100_000
+ROW_GROUP_ROWS = 100_000
+
+
+def train() -> bytes:
+    """A logistic regression on 20 features, as ONNX without ZipMap."""
+    from skl2onnx import to_onnx
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = make_classification(n_samples=5000, n_features=20, random_state=0)
+    model = LogisticRegression(max_iter=1000).fit(x, y)
+    return bytes(
+        to_onnx(model, x[:1].astype(np.float32), options={id(model): {"zipmap": False}}).SerializeToString()
+    )
+
+
+def write_inputs(rows: int, directory: Path) -> tuple[Path, Path]:
+    """``rows`` x (id + 20 floats) as CSV and as Parquet with row groups of 100k, written in slices."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    csv_path, parquet_path = directory / f"rows-{rows}.csv", directory / f"rows-{rows}.parquet"
+    rng = np.random.default_rng(0)
+    slice_rows = 500_000
+    csv_writer: pacsv.CSVWriter | None = None
+    parquet_writer: pq.ParquetWriter | None = None
+    for start in range(0, rows, slice_rows):
+        count = min(slice_rows, rows - start)
+        columns: dict[str, Any] = {"id": pa.array([f"id-{i}" for i in range(start, start + count)])}
+        for name in FEATURES:
+            columns[name] = pa.array(np.round(rng.normal(size=count), 6))
+        table = pa.table(columns)
+        if csv_writer is None:
+            csv_writer = pacsv.CSVWriter(str(csv_path), table.schema)
+            parquet_writer = pq.ParquetWriter(str(parquet_path), table.schema)
+        csv_writer.write_table(table)
+        assert parquet_writer is not None
+        parquet_writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+    assert csv_writer is not None and parquet_writer is not None
+    csv_writer.close()
+    parquet_writer.close()
+    return csv_path, parquet_path
+
+
+def plain(path: Path, model: bytes, out: Path) -> float:
+    """The baseline: read everything, one onnxruntime call, write Parquet; seconds."""
+    import onnxruntime as ort
+    import pandas as pd
+
+    started = time.perf_counter()
+    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    labels, probabilities = session.run(None, {"X": frame[FEATURES].to_numpy(np.float32)})
+    pd.DataFrame(
+        {"id": frame["id"], "label": labels, "proba_0": probabilities[:, 0], "proba_1": probabilities[:, 1]}
+    ).to_parquet(out)
+    return time.perf_counter() - started
+
+
+def register(cloud: Any, s3: Any, model: bytes) -> None:
+    """The model as v1 behind ``production``, through the registry's store."""
+    from mlambda.adapters.dynamodb import DynamoTable
+    from mlambda.adapters.onnx import inspect_model
+    from mlambda.adapters.registry import DynamoRegistryStore
+    from mlambda.config import FunctionSettings
+    from mlambda.schemas.registry import (
+        Alias,
+        FeatureSchema,
+        FeatureSpec,
+        HistoryEntry,
+        ModelVersion,
+        RegisteredModel,
+    )
+
+    outputs = cloud.outputs
+    settings = FunctionSettings.model_validate(
+        {"AWS_ENDPOINT_URL": cloud.endpoint_url, "AWS_REGION": "us-east-1"}
+    )
+    store = DynamoRegistryStore(DynamoTable(outputs["RegistryTableName"], settings))
+    now = datetime.now(UTC)
+    version = ModelVersion(
+        model=MODEL,
+        version=1,
+        artifact_key=f"models/{MODEL}/v1.onnx",
+        artifact_sha256=hashlib.sha256(model).hexdigest(),
+        size_bytes=len(model),
+        signature=inspect_model(model, max_bytes=10_000_000),
+        feature_schema=FeatureSchema(
+            mode="tensor",
+            features=[FeatureSpec(name=n, dtype="float") for n in FEATURES],
+            tensor_input="X",
+            tensor_dtype="float32",
+        ),
+        created_at=now,
+        created_by="bench",
+    )
+    s3.put_object(Bucket=outputs["ArtifactsBucketName"], Key=version.artifact_key, Body=model)
+    store.create_model(
+        RegisteredModel(name=MODEL, created_at=now, updated_at=now),
+        HistoryEntry(model=MODEL, at=now, actor="bench", action="model_created"),
+    )
+    store.add_version(version, HistoryEntry(model=MODEL, at=now, actor="bench", action="version_registered"))
+    store.move_alias(
+        Alias(model=MODEL, alias="production", version=1, updated_at=now, updated_by="bench"),
+        version,
+        None,
+        HistoryEntry(
+            model=MODEL, at=now, actor="bench", action="alias_moved", alias="production", to_version=1
+        ),
+    )
+
+
+def detach_schedule_targets(events: Any) -> None:
+    """moto fails every PutEvents while a schedule rule has a Lambda target; the local cloud fires schedules itself."""
+    for rule in events.list_rules()["Rules"]:
+        if "ScheduleExpression" in rule:
+            targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+            if targets:
+                events.remove_targets(Rule=rule["Name"], Ids=[t["Id"] for t in targets])
+
+
+def through_cloud(cloud: Any, s3: Any, path: Path) -> dict[str, Any]:
+    """Upload (untimed), then time the event -> _SUCCESS; the job's figures."""
+    bucket = cloud.outputs["BatchBucketName"]
+    key = f"input/{MODEL}/{path.name}"
+    s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {"chunk-rows": str(CHUNK_ROWS)}})
+    uploaded = time.perf_counter()
+    etag = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    from mlambda.schemas.batch import job_id_for, success_key
+
+    job_id = job_id_for(bucket, key, etag, "production")
+    while True:
+        try:
+            s3.head_object(Bucket=bucket, Key=success_key(job_id))
+            break
+        except s3.exceptions.ClientError:
+            time.sleep(0.05)
+        if time.perf_counter() - uploaded > 3600:
+            raise RuntimeError("job did not finish within an hour")
+    seen = time.perf_counter() - uploaded
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"output/{job_id}/_manifest.json")["Body"].read())
+    assert manifest["rows_in"] == manifest["rows_scored"] + manifest["rows_rejected"]
+    return {"job_id": job_id, "seen": seen, "manifest": manifest}
+
+
+class LocalFile:
+    """BatchObjects over a local file, for the one-chunk memory probe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def head(self, key: str) -> Any:
+        raise NotImplementedError
+
+    def get_range(self, key: str, start: int, end: int, *, etag: str | None = None) -> bytes:
+        with self.path.open("rb") as stream:
+            stream.seek(start)
+            return stream.read(end - start + 1)
+
+    def open(self, key: str, size: int, *, etag: str | None = None) -> BinaryIO:
+        return self.path.open("rb")
+
+    def put(self, key: str, body: bytes, *, content_type: str = "") -> None:
+        return None
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set (VmHWM). Not ru_maxrss: Linux carries that over execve,
+    so a subprocess would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def one_chunk(path: Path, model_path: Path) -> None:
+    """Subprocess mode: score the first chunk of ``path`` and print memory figures as JSON."""
+    import tracemalloc
+
+    from mlambda.adapters.onnx import OnnxModel, inspect_model
+    from mlambda.schemas.batch import ChunkRecord
+    from mlambda.schemas.registry import FeatureSchema, FeatureSpec
+    from mlambda.services.batch_planning import PlanningLimits, Source, plan_file
+    from mlambda.services.batch_scoring import ScoringInputs, score_chunk
+
+    model = model_path.read_bytes()
+    scorer = OnnxModel(model)
+    source = Source(LocalFile(path), path.name, path.stat().st_size, "")  # type: ignore[arg-type]
+    fmt = "csv" if path.suffix == ".csv" else "parquet"
+    plan = plan_file(source, fmt, PlanningLimits(chunk_rows=CHUNK_ROWS))  # type: ignore[arg-type]
+    span = plan.chunks[0]
+    chunk = ChunkRecord(
+        job_id="0" * 20,
+        index=0,
+        start=span.start,
+        end=span.end,
+        row_groups=list(span.row_groups),
+        first_row=0,
+    )
+    schema = FeatureSchema(
+        mode="tensor", features=[FeatureSpec(name=n, dtype="float") for n in FEATURES], tensor_input="X"
+    )
+    inputs = ScoringInputs(
+        columns=plan.columns,
+        schema=schema,
+        signature=inspect_model(model, max_bytes=10_000_000),
+        passthrough=["id"],
+    )
+    # A warm worker: one chunk scored first, so that imports and lazy initialisation are in the baseline.
+    score_chunk(source, fmt, chunk, inputs, scorer)  # type: ignore[arg-type]
+    baseline = peak_rss_kb()
+    tracemalloc.start()
+    scored = score_chunk(source, fmt, chunk, inputs, scorer)  # type: ignore[arg-type]
+    _, traced_peak = tracemalloc.get_traced_memory()
+    peak = peak_rss_kb()
+    print(
+        json.dumps(
+            {
+                "rows": scored.rows_in,
+                "baseline_mb": baseline / 1024,
+                "peak_mb": peak / 1024,
+                "delta_mb": (peak - baseline) / 1024,
+                "traced_peak_mb": traced_peak / 2**20,
+                "part_mb": len(scored.output) / 2**20,
+            }
+        )
+    )
+
+
+def whole_file(path: Path, model_path: Path) -> None:
+    """Subprocess mode: plan ``path`` and score every chunk, one after another, as one worker would."""
+    from mlambda.adapters.onnx import OnnxModel, inspect_model
+    from mlambda.schemas.batch import ChunkRecord
+    from mlambda.schemas.registry import FeatureSchema, FeatureSpec
+    from mlambda.services.batch_planning import PlanningLimits, Source, plan_file
+    from mlambda.services.batch_scoring import ScoringInputs, score_chunk
+
+    model = model_path.read_bytes()
+    scorer = OnnxModel(model)
+    fmt = "csv" if path.suffix == ".csv" else "parquet"
+    source = Source(LocalFile(path), path.name, path.stat().st_size, "")  # type: ignore[arg-type]
+    started = time.perf_counter()
+    plan = plan_file(source, fmt, PlanningLimits(chunk_rows=CHUNK_ROWS))  # type: ignore[arg-type]
+    schema = FeatureSchema(
+        mode="tensor", features=[FeatureSpec(name=n, dtype="float") for n in FEATURES], tensor_input="X"
+    )
+    inputs = ScoringInputs(
+        columns=plan.columns,
+        schema=schema,
+        signature=inspect_model(model, max_bytes=10_000_000),
+        passthrough=["id"],
+    )
+    rows_in = scored = rejected = 0
+    for index, span in enumerate(plan.chunks):
+        chunk = ChunkRecord(
+            job_id="0" * 20,
+            index=index,
+            start=span.start,
+            end=span.end,
+            row_groups=list(span.row_groups),
+            first_row=span.first_row,
+        )
+        result = score_chunk(source, fmt, chunk, inputs, scorer)  # type: ignore[arg-type]
+        rows_in, scored, rejected = (
+            rows_in + result.rows_in,
+            scored + result.rows_scored,
+            rejected + result.rows_rejected,
+        )
+    seconds = time.perf_counter() - started
+    print(
+        json.dumps(
+            {
+                "chunks": len(plan.chunks),
+                "rows_in": rows_in,
+                "scored": scored,
+                "rejected": rejected,
+                "seconds": seconds,
+                "peak_mb": peak_rss_kb() / 1024,
+            }
+        )
+    )
+
+
+def ten_million(scratch: Path, model_path: Path) -> None:
+    """10,000,000 rows: every chunk scored by the worker's code over ranged reads of the local file.
+
+    Not through the local cloud: moto copies the whole object on every ranged GET, so reads of a
+    2 GB object time out there (30 s client timeout); on S3 a ranged GET costs O(range).
+    """
+    rows = 10_000_000
+    started = time.perf_counter()
+    csv_path, parquet_path = write_inputs(rows, scratch)
+    print(
+        f"\n{rows:,} rows: CSV {csv_path.stat().st_size / 1e9:.1f} GB, Parquet {parquet_path.stat().st_size / 1e9:.1f} GB "
+        f"written in {time.perf_counter() - started:.0f} s; one worker process, chunk after chunk"
+    )
+    for path in (csv_path, parquet_path):
+        result = subprocess.run(
+            [sys.executable, __file__, "--whole-file", str(path), str(model_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        print(
+            f"  {path.suffix.lstrip('.').upper():8} {figures['chunks']} chunks, rows in {figures['rows_in']:,} = "
+            f"{figures['scored']:,} + {figures['rejected']:,} in {figures['seconds']:.1f} s "
+            f"({figures['rows_in'] / figures['seconds'] / 1e6:.2f} M rows/s), peak RSS {figures['peak_mb']:.0f} MB"
+        )
+        path.unlink()
+
+
+def memory_probe(path: Path, model_path: Path) -> dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, __file__, "--one-chunk", str(path), str(model_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def ranged_get_cost(s3: Any, bucket: str, key: str) -> float:
+    """Seconds for a 1-byte ranged GET of ``key`` on the local moto (it reads the whole object)."""
+    started = time.perf_counter()
+    for _ in range(3):
+        s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-0")["Body"].read()
+    return (time.perf_counter() - started) / 3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--ten-million",
+        action="store_true",
+        help="also score 10,000,000 rows with the worker's code (minutes)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--one-chunk", nargs=2, metavar=("FILE", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--whole-file", nargs=2, metavar=("FILE", "MODEL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one_chunk:
+        one_chunk(Path(args.one_chunk[0]), Path(args.one_chunk[1]))
+        return 0
+    if args.whole_file:
+        whole_file(Path(args.whole_file[0]), Path(args.whole_file[1]))
+        return 0
+
+    import logging
+
+    import boto3
+
+    from mlambda_local.cloud import LocalCloud
+
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    logging.getLogger("mlambda.local").setLevel(logging.WARNING)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    model = train()
+    model_path = scratch / "model.onnx"
+    model_path.write_bytes(model)
+    sizes = [args.rows]
+    print(
+        f"bench_batch: logistic regression, 20 features; chunks of {CHUNK_ROWS:,} rows; {os.cpu_count()} CPUs"
+    )
+    try:
+        with LocalCloud(REPO / "template.yaml", scratch / "cloud") as cloud:
+            session = boto3.session.Session(
+                region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+            )
+            s3 = session.client("s3", endpoint_url=cloud.endpoint_url)
+            detach_schedule_targets(session.client("events", endpoint_url=cloud.endpoint_url))
+            register(cloud, s3, model)
+            for rows in sizes:
+                started = time.perf_counter()
+                csv_path, parquet_path = write_inputs(rows, scratch)
+                print(
+                    f"\n{rows:,} rows: CSV {csv_path.stat().st_size / 1e6:.0f} MB, "
+                    f"Parquet {parquet_path.stat().st_size / 1e6:.0f} MB "
+                    f"({rows // ROW_GROUP_ROWS} row groups) written in {time.perf_counter() - started:.1f} s"
+                )
+                for path in (csv_path, parquet_path):
+                    baseline = plain(path, model, scratch / "plain-out.parquet")
+                    rss_before = peak_rss_kb()
+                    job = through_cloud(cloud, s3, path)
+                    rss_after = peak_rss_kb()
+                    timings = job["manifest"]["timings"]
+                    wall = float(timings["wall_seconds"])
+                    seen = float(job["seen"])
+                    kind = path.suffix.lstrip(".").upper()
+                    print(f"  {kind}")
+                    print(
+                        f"    plain pandas + onnxruntime      {baseline:7.2f} s  {rows / baseline / 1e6:6.2f} M rows/s"
+                    )
+                    print(
+                        f"    local cloud, event -> last part {wall:7.2f} s  {rows / wall / 1e6:6.2f} M rows/s"
+                        f"  = {baseline / wall:5.0%} of plain"
+                    )
+                    print(
+                        f"    local cloud, upload -> _SUCCESS {seen:7.2f} s  {rows / seen / 1e6:6.2f} M rows/s"
+                        f"  = {baseline / seen:5.0%} of plain"
+                    )
+                    manifest = job["manifest"]
+                    print(
+                        f"    {len(manifest['parts'])} chunks, chunk time {timings['chunk_seconds_total']:.2f} s total, "
+                        f"{timings['chunk_seconds_max']:.2f} s max; rows in {manifest['rows_in']:,} = "
+                        f"{manifest['rows_scored']:,} + {manifest['rows_rejected']:,}"
+                    )
+                    key = f"input/{MODEL}/{path.name}"
+                    cost = ranged_get_cost(s3, cloud.outputs["BatchBucketName"], key)
+                    print(
+                        f"    moto: one ranged GET of this object costs {cost * 1000:.0f} ms (reads it whole)"
+                    )
+                    if rows == args.rows:
+                        probe = memory_probe(path, model_path)
+                        print(
+                            f"    one worker, one chunk of {probe['rows']:,} rows: peak RSS +{probe['delta_mb']:.0f} MB "
+                            f"over {probe['baseline_mb']:.0f} MB after imports (tracemalloc peak "
+                            f"{probe['traced_peak_mb']:.0f} MB); part file {probe['part_mb']:.1f} MB"
+                        )
+                    print(
+                        f"    local cloud process (moto + all functions) peak RSS {rss_after / 1024:.0f} MB "
+                        f"(+{(rss_after - rss_before) / 1024:.0f} MB during this job)"
+                    )
+                for path in (csv_path, parquet_path):
+                    path.unlink()
+        if args.ten_million:
+            ten_million(scratch, model_path)
+    finally:
+        if args.keep:
+            print(f"scratch kept in {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

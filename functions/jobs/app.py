@@ -1,0 +1,82 @@
+"""``/jobs``: batch job status and progress, submit an object under ``input/``, retry what failed.
+
+Scope: ``predict`` for every route. Batch scoring is prediction over a file: whoever may score
+rows online may score them in bulk and read the jobs' status; ``admin`` is not needed (and, as
+everywhere, admin keys pass too).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlambda import errors
+from mlambda.auth import require_scope
+from mlambda.config import JobsSettings
+from mlambda.errors import NotFoundError
+from mlambda.observability import logger
+from mlambda.schemas.batch import JOB_ID_PATTERN, JobList, JobView, RetryResult, SubmitJobRequest
+from mlambda.schemas.keys import Scope
+from mlambda.schemas.registry import MODEL_NAME_PATTERN
+from mlambda.services.jobs import JobService
+
+app = APIGatewayRestResolver(enable_validation=True)
+errors.install(app)
+
+
+@lru_cache(maxsize=1)
+def service() -> JobService:
+    """Built on first use, reused while the function is warm."""
+    return JobService.from_settings(JobsSettings.load())
+
+
+def _job_id(job_id: str) -> str:
+    if not re.match(JOB_ID_PATTERN, job_id):
+        raise NotFoundError(f"no job {job_id!r}", code="job_not_found")
+    return job_id
+
+
+@app.get("/jobs/<job_id>")
+def get_job(job_id: str) -> JobView:
+    """Status, progress, counts, output location and failed chunks of one job."""
+    require_scope(app.current_event.raw_event, Scope.PREDICT)
+    return service().get(_job_id(job_id))
+
+
+@app.get("/jobs")
+def list_jobs(
+    model: Annotated[str, Query(pattern=MODEL_NAME_PATTERN)],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> JobList:
+    """A model's jobs, newest first."""
+    require_scope(app.current_event.raw_event, Scope.PREDICT)
+    return service().list(model, limit=limit, next_token=next_token)
+
+
+@app.post("/jobs")
+def submit_job(body: Annotated[SubmitJobRequest, Body()]) -> Response[JobView]:
+    """Score an object already in the batch bucket: 201 with a new job, 200 with the existing one."""
+    caller = require_scope(app.current_event.raw_event, Scope.PREDICT)
+    view, created = service().submit(body, submitted_by=caller.name)
+    return Response(status_code=201 if created else 200, content_type="application/json", body=view)
+
+
+@app.post("/jobs/<job_id>/retry")
+def retry_job(job_id: str) -> Response[RetryResult]:
+    """Re-send the chunks that are not done; 202 (they run asynchronously)."""
+    require_scope(app.current_event.raw_event, Scope.PREDICT)
+    result = service().retry(_job_id(job_id))
+    return Response(status_code=202, content_type="application/json", body=result)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Route the request."""
+    return app.resolve(event, context)

@@ -1,0 +1,532 @@
+"""Score one chunk: one ranged read, parse, validate every row, run the model in vectorised batches.
+
+Nothing is dropped silently: every data row of the chunk is either scored (a row of the output
+part) or rejected (a row of the rejects file, with its reason), so rows in = scored + rejected.
+
+CSV rows are the chunk's non-blank physical lines. The fast path parses the chunk with pandas'
+C engine; a chunk it cannot take as-is (a ragged line with too many fields, bytes that are not
+UTF-8, a quoted field spanning lines) goes through the line-by-line path, which judges each line
+on its own and rejects only the bad ones. Multi-line quoted fields are rejected explicitly (each
+line of such a record, with the reason): byte-range chunks cannot tell where such a record starts.
+
+Parquet rows come from the chunk's row groups (pyarrow, coalesced ranged reads); a null or
+non-finite feature rejects the row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlambda.ports import Scorer
+from mlambda.schemas.batch import REJECT_COLUMNS, ChunkRecord, InputFormat
+from mlambda.schemas.registry import FeatureSchema, FeatureSpec, Signature
+from mlambda.services.batch_planning import Source
+from mlambda.services.scoring import columns_to_feed, output_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+_TRUE = frozenset({"true", "1", "yes", "t"})
+_FALSE = frozenset({"false", "0", "no", "f"})
+MULTILINE_REASON = "unbalanced quotes: a quoted field spans lines (multi-line fields are not supported)"
+
+
+@dataclass(frozen=True)
+class ScoringInputs:
+    """What every chunk of a job is scored with."""
+
+    columns: list[str]
+    schema: FeatureSchema
+    signature: Signature
+    passthrough: list[str]
+    batch_rows: int = 65_536
+
+
+@dataclass
+class Reject:
+    """One refused row: where it is and why."""
+
+    chunk_row: int
+    reason: str
+    byte_offset: int | None = None
+
+
+@dataclass
+class ParsedChunk:
+    """Every row of a chunk: feature values (fillers where rejected), validity, passthrough columns."""
+
+    rows: int
+    features: dict[str, np.ndarray]
+    valid: np.ndarray
+    passthrough: dict[str, pa.Array]
+    rejects: list[Reject] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk's part file, its rejects file (None when nothing was rejected) and its counts."""
+
+    output: bytes
+    rejects: bytes | None
+    rows_in: int
+    rows_scored: int
+    rows_rejected: int
+    columns: list[str]
+
+
+# -- one cell, one line ---------------------------------------------------------------------------
+
+
+def cell_value(spec: FeatureSpec, cell: str) -> tuple[Any, str | None]:
+    """The feature value of a CSV cell, or the reason it is not one."""
+    text = cell.strip()
+    if spec.dtype == "string":
+        return (cell, None) if text else (None, f"column '{spec.name}' is empty")
+    if not text:
+        return None, f"column '{spec.name}' is empty"
+    if spec.dtype == "bool":
+        lowered = text.lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE, None
+        return None, f"column '{spec.name}': {_shown(text)} is not true/false"
+    try:
+        value = float(text)
+    except ValueError:
+        return None, f"column '{spec.name}': {_shown(text)} is not a number"
+    if not math.isfinite(value):
+        return None, f"column '{spec.name}': {_shown(text)} is not finite"
+    if spec.dtype == "int" and not value.is_integer():
+        return None, f"column '{spec.name}': {_shown(text)} is not an integer"
+    return value, None
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def line_problem(fields: Sequence[str], inputs: ScoringInputs, positions: dict[str, int]) -> str | None:
+    """Why a parsed CSV line cannot be scored, or None."""
+    if len(fields) != len(inputs.columns):
+        return f"ragged row: expected {len(inputs.columns)} fields, got {len(fields)}"
+    for spec in inputs.schema.features:
+        _, reason = cell_value(spec, fields[positions[spec.name]])
+        if reason:
+            return reason
+    return None
+
+
+# -- CSV ------------------------------------------------------------------------------------------
+
+
+def line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (without ``\\r\\n``) of every non-blank line of ``data``."""
+    if not data:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buffer == 10)
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(data)]))
+    carriage = (ends > starts) & (buffer[np.maximum(ends - 1, 0)] == 13)
+    ends = ends - carriage
+    keep = ends > starts
+    return starts[keep].astype(np.int64), ends[keep].astype(np.int64)
+
+
+def has_multiline_quotes(data: bytes) -> bool:
+    """Whether some line holds an odd number of quotes (a quoted field continues on the next line)."""
+    if b'"' not in data:
+        return False
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    lines = np.searchsorted(np.flatnonzero(buffer == 10), np.flatnonzero(buffer == 34))
+    return bool((np.bincount(lines) % 2).any())
+
+
+def _rows_match(data: bytes, rows: int) -> bool:
+    """Whether pandas' row count is the chunk's count of non-blank lines (it skips blank lines)."""
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    return rows == lines or rows == len(line_spans(data)[0])
+
+
+def _series_values(series: pd.Series, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """A parsed column as model values, and the mask of rows whose cell is not a valid value."""
+    import pandas as pd
+
+    if spec.dtype == "string":
+        missing = series.isna().to_numpy()
+        return series.to_numpy(dtype=object, na_value=""), missing
+    if spec.dtype == "bool":
+        lowered = series.astype("string").str.strip().str.lower()
+        truth = lowered.isin(list(_TRUE)).to_numpy(dtype=bool, na_value=False)
+        falsity = lowered.isin(list(_FALSE)).to_numpy(dtype=bool, na_value=False)
+        return truth, ~(truth | falsity)
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if spec.dtype == "int":
+        with np.errstate(invalid="ignore"):
+            bad |= values != np.trunc(values)
+    if bad.any():
+        values = values.copy()
+        values[bad] = 0.0
+    return values, bad
+
+
+def _string_array(series: pd.Series) -> pa.Array:
+    import pyarrow as pa
+
+    return pa.array(series.to_numpy(dtype=object, na_value=None), type=pa.string())
+
+
+def _parse_csv_fast(data: bytes, offset: int, inputs: ScoringInputs) -> ParsedChunk | None:
+    """pandas' C engine on the whole chunk; None when the chunk needs the line-by-line path."""
+    import pandas as pd
+
+    if not data.strip() or has_multiline_quotes(data):
+        return None
+    last = inputs.columns[-1]
+    text_columns = {spec.name for spec in inputs.schema.features if spec.dtype in ("string", "bool")}
+    text_columns |= set(inputs.passthrough)
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data),
+            header=None,
+            # Every column, no usecols: only then does the C engine refuse a line with extra fields.
+            names=inputs.columns,
+            dtype=dict.fromkeys(text_columns, str),
+            engine="c",
+            encoding="utf-8",
+            keep_default_na=False,
+            na_values=[""],
+            skip_blank_lines=True,
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError):
+        return None
+    rows = len(frame)
+    if not _rows_match(data, rows):
+        return None
+    features: dict[str, np.ndarray] = {}
+    suspect = np.array(frame[last].isna().to_numpy(), dtype=bool)
+    for spec in inputs.schema.features:
+        values, bad = _series_values(frame[spec.name], spec)
+        features[spec.name] = values
+        suspect |= bad
+    valid = np.ones(rows, dtype=bool)
+    rejects: list[Reject] = []
+    if suspect.any():
+        starts, ends = line_spans(data)
+        positions = {name: index for index, name in enumerate(inputs.columns)}
+        for row in np.flatnonzero(suspect).tolist():
+            line = data[starts[row] : ends[row]].decode("utf-8")
+            problem = line_problem(next(csv.reader([line])), inputs, positions)
+            if problem is None and any(
+                _is_bad(features, frame, spec, row) for spec in inputs.schema.features
+            ):
+                problem = "a feature value is not valid for the model"
+            if problem is not None:
+                valid[row] = False
+                rejects.append(Reject(chunk_row=row, reason=problem, byte_offset=offset + int(starts[row])))
+    passthrough = {name: _string_array(frame[name]) for name in inputs.passthrough}
+    return ParsedChunk(rows=rows, features=features, valid=valid, passthrough=passthrough, rejects=rejects)
+
+
+def _is_bad(features: dict[str, np.ndarray], frame: pd.DataFrame, spec: FeatureSpec, row: int) -> bool:
+    """Whether the vectorised check refused this cell (when the per-line check found nothing to say)."""
+    _, bad = _series_values(frame[spec.name].iloc[row : row + 1], spec)
+    return bool(bad[0])
+
+
+def _parse_csv_lines(data: bytes, offset: int, inputs: ScoringInputs) -> ParsedChunk:
+    """Each non-blank line judged on its own: the path for chunks the fast parser refused."""
+    import pyarrow as pa
+
+    starts, ends = line_spans(data)
+    rows = len(starts)
+    positions = {name: index for index, name in enumerate(inputs.columns)}
+    filler: dict[str, Any] = {"string": "", "bool": False, "float": 0.0, "int": 0.0}
+    values: dict[str, list[Any]] = {name: [] for name in inputs.schema.names}
+    passthrough: dict[str, list[str | None]] = {name: [] for name in inputs.passthrough}
+    valid = np.zeros(rows, dtype=bool)
+    rejects: list[Reject] = []
+    for row, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        raw = data[start:end]
+        fields: list[str] = []
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problem: str | None = f"not valid UTF-8 (byte {exc.start} of the line)"
+        else:
+            if text.count('"') % 2:
+                problem = MULTILINE_REASON
+            else:
+                fields = next(csv.reader([text]))
+                problem = line_problem(fields, inputs, positions)
+        if problem is not None:
+            rejects.append(Reject(chunk_row=row, reason=problem, byte_offset=offset + start))
+            for spec in inputs.schema.features:
+                values[spec.name].append(filler[spec.dtype])
+            for name in inputs.passthrough:
+                passthrough[name].append(None)
+            continue
+        valid[row] = True
+        for spec in inputs.schema.features:
+            values[spec.name].append(cell_value(spec, fields[positions[spec.name]])[0])
+        for name in inputs.passthrough:
+            cell = fields[positions[name]]
+            passthrough[name].append(cell if cell != "" else None)
+    kinds: dict[str, Any] = {"string": object, "bool": np.bool_, "float": np.float64, "int": np.float64}
+    features: dict[str, np.ndarray] = {
+        spec.name: np.asarray(values[spec.name], dtype=kinds[spec.dtype]) for spec in inputs.schema.features
+    }
+    arrays = {name: pa.array(cells, type=pa.string()) for name, cells in passthrough.items()}
+    return ParsedChunk(rows=rows, features=features, valid=valid, passthrough=arrays, rejects=rejects)
+
+
+def parse_csv_chunk(data: bytes, offset: int, inputs: ScoringInputs) -> ParsedChunk:
+    """Every row of a CSV chunk (``data`` starts at file byte ``offset``, at a line start)."""
+    return _parse_csv_fast(data, offset, inputs) or _parse_csv_lines(data, offset, inputs)
+
+
+# -- Parquet --------------------------------------------------------------------------------------
+
+
+def _arrow_values(column: pa.ChunkedArray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Model values of a Parquet column, the bad-row mask, and the reason per bad row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    nulls = column.is_null().to_numpy(zero_copy_only=False)
+    if spec.dtype == "string":
+        values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+        return values, nulls, [f"column '{spec.name}' is null"] * int(nulls.sum())
+    if spec.dtype == "bool":
+        values = pc.fill_null(pc.cast(column, pa.bool_()), False).to_numpy(zero_copy_only=False)
+        return values, nulls, [f"column '{spec.name}' is null"] * int(nulls.sum())
+    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+    with np.errstate(invalid="ignore"):
+        infinite = ~nulls & ~np.isfinite(values)
+        fractional = (
+            ~nulls & ~infinite & (values != np.trunc(values)) if spec.dtype == "int" else nulls & False
+        )
+    bad = nulls | infinite | fractional
+    reasons = [
+        f"column '{spec.name}' is null"
+        if nulls[row]
+        else f"column '{spec.name}': {float(values[row])!r} is not finite"
+        if infinite[row]
+        else f"column '{spec.name}': {float(values[row])!r} is not an integer"
+        for row in np.flatnonzero(bad).tolist()
+    ]
+    values[bad] = 0.0
+    return values, bad, reasons
+
+
+class SparseFile(io.RawIOBase):
+    """A read-only file of which only some byte ranges were fetched: pyarrow reads a chunk's row
+    groups and the footer from memory, after two ranged GETs, never the rest of the object."""
+
+    def __init__(self, size: int, regions: dict[int, bytes]) -> None:
+        super().__init__()
+        self._size = size
+        self._regions = sorted(regions.items())
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = min(len(view), self._size - self._position)
+        if count <= 0:
+            return 0
+        for start, data in self._regions:
+            if start <= self._position and self._position + count <= start + len(data):
+                offset = self._position - start
+                view[:count] = data[offset : offset + count]
+                self._position += count
+                return count
+        raise OSError(f"bytes {self._position}..{self._position + count} were not fetched")
+
+
+FOOTER_READ_BYTES = 64 * 1024
+
+
+def fetch_row_groups(source: Source, row_groups: Sequence[int]) -> tuple[SparseFile, Any]:
+    """The footer (one GET of the tail, two if the footer is larger) and the row groups' byte span (one GET)."""
+    import pyarrow.parquet as pq
+
+    tail = source.read(max(0, source.size - FOOTER_READ_BYTES), source.size - 1)
+    footer = int.from_bytes(tail[-8:-4], "little") + 8
+    if footer > len(tail):
+        tail = source.read(source.size - footer, source.size - 1)
+    metadata = pq.read_metadata(SparseFile(source.size, {source.size - len(tail): tail}))
+    starts: list[int] = []
+    ends: list[int] = []
+    for index in row_groups:
+        group = metadata.row_group(index)
+        for number in range(group.num_columns):
+            column = group.column(number)
+            start = column.data_page_offset
+            if column.has_dictionary_page and column.dictionary_page_offset:
+                start = min(start, column.dictionary_page_offset)
+            starts.append(start)
+            ends.append(start + column.total_compressed_size)
+    regions = {source.size - len(tail): tail}
+    if starts:
+        regions[min(starts)] = source.read(min(starts), max(ends) - 1)
+    return SparseFile(source.size, regions), metadata
+
+
+def parse_parquet_chunk(source: Source, row_groups: Sequence[int], inputs: ScoringInputs) -> ParsedChunk:
+    """Every row of a chunk's row groups."""
+    import pyarrow.parquet as pq
+
+    wanted = list(dict.fromkeys([*inputs.schema.names, *inputs.passthrough]))
+    sparse, metadata = fetch_row_groups(source, row_groups)
+    parquet = pq.ParquetFile(sparse, metadata=metadata)
+    table = parquet.read_row_groups(list(row_groups), columns=wanted, use_threads=False)
+    rows = table.num_rows
+    valid = np.ones(rows, dtype=bool)
+    first_reason: dict[int, str] = {}
+    features: dict[str, np.ndarray] = {}
+    for spec in inputs.schema.features:
+        values, bad, reasons = _arrow_values(table.column(spec.name), spec)
+        features[spec.name] = values
+        for row, reason in zip(np.flatnonzero(bad).tolist(), reasons, strict=True):
+            first_reason.setdefault(row, reason)
+        valid &= ~bad
+    rejects = [Reject(chunk_row=row, reason=first_reason[row]) for row in sorted(first_reason)]
+    passthrough = {name: table.column(name).combine_chunks() for name in inputs.passthrough}
+    return ParsedChunk(rows=rows, features=features, valid=valid, passthrough=passthrough, rejects=rejects)
+
+
+# -- scoring and output ---------------------------------------------------------------------------
+
+
+def prediction_outputs(signature: Signature) -> list[str]:
+    """The graph outputs batch scoring asks for."""
+    if signature.task == "regression":
+        return [signature.value_output or ""]
+    return [signature.label_output or "", signature.probability_output or ""]
+
+
+def prediction_names(signature: Signature) -> list[str]:
+    """The prediction columns ``output_columns`` gives for this signature."""
+    if signature.task == "regression":
+        return ["value"]
+    labels = signature.class_labels or []
+    return ["label", *(f"proba_{label}" for label in labels)]
+
+
+def score_parsed(parsed: ParsedChunk, inputs: ScoringInputs, scorer: Scorer) -> dict[str, np.ndarray]:
+    """Predictions for the valid rows, scored ``batch_rows`` at a time."""
+    every_row = bool(parsed.valid.all())
+    selected = None if every_row else np.flatnonzero(parsed.valid)
+    count = parsed.rows if every_row else len(selected if selected is not None else ())
+    names = prediction_outputs(inputs.signature)
+    pieces: list[dict[str, np.ndarray]] = []
+    for low in range(0, count, inputs.batch_rows):
+        high = min(count, low + inputs.batch_rows)
+        if selected is None:
+            columns = {name: values[low:high] for name, values in parsed.features.items()}
+        else:
+            rows = selected[low:high]
+            columns = {name: values[rows] for name, values in parsed.features.items()}
+        outputs = scorer.run(columns_to_feed(inputs.schema, columns), names)
+        pieces.append(output_columns(inputs.signature, outputs))
+    if not pieces:
+        return {}
+    return {name: np.concatenate([piece[name] for piece in pieces]) for name in pieces[0]}
+
+
+def _empty_predictions(signature: Signature) -> dict[str, np.ndarray]:
+    if signature.task == "regression":
+        return {"value": np.zeros(0, dtype=np.float64)}
+    labels = signature.class_labels or []
+    label_type: Any = object if labels and isinstance(labels[0], str) else np.int64
+    columns: dict[str, np.ndarray] = {"label": np.zeros(0, dtype=label_type)}
+    for label in labels:
+        columns[f"proba_{label}"] = np.zeros(0, dtype=np.float64)
+    return columns
+
+
+def output_table(parsed: ParsedChunk, predictions: dict[str, np.ndarray], inputs: ScoringInputs) -> pa.Table:
+    """Passthrough columns of the valid rows (renamed ``input_<name>`` on a clash), then predictions."""
+    import pyarrow as pa
+
+    predicted = predictions or _empty_predictions(inputs.signature)
+    mask = pa.array(parsed.valid)
+    columns: dict[str, pa.Array] = {}
+    for name, array in parsed.passthrough.items():
+        kept = array if bool(parsed.valid.all()) else array.filter(mask)
+        columns[f"input_{name}" if name in predicted else name] = kept
+    for name, values in predicted.items():
+        columns[name] = pa.array(values)
+    return pa.table(columns)
+
+
+def rejects_csv(rejects: Sequence[Reject], chunk: ChunkRecord) -> bytes:
+    """``row,chunk,chunk_row,byte_offset,reason``: ``row`` is the file row when known (Parquet)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(REJECT_COLUMNS)
+    for reject in rejects:
+        row = "" if chunk.first_row is None else chunk.first_row + reject.chunk_row
+        offset = "" if reject.byte_offset is None else reject.byte_offset
+        writer.writerow([row, chunk.index, reject.chunk_row, offset, reject.reason])
+    return buffer.getvalue().encode("utf-8")
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as a Parquet file in memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="snappy")
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def score_chunk(
+    source: Source, fmt: InputFormat, chunk: ChunkRecord, inputs: ScoringInputs, scorer: Scorer
+) -> ScoredChunk:
+    """Read, parse, validate and score one chunk; its part file and rejects file as bytes."""
+    if fmt == "csv":
+        start, end = chunk.start or 0, chunk.end or 0
+        data = source.read(start, end - 1) if end > start else b""
+        parsed = parse_csv_chunk(data, start, inputs)
+        del data
+    else:
+        parsed = parse_parquet_chunk(source, chunk.row_groups, inputs)
+    predictions = score_parsed(parsed, inputs, scorer)
+    table = output_table(parsed, predictions, inputs)
+    scored = int(parsed.valid.sum())
+    return ScoredChunk(
+        output=parquet_bytes(table),
+        rejects=rejects_csv(parsed.rejects, chunk) if parsed.rejects else None,
+        rows_in=parsed.rows,
+        rows_scored=scored,
+        rows_rejected=len(parsed.rejects),
+        columns=list(table.column_names),
+    )

@@ -1,0 +1,81 @@
+"""Helpers the batch integration and e2e tests share: a registered model, and an SQS pump."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from mlambda.adapters.dynamodb import DynamoTable
+from mlambda.adapters.registry import DynamoRegistryStore
+from mlambda.config import FunctionSettings
+from mlambda.schemas.registry import Alias, HistoryEntry, ModelVersion, RegisteredModel
+from tests.unit.fakes_batch import classifier_model, model_version
+
+
+def register_model(
+    s3: Any, registry_table: str, artifacts_bucket: str, endpoint_url: str | None = None, model: str = "churn"
+) -> ModelVersion:
+    """The 20-feature classifier as ``model`` v1, behind ``production``, through the registry's store."""
+    settings = FunctionSettings.model_validate({"AWS_ENDPOINT_URL": endpoint_url, "AWS_REGION": "us-east-1"})
+    store = DynamoRegistryStore(DynamoTable(registry_table, settings))
+    data, _ = classifier_model()
+    version = model_version(model=model)
+    now = datetime.now(UTC)
+    s3.put_object(Bucket=artifacts_bucket, Key=version.artifact_key, Body=data)
+    assert hashlib.sha256(data).hexdigest() == version.artifact_sha256
+    store.create_model(
+        RegisteredModel(name=model, created_at=now, updated_at=now),
+        HistoryEntry(model=model, at=now, actor="test", action="model_created"),
+    )
+    store.add_version(version, HistoryEntry(model=model, at=now, actor="test", action="version_registered"))
+    store.move_alias(
+        Alias(model=model, alias="production", version=1, updated_at=now, updated_by="test"),
+        version,
+        None,
+        HistoryEntry(
+            model=model, at=now, actor="test", action="alias_moved", alias="production", to_version=1
+        ),
+    )
+    return version
+
+
+def pump(
+    sqs: Any, queue_url: str, invoke: Callable[[dict[str, Any]], Any], *, max_batches: int = 200
+) -> list[Any]:
+    """Play Lambda's SQS poller: receive one message at a time, invoke, delete what succeeded."""
+    from mlambda_local.cloud.sqs import failed_message_ids, sqs_record
+
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    results: list[Any] = []
+    for _ in range(max_batches):
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=1, AttributeNames=["All"], MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            break
+        result = invoke({"Records": [sqs_record(m, arn, "us-east-1") for m in messages]})
+        results.append(result)
+        ids = [m["MessageId"] for m in messages]
+        failed = failed_message_ids(result, ids)
+        failed = set(ids) if failed is None else failed
+        for message in messages:
+            if message["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return results
+
+
+def detach_schedule_targets(events: Any) -> None:
+    """Remove function targets from schedule rules in moto (the local cloud fires schedules itself).
+
+    moto treats a schedule rule as matching every event and raises NotImplementedError for its
+    Lambda target, so any PutEvents on the default bus fails while one is registered.
+    """
+    for rule in events.list_rules()["Rules"]:
+        if "ScheduleExpression" not in rule:
+            continue
+        targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        lambdas = [t["Id"] for t in targets if ":lambda:" in t["Arn"] or ":function:" in t["Arn"]]
+        if lambdas:
+            events.remove_targets(Rule=rule["Name"], Ids=lambdas)

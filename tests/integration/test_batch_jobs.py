@@ -1,0 +1,247 @@
+"""Batch prediction on moto with the template's tables, buckets and queues: fanout, worker, Job API."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+
+from mlambda.adapters.batch import S3BatchObjects
+from mlambda.config import BatchWorkerSettings
+from mlambda.errors import ConflictError
+from mlambda.schemas.batch import Manifest
+from tests.batch_support import detach_schedule_targets, pump, register_model
+from tests.conftest import load_event
+from tests.integration.conftest import Stack
+from tests.unit.fakes_batch import classifier_model, csv_bytes, make_frame
+
+KEY = "input/churn/march 2025=final.csv"
+
+
+@pytest.fixture
+def batch(stack: Stack) -> Iterator[dict[str, Any]]:
+    """The stack with the churn model registered, and the clients the tests use."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    register_model(s3, stack.outputs["RegistryTableName"], stack.outputs["ArtifactsBucketName"])
+    detach_schedule_targets(boto3.client("events", region_name="us-east-1"))
+    yield {
+        "s3": s3,
+        "sqs": sqs,
+        "bucket": stack.outputs["BatchBucketName"],
+        "queue": stack.outputs["ChunkQueueUrl"],
+    }
+
+
+def upload(batch: dict[str, Any], key: str, body: bytes, **metadata: str) -> dict[str, Any]:
+    """Put the object and the S3 event AWS would send for it (key URL-encoded)."""
+    from urllib.parse import quote_plus
+
+    batch["s3"].put_object(Bucket=batch["bucket"], Key=key, Body=body, Metadata=metadata)
+    etag = batch["s3"].head_object(Bucket=batch["bucket"], Key=key)["ETag"].strip('"')
+    event = load_event("batch_s3_object_created")
+    record = event["Records"][0]
+    record["s3"]["bucket"]["name"] = batch["bucket"]
+    record["s3"]["object"].update(key=quote_plus(key, safe="/"), size=len(body), eTag=etag)
+    return event
+
+
+def run_worker(stack: Stack, batch: dict[str, Any]) -> list[Any]:
+    return pump(batch["sqs"], batch["queue"], lambda event: stack.invoke("BatchWorkerFunction", event))
+
+
+def api(
+    stack: Stack, method: str, path: str, body: Any = None, scopes: str = "predict", **query: str
+) -> tuple[int, Any]:
+    event = load_event(
+        "apigw_rest",
+        path=path,
+        resource=path,
+        httpMethod=method,
+        body=json.dumps(body) if body is not None else None,
+        queryStringParameters=query or None,
+        multiValueQueryStringParameters={k: [v] for k, v in query.items()} or None,
+    )
+    event["requestContext"]["authorizer"]["scopes"] = scopes
+    response = stack.invoke("JobsFunction", event)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def get_object(batch: dict[str, Any], key: str) -> bytes:
+    return bytes(batch["s3"].get_object(Bucket=batch["bucket"], Key=key)["Body"].read())
+
+
+def test_an_upload_is_split_scored_and_completed_with_rows_in_equal_scored_plus_rejected(
+    stack: Stack, batch: dict[str, Any]
+) -> None:
+    # Given 3,000 rows, 3 of them bad, in chunks of 500 (object metadata)
+    frame = make_frame(3000)
+    frame["f0"] = frame["f0"].astype(object)
+    frame.loc[[5, 1499, 2999], "f0"] = "n/a"
+    event = upload(batch, KEY, frame.to_csv(index=False).encode(), **{"chunk-rows": "500"})
+    # When
+    planned = stack.invoke("BatchFanoutFunction", event)["jobs"][0]
+    run_worker(stack, batch)
+    # Then
+    status, view = api(stack, "GET", f"/jobs/{planned['job_id']}")
+    job = view["job"]
+    assert status == 200
+    assert (job["status"], job["input"]["key"], job["total_chunks"]) == ("completed", KEY, 6)
+    assert (job["rows_in"], job["rows_scored"], job["rows_rejected"]) == (3000, 2997, 3)
+    prefix = f"output/{job['job_id']}/"
+    manifest = Manifest.model_validate_json(get_object(batch, prefix + "_manifest.json"))
+    assert manifest.rows_in == manifest.rows_scored + manifest.rows_rejected == 3000
+    scored = sum(pq.read_table(io.BytesIO(get_object(batch, p.key))).num_rows for p in manifest.parts)
+    assert scored == 2997
+    rejected = [get_object(batch, r.key).decode().splitlines()[1:] for r in manifest.rejects]
+    assert sum(len(lines) for lines in rejected) == 3
+    assert get_object(batch, prefix + "_SUCCESS") == b""
+    assert view["manifest_uri"] == f"s3://{batch['bucket']}/{prefix}_manifest.json"
+
+
+def test_redelivered_s3_events_and_chunk_messages_change_nothing(stack: Stack, batch: dict[str, Any]) -> None:
+    # Given one upload whose event arrives twice
+    event = upload(batch, KEY, csv_bytes(1200), **{"chunk-rows": "400"})
+    first = stack.invoke("BatchFanoutFunction", event)["jobs"][0]
+    second = stack.invoke("BatchFanoutFunction", event)["jobs"][0]
+    # When every chunk message is delivered twice (the first delivery's deletion "lost")
+    sqs, queue = batch["sqs"], batch["queue"]
+    received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    from mlambda_local.cloud.sqs import sqs_record
+
+    for message in received + received:
+        stack.invoke("BatchWorkerFunction", {"Records": [sqs_record(message, arn, "us-east-1")]})
+    # Then
+    assert first["job_id"] == second["job_id"]
+    assert len(received) == 3
+    _, view = api(stack, "GET", f"/jobs/{first['job_id']}")
+    job = view["job"]
+    assert (job["status"], job["done_chunks"], job["rows_in"], job["rows_scored"]) == (
+        "completed",
+        3,
+        1200,
+        1200,
+    )
+    parts = batch["s3"].list_objects_v2(Bucket=batch["bucket"], Prefix=f"output/{job['job_id']}/part-")
+    assert parts["KeyCount"] == 3
+
+
+def test_a_chunk_that_keeps_failing_lands_in_the_dlq_and_retry_completes_the_job(
+    stack: Stack, batch: dict[str, Any]
+) -> None:
+    # Given a tampered model artifact (every chunk fails its sha256 check), retried without delay
+    stack.functions["BatchWorkerFunction"].environment["BATCH_RETRY_BACKOFF_SECONDS"] = "0"
+    artifacts = stack.outputs["ArtifactsBucketName"]
+    batch["s3"].put_object(Bucket=artifacts, Key="models/churn/v1.onnx", Body=b"tampered")
+    event = upload(batch, KEY, csv_bytes(800), **{"chunk-rows": "400"})
+    job_id = stack.invoke("BatchFanoutFunction", event)["jobs"][0]["job_id"]
+    # When the worker exhausts the queue's maxReceiveCount
+    run_worker(stack, batch)
+    # Then the messages are in the DLQ and the job says so
+    dlq = stack.outputs["ChunkDeadLetterQueueUrl"]
+    dead = batch["sqs"].receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]
+    assert len(dead) == 2
+    _, failed = api(stack, "GET", f"/jobs/{job_id}")
+    assert (failed["job"]["status"], failed["job"]["failed_chunks"]) == ("failed", 2)
+    assert failed["job"]["error_code"] == "chunks_failed"
+    assert [(f["attempts"], "artifact" in f["last_error"]) for f in failed["failed"]] == [
+        (3, True),
+        (3, True),
+    ]
+    # When the artifact is restored and the job retried through the API
+    batch["s3"].put_object(Bucket=artifacts, Key="models/churn/v1.onnx", Body=classifier_model()[0])
+    status, retried = api(stack, "POST", f"/jobs/{job_id}/retry")
+    run_worker(stack, batch)
+    # Then
+    assert (status, retried["resent_chunks"]) == (202, [0, 1])
+    _, done = api(stack, "GET", f"/jobs/{job_id}")
+    assert (done["job"]["status"], done["job"]["rows_scored"], done["job"]["failed_chunks"]) == (
+        "completed",
+        800,
+        0,
+    )
+    status, again = api(stack, "POST", f"/jobs/{job_id}/retry")
+    assert (status, again["code"]) == (409, "job_complete")
+
+
+def test_parquet_uploads_are_scored_by_row_groups(stack: Stack, batch: dict[str, Any]) -> None:
+    import pyarrow as pa
+
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(make_frame(1000), preserve_index=False), sink, row_group_size=150)
+    event = upload(batch, "input/churn/data.parquet", sink.getvalue(), **{"chunk-rows": "300"})
+    job_id = stack.invoke("BatchFanoutFunction", event)["jobs"][0]["job_id"]
+    run_worker(stack, batch)
+    _, view = api(stack, "GET", f"/jobs/{job_id}")
+    assert (view["job"]["status"], view["job"]["total_chunks"], view["job"]["rows_scored"]) == (
+        "completed",
+        4,
+        1000,
+    )
+    assert view["job"]["rows_expected"] == 1000 and view["job"]["rows_expected_exact"]
+
+
+def test_bad_uploads_become_failed_jobs_with_a_reason(stack: Stack, batch: dict[str, Any]) -> None:
+    event = upload(batch, "input/nosuchmodel/x.csv", csv_bytes(5))
+    planned = stack.invoke("BatchFanoutFunction", event)["jobs"][0]
+    assert planned["status"] == "failed"
+    assert "nosuchmodel" in planned["reason"]
+    assert batch["sqs"].receive_message(QueueUrl=batch["queue"]).get("Messages") is None
+
+
+def test_the_job_api_submits_lists_and_guards_jobs(stack: Stack, batch: dict[str, Any]) -> None:
+    # Given an object already in the bucket
+    batch["s3"].put_object(Bucket=batch["bucket"], Key="input/churn/existing.csv", Body=csv_bytes(50))
+    # When / Then: submit creates once, then finds
+    status, created = api(stack, "POST", "/jobs", {"key": "input/churn/existing.csv"})
+    again_status, again = api(stack, "POST", "/jobs", {"key": "input/churn/existing.csv"})
+    assert (status, again_status) == (201, 200)
+    assert created["job"]["job_id"] == again["job"]["job_id"]
+    assert created["job"]["submitted_by"] == "demo-app"
+    listed_status, listed = api(stack, "GET", "/jobs", model="churn")
+    assert listed_status == 200
+    assert [j["job_id"] for j in listed["jobs"]] == [created["job"]["job_id"]]
+    # and the guards
+    assert api(stack, "GET", "/jobs/ffffffffffffffffffff")[0] == 404
+    assert api(stack, "GET", "/jobs/../../etc")[0] == 404
+    assert api(stack, "POST", "/jobs", {"key": "input/churn/missing.csv"})[0] == 404
+    assert api(stack, "POST", "/jobs", {"key": "output/x/y.csv"})[1]["code"] == "key_outside_input"
+    assert api(stack, "POST", "/jobs", {"key": "input/churn/x.csv", "bogus": 1})[0] == 422
+    assert api(stack, "GET", "/jobs")[0] == 422
+    assert api(stack, "GET", f"/jobs/{created['job']['job_id']}", scopes="ingest")[0] == 403
+
+
+def test_ranged_reads_are_pinned_to_the_planned_etag(stack: Stack, batch: dict[str, Any]) -> None:
+    # Given
+    batch["s3"].put_object(Bucket=batch["bucket"], Key="input/churn/a.csv", Body=b"id,f0\n1,2\n")
+    objects = S3BatchObjects(batch["bucket"], BatchWorkerSettings.load(stack.env("BatchWorkerFunction")))
+    etag = objects.head("input/churn/a.csv").etag
+    # When the object is replaced
+    assert objects.get_range("input/churn/a.csv", 0, 4, etag=etag) == b"id,f0"
+    batch["s3"].put_object(Bucket=batch["bucket"], Key="input/churn/a.csv", Body=b"other")
+    # Then
+    with pytest.raises(ConflictError) as error:
+        objects.get_range("input/churn/a.csv", 0, 4, etag=etag)
+    assert error.value.code == "input_changed"
+
+
+def test_a_parquet_footer_is_read_with_a_few_small_ranged_gets(stack: Stack, batch: dict[str, Any]) -> None:
+    import pyarrow as pa
+
+    from mlambda.adapters.batch import RangedFile
+
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(make_frame(20_000), preserve_index=False), sink, row_group_size=5000)
+    body = sink.getvalue()
+    batch["s3"].put_object(Bucket=batch["bucket"], Key="input/churn/big.parquet", Body=body)
+    objects = S3BatchObjects(batch["bucket"], BatchWorkerSettings.load(stack.env("BatchWorkerFunction")))
+    raw = RangedFile(objects, "input/churn/big.parquet", len(body), None)
+    metadata = pq.ParquetFile(io.BufferedReader(raw, buffer_size=64 * 1024)).metadata
+    assert (metadata.num_rows, metadata.num_row_groups) == (20_000, 4)
+    assert raw.requests <= 3
