@@ -280,3 +280,95 @@ class BatchWorkerSettings(BatchSettings):
 
 
 # >>> monitor settings (issue 7)
+
+
+class MonitorSettings(FunctionSettings):
+    """Scheduled monitoring and ``GET /models/{name}/monitoring``.
+
+    Thresholds here are the defaults; a version's tags override them per model or per column:
+    ``monitor:psi``, ``monitor:jensen_shannon``, ``monitor:alpha`` (every column) and
+    ``monitor:psi:<column>``... (one feature or output column, e.g. ``monitor:psi:age`` or
+    ``monitor:jensen_shannon:prediction.label``). ``MONITOR_COLUMN_THRESHOLDS`` does the same
+    for every model: JSON ``{"age": {"psi": 0.3}}``.
+    """
+
+    registry_table: str = Field(
+        alias="REGISTRY_TABLE", description="Registry table: catalog, summaries, alerts."
+    )
+    artifacts_bucket: str = Field(alias="ARTIFACTS_BUCKET", description="Profiles in, reports out.")
+    data_bucket: str = Field(
+        alias="DATA_BUCKET", description="Archived prediction logs and labels (Parquet)."
+    )
+    alerts_topic_arn: str = Field(alias="ALERTS_TOPIC_ARN", description="SNS topic alerts are published to.")
+    window_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 31,
+        alias="MONITOR_WINDOW_HOURS",
+        description="Length of the window each run reads.",
+    )
+    min_rows: int = Field(
+        100,
+        ge=10,
+        alias="MONITOR_MIN_ROWS",
+        description="Below this many rows (per column): not_enough_data.",
+    )
+    large_sample: int = Field(
+        1000,
+        ge=10,
+        alias="MONITOR_LARGE_SAMPLE",
+        description="From this many rows on, drift is judged by distance (PSI/JS) instead of p-values.",
+    )
+    psi_threshold: float = Field(0.2, gt=0, alias="MONITOR_PSI_THRESHOLD", description="Numeric drift (PSI).")
+    js_threshold: float = Field(
+        0.1, gt=0, le=1, alias="MONITOR_JS_THRESHOLD", description="Categorical drift (Jensen-Shannon)."
+    )
+    alpha: float = Field(
+        0.01, gt=0, lt=1, alias="MONITOR_ALPHA", description="Small windows: BH-adjusted p-value level."
+    )
+    drift_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        alias="MONITOR_DRIFT_SHARE",
+        description="Dataset drift when this share of features drift.",
+    )
+    column_thresholds: str = Field(
+        "{}",
+        alias="MONITOR_COLUMN_THRESHOLDS",
+        description='JSON per-column overrides: {"age": {"psi": 0.3}}.',
+    )
+    max_missing_increase: float = Field(
+        0.05, ge=0, le=1, alias="MONITOR_MAX_MISSING_INCREASE", description="Completeness: tolerated rise."
+    )
+    max_out_of_range: float = Field(
+        0.01, ge=0, le=1, alias="MONITOR_MAX_OUT_OF_RANGE", description="Share outside the reference range."
+    )
+    max_new_category: float = Field(
+        0.01, ge=0, le=1, alias="MONITOR_MAX_NEW_CATEGORY", description="Share of never-seen categories."
+    )
+    min_labels: int = Field(
+        100, ge=1, alias="MONITOR_MIN_LABELS", description="Labelled rows needed for model quality."
+    )
+    quality_tolerance: float = Field(
+        0.05,
+        ge=0,
+        alias="MONITOR_QUALITY_TOLERANCE",
+        description="Tolerated drop from registered metrics (absolute for scores, relative for errors).",
+    )
+    bootstrap_resamples: int = Field(200, ge=20, le=5000, alias="MONITOR_BOOTSTRAP_RESAMPLES")
+    alert_cooldown_hours: float = Field(
+        24.0,
+        ge=0,
+        alias="MONITOR_ALERT_COOLDOWN_HOURS",
+        description="One alert per (model, check, column) per cooldown.",
+    )
+    max_rows: int = Field(
+        2_000_000,
+        ge=1000,
+        alias="MONITOR_MAX_ROWS",
+        description="Rows read per window at most (memory bound).",
+    )
+    history: int = Field(
+        48, ge=1, le=500, alias="MONITOR_HISTORY", description="Past runs plotted in reports."
+    )

@@ -1,0 +1,181 @@
+"""Monitoring's storage: archive windows from the data bucket, summaries and alert state in the
+registry table.
+
+Archive layout (mlambda.schemas.archive): ``type=prediction/model=<m>/date=YYYY-MM-DD/hour=HH/``
+and ``type=label/date=.../hour=.../``, Parquet parts. Only the hour partitions the window touches
+are listed; objects are fetched in parallel; an object that is not readable Parquet is skipped
+and named in the report instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlambda.adapters.dynamodb import DynamoTable
+from mlambda.adapters.s3 import ObjectStore
+from mlambda.errors import ConflictError, MlambdaError
+from mlambda.observability import logger
+from mlambda.schemas.monitoring import MonitoringSummary, iso
+
+FETCH_THREADS = 8
+
+
+@dataclass
+class Window:
+    """What one read of the archive returned (implements ``ports.ArchiveWindow``)."""
+
+    frame: pd.DataFrame
+    objects: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    truncated: bool = False
+
+
+def hours(start: datetime, end: datetime) -> Iterator[datetime]:
+    """Every UTC hour that intersects ``[start, end)``."""
+    hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    while hour < end:
+        yield hour
+        hour += timedelta(hours=1)
+
+
+def _timestamps(column: pd.Series[Any]) -> pd.Series[Any]:
+    return pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
+
+
+class S3ArchiveReader:
+    """Reads prediction and label partitions of one time window (``ports.ArchiveReader``)."""
+
+    def __init__(self, bucket: ObjectStore, *, max_rows: int = 2_000_000) -> None:
+        self._bucket = bucket
+        self._max_rows = max_rows
+
+    def predictions(self, model: str, start: datetime, end: datetime) -> Window:
+        """Prediction rows of ``model`` in ``[start, end)``."""
+        return self._read(
+            [f"type=prediction/model={model}/{self._partition(h)}" for h in hours(start, end)], start, end
+        )
+
+    def labels(self, start: datetime, end: datetime) -> Window:
+        """Label rows in ``[start, end)``."""
+        return self._read([f"type=label/{self._partition(h)}" for h in hours(start, end)], start, end)
+
+    @staticmethod
+    def _partition(hour: datetime) -> str:
+        return f"date={hour:%Y-%m-%d}/hour={hour:%H}/"
+
+    def _fetch(self, key: str) -> pd.DataFrame | None:
+        body = self._bucket.get(key)
+        try:
+            return pq.read_table(io.BytesIO(body)).to_pandas()
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            logger.warning("unreadable archive object skipped", extra={"key": key, "error": str(exc)})
+            return None
+
+    def _read(self, prefixes: list[str], start: datetime, end: datetime) -> Window:
+        keys = [
+            key for prefix in prefixes for key in self._bucket.list_keys(prefix) if key.endswith(".parquet")
+        ]
+        window = Window(frame=pd.DataFrame(), objects=len(keys))
+        frames: list[pd.DataFrame] = []
+        rows = 0
+        with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+            # Fetch a few objects at a time, so the row cap also bounds what is downloaded.
+            for offset in range(0, len(keys), FETCH_THREADS):
+                if rows >= self._max_rows:
+                    window.truncated = True
+                    break
+                batch = keys[offset : offset + FETCH_THREADS]
+                for key, frame in zip(batch, pool.map(self._fetch, batch), strict=True):
+                    if frame is None:
+                        window.corrupt.append(key)
+                        continue
+                    frames.append(frame)
+                    rows += len(frame)
+        if not frames:
+            return window
+        frame = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
+        if "timestamp" in frame.columns:
+            stamps = _timestamps(frame["timestamp"])
+            frame = frame.loc[(stamps >= start) & (stamps < end)].reset_index(drop=True)
+        if "id" in frame.columns:
+            # At-least-once delivery: the same envelope can be archived twice.
+            frame = frame.drop_duplicates(subset="id", keep="last", ignore_index=True)
+        window.frame = frame
+        return window
+
+
+def summary_sk(at: datetime) -> str:
+    """Sort key of a monitoring summary."""
+    return f"monitoring#{iso(at)}"
+
+
+def alert_sk(check: str, feature: str) -> str:
+    """Sort key of an alert's de-duplication state."""
+    return f"alert#{check}#{feature}"
+
+
+class DynamoMonitoringStore:
+    """Summaries and alert state next to the model in the registry table (``ports.MonitoringStore``)."""
+
+    def __init__(self, table: DynamoTable) -> None:
+        self._table = table
+
+    def put_summary(self, summary: MonitoringSummary) -> None:
+        """Store one run's summary under ``model#<name>`` / ``monitoring#<iso>``."""
+        item = summary.model_dump(mode="json", exclude_none=True)
+        self._table.put({"pk": f"model#{summary.model}", "sk": summary_sk(summary.at), **item})
+
+    def summaries(self, model: str, limit: int) -> list[MonitoringSummary]:
+        """The latest ``limit`` summaries, newest first."""
+        items, _ = self._table.query(
+            "pk = :pk AND begins_with(sk, :prefix)",
+            {":pk": f"model#{model}", ":prefix": "monitoring#"},
+            forward=False,
+            limit=limit,
+        )
+        return [
+            MonitoringSummary.model_validate({k: v for k, v in i.items() if k not in ("pk", "sk")})
+            for i in items
+        ]
+
+    def claim_alert(self, model: str, check: str, feature: str, at: datetime, cooldown: timedelta) -> bool:
+        """Conditional put: only when no alert for the key was sent after ``at - cooldown``."""
+        try:
+            self._table.update(
+                {"pk": f"model#{model}", "sk": alert_sk(check, feature)},
+                "SET last_alerted_at = :at, model_name = :model, check_name = :check, feature = :feature"
+                " ADD alerts :one",
+                condition="attribute_not_exists(last_alerted_at) OR last_alerted_at <= :cutoff",
+                values={
+                    ":at": iso(at),
+                    ":cutoff": iso(at - cooldown),
+                    ":model": model,
+                    ":check": check,
+                    ":feature": feature,
+                    ":one": 1,
+                },
+            )
+        except ConflictError:
+            return False
+        return True
+
+    def release_alert(self, model: str, check: str, feature: str, at: datetime) -> None:
+        """Forget the claim made at ``at`` so the next run tries again."""
+        try:
+            self._table.update(
+                {"pk": f"model#{model}", "sk": alert_sk(check, feature)},
+                "REMOVE last_alerted_at",
+                condition="last_alerted_at = :at",
+                values={":at": iso(at)},
+            )
+        except MlambdaError as exc:
+            logger.warning("could not release an alert claim", extra={"check": check, "error": exc.message})

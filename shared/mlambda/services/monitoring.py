@@ -1,0 +1,747 @@
+"""Scheduled monitoring of every production model: drift, data quality, model quality, A/B readout.
+
+For each model with a ``production`` alias, one run reads the window's prediction logs (and
+labels) from the archive, compares the rows served by the production version with the version's
+reference profile, writes ``monitoring/<model>/<iso>/report.{json,html}`` to the artifacts
+bucket and a summary row to the registry table, emits EMF metrics, and publishes one SNS alert
+for the thresholds newly crossed, each (model, check, column) at most once per cooldown.
+
+A model's failure (missing or corrupt profile, unreadable window, a bug) becomes that model's
+report with status ``error`` and the reason; the other models are still monitored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from mlambda.config import MonitorSettings
+from mlambda.errors import InvalidInputError, MlambdaError, NotFoundError
+from mlambda.observability import logger
+from mlambda.ports import AlertPublisher, ArchiveReader, ArtifactStore, ModelCatalog, MonitoringStore
+from mlambda.schemas.monitoring import (
+    PREDICTION_PREFIX,
+    AbSection,
+    Alert,
+    ColumnDrift,
+    DataQualitySection,
+    DriftSection,
+    ModelQualitySection,
+    MonitoringReport,
+    MonitoringSummary,
+    MonitoringView,
+    ReferenceProfile,
+    Status,
+    Thresholds,
+    iso,
+)
+from mlambda.schemas.registry import PRODUCTION, ModelVersion
+from mlambda.services.ab_readout import AbSettings, ServedRows, ab_readout
+from mlambda.services.data_quality import QualityConfig, data_quality
+from mlambda.services.drift import ColumnWindow, DriftConfig, column_drift, drift_section
+from mlambda.services.model_quality import (
+    QualitySettings,
+    class_indices,
+    classification_estimates,
+    quality_section,
+    regression_estimates,
+)
+from mlambda.services.profiling import PROBABILITY_PREFIX, VALUE_COLUMN, canonical_labels
+from mlambda.services.report_html import render_report
+
+FEATURE_PREFIX = "features."
+LABEL_COLUMN = f"{PREDICTION_PREFIX}label"
+TAG_PREFIX = "monitor:"
+THRESHOLD_NAMES = ("psi", "jensen_shannon", "alpha")
+
+
+class MetricsRecorder(Protocol):
+    """Where per-model monitoring metrics go (EMF on stdout in Lambda)."""
+
+    def record(self, model: str, values: Mapping[str, float]) -> None:
+        """Record ``values`` (name -> number) with the model as dimension."""
+        ...
+
+
+class EmfMetrics:
+    """One EMF document per model, so each model's metrics carry its own dimension."""
+
+    def record(self, model: str, values: Mapping[str, float]) -> None:
+        """Flush ``values`` as CloudWatch metrics in namespace ``mlambda`` (or the configured one)."""
+        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+        from mlambda.observability import metrics
+
+        emf = EphemeralMetrics(namespace=metrics.namespace or "mlambda", service="monitor")
+        emf.add_dimension(name="model", value=model)
+        for name, value in values.items():
+            if math.isfinite(value):
+                emf.add_metric(
+                    name=name,
+                    unit=MetricUnit.Count if name.endswith("Rows") else MetricUnit.NoUnit,
+                    value=value,
+                )
+        emf.flush_metrics()
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Everything a run is configured by (built from ``MonitorSettings``)."""
+
+    window: timedelta = timedelta(hours=24)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    model_quality: QualitySettings = field(default_factory=QualitySettings)
+    ab: AbSettings = field(default_factory=AbSettings)
+    column_thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    alert_cooldown: timedelta = timedelta(hours=24)
+    history: int = 48
+
+    @classmethod
+    def from_settings(cls, settings: MonitorSettings) -> MonitorConfig:
+        """From a ``mlambda.config.MonitorSettings``."""
+        try:
+            overrides = json.loads(settings.column_thresholds or "{}")
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"MONITOR_COLUMN_THRESHOLDS is not JSON: {exc}") from exc
+        if not isinstance(overrides, dict):
+            raise InvalidInputError("MONITOR_COLUMN_THRESHOLDS must be a JSON object")
+        return cls(
+            window=timedelta(hours=settings.window_hours),
+            drift=DriftConfig(
+                min_rows=settings.min_rows,
+                large_sample=settings.large_sample,
+                drift_share=settings.drift_share,
+                defaults=Thresholds(
+                    psi=settings.psi_threshold, jensen_shannon=settings.js_threshold, alpha=settings.alpha
+                ),
+            ),
+            quality=QualityConfig(
+                min_rows=settings.min_rows,
+                max_missing_increase=settings.max_missing_increase,
+                max_out_of_range=settings.max_out_of_range,
+                max_new_category=settings.max_new_category,
+            ),
+            model_quality=QualitySettings(
+                min_labels=settings.min_labels,
+                resamples=settings.bootstrap_resamples,
+                tolerance=settings.quality_tolerance,
+            ),
+            ab=AbSettings(min_rows=settings.min_rows),
+            column_thresholds=overrides,
+            alert_cooldown=timedelta(hours=settings.alert_cooldown_hours),
+            history=settings.history,
+        )
+
+
+def drift_config_for(
+    config: MonitorConfig, version: ModelVersion, columns: Sequence[str], notes: list[str]
+) -> DriftConfig:
+    """Defaults, then model-wide tags, then per-column settings, then per-column tags."""
+    base = config.drift.defaults.model_dump()
+    tags = {k[len(TAG_PREFIX) :]: v for k, v in version.tags.items() if k.startswith(TAG_PREFIX)}
+
+    def number(key: str, value: Any) -> float | None:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            notes.append(f"ignored threshold {key}={value!r}: not a number")
+            return None
+
+    for name in THRESHOLD_NAMES:
+        if name in tags and (value := number(f"{TAG_PREFIX}{name}", tags[name])) is not None:
+            base[name] = value
+    try:
+        defaults = Thresholds.model_validate(base)
+    except ValidationError as exc:
+        notes.append(f"ignored model-wide threshold tags: {exc.errors()[0]['msg']}")
+        defaults = config.drift.defaults
+    overrides: dict[str, Thresholds] = {}
+    for column in columns:
+        values = defaults.model_dump()
+        for name, value in (config.column_thresholds.get(column) or {}).items():
+            if name in THRESHOLD_NAMES and (parsed := number(f"{column}.{name}", value)) is not None:
+                values[name] = parsed
+        for name in THRESHOLD_NAMES:
+            key = f"{name}:{column}"
+            if key in tags and (parsed := number(f"{TAG_PREFIX}{key}", tags[key])) is not None:
+                values[name] = parsed
+        if values != defaults.model_dump():
+            try:
+                overrides[column] = Thresholds.model_validate(values)
+            except ValidationError as exc:
+                notes.append(f"ignored thresholds of {column}: {exc.errors()[0]['msg']}")
+    return DriftConfig(
+        min_rows=config.drift.min_rows,
+        large_sample=config.drift.large_sample,
+        drift_share=config.drift.drift_share,
+        defaults=defaults,
+        overrides=overrides,
+    )
+
+
+def _bool_column(frame: pd.DataFrame, name: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    if name not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    column = frame[name]
+    if column.dtype == object:
+        column = column.map(lambda v: str(v).lower() in ("true", "1") if v is not None else False)
+    flags: np.ndarray[Any, np.dtype[np.bool_]] = column.fillna(False).astype(bool).to_numpy()
+    return flags
+
+
+def _int_column(frame: pd.DataFrame, name: str, default: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    if name not in frame.columns:
+        return np.full(len(frame), default, dtype=np.int64)
+    values = pd.to_numeric(frame[name], errors="coerce").fillna(default)
+    numbers: np.ndarray[Any, np.dtype[np.int64]] = values.to_numpy(dtype=np.int64)
+    return numbers
+
+
+@dataclass
+class Labelled:
+    """Window rows joined with their labels."""
+
+    truth: pd.Series[Any]  # aligned with the window frame; NaN when unlabelled
+    count: int
+
+
+def join_labels(frame: pd.DataFrame, labels: pd.DataFrame) -> Labelled:
+    """Each prediction row's label, by ``request_id`` (+ ``row``; labels without a row label row 0)."""
+    empty = Labelled(truth=pd.Series(np.nan, index=frame.index, dtype=object), count=0)
+    if labels.empty or "request_id" not in labels.columns or "value" not in labels.columns:
+        return empty
+    if "request_id" not in frame.columns:
+        return empty
+    keyed = pd.DataFrame(
+        {
+            "request_id": labels["request_id"].astype(str),
+            "row": _int_column(labels, "row", 0),
+            "label_value": labels["value"],
+        }
+    )
+    if "timestamp" in labels.columns:
+        keyed = keyed.assign(
+            _ts=pd.to_datetime(labels["timestamp"], utc=True, errors="coerce", format="mixed")
+        )
+        keyed = keyed.sort_values("_ts", kind="stable").drop(columns="_ts")
+    keyed = keyed.dropna(subset=["label_value"]).drop_duplicates(["request_id", "row"], keep="last")
+    request_ids = frame["request_id"].astype(str)
+    candidates = request_ids.isin(keyed["request_id"]).to_numpy()  # hash lookup; merge only those rows
+    rows = pd.DataFrame(
+        {"request_id": request_ids[candidates], "row": _int_column(frame, "row", 0)[candidates]}
+    )
+    merged = rows.merge(keyed, on=["request_id", "row"], how="left")
+    values = np.full(len(frame), np.nan, dtype=object)
+    values[candidates] = merged["label_value"].to_numpy()
+    truth = pd.Series(values, index=frame.index)
+    return Labelled(truth=truth, count=int(truth.notna().sum()))
+
+
+def _combine(report: MonitoringReport) -> tuple[Status, str]:
+    """The run's status: ``drift`` when any check crossed its threshold."""
+    crossed: list[str] = []
+    if report.feature_drift and report.feature_drift.drifted:
+        prefix = "dataset drift: " if report.feature_drift.dataset_drift else ""
+        crossed.append(prefix + report.feature_drift.reason)
+    if report.prediction_drift and report.prediction_drift.drifted:
+        crossed.append("prediction drift: " + ", ".join(report.prediction_drift.drifted))
+    if report.data_quality and report.data_quality.violations:
+        crossed.append("data quality: " + report.data_quality.reason)
+    if report.model_quality and report.model_quality.degraded:
+        crossed.append("model quality " + report.model_quality.reason)
+    if report.ab and report.ab.sample_ratio_mismatch:
+        crossed.append("A/B: " + report.ab.reason)
+    if crossed:
+        return "drift", "; ".join(crossed)
+    if report.feature_drift and report.feature_drift.status == "not_enough_data":
+        return "not_enough_data", report.feature_drift.reason
+    return "ok", "no threshold crossed"
+
+
+def crossings(report: MonitoringReport) -> list[Alert]:
+    """Every crossed threshold of ``report`` as an alert candidate."""
+    found: list[Alert] = []
+    if report.status == "error":
+        found.append(Alert(check="monitoring_error", feature="*", message=report.reason))
+    for section, check in ((report.feature_drift, "drift"), (report.prediction_drift, "prediction_drift")):
+        if section is None:
+            continue
+        for column in section.columns:
+            if column.drifted:
+                found.append(
+                    Alert(
+                        check=check,
+                        feature=column.name,
+                        message=f"{column.name}: {column.test} {column.score:.4g} (threshold {column.threshold:g})"
+                        if column.score is not None and column.threshold is not None
+                        else f"{column.name} drifted",
+                        value=column.score,
+                        threshold=column.threshold,
+                    )
+                )
+        if check == "drift" and section.dataset_drift:
+            found.append(
+                Alert(
+                    check="dataset_drift",
+                    feature="*",
+                    message=f"{section.share:.0%} of features drifted",
+                    value=section.share,
+                    threshold=section.drift_share_threshold,
+                )
+            )
+    if report.data_quality:
+        found.extend(
+            Alert(check=v.check, feature=v.feature, message=v.message, value=v.value, threshold=v.threshold)
+            for v in report.data_quality.violations
+        )
+    if report.model_quality:
+        for name in report.model_quality.degraded:
+            metric = report.model_quality.metrics[name]
+            found.append(
+                Alert(
+                    check="model_quality",
+                    feature=name,
+                    message=f"{name} {metric.value:.4g} vs registered {metric.registered}",
+                    value=metric.value,
+                    threshold=metric.registered,
+                )
+            )
+    if report.ab and report.ab.sample_ratio_mismatch:
+        found.append(
+            Alert(
+                check="sample_ratio_mismatch",
+                feature="*",
+                message=report.ab.reason,
+                value=report.ab.srm_p_value,
+            )
+        )
+    return found
+
+
+def summary_metrics(report: MonitoringReport) -> dict[str, float]:
+    """The CloudWatch metrics of one run."""
+    values: dict[str, float] = {
+        "MonitoringRuns": 1.0,
+        "MonitoringErrors": 1.0 if report.status == "error" else 0.0,
+        "WindowRows": float(report.rows),
+        "LabelledRows": float(report.labelled),
+    }
+    if report.feature_drift:
+        values["DriftedFeatures"] = float(len(report.feature_drift.drifted))
+        values["DriftShare"] = report.feature_drift.share
+        values["DatasetDrift"] = 1.0 if report.feature_drift.dataset_drift else 0.0
+    if report.prediction_drift:
+        values["PredictionDrift"] = 1.0 if report.prediction_drift.drifted else 0.0
+    if report.data_quality:
+        values["QualityViolations"] = float(len(report.data_quality.violations))
+    if report.model_quality:
+        for name, metric in report.model_quality.metrics.items():
+            values[f"Quality_{name}"] = metric.value
+    if report.ab:
+        values["SampleRatioMismatch"] = 1.0 if report.ab.sample_ratio_mismatch else 0.0
+    return values
+
+
+class MonitoringService:
+    """Runs monitoring for production models and serves its history."""
+
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        archive: ArchiveReader,
+        store: MonitoringStore,
+        artifacts: ArtifactStore,
+        alerts: AlertPublisher,
+        *,
+        config: MonitorConfig | None = None,
+        recorder: MetricsRecorder | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._catalog = catalog
+        self._archive = archive
+        self._store = store
+        self._artifacts = artifacts
+        self._alerts = alerts
+        self.config = config or MonitorConfig()
+        self._recorder = recorder or EmfMetrics()
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    @classmethod
+    def from_settings(cls, settings: MonitorSettings) -> MonitoringService:
+        """The service on the registry table, the artifacts and data buckets and the alerts topic."""
+        from mlambda.adapters.dynamodb import DynamoTable
+        from mlambda.adapters.messaging import Topic
+        from mlambda.adapters.monitoring_store import DynamoMonitoringStore, S3ArchiveReader
+        from mlambda.adapters.registry import DynamoModelCatalog
+        from mlambda.adapters.s3 import ObjectStore
+
+        registry = DynamoTable(settings.registry_table, settings)
+        return cls(
+            DynamoModelCatalog(registry),
+            S3ArchiveReader(ObjectStore(settings.data_bucket, settings), max_rows=settings.max_rows),
+            DynamoMonitoringStore(registry),
+            ObjectStore(settings.artifacts_bucket, settings),
+            Topic(settings.alerts_topic_arn, settings),
+            config=MonitorConfig.from_settings(settings),
+        )
+
+    # ------------------------------------------------------------------ the scheduled run
+
+    def run(
+        self, models: Sequence[str] | None = None, *, at: datetime | None = None
+    ) -> list[MonitoringSummary]:
+        """Monitor every production model (or the ones named); one summary each, errors included."""
+        moment = (at or self._clock()).astimezone(UTC).replace(microsecond=0)
+        versions = {v.model: v for v in self._catalog.models_with_alias(PRODUCTION)}
+        names = list(models) if models else sorted(versions)
+        summaries: list[MonitoringSummary] = []
+        for name in names:
+            version = versions.get(name)
+            if version is None:
+                summaries.append(
+                    MonitoringSummary(
+                        model=name, at=moment, status="error", reason=f"{name} has no {PRODUCTION} alias"
+                    )
+                )
+                continue
+            summaries.append(self.run_model(version, moment))
+        return summaries
+
+    def run_model(self, version: ModelVersion, at: datetime) -> MonitoringSummary:
+        """Monitor one model and persist the outcome; never raises."""
+        try:
+            report = self.monitor(version, at)
+        except Exception as exc:  # one model's failure must not skip the others
+            logger.exception("monitoring failed", extra={"model": version.model})
+            reason = exc.message if isinstance(exc, MlambdaError) else f"{type(exc).__name__}: {exc}"
+            report = self._bare(version, at, "error", f"monitoring failed: {reason}")
+        try:
+            return self._persist(report)
+        except Exception as exc:
+            logger.exception("storing the monitoring report failed", extra={"model": version.model})
+            reason = exc.message if isinstance(exc, MlambdaError) else f"{type(exc).__name__}: {exc}"
+            summary = MonitoringSummary.of(report)
+            return summary.model_copy(update={"reason": f"{summary.reason} (not stored: {reason})"})
+
+    def _bare(
+        self, version: ModelVersion, at: datetime, status: Status, reason: str, **extra: Any
+    ) -> MonitoringReport:
+        return MonitoringReport(
+            model=version.model,
+            version=version.version,
+            at=at,
+            window_start=at - self.config.window,
+            window_end=at,
+            status=status,
+            reason=reason,
+            **extra,
+        )
+
+    def _profile(self, version: ModelVersion) -> ReferenceProfile | str:
+        """The version's reference profile, or why it cannot be used."""
+        key = version.reference_profile_key
+        if not key:
+            return f"v{version.version} has no reference profile (registered without a reference sample)"
+        try:
+            profile = ReferenceProfile.from_json(self._artifacts.get(key))
+        except NotFoundError:
+            return f"the reference profile of v{version.version} is missing at {key}"
+        except ValidationError as exc:
+            return f"the reference profile at {key} is not a valid profile: {exc.errors()[0]['msg']}"
+        if profile.feature_names != version.feature_schema.names:
+            return (
+                f"schema mismatch: the reference profile has features {profile.feature_names[:10]}, "
+                f"v{version.version} expects {version.feature_schema.names[:10]}"
+            )
+        return profile
+
+    def monitor(self, version: ModelVersion, at: datetime) -> MonitoringReport:
+        """Compute one model's report (nothing written)."""
+        profile = self._profile(version)
+        if isinstance(profile, str):
+            return self._bare(version, at, "error", profile)
+        start = at - self.config.window
+        window = self._archive.predictions(version.model, start, at)
+        notes: list[str] = []
+        if window.corrupt:
+            notes.append(f"{len(window.corrupt)} unreadable log objects skipped")
+        if window.truncated:
+            notes.append("the window was truncated at the row cap")
+        frame = window.frame
+        extra: dict[str, Any] = {"corrupt_objects": window.corrupt[:50], "notes": notes}
+        if frame.empty:
+            reason = f"no predictions logged between {start:%Y-%m-%d %H:%M} and {at:%Y-%m-%d %H:%M} UTC"
+            if window.corrupt:
+                reason += f" ({len(window.corrupt)} log objects unreadable)"
+            return self._bare(version, at, "not_enough_data", reason, **extra)
+        versions = _int_column(frame, "version", -1)
+        shadow = _bool_column(frame, "shadow")
+        mine = (versions == version.version) & ~shadow
+        production = frame if mine.all() else frame.loc[mine].reset_index(drop=True)
+        labels = self._archive.labels(start, at)
+        if labels.corrupt:
+            notes.append(f"{len(labels.corrupt)} unreadable label objects skipped")
+        joined = join_labels(frame, labels.frame)
+        ab = self._ab(frame, versions, shadow, joined, version)
+        rows = len(production)
+        if rows < self.config.drift.min_rows:
+            seen = sorted({int(v) for v in np.unique(versions) if v >= 0})
+            reason = f"{rows} rows served by v{version.version}, fewer than {self.config.drift.min_rows}"
+            if seen and version.version not in seen:
+                reason += f" (the window has rows of versions {seen})"
+            return self._bare(version, at, "not_enough_data", reason, rows=rows, ab=ab, **extra)
+        feature_drift, prediction_drift, quality = self._drift_and_quality(
+            version, profile, production, notes
+        )
+        production_truth = joined.truth if mine.all() else joined.truth[mine].reset_index(drop=True)
+        model_quality = self._model_quality(version, production, production_truth, notes)
+        report = self._bare(
+            version,
+            at,
+            "ok",
+            "",
+            rows=rows,
+            labelled=model_quality.labelled,
+            feature_drift=feature_drift,
+            prediction_drift=prediction_drift,
+            data_quality=quality,
+            model_quality=model_quality,
+            ab=ab,
+            **extra,
+        )
+        status, reason = _combine(report)
+        return report.model_copy(update={"status": status, "reason": reason})
+
+    def _drift_and_quality(
+        self, version: ModelVersion, profile: ReferenceProfile, frame: pd.DataFrame, notes: list[str]
+    ) -> tuple[DriftSection, DriftSection | None, DataQualitySection]:
+        rows = len(frame)
+        columns = [*profile.feature_names, *(p.name for p in profile.predictions)]
+        config = drift_config_for(self.config, version, columns, notes)
+        windows = [
+            ColumnWindow.read(p.name, p, frame.get(f"{FEATURE_PREFIX}{p.name}"), rows)
+            for p in profile.features
+        ]
+        feature_columns: list[ColumnDrift] = [
+            column_drift(p, w, config) for p, w in zip(profile.features, windows, strict=True)
+        ]
+        feature_drift = drift_section(feature_columns, config)
+        prediction_drift = None
+        if profile.predictions:
+            outputs = [
+                column_drift(p, ColumnWindow.read(p.name, p, frame.get(p.name), rows), config, "prediction")
+                for p in profile.predictions
+            ]
+            prediction_drift = drift_section(outputs, config)
+        else:
+            notes.append("the reference profile has no prediction outputs: no prediction drift")
+        known = set(profile.feature_names)
+        extra_columns = [
+            c[len(FEATURE_PREFIX) :]
+            for c in frame.columns
+            if c.startswith(FEATURE_PREFIX)
+            and c[len(FEATURE_PREFIX) :] not in known
+            and frame[c].notna().any()
+        ]
+        quality = data_quality(profile.features, windows, extra_columns, rows, self.config.quality)
+        return feature_drift, prediction_drift, quality
+
+    def _model_quality(
+        self, version: ModelVersion, frame: pd.DataFrame, truth: pd.Series[Any], notes: list[str]
+    ) -> ModelQualitySection:
+        settings = self.config.model_quality
+        task = version.signature.task
+        mask = truth.notna().to_numpy()
+        labelled = int(mask.sum())
+        if labelled < settings.min_labels:
+            return ModelQualitySection(
+                status="not_enough_data",
+                reason=f"{labelled} labelled rows, fewer than {settings.min_labels}",
+                task=task,
+                labelled=labelled,
+            )
+        if task == "regression":
+            if VALUE_COLUMN not in frame.columns:
+                return ModelQualitySection(
+                    status="error", reason=f"the log has no {VALUE_COLUMN} column", task=task
+                )
+            y_true = pd.to_numeric(truth[mask], errors="coerce").to_numpy(dtype=np.float64)
+            y_pred = pd.to_numeric(frame[VALUE_COLUMN][mask], errors="coerce").to_numpy(dtype=np.float64)
+            usable = np.isfinite(y_true) & np.isfinite(y_pred)
+            if (~usable).any():
+                notes.append(f"{int((~usable).sum())} labelled rows without a numeric label or prediction")
+            if usable.sum() < settings.min_labels:
+                return ModelQualitySection(
+                    status="not_enough_data",
+                    reason="too few numeric labels",
+                    task=task,
+                    labelled=int(usable.sum()),
+                )
+            estimates = regression_estimates(y_true[usable], y_pred[usable], settings)
+            return quality_section(task, int(usable.sum()), estimates, version.metrics, settings)
+        if LABEL_COLUMN not in frame.columns:
+            return ModelQualitySection(
+                status="error", reason=f"the log has no {LABEL_COLUMN} column", task=task
+            )
+        true_labels = canonical_labels(truth[mask])
+        predicted = canonical_labels(frame[LABEL_COLUMN][mask])
+        classes = (
+            canonical_labels(pd.Series(list(version.signature.class_labels), dtype=object))
+            if version.signature.class_labels
+            else sorted(set(true_labels) | set(predicted))
+        )
+        y_true = class_indices(true_labels, classes)
+        y_pred = class_indices(predicted, classes)
+        usable = (y_true >= 0) & (y_pred >= 0)
+        if (~usable).any():
+            notes.append(f"{int((~usable).sum())} labelled rows with a label the model does not know")
+        if usable.sum() < settings.min_labels:
+            return ModelQualitySection(
+                status="not_enough_data",
+                reason="too few usable labels",
+                task=task,
+                labelled=int(usable.sum()),
+            )
+        probability_columns = [f"{PROBABILITY_PREFIX}{c}" for c in classes]
+        probabilities = None
+        if all(c in frame.columns for c in probability_columns):
+            matrix = (
+                frame.loc[mask, probability_columns]
+                .apply(pd.to_numeric, errors="coerce")
+                .to_numpy(np.float64)
+            )
+            if np.isfinite(matrix[usable]).all():
+                probabilities = matrix[usable]
+        estimates = classification_estimates(
+            y_true[usable], y_pred[usable], len(classes), probabilities, settings
+        )
+        return quality_section(task, int(usable.sum()), estimates, version.metrics, settings)
+
+    def _ab(
+        self,
+        frame: pd.DataFrame,
+        versions: np.ndarray[Any, np.dtype[np.int64]],
+        shadow: np.ndarray[Any, np.dtype[np.bool_]],
+        joined: Labelled,
+        version: ModelVersion,
+    ) -> AbSection | None:
+        config = self._catalog.endpoint_config(version.model)
+        variants = (
+            frame["variant"].fillna("default").astype(str).to_numpy()
+            if "variant" in frame.columns
+            else np.full(len(frame), "default", dtype=object)
+        )
+        outcome = np.full(len(frame), np.nan)
+        mask = joined.truth.notna().to_numpy()
+        if mask.any():
+            if version.signature.task == "regression" and VALUE_COLUMN in frame.columns:
+                truth = pd.to_numeric(joined.truth[mask], errors="coerce").to_numpy(dtype=np.float64)
+                predicted = pd.to_numeric(frame[VALUE_COLUMN][mask], errors="coerce").to_numpy(
+                    dtype=np.float64
+                )
+                outcome[mask] = np.abs(truth - predicted)
+            elif LABEL_COLUMN in frame.columns:
+                truth_labels = np.asarray(canonical_labels(joined.truth[mask]))
+                predicted_labels = np.asarray(canonical_labels(frame[LABEL_COLUMN][mask]))
+                outcome[mask] = (truth_labels == predicted_labels).astype(np.float64)
+        rows = ServedRows(variants=variants, shadow=shadow, versions=versions, outcome=outcome)
+        return ab_readout(rows, config, version.signature.task, self.config.ab)
+
+    # ------------------------------------------------------------------ outputs
+
+    def _persist(self, report: MonitoringReport) -> MonitoringSummary:
+        """Alerts, report.json + report.html, the summary row and the metrics of one run."""
+        prefix = f"monitoring/{report.model}/{iso(report.at)}/"
+        report = report.model_copy(
+            update={"report_key": f"{prefix}report.json", "html_key": f"{prefix}report.html"}
+        )
+        report = self._alert(report)
+        summary = MonitoringSummary.of(report)
+        history = [summary, *self._store.summaries(report.model, max(self.config.history - 1, 1))]
+        self._artifacts.put(
+            f"{prefix}report.json", report.model_dump_json().encode(), content_type="application/json"
+        )
+        self._artifacts.put(
+            f"{prefix}report.html",
+            render_report(report, history).encode(),
+            content_type="text/html; charset=utf-8",
+        )
+        self._store.put_summary(summary)
+        self._recorder.record(report.model, summary_metrics(report))
+        logger.info(
+            "model monitored",
+            extra={
+                "model": report.model,
+                "status": report.status,
+                "reason": report.reason,
+                "rows": report.rows,
+            },
+        )
+        return summary
+
+    def _alert(self, report: MonitoringReport) -> MonitoringReport:
+        """Publish the crossings not alerted within the cooldown, as one message."""
+        candidates = crossings(report)
+        cooldown = self.config.alert_cooldown
+        claimed = {
+            (a.check, a.feature)
+            for a in candidates
+            if self._store.claim_alert(report.model, a.check, a.feature, report.at, cooldown)
+        }
+        sent = False
+        if claimed:
+            fresh = [a for a in candidates if (a.check, a.feature) in claimed]
+            message = {
+                "model": report.model,
+                "version": report.version,
+                "status": report.status,
+                "reason": report.reason,
+                "at": iso(report.at),
+                "window_start": iso(report.window_start),
+                "window_end": iso(report.window_end),
+                "alerts": [a.model_dump(exclude={"sent"}) for a in fresh],
+                "report_key": report.report_key,
+                "html_key": report.html_key,
+            }
+            subject = f"mlambda monitoring: {report.model} {report.status} ({len(fresh)} new alerts)"
+            try:
+                self._alerts.publish(subject, message)
+                sent = True
+            except MlambdaError as exc:
+                logger.error("alert publish failed", extra={"model": report.model, "error": exc.message})
+                for check, feature in claimed:
+                    self._store.release_alert(report.model, check, feature, report.at)
+                report = report.model_copy(
+                    update={"notes": [*report.notes, f"alert not sent: {exc.message}"]}
+                )
+        alerts = [a.model_copy(update={"sent": sent and (a.check, a.feature) in claimed}) for a in candidates]
+        return report.model_copy(update={"alerts": alerts})
+
+    # ------------------------------------------------------------------ reading
+
+    def view(self, model: str, limit: int = 24) -> MonitoringView:
+        """The latest report (from the artifacts bucket) and the last ``limit`` summaries."""
+        history = self._store.summaries(model, limit)
+        latest = None
+        if history and history[0].report_key:
+            try:
+                latest = MonitoringReport.model_validate_json(self._artifacts.get(history[0].report_key))
+            except NotFoundError:
+                logger.warning("latest monitoring report missing", extra={"key": history[0].report_key})
+        return MonitoringView(model=model, latest=latest, history=history)
+
+    def latest_html(self, model: str) -> str:
+        """The latest HTML report; NotFoundError when the model was never monitored."""
+        history = self._store.summaries(model, 1)
+        if not history or not history[0].html_key:
+            raise NotFoundError(f"no monitoring report for {model} yet", code="no_report")
+        return self._artifacts.get(history[0].html_key).decode()

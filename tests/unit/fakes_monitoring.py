@@ -1,0 +1,273 @@
+"""In-memory ports and a small synthetic world (a classifier, its reference, served windows) for monitoring tests."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlambda.errors import NotFoundError, UpstreamError
+from mlambda.schemas.monitoring import MonitoringSummary
+from mlambda.schemas.registry import (
+    EndpointConfig,
+    FeatureSchema,
+    FeatureSpec,
+    ModelVersion,
+    Signature,
+    TensorSpec,
+)
+from mlambda.services.profiling import compute_profile, prediction_columns
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+NUMERIC = ["f0", "f1", "f2", "f3"]
+SCHEMA = FeatureSchema(
+    mode="tensor",
+    features=[
+        *(FeatureSpec(name=n, dtype="float") for n in NUMERIC),
+        FeatureSpec(name="visits", dtype="int"),
+        FeatureSpec(name="city", dtype="string"),
+    ],
+    tensor_input="input",
+)
+CITIES = ["paris", "lyon", "nice", "lille"]
+CITY_SHARES = [0.4, 0.3, 0.2, 0.1]
+
+
+@dataclass
+class FakeWindow:
+    frame: pd.DataFrame
+    objects: int = 1
+    corrupt: list[str] = field(default_factory=list)
+    truncated: bool = False
+
+
+class FakeCatalog:
+    """ModelCatalog over dicts."""
+
+    def __init__(self) -> None:
+        self.production: dict[str, ModelVersion] = {}
+        self.endpoints: dict[str, EndpointConfig] = {}
+
+    def get_version(self, model: str, version: int) -> ModelVersion:
+        found = self.production.get(model)
+        if found is None or found.version != version:
+            raise NotFoundError(f"{model} v{version} not found")
+        return found
+
+    def resolve(self, model: str, ref: str) -> ModelVersion:
+        if model not in self.production:
+            raise NotFoundError(f"{model} not found")
+        return self.production[model]
+
+    def endpoint_config(self, model: str) -> EndpointConfig | None:
+        return self.endpoints.get(model)
+
+    def models_with_alias(self, alias: str) -> list[ModelVersion]:
+        return list(self.production.values())
+
+
+class FakeArchive:
+    """ArchiveReader returning prepared frames; ``broken`` models raise."""
+
+    def __init__(self) -> None:
+        self.predictions_by_model: dict[str, pd.DataFrame] = {}
+        self.label_frame = pd.DataFrame()
+        self.corrupt: list[str] = []
+        self.broken: set[str] = set()
+
+    def predictions(self, model: str, start: datetime, end: datetime) -> FakeWindow:
+        if model in self.broken:
+            raise UpstreamError("s3 is down")
+        frame = self.predictions_by_model.get(model, pd.DataFrame())
+        return FakeWindow(frame=frame, corrupt=list(self.corrupt))
+
+    def labels(self, start: datetime, end: datetime) -> FakeWindow:
+        return FakeWindow(frame=self.label_frame)
+
+
+class FakeMonitoringStore:
+    """Summaries and alert claims in dicts, with the adapter's cooldown rule."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[MonitoringSummary]] = {}
+        self.alerts: dict[tuple[str, str, str], datetime] = {}
+
+    def put_summary(self, summary: MonitoringSummary) -> None:
+        self.rows.setdefault(summary.model, []).append(summary)
+
+    def summaries(self, model: str, limit: int) -> list[MonitoringSummary]:
+        return sorted(self.rows.get(model, []), key=lambda s: s.at, reverse=True)[:limit]
+
+    def claim_alert(self, model: str, check: str, feature: str, at: datetime, cooldown: timedelta) -> bool:
+        last = self.alerts.get((model, check, feature))
+        if last is not None and last > at - cooldown:
+            return False
+        self.alerts[(model, check, feature)] = at
+        return True
+
+    def release_alert(self, model: str, check: str, feature: str, at: datetime) -> None:
+        if self.alerts.get((model, check, feature)) == at:
+            del self.alerts[(model, check, feature)]
+
+
+class FakeArtifacts:
+    """ArtifactStore in a dict."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise NotFoundError(f"{key} not found")
+        return self.objects[key]
+
+    def put(self, key: str, body: bytes, *, content_type: str = "application/octet-stream") -> None:
+        self.objects[key] = body
+
+
+class FakeTopic:
+    """AlertPublisher recording messages; ``failing`` makes publish raise."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, Mapping[str, Any]]] = []
+        self.failing = False
+
+    def publish(self, subject: str, message: Mapping[str, Any]) -> str:
+        if self.failing:
+            raise UpstreamError("sns is down")
+        self.messages.append((subject, dict(message)))
+        return f"m-{len(self.messages)}"
+
+
+class FakeRecorder:
+    """MetricsRecorder keeping what was recorded."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, dict[str, float]]] = []
+
+    def record(self, model: str, values: Mapping[str, float]) -> None:
+        self.records.append((model, dict(values)))
+
+
+# ---------------------------------------------------------------- the synthetic world
+
+
+def features(
+    rng: np.random.Generator, n: int, *, shift: float = 0.0, city_shares: list[float] | None = None
+) -> pd.DataFrame:
+    """Reference-like features; ``shift`` moves f0 and f1 by that many standard deviations."""
+    return pd.DataFrame(
+        {
+            "f0": rng.normal(shift, 1.0, n),
+            "f1": rng.normal(5.0 + shift * 2.0, 2.0, n),
+            "f2": rng.exponential(1.0, n),
+            "f3": rng.uniform(-1, 1, n),
+            "visits": rng.poisson(3, n),
+            "city": rng.choice(CITIES, n, p=city_shares or CITY_SHARES),
+        }
+    )
+
+
+def score(frame: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The 'model': (labels, positive-class probability)."""
+    logit = frame["f0"].to_numpy() + 0.5 * (frame["f1"].to_numpy() - 5.0) / 2.0
+    probability = 1 / (1 + np.exp(-logit))
+    return (probability > 0.5).astype(np.int64), probability
+
+
+def version(
+    name: str = "churn",
+    number: int = 1,
+    *,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+) -> ModelVersion:
+    """A production version whose profile lives at the conventional key."""
+    return ModelVersion(
+        model=name,
+        version=number,
+        artifact_key=f"models/{name}/v{number}/model.onnx",
+        artifact_sha256=hashlib.sha256(name.encode()).hexdigest(),
+        size_bytes=100,
+        signature=Signature(
+            inputs=[TensorSpec(name="input", dtype="float32", shape=[None, 6])],
+            outputs=[
+                TensorSpec(name="label", dtype="int64"),
+                TensorSpec(name="probabilities", dtype="float32"),
+            ],
+            task="classification",
+            class_labels=[0, 1],
+            label_output="label",
+            probability_output="probabilities",
+        ),
+        feature_schema=SCHEMA,
+        metrics=metrics or {},
+        tags=tags or {},
+        reference_profile_key=f"models/{name}/v{number}/reference_profile.json",
+        created_at=NOW - timedelta(days=30),
+        created_by="tests",
+    )
+
+
+def reference_profile_json(rng: np.random.Generator, n: int = 5000) -> bytes:
+    """The profile of a reference sample and the model's outputs on it."""
+    frame = features(rng, n)
+    labels, probability = score(frame)
+    outputs = prediction_columns(
+        labels=labels, probabilities=np.c_[1 - probability, probability], class_labels=[0, 1]
+    )
+    return compute_profile(frame, SCHEMA, outputs, now=NOW).to_json()
+
+
+def served(
+    frame: pd.DataFrame,
+    *,
+    model: str = "churn",
+    version_number: int = 1,
+    variant: str = "main",
+    shadow: bool = False,
+    prefix: str = "r",
+) -> pd.DataFrame:
+    """Archive-shaped prediction rows for ``frame``."""
+    labels, probability = score(frame)
+    n = len(frame)
+    ids = [f"{prefix}{i}" for i in range(n)]
+    columns: dict[str, Any] = {
+        "id": [f"{i}:0" + (":shadow" if shadow else "") for i in ids],
+        "type": "prediction",
+        "timestamp": [NOW - timedelta(minutes=30)] * n,
+        "entity_id": None,
+        "model": model,
+        "request_id": ids,
+        "row": 0,
+        "version": version_number,
+        "variant": variant,
+        "shadow": shadow,
+        **{f"features.{c}": frame[c].to_numpy() for c in frame.columns},
+        "prediction.label": labels,
+        "prediction.probabilities.0": 1 - probability,
+        "prediction.probabilities.1": probability,
+        "latency_ms": 1.0,
+    }
+    return pd.DataFrame(columns)
+
+
+def labels_for(rows: pd.DataFrame, rng: np.random.Generator, *, accuracy: float) -> pd.DataFrame:
+    """Labels agreeing with the served prediction with probability ``accuracy`` (as strings, as ingest may store them)."""
+    predicted = rows["prediction.label"].to_numpy()
+    agree = rng.random(len(rows)) < accuracy
+    truth = np.where(agree, predicted, 1 - predicted)
+    return pd.DataFrame(
+        {
+            "id": [f"l{i}" for i in range(len(rows))],
+            "timestamp": [NOW - timedelta(minutes=10)] * len(rows),
+            "entity_id": None,
+            "request_id": rows["request_id"].to_numpy(),
+            "value": [str(v) for v in truth],
+        }
+    )
