@@ -76,10 +76,12 @@ def run_demo(template: Path, data_dir: Path) -> int:
     shutil.rmtree(data_dir, ignore_errors=True)
     started = time.perf_counter()
     say("== Starting the local cloud (moto server + function runner, no Docker)")
-    with LocalCloud(template, data_dir) as cloud:
+    function_log = data_dir / "function-logs.jsonl"
+    with LocalCloud(template, data_dir, function_log=function_log) as cloud:
         say(
             f"  AWS endpoint {cloud.endpoint_url}, API {cloud.api_url} ({time.perf_counter() - started:.1f} s)"
         )
+        say(f"  the functions' own logs and EMF metrics go to {function_log}")
         key = ensure_admin_key(data_dir, cloud.outputs["ApiKeysTableName"], cloud.endpoint_url)
         workdir = data_dir / "work"
         workdir.mkdir(parents=True, exist_ok=True)

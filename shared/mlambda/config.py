@@ -192,6 +192,7 @@ class PredictSettings(FunctionSettings):
 
 # >>> ingest and archiver settings (issue 5)
 
+
 # >>> batch settings (issue 6)
 class BatchSettings(FunctionSettings):
     """What the three batch functions (fanout, worker, Job API) share: stores and the chunking rules."""

@@ -386,4 +386,3 @@ class AlertPublisher(Protocol):
 
 
 # ---- ingestion (issue 5)
-

@@ -23,10 +23,11 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 from mlambda.config import function_environment
 from mlambda_local.cloud.errors import FunctionInvocationError, TemplateError
+from mlambda_local.cloud.function_output import function_output
 from mlambda_local.cloud.template import NO_VALUE, IntrinsicResolver, Template
 
 logger = logging.getLogger("mlambda.local")
@@ -180,9 +181,15 @@ class LocalFunction:
     """One loaded function: a bounded worker pool, counters, and the Lambda calling convention."""
 
     def __init__(
-        self, spec: FunctionSpec, handler: Handler, concurrency: int, base_environment: Mapping[str, str]
+        self,
+        spec: FunctionSpec,
+        handler: Handler,
+        concurrency: int,
+        base_environment: Mapping[str, str],
+        output: TextIO | None = None,
     ) -> None:
         self.spec = spec
+        self.output = output
         self.handler = handler
         self.concurrency = max(1, concurrency)
         self._environment = {
@@ -219,7 +226,7 @@ class LocalFunction:
         with self._lock:
             self.invocations += 1
         try:
-            with function_environment(self._environment):
+            with function_environment(self._environment), function_output(self.output):
                 return self.handler(event, context)
         except BaseException as exc:
             with self._lock:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TextIO
 from urllib.parse import unquote, urlsplit
 
 import boto3
@@ -117,8 +117,11 @@ class LocalCloud:
         moto_port: int = 0,
         clock: Callable[[], datetime] = utc_now,
         schedule_check_interval: float = 5.0,
+        function_log: Path | None = None,
     ) -> None:
         self.template_path = Path(template_path)
+        self.function_log = function_log
+        self._function_log_file: TextIO | None = None
         self.data_dir = Path(data_dir)
         self._endpoint_url = endpoint_url
         self.api_port = api_port
@@ -182,13 +185,16 @@ class LocalCloud:
             "AWS_DEFAULT_REGION": self.region,
             "AWS_ENDPOINT_URL": endpoint,
         }
+        if self.function_log is not None:
+            self.function_log.parent.mkdir(parents=True, exist_ok=True)
+            self._function_log_file = self.function_log.open("a", encoding="utf-8")
         for spec in function_specs(template, resolver):
             concurrency = spec.reserved_concurrency or max(
                 (m.maximum_concurrency for m in mappings if m.function_logical_id == spec.logical_id),
                 default=DEFAULT_CONCURRENCY,
             )
             self.functions[spec.logical_id] = LocalFunction(
-                spec, load_handler(spec), concurrency, base_environment
+                spec, load_handler(spec), concurrency, base_environment, self._function_log_file
             )
         rules = self._scheduled_rules(template, resolver)
         apis = [
@@ -243,6 +249,9 @@ class LocalCloud:
             self._server = None
         for function in self.functions.values():
             function.close()
+        if self._function_log_file is not None:
+            self._function_log_file.close()
+            self._function_log_file = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
