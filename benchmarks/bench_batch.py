@@ -417,7 +417,9 @@ def main() -> int:
         f"bench_batch: logistic regression, 20 features; chunks of {CHUNK_ROWS:,} rows; {os.cpu_count()} CPUs"
     )
     try:
-        with LocalCloud(REPO / "template.yaml", scratch / "cloud") as cloud:
+        with LocalCloud(
+            REPO / "template.yaml", scratch / "cloud", function_log=scratch / "function-logs.jsonl"
+        ) as cloud:
             session = boto3.session.Session(
                 region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
             )

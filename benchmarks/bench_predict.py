@@ -332,7 +332,12 @@ def http_section(data: bytes, X: np.ndarray, n: int) -> None:
     from mlambda_local.cloud import LocalCloud
 
     print("\n== end to end over HTTP through the local cloud (authorizer, no feature lookup)")
-    with tempfile.TemporaryDirectory() as tmp, LocalCloud(REPO / "template.yaml", Path(tmp)) as cloud:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalCloud(
+            REPO / "template.yaml", Path(tmp), function_log=Path(tmp) / "function-logs.jsonl"
+        ) as cloud,
+    ):
         admin = ApiClient(
             Target(
                 api_url=cloud.api_url,
