@@ -6,21 +6,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from mlambda.schemas.batch import ChunkRecord, ChunkResult, ChunkStatus, Job
-from mlambda.schemas.keys import ApiKeyRecord
-from mlambda.schemas.registry import (
-    Alias,
-    EndpointConfig,
-    HistoryEntry,
-    ModelVersion,
-    RegisteredModel,
-    Signature,
-)
-from mlambda.schemas.registry_api import ModelDetails
-
 if TYPE_CHECKING:
     import numpy as np
     import pandas
+
+    from mlambda.schemas.batch import ChunkRecord, ChunkResult, ChunkStatus, Job
+    from mlambda.schemas.keys import ApiKeyRecord
+    from mlambda.schemas.registry import (
+        Alias,
+        EndpointConfig,
+        HistoryEntry,
+        ModelVersion,
+        RegisteredModel,
+        Signature,
+    )
+    from mlambda.schemas.registry_api import ModelDetails
 
 
 class ApiKeyStore(Protocol):
