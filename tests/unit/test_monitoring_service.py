@@ -252,6 +252,32 @@ def test_ab_readout_compares_variants_and_flags_sample_ratio_mismatch() -> None:
     assert "A/B" in summary.reason
 
 
+def test_sample_ratio_counts_requests_not_rows() -> None:
+    # Given a 50/50 endpoint that routed 100 requests each way, b's requests carrying 10 rows each
+    world = World()
+    world.catalog.endpoints["churn"] = EndpointConfig(
+        model="churn",
+        variants=[
+            Variant(name="a", target="production", weight=50),
+            Variant(name="b", target="v2", weight=50),
+        ],
+    )
+    a = served(features(world.rng, 100), prefix="a")
+    a["variant"] = "a"
+    b = served(features(world.rng, 1000), prefix="b", variant="b", version_number=2)
+    b["request_id"] = [f"b{i // 10}" for i in range(1000)]
+    b["row"] = [i % 10 for i in range(1000)]
+    world.archive.predictions_by_model["churn"] = pd.concat([a, b], ignore_index=True)
+    # When monitored
+    [summary] = world.service.run(at=NOW)
+    # Then rows are 100 vs 1,000 but the split itself is fine: no SRM
+    ab = world.report(summary.report_key).ab
+    assert ab is not None
+    assert {v.variant: v.rows for v in ab.variants} == {"a": 100, "b": 1000}
+    assert not ab.sample_ratio_mismatch
+    assert ab.srm_p_value is not None and ab.srm_p_value > 0.5
+
+
 def test_view_returns_latest_report_and_history_and_html_is_self_contained() -> None:
     world = World()
     world.serve(shift=1.0)

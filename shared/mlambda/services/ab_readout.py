@@ -3,8 +3,9 @@ the significance of each variant's difference from the control, and a sample-rat
 
 The control is the variant with the largest configured weight. Classifiers are compared on
 accuracy with a two-proportion z-test, regressors on mean absolute error with a Welch z-test.
-Sample-ratio mismatch is a chi-square of served rows against the configured weights at
-``srm_alpha`` (0.001 by default, the usual level: an SRM means the split itself is broken).
+Sample-ratio mismatch is a chi-square of served requests (the unit the router assigns; a
+50-row request is one assignment, not 50) against the configured weights at ``srm_alpha``
+(0.001 by default, the usual level: an SRM means the split itself is broken).
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ class ServedRows:
     shadow: npt.NDArray[np.bool_]
     versions: npt.NDArray[np.int64]
     outcome: FloatArray  # classifiers: 1.0 correct / 0.0 wrong; regressors: |error|; NaN unlabelled
+    requests: npt.NDArray[np.object_] | None = None  # request id per row; None: each row its own
+
+
+def assignments(rows: ServedRows, mask: npt.NDArray[np.bool_]) -> int:
+    """How many routing decisions the ``mask``ed rows came from (distinct requests)."""
+    if rows.requests is None:
+        return int(mask.sum())
+    return len(pd.unique(rows.requests[mask]))
 
 
 def _readout(
@@ -137,7 +146,14 @@ def ab_readout(
     mismatch = False
     reasons: list[str] = []
     if configured:
-        counts = np.asarray([r.rows for r in readouts if r.variant in configured], dtype=np.float64)
+        counts = np.asarray(
+            [
+                assignments(rows, served & (rows.variants == r.variant))
+                for r in readouts
+                if r.variant in configured
+            ],
+            dtype=np.float64,
+        )
         weights = np.asarray(
             [configured[r.variant].weight for r in readouts if r.variant in configured], dtype=np.float64
         )
@@ -152,7 +168,7 @@ def ab_readout(
             reasons.append(
                 f"sample ratio mismatch (p={srm_p if srm_p is not None else float('nan'):.2g}"
                 + (f", rows for unconfigured variants {unexpected}" if unexpected else "")
-                + (f", {int(starved)} rows for zero-weight variants" if starved else "")
+                + (f", {int(starved)} requests for zero-weight variants" if starved else "")
                 + ")"
             )
     significant = [c.variant for c in comparisons if c.significant]

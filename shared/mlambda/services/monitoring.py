@@ -653,7 +653,10 @@ class MonitoringService:
                 truth_labels = np.asarray(canonical_labels(joined.truth[mask]))
                 predicted_labels = np.asarray(canonical_labels(frame[LABEL_COLUMN][mask]))
                 outcome[mask] = (truth_labels == predicted_labels).astype(np.float64)
-        rows = ServedRows(variants=variants, shadow=shadow, versions=versions, outcome=outcome)
+        requests = frame["request_id"].astype(str).to_numpy() if "request_id" in frame.columns else None
+        rows = ServedRows(
+            variants=variants, shadow=shadow, versions=versions, outcome=outcome, requests=requests
+        )
         return ab_readout(rows, config, version.signature.task, self.config.ab)
 
     # ------------------------------------------------------------------ outputs
