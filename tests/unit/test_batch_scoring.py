@@ -254,3 +254,35 @@ def test_integer_features_refuse_fractions(cell: str, accepted: bool) -> None:
     )
     parsed = parse_csv_chunk(f"{cell},abc\n".encode(), 0, inputs)
     assert bool(parsed.valid[0]) is accepted
+
+
+def test_arrow_and_pandas_readers_parse_a_clean_mixed_chunk_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlambda.services import batch_scoring
+
+    schema = FeatureSchema(
+        mode="per_feature",
+        features=[
+            FeatureSpec(name="x", dtype="float"),
+            FeatureSpec(name="n", dtype="int"),
+            FeatureSpec(name="s", dtype="string"),
+            FeatureSpec(name="b", dtype="bool"),
+        ],
+    )
+    inputs = ScoringInputs(
+        columns=["id", "x", "n", "s", "b", "note"],
+        schema=schema,
+        signature=model_version().signature,
+        passthrough=["id"],
+    )
+    data = b'u1,1.5,3,"a, b",true,\nu2,,4.0,,False,x\r\n\nu3,inf,2.5,c,maybe,y\n"",-2e3,7,d,1,"z"\n'
+    arrow = parse_csv_chunk(data, 10, inputs)
+    monkeypatch.setattr(batch_scoring, "_read_clean_csv", lambda *_: None)
+    pandas = parse_csv_chunk(data, 10, inputs)
+    assert arrow.rows == pandas.rows == 4
+    assert arrow.valid.tolist() == pandas.valid.tolist() == [True, False, False, True]
+    assert [(r.chunk_row, r.reason) for r in arrow.rejects] == [
+        (r.chunk_row, r.reason) for r in pandas.rejects
+    ]
+    for name in ("x", "n", "s", "b"):
+        assert arrow.features[name].tolist() == pandas.features[name].tolist(), name
+    assert arrow.passthrough["id"].to_pylist() == pandas.passthrough["id"].to_pylist()

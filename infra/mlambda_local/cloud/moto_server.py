@@ -147,6 +147,28 @@ class _RangedGetApp:
         return [body]
 
 
+class _SerialDynamoDbApp:
+    """One DynamoDB request at a time.
+
+    DynamoDB applies each request to an item atomically; moto's backend is not thread-safe
+    (a read deep-copying an item while another thread updates it raises "dictionary changed
+    size during iteration", and a conditional update is check-then-write), so concurrent
+    workers counting chunks could see 500s or, worse, both pass a condition. Serialising
+    DynamoDB calls restores the atomicity the platform's exactly-once counting relies on.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return self.app(environ, start_response)
+        with self._lock:
+            # moto builds the whole body before returning; materialise it inside the lock.
+            return list(self.app(environ, start_response))
+
+
 class _FastMotoServer(ThreadedMotoServer):
     """moto's threaded server with the fixes above (same API as ThreadedMotoServer)."""
 
@@ -154,7 +176,7 @@ class _FastMotoServer(ThreadedMotoServer):
         self._server = make_server(
             self._ip_address,
             self._port,
-            _RangedGetApp(_CachingDispatcher(create_backend_app)),
+            _SerialDynamoDbApp(_RangedGetApp(_CachingDispatcher(create_backend_app))),
             True,
             request_handler=_NoDelayRequestHandler,
         )

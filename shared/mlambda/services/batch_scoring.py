@@ -197,21 +197,23 @@ def _parse_csv_fast(data: bytes, offset: int, inputs: ScoringInputs) -> ParsedCh
     last = inputs.columns[-1]
     text_columns = {spec.name for spec in inputs.schema.features if spec.dtype in ("string", "bool")}
     text_columns |= set(inputs.passthrough)
-    try:
-        frame = pd.read_csv(
-            io.BytesIO(data),
-            header=None,
-            # Every column, no usecols: only then does the C engine refuse a line with extra fields.
-            names=inputs.columns,
-            dtype=dict.fromkeys(text_columns, str),
-            engine="c",
-            encoding="utf-8",
-            keep_default_na=False,
-            na_values=[""],
-            skip_blank_lines=True,
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError):
-        return None
+    frame = _read_clean_csv(data, inputs, text_columns)
+    if frame is None:
+        try:
+            frame = pd.read_csv(
+                io.BytesIO(data),
+                header=None,
+                # Every column, no usecols: only then does the C engine refuse a line with extra fields.
+                names=inputs.columns,
+                dtype=dict.fromkeys(text_columns, str),
+                engine="c",
+                encoding="utf-8",
+                keep_default_na=False,
+                na_values=[""],
+                skip_blank_lines=True,
+            )
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError):
+            return None
     rows = len(frame)
     if not _rows_match(data, rows):
         return None
@@ -238,6 +240,37 @@ def _parse_csv_fast(data: bytes, offset: int, inputs: ScoringInputs) -> ParsedCh
                 rejects.append(Reject(chunk_row=row, reason=problem, byte_offset=offset + int(starts[row])))
     passthrough = {name: _string_array(frame[name]) for name in inputs.passthrough}
     return ParsedChunk(rows=rows, features=features, valid=valid, passthrough=passthrough, rejects=rejects)
+
+
+def _read_clean_csv(data: bytes, inputs: ScoringInputs, text_columns: set[str]) -> pd.DataFrame | None:
+    """The chunk read by Arrow's CSV reader, or None when Arrow refuses any cell or line.
+
+    Arrow parses ~1.5x faster than pandas' C engine and without the GIL, which is what lets two
+    workers in one process (the local cloud) use two cores. It is strict: a non-number in a
+    numeric column or a ragged line fails the whole chunk, which then takes pandas' path, the
+    one that tells each bad row apart. Only ``""`` is missing, as on that path.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    numeric = {spec.name for spec in inputs.schema.features if spec.dtype in ("float", "int")}
+    types = {name: pa.float64() if name in numeric - text_columns else pa.string() for name in inputs.columns}
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(column_names=inputs.columns),
+            parse_options=pa_csv.ParseOptions(ignore_empty_lines=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
 
 
 def _is_bad(features: dict[str, np.ndarray], frame: pd.DataFrame, spec: FeatureSpec, row: int) -> bool:
