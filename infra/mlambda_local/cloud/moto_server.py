@@ -112,6 +112,7 @@ class _RangedGetApp:
         self, environ: dict[str, Any], match: re.Match[str], start_response: Any
     ) -> list[bytes] | None:
         from moto.core.models import DEFAULT_ACCOUNT_ID
+        from moto.s3.exceptions import S3ClientError
         from moto.s3.models import FakeKey, s3_backends
 
         raw_path = (environ.get("RAW_URI") or environ.get("REQUEST_URI") or "").split("?", 1)[0]
@@ -120,7 +121,7 @@ class _RangedGetApp:
             return None
         try:
             key = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object(bucket, key_name)
-        except Exception:  # moto's own handler then produces the right S3 error
+        except S3ClientError:  # no such bucket: moto's own handler answers with the S3 error
             return None
         if not isinstance(key, FakeKey):
             return None

@@ -72,6 +72,9 @@ def test_errors_are_moto_s(s3: Any) -> None:
     with pytest.raises(ClientError) as missing:
         s3.get_object(Bucket="data", Key="in/nothing.csv", Range="bytes=0-10")
     assert missing.value.response["Error"]["Code"] == "NoSuchKey"
+    with pytest.raises(ClientError) as no_bucket:
+        s3.get_object(Bucket="nowhere", Key="in/file one.csv", Range="bytes=0-10")
+    assert no_bucket.value.response["Error"]["Code"] == "NoSuchBucket"
 
 
 def test_concurrent_conditional_writes_and_counters_stay_atomic(moto_url: str) -> None:
