@@ -191,6 +191,70 @@ class PredictSettings(FunctionSettings):
 
 
 # >>> ingest and archiver settings (issue 5)
+class IngestSettings(FunctionSettings):
+    """The Event API: ``POST /events``, ``/items``, ``GET /entities/{id}/features``, ``DELETE /entities/{id}``."""
+
+    features_table: str = Field(
+        alias="FEATURES_TABLE", description="Online feature store: latest groups, aggregates, item metadata."
+    )
+    tracking_table: str = Field(
+        alias="TRACKING_TABLE", description="Interactions, consent, served predictions and purge requests."
+    )
+    idempotency_table: str = Field(
+        alias="IDEMPOTENCY_TABLE", description="Claims and completions of event ids (dedupe)."
+    )
+    archive_queue_url: str = Field(alias="ARCHIVE_QUEUE_URL", description="SQS queue raw events go to.")
+    max_events: int = Field(
+        500, alias="MAX_EVENTS", ge=1, le=500, description="Events per request at most (413 above)."
+    )
+    max_body_bytes: int = Field(
+        6 * 1024 * 1024,
+        alias="MAX_BODY_BYTES",
+        ge=1024,
+        description="Largest request body (413 above); Lambda's synchronous payload cap is 6 MB.",
+    )
+    max_event_bytes: int = Field(
+        16 * 1024,
+        alias="MAX_EVENT_BYTES",
+        ge=256,
+        le=200 * 1024,
+        description="Largest single event as JSON; a larger one is rejected alone.",
+    )
+    max_future_seconds: int = Field(
+        300,
+        alias="MAX_FUTURE_SECONDS",
+        ge=0,
+        description="Clock skew tolerated: events stamped further in the future are rejected.",
+    )
+    tracking_ttl_days: float = Field(
+        30.0,
+        alias="TRACKING_TTL_DAYS",
+        gt=0,
+        le=3660,
+        description="Interactions are kept this long after they happened.",
+    )
+    dedupe_hours: float = Field(
+        48.0,
+        alias="DEDUPE_HOURS",
+        gt=0,
+        le=24 * 30,
+        description="An event id is remembered this long: a resend within it is a duplicate.",
+    )
+    claim_lease_seconds: int = Field(
+        60,
+        alias="CLAIM_LEASE_SECONDS",
+        ge=5,
+        description="A claim not committed within this long (a crashed call) may be taken over.",
+    )
+
+
+class ArchiverSettings(FunctionSettings):
+    """The archiver: archive queue -> partitioned Parquet in the data bucket."""
+
+    data_bucket: str = Field(alias="DATA_BUCKET", description="The offline store (Parquet partitions).")
+    tracking_table: str = Field(
+        alias="TRACKING_TABLE", description="Where purge requests are recorded (read per batch)."
+    )
 
 
 # >>> batch settings (issue 6)

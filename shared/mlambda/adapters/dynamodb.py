@@ -7,6 +7,7 @@ Uses the low-level client (thread-safe, faster than the resource API) with boto3
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -205,18 +206,23 @@ class DynamoTable(AwsResource):
 
     def batch_put(self, items: Sequence[Mapping[str, Any]]) -> None:
         """Write ``items`` 25 a call, retrying unprocessed ones."""
-        for start in range(0, len(items), BATCH_WRITE_LIMIT):
-            pending: dict[str, Any] = {
-                self.name: [
-                    {"PutRequest": {"Item": serialize(i)}} for i in items[start : start + BATCH_WRITE_LIMIT]
-                ]
-            }
-            for _attempt in range(8):
+        self._batch_write([{"PutRequest": {"Item": serialize(item)}} for item in items])
+
+    def batch_delete(self, keys: Sequence[Mapping[str, Any]]) -> None:
+        """Delete the items with ``keys`` 25 a call, retrying unprocessed ones."""
+        self._batch_write([{"DeleteRequest": {"Key": serialize(key)}} for key in keys])
+
+    def _batch_write(self, requests: Sequence[Mapping[str, Any]]) -> None:
+        """BatchWriteItem in calls of 25, retrying what DynamoDB leaves unprocessed with backoff."""
+        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+            pending: dict[str, Any] = {self.name: list(requests[start : start + BATCH_WRITE_LIMIT])}
+            for attempt in range(8):
                 with aws_errors(f"table {self.name}"):
                     response = self.client.batch_write_item(RequestItems=pending)
                 pending = response.get("UnprocessedItems") or {}
                 if not pending:
                     break
+                time.sleep(0.05 * 2**attempt)
             if pending:
                 raise_unprocessed(self.name)
 

@@ -11,7 +11,8 @@ Monitoring and the point-in-time helper read those columns back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -64,3 +65,22 @@ def partition_prefix(envelope: ArchiveEnvelope) -> str:
     ts = envelope.timestamp
     model = f"model={envelope.model}/" if envelope.type == PREDICTION_TYPE and envelope.model else ""
     return f"type={envelope.type}/{model}date={ts:%Y-%m-%d}/hour={ts:%H}/"
+
+
+def archive_row(envelope: ArchiveEnvelope) -> dict[str, Any]:
+    """One Parquet row: the envelope's own fields, then its flattened payload (envelope fields win)."""
+    return {
+        **flatten_payload(envelope.payload),
+        "id": envelope.id,
+        "type": envelope.type,
+        "timestamp": envelope.timestamp,
+        "entity_id": envelope.entity_id,
+        "model": envelope.model,
+    }
+
+
+def object_key(prefix: str, ids: Iterable[str]) -> str:
+    """``<prefix>part-<digest>.parquet``, the digest of the sorted row ids: the same rows, the same
+    object, so a redelivered batch overwrites what it wrote instead of adding a copy."""
+    digest = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:32]
+    return f"{prefix}part-{digest}.parquet"

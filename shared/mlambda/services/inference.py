@@ -307,11 +307,13 @@ class InferenceService:
     def from_settings(cls, settings: PredictSettings) -> InferenceService:
         """The service on the stores template.yaml gives the predict function."""
         from mlambda.adapters.dynamodb import DynamoTable
+        from mlambda.adapters.features import DynamoFeatureStore
         from mlambda.adapters.messaging import Queue
         from mlambda.adapters.model_sessions import ModelSessions
         from mlambda.adapters.prediction_cache import PredictionCacheTable
         from mlambda.adapters.registry import DynamoModelCatalog
         from mlambda.adapters.s3 import ObjectStore
+        from mlambda.adapters.tracking import DynamoTrackingStore
 
         return cls(
             DynamoModelCatalog(DynamoTable(settings.registry_table, settings)),
@@ -324,6 +326,8 @@ class InferenceService:
             PredictionLog(
                 Queue(settings.archive_queue_url, settings), max_buffered=settings.log_max_buffered
             ),
+            features=DynamoFeatureStore(DynamoTable(settings.features_table, settings)),
+            tracking=DynamoTrackingStore(DynamoTable(settings.tracking_table, settings)),
             cache=PredictionCache(
                 PredictionCacheTable(DynamoTable(settings.prediction_cache_table, settings))
             ),

@@ -1,0 +1,121 @@
+"""The Event API: ``POST /events`` (ingest scope), ``POST /items``, ``DELETE /items/{id}``,
+``GET /entities/{id}/features`` and ``DELETE /entities/{id}`` (admin: purge).
+
+``POST /events`` parses its body itself rather than through powertools' validation: events are
+validated one by one, so one bad event is reported by index (207) instead of failing the batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from functools import lru_cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlambda import errors
+from mlambda.auth import require_scope
+from mlambda.config import IngestSettings
+from mlambda.observability import logger, metrics
+from mlambda.schemas.events import IDENTIFIER, EntityFeatures, ItemsRequest, ItemsResponse, PurgeResult
+from mlambda.schemas.keys import Scope
+from mlambda.services.ingestion import IngestionService, parse_events
+
+app = APIGatewayRestResolver(enable_validation=True)
+errors.install(app)
+
+
+@lru_cache(maxsize=1)
+def settings() -> IngestSettings:
+    """Read once per instance."""
+    return IngestSettings.load()
+
+
+@lru_cache(maxsize=1)
+def service() -> IngestionService:
+    """Built on first use, reused while the function is warm."""
+    return IngestionService.from_settings(settings())
+
+
+def _ingestor() -> str:
+    return require_scope(app.current_event.raw_event, Scope.INGEST).name
+
+
+def _raw_body() -> bytes | str:
+    event = app.current_event.raw_event
+    raw: str | bytes = event.get("body") or ""
+    if event.get("isBase64Encoded") and raw:
+        return base64.b64decode(raw)
+    return raw.encode() if isinstance(raw, str) else raw
+
+
+@app.post("/events")
+def post_events() -> Response[str]:
+    """Apply a batch of events: 200 when every event was accepted, 207 listing the rejected ones."""
+    _ingestor()
+    config = settings()
+    events = parse_events(_raw_body(), max_bytes=config.max_body_bytes, max_events=config.max_events)
+    result = service().ingest(events)
+    return Response(
+        status_code=207 if result.rejected else 200,
+        content_type="application/json",
+        body=result.model_dump_json(exclude_none=True),
+    )
+
+
+@app.post("/items")
+def post_items(body: Annotated[ItemsRequest, Body()]) -> ItemsResponse:
+    """Upsert item metadata (a metadata source's webhook); older changes never win."""
+    _ingestor()
+    return service().upsert_items(body)
+
+
+@app.delete("/items/<item_id>")
+def delete_item(item_id: str) -> dict[str, Any]:
+    """Remove an item's metadata."""
+    _ingestor()
+    return service().delete_item(item_id)
+
+
+@app.get("/entities/<entity_id>/features")
+def get_features(
+    entity_id: str,
+    group: Annotated[list[str] | None, Query(max_length=100)] = None,
+) -> EntityFeatures:
+    """The entity's live feature groups (``group=`` to pick some) and aggregates."""
+    _ingestor()
+    _check_entity(entity_id)
+    return service().entity_features(entity_id, group or [])
+
+
+@app.delete("/entities/<entity_id>")
+def purge_entity(entity_id: str) -> PurgeResult:
+    """Erase the entity from the online stores and stop its in-flight data reaching the archive (admin)."""
+    caller = require_scope(app.current_event.raw_event, Scope.ADMIN)
+    _check_entity(entity_id)
+    return service().purge(entity_id, caller.name)
+
+
+def _check_entity(entity_id: str) -> None:
+    if re.fullmatch(IDENTIFIER, entity_id) is None:
+        raise errors.InvalidInputError(f"entity id must match {IDENTIFIER}", code="invalid_entity_id")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Route the request; flush the event counters when there are any.
+
+    The namespace falls back to the template's when powertools found none in the process
+    environment (the local cloud gives each function its variables per invocation).
+    """
+    try:
+        response: dict[str, Any] = app.resolve(event, context)
+    finally:
+        if metrics.metric_set:
+            metrics.namespace = metrics.namespace or "mlambda"
+            metrics.flush_metrics()
+    return response

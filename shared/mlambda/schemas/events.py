@@ -1,0 +1,327 @@
+"""``POST /events``, ``POST /items`` and the ingestion results: the event contract client apps send.
+
+An event is ``{event_id, type, entity_id, timestamp, payload}``; the payload's shape depends on
+``type``:
+
+- ``feature_update``: ``{group, values, ttl_seconds?, add?}``: the latest values of one feature
+  group of the entity (replacing the group's previous values, if older), an optional lifetime
+  of those values, and optional increments of the entity's running sums (``sum_<name>``);
+- ``interaction``: ``{kind, item_id?, request_id?}``: click / view / render on an item (the item
+  is required for those), or opt_in / opt_out of personalised predictions;
+- ``label``: ``{request_id, value, row?}``: the ground truth of row ``row`` (default 0) of the
+  prediction answered with ``request_id``; monitoring joins labels to predictions on it.
+
+Events are validated one by one (a bad event never fails its batch) so the models here are
+used through ``validate_event``, which returns either the event or the reason it is rejected.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+EventType = Literal["feature_update", "interaction", "label"]
+InteractionKind = Literal["click", "view", "render", "opt_in", "opt_out"]
+ITEM_KINDS: frozenset[str] = frozenset({"click", "view", "render"})
+CONSENT_KINDS: frozenset[str] = frozenset({"opt_in", "opt_out"})
+Scalar = str | int | float | bool | None
+
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,255}$"
+NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+EventId = Annotated[
+    str, Field(pattern=IDENTIFIER, max_length=128, description="client-generated, for dedupe")
+]
+EntityId = Annotated[str, Field(pattern=IDENTIFIER, description="user, account, device...")]
+ItemId = Annotated[str, Field(pattern=IDENTIFIER)]
+RequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+GroupName = Annotated[str, Field(pattern=NAME)]
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _is_name(name: str) -> bool:
+    return re.fullmatch(NAME, name) is not None
+
+
+class FeatureUpdate(BaseModel):
+    """Latest values of one feature group, with an optional lifetime and running-sum increments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group: GroupName
+    values: dict[str, Scalar] = Field(max_length=200)
+    ttl_seconds: int | None = Field(
+        None, ge=60, le=366 * 24 * 3600, description="values expire this long after the event"
+    )
+    add: dict[str, float] = Field(
+        default_factory=dict, max_length=50, description="increments of the entity's sum_<name> aggregates"
+    )
+
+    @field_validator("values", "add")
+    @classmethod
+    def _names(cls, mapping: dict[str, Any]) -> dict[str, Any]:
+        bad = [name for name in mapping if not _is_name(name)]
+        if bad:
+            raise ValueError(f"feature names must match {NAME}: {bad[:5]}")
+        return mapping
+
+    @field_validator("values")
+    @classmethod
+    def _not_empty(cls, values: dict[str, Scalar]) -> dict[str, Scalar]:
+        if not values:
+            raise ValueError("at least one value")
+        for name, value in values.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name}: NaN and infinity are not storable")
+            if isinstance(value, str) and len(value) > 1024:
+                raise ValueError(f"{name}: strings are capped at 1024 characters")
+        return values
+
+
+class Interaction(BaseModel):
+    """Something the entity did: with an item (click/view/render), or a consent change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: InteractionKind
+    item_id: ItemId | None = None
+    request_id: RequestId | None = Field(None, description="the prediction this interaction answers")
+
+    @model_validator(mode="after")
+    def _item_when_needed(self) -> Interaction:
+        """click/view/render need the item they happened to."""
+        if self.kind in ITEM_KINDS and self.item_id is None:
+            raise ValueError(f"a {self.kind} interaction needs item_id")
+        return self
+
+
+class Label(BaseModel):
+    """Ground truth for row ``row`` of the prediction answered with ``request_id``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: RequestId
+    value: str | int | float | bool
+    row: int = Field(0, ge=0, le=100_000)
+
+
+class _EventBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: EventId
+    entity_id: EntityId
+    timestamp: datetime = Field(description="when it happened (event time), ISO 8601; naive means UTC")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+
+class FeatureUpdateEvent(_EventBase):
+    """``type: feature_update``."""
+
+    type: Literal["feature_update"]
+    payload: FeatureUpdate
+
+
+class InteractionEvent(_EventBase):
+    """``type: interaction``."""
+
+    type: Literal["interaction"]
+    payload: Interaction
+
+
+class LabelEvent(_EventBase):
+    """``type: label``."""
+
+    type: Literal["label"]
+    payload: Label
+
+
+Event = Annotated[FeatureUpdateEvent | InteractionEvent | LabelEvent, Field(discriminator="type")]
+_EVENT: TypeAdapter[FeatureUpdateEvent | InteractionEvent | LabelEvent] = TypeAdapter(Event)
+
+
+def _reason(exc: ValidationError) -> str:
+    """The first problem as ``field.path: message``, without pydantic's union tags."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    location = [str(part) for part in first.get("loc", ())]
+    if location and location[0] in ("feature_update", "interaction", "label"):
+        location = location[1:]
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{'.'.join(location)}: {message}" if location else message
+
+
+def validate_event(raw: Any) -> FeatureUpdateEvent | InteractionEvent | LabelEvent | str:
+    """The event, or the reason it is invalid (a string), so one bad event never fails a batch."""
+    if not isinstance(raw, dict):
+        return "an event must be a JSON object"
+    if "type" in raw and raw["type"] not in ("feature_update", "interaction", "label"):
+        return f"type: unknown event type {str(raw['type'])[:40]!r} (feature_update, interaction, label)"
+    try:
+        return _EVENT.validate_python(raw)
+    except ValidationError as exc:
+        return _reason(exc)
+    except ValueError as exc:
+        return str(exc)
+
+
+AnyEvent = FeatureUpdateEvent | InteractionEvent | LabelEvent
+
+
+class EventResult(BaseModel):
+    """What became of one event of the batch, by its index in the request."""
+
+    index: int
+    event_id: str | None = None
+    status: Literal["accepted", "duplicate", "rejected"]
+    code: str | None = Field(None, description="why it was rejected")
+    reason: str | None = None
+    retryable: bool | None = Field(None, description="rejected for a transient reason: send it again")
+
+
+class IngestResponse(BaseModel):
+    """The 200 (every event accepted) or 207 (some rejected) body of ``POST /events``."""
+
+    accepted: int = Field(description="new events applied")
+    duplicates: int = Field(description="event_ids seen before: accepted, applied once")
+    rejected: int
+    results: list[EventResult]
+
+
+class ItemRecord(BaseModel):
+    """An item's metadata (the metadata store), as a metadata source's webhook sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item_id: ItemId
+    attributes: dict[str, Scalar | list[Scalar]] = Field(max_length=100)
+    updated_at: datetime = Field(description="the source's change time; an older change never wins")
+
+    @field_validator("updated_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+
+class ItemsRequest(BaseModel):
+    """Body of ``POST /items``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    items: list[ItemRecord] = Field(min_length=1, max_length=100)
+
+
+class ItemsResponse(BaseModel):
+    """How many items were written, and how many were older than what is stored."""
+
+    upserted: int
+    stale: int
+
+
+class FeatureGroupView(BaseModel):
+    """One feature group's latest values as stored."""
+
+    group: str
+    values: dict[str, Any]
+    event_time: datetime
+    event_id: str
+    expires_at: datetime | None = None
+
+
+class EntityFeatures(BaseModel):
+    """``GET /entities/{id}/features``: live groups (expired ones left out) and aggregates."""
+
+    entity_id: str
+    groups: list[FeatureGroupView]
+    aggregates: dict[str, Any]
+
+
+class PurgeResult(BaseModel):
+    """``DELETE /entities/{id}``: what was erased, and when the purge request was recorded."""
+
+    entity_id: str
+    features_deleted: int
+    tracking_deleted: int
+    purged_at: datetime
+    archive: str = Field(description="what happens to already-archived Parquet")
+
+
+# ---- what the ingestion service asks the stores to write (see mlambda.ports, ingestion section)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureWrite:
+    """The latest values of one (entity, group), written only if newer than the stored ones."""
+
+    entity_id: str
+    group: str
+    values: dict[str, Scalar]
+    at: datetime
+    event_id: str
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingWrite:
+    """One interaction in the entity's time-ordered history."""
+
+    entity_id: str
+    at: datetime
+    event_id: str
+    kind: str
+    expires_at: datetime
+    item_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentWrite:
+    """An opt-in or opt-out, applied only if newer than the recorded one."""
+
+    entity_id: str
+    opted_out: bool
+    at: datetime
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateDelta:
+    """Increments of one entity's counters and sums, and its latest interaction time (last-seen)."""
+
+    entity_id: str
+    event_ids: tuple[str, ...]
+    add: dict[str, float] = field(default_factory=dict)
+    last_seen: datetime | None = None
+
+
+ClaimState = Literal["claimed", "completed", "in_progress"]
+
+
+def event_body(
+    event_id: str, event_type: str, entity_id: str, timestamp: datetime, **payload: Any
+) -> dict[str, Any]:
+    """One event as JSON-ready data, the shape ``POST /events`` takes (for clients, the CLI, tests)."""
+    return {
+        "event_id": event_id,
+        "type": event_type,
+        "entity_id": entity_id,
+        "timestamp": timestamp.isoformat(),
+        "payload": payload,
+    }

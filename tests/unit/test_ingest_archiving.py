@@ -1,0 +1,163 @@
+"""The archiving service on in-memory objects: exactly one row per envelope whatever fails."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import timedelta
+
+from mlambda.services.archiving import ArchiveMessage, ArchivingService
+from tests.unit.fakes_ingest import NOW, InMemoryObjects, InMemoryPurgeLog, at
+
+
+def envelope(
+    envelope_id: str, kind: str = "interaction", minutes: float = 0, entity: str = "u1"
+) -> dict[str, object]:
+    return {
+        "id": envelope_id,
+        "type": kind,
+        "timestamp": at(minutes).isoformat(),
+        "entity_id": entity,
+        "payload": {"kind": "click", "item_id": "i1"}
+        if kind == "interaction"
+        else {"request_id": "r", "value": 1},
+    }
+
+
+def message(message_id: str, *envelopes: dict[str, object]) -> ArchiveMessage:
+    return ArchiveMessage(message_id=message_id, body=json.dumps(list(envelopes)))
+
+
+def test_a_batch_becomes_one_object_per_partition() -> None:
+    # Given envelopes of two types and two hours in three messages
+    objects = InMemoryObjects()
+    service = ArchivingService(objects, InMemoryPurgeLog())
+    batch = [
+        message("m1", envelope("a"), envelope("b", minutes=61)),
+        message("m2", envelope("c"), envelope("l", "label")),
+        ArchiveMessage("m3", json.dumps(envelope("d"))),
+    ]
+    # When
+    outcome = service.archive(batch)
+    # Then
+    assert outcome.failed == set()
+    prefixes = sorted(key.rsplit("/", 1)[0] for key in objects.objects)
+    assert prefixes == [
+        "type=interaction/date=2026-03-01/hour=12",
+        "type=interaction/date=2026-03-01/hour=13",
+        "type=label/date=2026-03-01/hour=12",
+    ]
+    assert sorted(objects.row_ids()) == ["a", "b", "c", "d", "l"]
+    row = next(r for rows in objects.objects.values() for r in rows if r["id"] == "l")
+    assert (row["request_id"], row["value"], row["timestamp"]) == ("r", 1, NOW)
+
+
+def test_the_same_batch_delivered_twice_rewrites_the_same_objects() -> None:
+    # Given
+    objects = InMemoryObjects()
+    service = ArchivingService(objects, InMemoryPurgeLog())
+    batch = [message("m1", envelope("a"), envelope("a")), message("m2", envelope("b"))]
+    # When
+    first = service.archive(batch)
+    second = service.archive(batch)
+    # Then
+    assert first.objects == second.objects
+    assert sorted(objects.row_ids()) == ["a", "b"]
+    assert first.duplicates == 1
+
+
+def test_a_failed_partition_fails_its_messages_and_undoes_their_other_rows() -> None:
+    # Given m1 spans the failing label partition and an interaction partition shared with m2
+    objects = InMemoryObjects()
+    objects.fail_prefixes = {"type=label/"}
+    service = ArchivingService(objects, InMemoryPurgeLog())
+    batch = [
+        message("m1", envelope("a"), envelope("l", "label")),
+        message("m2", envelope("b")),
+        message("m3", envelope("c", minutes=61)),
+    ]
+    # When
+    outcome = service.archive(batch)
+    # Then the object holding m1's row is deleted, which fails m2 too; m3 is untouched
+    assert outcome.failed == {"m1", "m2"}
+    assert objects.row_ids() == ["c"]
+    retry = service.archive([batch[0], batch[1]])
+    assert retry.failed == set()
+    assert sorted(objects.row_ids()) == ["a", "b", "c", "l"]
+
+
+def test_a_message_that_is_not_envelopes_fails_alone() -> None:
+    # Given
+    objects = InMemoryObjects()
+    service = ArchivingService(objects, InMemoryPurgeLog())
+    # When
+    outcome = service.archive(
+        [
+            ArchiveMessage("bad", "{not json"),
+            ArchiveMessage("worse", '[{"id": "x"}]'),
+            message("ok", envelope("a")),
+        ]
+    )
+    # Then
+    assert outcome.failed == {"bad", "worse"}
+    assert objects.row_ids() == ["a"]
+
+
+def test_rows_of_a_purged_entity_from_before_the_purge_are_dropped() -> None:
+    # Given u1 was purged at NOW
+    purges = InMemoryPurgeLog()
+    purges.record("u1", NOW, "admin")
+    objects = InMemoryObjects()
+    # When
+    outcome = ArchivingService(objects, purges).archive(
+        [
+            message(
+                "m",
+                envelope("before", minutes=-1),
+                envelope("after", minutes=1),
+                envelope("other", entity="u2"),
+            )
+        ]
+    )
+    # Then
+    assert outcome.purged == 1
+    assert sorted(objects.row_ids()) == ["after", "other"]
+
+
+def test_every_envelope_lands_exactly_once_under_random_failures_and_redelivery() -> None:
+    # Given 300 envelopes in 60 messages over 4 partitions, and S3 failing in half the batches
+    rng = random.Random(11)
+    envelopes = [
+        envelope(f"e{i}", rng.choice(["interaction", "label"]), minutes=rng.choice([0, 70]))
+        for i in range(300)
+    ]
+    pending = [message(f"m{i}", *envelopes[i * 5 : i * 5 + 5]) for i in range(60)]
+    objects = InMemoryObjects()
+    service = ArchivingService(objects, InMemoryPurgeLog())
+    rounds = failures = 0
+    # When batches of up to 20 (reshuffled, as SQS does) are archived until none fails
+    while pending:
+        rounds += 1
+        failing = rng.choice(["type=label/", "type=interaction/date=2026-03-01/hour=13", None, None])
+        objects.fail_prefixes = {failing} if failing else set()
+        rng.shuffle(pending)
+        batch, rest = pending[:20], pending[20:]
+        outcome = service.archive(batch)
+        failures += len(outcome.failed)
+        pending = rest + [m for m in batch if m.message_id in outcome.failed]
+    # Then every id is in exactly one row
+    ids = objects.row_ids()
+    assert failures > 0
+    assert len(ids) == 300
+    assert sorted(set(ids)) == sorted(f"e{i}" for i in range(300))
+
+
+def test_partition_hours_follow_event_time_not_arrival() -> None:
+    # When
+    objects = InMemoryObjects()
+    ArchivingService(objects, InMemoryPurgeLog()).archive(
+        [message("m", envelope("late", minutes=-(24 * 60)))]
+    )
+    # Then
+    (key,) = objects.objects
+    assert key.startswith(f"type=interaction/date={(NOW - timedelta(days=1)):%Y-%m-%d}/hour=12/part-")
