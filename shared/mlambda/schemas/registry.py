@@ -18,6 +18,7 @@ pk                   sk                      item
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -248,6 +249,16 @@ class ServingRules(BaseModel):
     honour_opt_out: bool = Field(True, description="entities that opted out get the fallback (or 403)")
 
 
+def check_variants(variants: Sequence[Variant]) -> None:
+    """A traffic split is valid when its weights sum to 100 and its variant names are unique."""
+    total = sum(v.weight for v in variants)
+    if total != 100:
+        raise ValueError(f"variant weights must sum to 100, got {total}")
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError("variant names must be unique")
+
+
 class EndpointConfig(BaseModel):
     """How ``POST /models/{name}/predict`` serves a model."""
 
@@ -266,12 +277,7 @@ class EndpointConfig(BaseModel):
 
     @model_validator(mode="after")
     def _weights(self) -> EndpointConfig:
-        total = sum(v.weight for v in self.variants)
-        if total != 100:
-            raise ValueError(f"variant weights must sum to 100, got {total}")
-        names = [v.name for v in self.variants]
-        if len(set(names)) != len(names):
-            raise ValueError("variant names must be unique")
+        check_variants(self.variants)
         return self
 
 

@@ -22,6 +22,7 @@ from mlambda.schemas.registry import (
     ServingRules,
     Shadow,
     Variant,
+    check_variants,
 )
 
 TAG_KEY_PATTERN = r"^[A-Za-z0-9_.:/=+@-]{1,64}$"
@@ -243,12 +244,7 @@ class EndpointConfigRequest(BaseModel):
 
     @model_validator(mode="after")
     def _weights(self) -> EndpointConfigRequest:
-        total = sum(v.weight for v in self.variants)
-        if total != 100:
-            raise ValueError(f"variant weights must sum to 100, got {total}")
-        names = [v.name for v in self.variants]
-        if len(set(names)) != len(names):
-            raise ValueError("variant names must be unique")
+        check_variants(self.variants)
         return self
 
 
