@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo up test unit integration e2e lint format clean bench bench-predict bench-ingest bench-batch bench-monitor
+.PHONY: install demo up test unit integration e2e lint format clean bench bench-registry bench-predict bench-ingest bench-batch bench-monitor
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +42,10 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-predict bench-ingest bench-batch bench-monitor  ## every benchmark, figures printed
+bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor  ## every benchmark, figures printed
+
+bench-registry: install  ## reuses the in-memory ports of tests/unit, hence the repo root on the path
+	PYTHONPATH=. $(BIN)/python benchmarks/bench_registry.py
 
 bench-predict: install
 	$(BIN)/python benchmarks/bench_predict.py
