@@ -405,7 +405,7 @@ COLD = textwrap.dedent(
     response = app.handler(event, Context())
     t2 = time.perf_counter()
     sys.stderr.write(json.dumps({"status": response["statusCode"], "import_s": t1 - t0, "first_s": t2 - t1,
-                                 "pandas": "pandas" in sys.modules}) + "\\n")
+                                 "answered_at": time.time(), "pandas": "pandas" in sys.modules}) + "\\n")
     """
 )
 
@@ -433,10 +433,10 @@ def cold_start_section(cloud: Any) -> None:
     X = train_cache["X"]
     event_path = Path(tempfile.mkstemp(suffix=".json")[1])
     event_path.write_text(json.dumps(api_event(orjson.dumps({"instances": [row_of(X[0])]}))))
-    totals, imports, firsts = [], [], []
+    totals, exits, imports, firsts = [], [], [], []
     pandas_loaded = False
     for _ in range(5):
-        start = time.perf_counter()
+        launched, start = time.time(), time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", COLD, str(event_path)],
             env=env,
@@ -445,8 +445,10 @@ def cold_start_section(cloud: Any) -> None:
             check=True,
             cwd=REPO,
         )
-        totals.append(time.perf_counter() - start)
+        exits.append(time.perf_counter() - start)
         figures = json.loads(done.stderr.strip().splitlines()[-1])
+        # Until the answer, not until the process has exited: Lambda keeps the process warm.
+        totals.append(figures["answered_at"] - launched)
         assert figures["status"] == 200, done.stderr
         imports.append(figures["import_s"])
         firsts.append(figures["first_s"])
@@ -455,6 +457,10 @@ def cold_start_section(cloud: Any) -> None:
         "process start -> first prediction (median of 5)",
         f"{statistics.median(totals) * 1000:,.0f} ms",
         "includes interpreter start",
+    )
+    record(
+        "  (launch -> process exit, interpreter teardown included)",
+        f"{statistics.median(exits) * 1000:,.0f} ms",
     )
     record("  import functions.predict.app", f"{statistics.median(imports) * 1000:,.0f} ms")
     record(
