@@ -64,18 +64,3 @@ def pump(
             if message["MessageId"] not in failed:
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     return results
-
-
-def detach_schedule_targets(events: Any) -> None:
-    """Remove function targets from schedule rules in moto (the local cloud fires schedules itself).
-
-    moto treats a schedule rule as matching every event and raises NotImplementedError for its
-    Lambda target, so any PutEvents on the default bus fails while one is registered.
-    """
-    for rule in events.list_rules()["Rules"]:
-        if "ScheduleExpression" not in rule:
-            continue
-        targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
-        lambdas = [t["Id"] for t in targets if ":lambda:" in t["Arn"] or ":function:" in t["Arn"]]
-        if lambdas:
-            events.remove_targets(Rule=rule["Name"], Ids=lambdas)

@@ -19,7 +19,7 @@ import pytest
 from mlambda_local.bootstrap import ensure_admin_key
 from mlambda_local.cli import main as cli
 from mlambda_local.client import ApiClient, Target
-from tests.batch_support import detach_schedule_targets, register_model
+from tests.batch_support import register_model
 from tests.conftest import REPO_ROOT
 from tests.unit.fakes_batch import make_frame
 
@@ -39,7 +39,6 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
         )
         s3 = session.client("s3", endpoint_url=running.endpoint_url)
-        detach_schedule_targets(session.client("events", endpoint_url=running.endpoint_url))
         outputs = running.outputs
         register_model(s3, outputs["RegistryTableName"], outputs["ArtifactsBucketName"], running.endpoint_url)
         key = ensure_admin_key(data_dir, outputs["ApiKeysTableName"], running.endpoint_url)

@@ -15,7 +15,7 @@ from mlambda.adapters.batch import S3BatchObjects
 from mlambda.config import BatchWorkerSettings
 from mlambda.errors import ConflictError
 from mlambda.schemas.batch import Manifest
-from tests.batch_support import detach_schedule_targets, pump, register_model
+from tests.batch_support import pump, register_model
 from tests.conftest import load_event
 from tests.integration.conftest import Stack
 from tests.unit.fakes_batch import classifier_model, csv_bytes, make_frame
@@ -29,7 +29,6 @@ def batch(stack: Stack) -> Iterator[dict[str, Any]]:
     s3 = boto3.client("s3", region_name="us-east-1")
     sqs = boto3.client("sqs", region_name="us-east-1")
     register_model(s3, stack.outputs["RegistryTableName"], stack.outputs["ArtifactsBucketName"])
-    detach_schedule_targets(boto3.client("events", region_name="us-east-1"))
     yield {
         "s3": s3,
         "sqs": sqs,
