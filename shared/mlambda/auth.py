@@ -7,6 +7,7 @@ values must be strings) into the request context; handlers call ``require_scope`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from mlambda.errors import ForbiddenError, UnauthorizedError
@@ -28,9 +29,16 @@ def principal_from_event(event: Mapping[str, Any]) -> Principal:
     key_id = context.get("key_id")
     if not key_id:
         raise UnauthorizedError("request carries no authorizer context")
+    return _principal(str(key_id), str(context.get("name", key_id)), str(context.get("scopes", "")))
+
+
+@lru_cache(maxsize=1024)
+def _principal(key_id: str, name: str, scopes: str) -> Principal:
+    """Built once per caller and instance: every request of a warm function asks again (Principal is frozen)."""
     known = {scope.value for scope in Scope}
-    scopes = frozenset(Scope(s) for s in str(context.get("scopes", "")).split(",") if s in known)
-    return Principal(key_id=str(key_id), name=str(context.get("name", key_id)), scopes=scopes)
+    return Principal(
+        key_id=key_id, name=name, scopes=frozenset(Scope(s) for s in scopes.split(",") if s in known)
+    )
 
 
 def require_scope(event: Mapping[str, Any], scope: Scope) -> Principal:
