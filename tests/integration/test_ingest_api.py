@@ -16,7 +16,15 @@ from mlambda.adapters.s3 import ObjectStore
 from mlambda.config import PredictSettings
 from mlambda.schemas.archive import ArchiveEnvelope
 from mlambda.schemas.events import event_body
-from mlambda.schemas.registry import Alias, HistoryEntry, RegisteredModel
+from mlambda.schemas.registry import (
+    Alias,
+    EndpointConfig,
+    EnrichItems,
+    HistoryEntry,
+    RegisteredModel,
+    ServingRules,
+    Variant,
+)
 from tests.conftest import load_event
 from tests.integration.conftest import Stack
 from tests.unit.fakes_predict import FEATURES, classifier, version_of
@@ -336,3 +344,28 @@ def test_predict_honours_an_opt_out_sent_as_an_event(stack: Stack, churn: None) 
         {"events": [event("in2", "interaction", at=NOW + timedelta(seconds=1), kind="opt_in")]},
     )
     assert predict(stack, {"entity_id": "u1", "features": row})[0] == 200
+
+
+def test_predict_enriches_predictions_with_items_posted_to_the_metadata_store(
+    stack: Stack, churn: None
+) -> None:
+    # Given an item from the metadata webhook and an endpoint whose rules enrich by item_id
+    item = {"item_id": "sku-9", "attributes": {"title": "Boots", "price": 80}, "updated_at": NOW.isoformat()}
+    assert api(stack, "POST", "/items", {"items": [item]})[0] == 200
+    settings = PredictSettings.load(stack.env("PredictFunction"))
+    config = EndpointConfig(
+        model="churn",
+        variants=[Variant(name="main", target="production", weight=100)],
+        rules=ServingRules(enrich_items=EnrichItems(item_field="item_id", attributes=["title"])),
+    )
+    DynamoRegistryStore(DynamoTable(settings.registry_table, settings)).put_endpoint(
+        config, ["production"], HistoryEntry(model="churn", at=NOW, actor="t", action="endpoint_changed")
+    )
+    row = {"f0": 0.1, "f1": 0.2, "f2": 0.3, "f3": 0.4}
+    # When
+    status, body = predict(stack, {"instances": [{**row, "item_id": "sku-9"}, {**row, "item_id": "sku-0"}]})
+    # Then
+    assert status == 200, body
+    known, unknown = body["predictions"]
+    assert known["item"] == {"title": "Boots"} and "label" in known
+    assert unknown["item"] is None

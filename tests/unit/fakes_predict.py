@@ -171,6 +171,21 @@ class InMemoryFeatures:
         return {n: stored[n] for n in names if n in stored}
 
 
+class InMemoryItems:
+    """ItemMetadataSource over a dict of item id -> attributes."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.fail = False
+        self.reads: list[list[str]] = []
+
+    def get_many(self, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if self.fail:
+            raise UpstreamError("metadata store unavailable")
+        self.reads.append(list(item_ids))
+        return {i: dict(self.items[i]) for i in item_ids if i in self.items}
+
+
 class InMemoryTracking:
     """EntityTracking with opted-out entities, seen items and recorded predictions."""
 

@@ -25,6 +25,7 @@ from mlambda.schemas.registry import (
     CachePolicy,
     DecisionRule,
     EndpointConfig,
+    EnrichItems,
     ExcludeRecentlySeen,
     Fallback,
     ModelVersion,
@@ -42,6 +43,7 @@ from tests.unit.fakes_predict import (
     InMemoryCacheStore,
     InMemoryCatalog,
     InMemoryFeatures,
+    InMemoryItems,
     InMemoryTracking,
     ManualClock,
     RecordingSink,
@@ -60,6 +62,7 @@ class Harness:
     cache: InMemoryCacheStore
     features: InMemoryFeatures
     tracking: InMemoryTracking
+    items: InMemoryItems
     clock: ManualClock
     service: InferenceService
 
@@ -99,7 +102,7 @@ def harness(
     if endpoint is not None:
         catalog.endpoints[endpoint.model] = endpoint
     sink, cache, clock = RecordingSink(sink_failures), InMemoryCacheStore(), ManualClock()
-    features, tracking = InMemoryFeatures(), InMemoryTracking()
+    features, tracking, items = InMemoryFeatures(), InMemoryTracking(), InMemoryItems()
     models = OverrideModels(ModelSessions(artifacts), broken or {})
     service = InferenceService(
         catalog,
@@ -107,12 +110,13 @@ def harness(
         PredictionLog(sink, sleep=lambda _s: None),
         features=features,
         tracking=tracking,
+        items=items,
         cache=PredictionCache(cache, clock=clock),
         max_instances=max_instances,
         rng=random.Random(0),
         clock=clock,
     )
-    return Harness(catalog, artifacts, sink, cache, features, tracking, clock, service)
+    return Harness(catalog, artifacts, sink, cache, features, tracking, items, clock, service)
 
 
 def endpoint(**kwargs: Any) -> EndpointConfig:
@@ -341,6 +345,43 @@ def test_exclusion_lookup_failure_serves_unfiltered() -> None:
     h.tracking.fail_lookups = True
     body = h.predict({"entity_id": "u1", "instances": [{**row([0, 0, 0, 0]), "item_id": "i1"}]})
     assert "label" in body["predictions"][0]
+
+
+def test_item_metadata_enriches_predictions_of_rows_naming_an_item() -> None:
+    rule = EnrichItems(item_field="item_id", attributes=["title", "price"])
+    h = harness(
+        endpoint(
+            rules=ServingRules(
+                enrich_items=rule, exclude_recently_seen=ExcludeRecentlySeen(item_field="item_id", hours=24)
+            )
+        )
+    )
+    h.items.items = {"i1": {"title": "Boots", "price": 80, "internal": "x"}, "i3": {"title": "Hat"}}
+    h.tracking.seen["u1"] = {"i3"}
+    body = h.predict(
+        {
+            "entity_id": "u1",
+            "instances": [
+                {**row([0, 0, 0, 0]), "item_id": "i1"},
+                {**row([1, 1, 1, 1]), "item_id": "i2"},
+                {**row([1, 0, 1, 0]), "item_id": "i3"},
+                row([0, 1, 0, 1]),
+            ],
+        }
+    )
+    first, unknown, excluded, no_item = body["predictions"]
+    assert first["item"] == {"title": "Boots", "price": 80} and "label" in first
+    assert unknown["item"] is None and "label" in unknown
+    assert excluded == {"excluded": "recently_seen"}
+    assert "item" not in no_item and "label" in no_item
+    assert h.items.reads == [["i1", "i2", "i3"]]
+
+
+def test_item_metadata_failure_serves_unenriched_predictions() -> None:
+    h = harness(endpoint(rules=ServingRules(enrich_items=EnrichItems(item_field="item_id"))))
+    h.items.fail = True
+    body = h.predict({"instances": [{**row([0, 0, 0, 0]), "item_id": "i1"}]})
+    assert "label" in body["predictions"][0] and "item" not in body["predictions"][0]
 
 
 @pytest.mark.parametrize("code", ["model_failed", "model_timeout"])

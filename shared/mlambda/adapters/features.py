@@ -247,6 +247,11 @@ class DynamoItemStore:
             return 0
         return 1
 
+    def get_many(self, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Attributes of the known items (BatchGetItem, 100 keys a call)."""
+        found = self._table.batch_get([{"pk": f"item#{item_id}", "sk": "meta"} for item_id in item_ids])
+        return {str(item["pk"]).removeprefix("item#"): dict(item.get("attributes") or {}) for item in found}
+
     def delete(self, item_id: str) -> bool:
         """Delete the item; False when it did not exist."""
         try:

@@ -238,12 +238,26 @@ class Fallback(BaseModel):
     timeout_ms: int = Field(1000, ge=1, le=30_000)
 
 
+class EnrichItems(BaseModel):
+    """Add the item's metadata (from ``POST /items``) to each prediction of an instance naming an item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_field: str = Field(
+        min_length=1, max_length=128, description="the instance field holding the item id"
+    )
+    attributes: list[str] = Field(
+        default_factory=list, max_length=50, description="attributes to return; empty: all of them"
+    )
+
+
 class ServingRules(BaseModel):
     """Rules applied around the model at serving time: data, validated on write, never code."""
 
     model_config = ConfigDict(extra="forbid")
 
     exclude_recently_seen: ExcludeRecentlySeen | None = None
+    enrich_items: EnrichItems | None = None
     decision: DecisionRule | None = None
     fallback: Fallback | None = None
     honour_opt_out: bool = Field(True, description="entities that opted out get the fallback (or 403)")

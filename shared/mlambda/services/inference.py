@@ -51,8 +51,10 @@ from mlambda.services.routing import Router
 from mlambda.services.scoring import NUMPY_TYPES, predictions, rows_to_feed, validate_rows
 from mlambda.services.serving_rules import (
     EXCLUDED_RECENTLY_SEEN,
+    enriched,
     excluded_rows,
     fallback_prediction,
+    item_ids,
     opted_out_answer,
     with_decisions,
 )
@@ -84,6 +86,14 @@ class OnlineFeatureSource(Protocol):
 
     def latest(self, entity_id: str, names: Sequence[str]) -> dict[str, Any]:
         """The entity's latest values among ``names`` ({} for an unknown entity)."""
+        ...
+
+
+class ItemMetadataSource(Protocol):
+    """The metadata store's items (``POST /items``), read to enrich predictions."""
+
+    def get_many(self, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Attributes of the known items among ``item_ids`` (unknown ones are absent)."""
         ...
 
 
@@ -196,6 +206,8 @@ def _endpoint(model: str, config: EndpointConfig | None) -> Endpoint:
         fields.add(config.sticky_key)
     if rules.exclude_recently_seen:
         fields.add(rules.exclude_recently_seen.item_field)
+    if rules.enrich_items:
+        fields.add(rules.enrich_items.item_field)
     return Endpoint(
         router=Router.of(model, config),
         rules=rules,
@@ -284,6 +296,7 @@ class InferenceService:
         *,
         features: OnlineFeatureSource | None = None,
         tracking: EntityTracking | None = None,
+        items: ItemMetadataSource | None = None,
         cache: PredictionCache | None = None,
         max_instances: int = 1000,
         max_body_bytes: int = 6 * 1024 * 1024,
@@ -296,6 +309,7 @@ class InferenceService:
         self._log = log
         self._features = features
         self._tracking = tracking
+        self._items = items
         self._cache = cache
         self.max_instances = max_instances
         self.max_body_bytes = max_body_bytes
@@ -307,7 +321,7 @@ class InferenceService:
     def from_settings(cls, settings: PredictSettings) -> InferenceService:
         """The service on the stores template.yaml gives the predict function."""
         from mlambda.adapters.dynamodb import DynamoTable
-        from mlambda.adapters.features import DynamoFeatureStore
+        from mlambda.adapters.features import DynamoFeatureStore, DynamoItemStore
         from mlambda.adapters.messaging import Queue
         from mlambda.adapters.model_sessions import ModelSessions
         from mlambda.adapters.prediction_cache import PredictionCacheTable
@@ -328,6 +342,7 @@ class InferenceService:
             ),
             features=DynamoFeatureStore(DynamoTable(settings.features_table, settings)),
             tracking=DynamoTrackingStore(DynamoTable(settings.tracking_table, settings)),
+            items=DynamoItemStore(DynamoTable(settings.features_table, settings)),
             cache=PredictionCache(
                 PredictionCacheTable(DynamoTable(settings.prediction_cache_table, settings))
             ),
@@ -401,6 +416,8 @@ class InferenceService:
                 served[position] = answer
             metrics.add_metric(name="Excluded", unit=MetricUnit.Count, value=len(excluded))
         served = with_decisions(rules, served)
+        if rules.enrich_items is not None:
+            served = self._enrich(rules, request.rows, served)
 
         latency_ms = (time.perf_counter() - started) * 1000
         timestamp = datetime.now(UTC).isoformat()
@@ -614,6 +631,24 @@ class InferenceService:
             )
             for position, row, answer in zip(positions, rows, answers, strict=True)
         ]
+
+    def _enrich(
+        self, rules: ServingRules, rows: Sequence[Mapping[str, Any]], served: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Item metadata on each prediction; a failing metadata store serves them unenriched (counted)."""
+        rule = rules.enrich_items
+        if rule is None or self._items is None:
+            return served
+        wanted = item_ids(rule, rows)
+        if not wanted:
+            return served
+        try:
+            metadata = self._items.get_many(wanted)
+        except MlambdaError as exc:
+            metrics.add_metric(name="RuleLookupErrors", unit=MetricUnit.Count, value=1)
+            logger.warning("item metadata lookup failed; serving unenriched", extra={"error": exc.message})
+            return served
+        return enriched(rule, rows, served, metadata)
 
     def _record(
         self,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlambda.errors import ForbiddenError
-from mlambda.schemas.registry import DecisionRule, ExcludeRecentlySeen, ServingRules
+from mlambda.schemas.registry import DecisionRule, EnrichItems, ExcludeRecentlySeen, ServingRules
 
 EXCLUDED_RECENTLY_SEEN = "recently_seen"
 
@@ -86,3 +86,29 @@ def opted_out_answer(rules: ServingRules, rows: int) -> list[dict[str, Any]]:
     if answer is None:
         raise ForbiddenError("this entity opted out of personalised predictions", code="opted_out")
     return [dict(answer) for _ in range(rows)]
+
+
+def enriched(
+    rule: EnrichItems,
+    rows: Sequence[Mapping[str, Any]],
+    predictions: list[dict[str, Any]],
+    metadata: Mapping[str, Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Each served prediction of a row naming an item, with ``item``: its attributes (None if unknown)."""
+    wanted = rule.attributes
+    out: list[dict[str, Any]] = []
+    for row, prediction in zip(rows, predictions, strict=True):
+        item_id = row.get(rule.item_field)
+        if item_id is None or "excluded" in prediction:
+            out.append(prediction)
+            continue
+        attributes = metadata.get(str(item_id))
+        if attributes is not None and wanted:
+            attributes = {k: attributes[k] for k in wanted if k in attributes}
+        out.append({**prediction, "item": None if attributes is None else dict(attributes)})
+    return out
+
+
+def item_ids(rule: EnrichItems, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The distinct item ids the rows name, in order."""
+    return list(dict.fromkeys(str(r[rule.item_field]) for r in rows if r.get(rule.item_field) is not None))
