@@ -17,15 +17,17 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
 from mlambda.config import function_environment
+from mlambda.observability import logger as function_logger
 from mlambda_local.cloud.errors import FunctionInvocationError, TemplateError
 from mlambda_local.cloud.function_output import function_output
 from mlambda_local.cloud.template import NO_VALUE, IntrinsicResolver, Template
@@ -177,6 +179,28 @@ def load_handler(spec: FunctionSpec) -> Handler:
     return handler  # type: ignore[no-any-return]
 
 
+@contextmanager
+def lambda_log_keys(spec: FunctionSpec, context: LambdaContext) -> Iterator[None]:
+    """This invocation's service and Lambda keys on the shared powertools Logger, for this thread.
+
+    On Lambda each function has its own process, so powertools reads the service name once
+    and keeps the Lambda context keys process-wide. Here every function shares one Logger;
+    thread-local keys (which win over process-wide ones) keep concurrent invocations' log
+    lines apart.
+    """
+    function_logger.thread_safe_append_keys(
+        service=spec.environment.get("POWERTOOLS_SERVICE_NAME", spec.logical_id),
+        function_name=spec.name,
+        function_arn=spec.arn,
+        function_memory_size=spec.memory_mb,
+        function_request_id=context.aws_request_id,
+    )
+    try:
+        yield
+    finally:
+        function_logger.thread_safe_clear_keys()
+
+
 class LocalFunction:
     """One loaded function: a bounded worker pool, counters, and the Lambda calling convention."""
 
@@ -226,7 +250,11 @@ class LocalFunction:
         with self._lock:
             self.invocations += 1
         try:
-            with function_environment(self._environment), function_output(self.output):
+            with (
+                function_environment(self._environment),
+                function_output(self.output),
+                lambda_log_keys(self.spec, context),
+            ):
                 return self.handler(event, context)
         except BaseException as exc:
             with self._lock:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +60,42 @@ def test_no_sink_leaves_stdout_alone(capsys: pytest.CaptureFixture[str]) -> None
     with function_output(None):
         print("plain")
     assert capsys.readouterr().out == "plain\n"
+
+
+def test_concurrent_functions_log_with_their_own_service_and_lambda_keys(tmp_path: Path) -> None:
+    from mlambda.observability import logger as shared_logger
+    from mlambda_local.cloud.functions import FunctionSpec, LocalFunction
+
+    sink = io.StringIO()
+    both_inside = threading.Barrier(2, timeout=5)
+
+    def handler(event: dict[str, str], context: object) -> None:
+        both_inside.wait()  # the two invocations overlap
+        shared_logger.info("hello", extra={"from": event["who"]})
+
+    def spec(name: str) -> FunctionSpec:
+        return FunctionSpec(
+            logical_id=f"{name}Function",
+            name=f"stack-{name}",
+            arn=f"arn:aws:lambda:us-east-1:123456789012:function:stack-{name}",
+            code_dir=tmp_path,
+            handler="app.handler",
+            environment={"POWERTOOLS_SERVICE_NAME": name.lower()},
+            timeout=5,
+            memory_mb=128,
+            reserved_concurrency=None,
+        )
+
+    functions = [LocalFunction(spec(name), handler, 1, {}, sink) for name in ("Predict", "Ingest")]
+    try:
+        futures = [f.submit({"who": f.spec.name}) for f in functions]
+        for future in futures:
+            future.result(timeout=5)
+    finally:
+        for function in functions:
+            function.close()
+    lines = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert sorted((line["from"], line["service"], line["function_name"]) for line in lines) == [
+        ("stack-Ingest", "ingest", "stack-Ingest"),
+        ("stack-Predict", "predict", "stack-Predict"),
+    ]
