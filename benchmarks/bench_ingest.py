@@ -270,7 +270,12 @@ def main() -> None:
 
     meter = CallMeter()
     meter.install()
-    with tempfile.TemporaryDirectory() as data_dir, LocalCloud(REPO / "template.yaml", data_dir) as cloud:
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        LocalCloud(
+            REPO / "template.yaml", data_dir, function_log=Path(data_dir) / "function-logs.jsonl"
+        ) as cloud,
+    ):
         key = ensure_admin_key(Path(data_dir), cloud.outputs["ApiKeysTableName"], cloud.endpoint_url)
         print(f"local cloud: moto at {cloud.endpoint_url}, API at {cloud.api_url}")
         bench_baseline(cloud)

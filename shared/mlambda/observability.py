@@ -5,10 +5,16 @@ POWERTOOLS_METRICS_NAMESPACE, which template.yaml sets for each function.
 
 ``tracer`` is built on first use: importing powertools' Tracer pulls in the X-Ray SDK
 (~0.4 s of cold start here), which only a function that traces should pay for.
+
+Log lines go to whatever ``sys.stdout`` is when they are written, as ``print`` does, rather
+than to the stream that was stdout at import: a host that redirects stdout (the local cloud's
+per-function log file, pytest's capture) then gets the logs too.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +24,18 @@ from aws_lambda_powertools.metrics import MetricUnit
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
-logger = Logger()
+
+class _CurrentStdout:
+    """A stream that writes to ``sys.stdout`` as it is at each write."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+logger = Logger(logger_handler=logging.StreamHandler(_CurrentStdout()))
 metrics = Metrics()
 
 

@@ -34,7 +34,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from mlambda_local.cloud import LocalCloud
 
     data_dir = tmp_path_factory.mktemp("batch-cloud")
-    with LocalCloud(REPO_ROOT / "template.yaml", data_dir) as running:
+    with LocalCloud(
+        REPO_ROOT / "template.yaml", data_dir, function_log=data_dir / "function-logs.jsonl"
+    ) as running:
         session = boto3.session.Session(
             region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
         )
