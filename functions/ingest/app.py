@@ -7,7 +7,6 @@ validated one by one, so one bad event is reported by index (207) instead of fai
 
 from __future__ import annotations
 
-import base64
 import re
 from functools import lru_cache
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlambda import errors
 from mlambda.auth import require_scope
 from mlambda.config import IngestSettings
+from mlambda.http import request_body
 from mlambda.observability import logger, metrics
 from mlambda.schemas.events import IDENTIFIER, EntityFeatures, ItemsRequest, ItemsResponse, PurgeResult
 from mlambda.schemas.keys import Scope
@@ -45,20 +45,16 @@ def _ingestor() -> str:
     return require_scope(app.current_event.raw_event, Scope.INGEST).name
 
 
-def _raw_body() -> bytes | str:
-    event = app.current_event.raw_event
-    raw: str | bytes = event.get("body") or ""
-    if event.get("isBase64Encoded") and raw:
-        return base64.b64decode(raw)
-    return raw.encode() if isinstance(raw, str) else raw
-
-
 @app.post("/events")
 def post_events() -> Response[str]:
     """Apply a batch of events: 200 when every event was accepted, 207 listing the rejected ones."""
     _ingestor()
     config = settings()
-    events = parse_events(_raw_body(), max_bytes=config.max_body_bytes, max_events=config.max_events)
+    events = parse_events(
+        request_body(app.current_event.raw_event),
+        max_bytes=config.max_body_bytes,
+        max_events=config.max_events,
+    )
     result = service().ingest(events)
     return Response(
         status_code=207 if result.rejected else 200,

@@ -12,7 +12,6 @@ in ``service()``; pandas never loads in this function.
 
 from __future__ import annotations
 
-import base64
 from functools import lru_cache
 from typing import Any
 
@@ -24,7 +23,7 @@ from pydantic import ValidationError
 from mlambda import errors
 from mlambda.auth import require_scope
 from mlambda.config import PredictSettings
-from mlambda.errors import PayloadTooLargeError
+from mlambda.http import request_body, require_body_within
 from mlambda.observability import MetricUnit, logger, metrics
 from mlambda.schemas.inference import PredictRequest
 from mlambda.schemas.keys import Scope
@@ -48,16 +47,8 @@ def service() -> InferenceService:
 
 def parse_request(event: dict[str, Any], max_bytes: int) -> PredictRequest:
     """The request body as a PredictRequest: 413 when oversized, 400 malformed, 422 naming the field."""
-    raw: str | bytes = event.get("body") or ""
-    if event.get("isBase64Encoded") and raw:
-        raw = base64.b64decode(raw)
-    size = len(raw) if isinstance(raw, bytes) or len(raw) * 4 <= max_bytes else len(raw.encode())
-    if size > max_bytes:
-        raise PayloadTooLargeError(
-            f"request body is {size} bytes, over the {max_bytes}-byte limit",
-            code="body_too_large",
-            details={"bytes": size, "limit": max_bytes},
-        )
+    raw = request_body(event)
+    require_body_within(raw, max_bytes)
     try:
         return PredictRequest.model_validate_json(raw or b"{}")
     except ValidationError as exc:

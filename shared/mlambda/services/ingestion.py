@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from mlambda.errors import InvalidInputError, MlambdaError, PayloadTooLargeError
+from mlambda.http import require_body_within
 from mlambda.observability import MetricUnit, logger, metrics
 from mlambda.ports import EventLedger, FeatureStore, ItemStore, PurgeLog, TrackingStore
 from mlambda.schemas.events import (
@@ -68,13 +69,7 @@ ARCHIVE_PURGE_NOTE = (
 
 def parse_events(body: bytes | str, *, max_bytes: int, max_events: int) -> list[Any]:
     """The ``events`` list of a request body: 413 when too large or too many, 400/422 when malformed."""
-    size = len(body)
-    if size > max_bytes:
-        raise PayloadTooLargeError(
-            f"request body is {size} bytes, over the {max_bytes}-byte limit",
-            code="body_too_large",
-            details={"bytes": size, "limit": max_bytes},
-        )
+    require_body_within(body, max_bytes)
     try:
         document = orjson.loads(body or b"")
     except orjson.JSONDecodeError as exc:
