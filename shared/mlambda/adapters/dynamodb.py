@@ -7,6 +7,7 @@ Uses the low-level client (thread-safe, faster than the resource API) with boto3
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -16,12 +17,13 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from mlambda.adapters.aws import AwsResource, aws_errors
 from mlambda.config import FunctionSettings
-from mlambda.errors import InvalidInputError, UpstreamError
+from mlambda.errors import ConflictError, InvalidInputError, UpstreamError
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
+TRANSACTION_ATTEMPTS = 5
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -227,9 +229,90 @@ class DynamoTable(AwsResource):
                 raise_unprocessed(self.name)
 
     def transact_write(self, operations: Sequence[Mapping[str, Any]]) -> None:
-        """All-or-nothing writes; each operation is a low-level TransactItems entry built with ``serialize``."""
-        with aws_errors(f"transaction on {self.name}"):
-            self.client.transact_write_items(TransactItems=list(operations))
+        """All-or-nothing writes (entries from ``transact_put`` and friends).
+
+        A transaction that only collided with another one touching the same items is retried
+        with jittered backoff; one whose condition failed raises ConflictError at once (its
+        ``failed_operations`` say which), as does a collision that outlasts the retries.
+        """
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                with aws_errors(f"transaction on {self.name}"):
+                    self.client.transact_write_items(TransactItems=list(operations))
+            except ConflictError as exc:
+                if failed_operations(exc) is None and attempt + 1 < TRANSACTION_ATTEMPTS:
+                    time.sleep(random.uniform(0.005, 0.05) * 2**attempt)
+                    continue
+                raise
+            return
+
+
+def failed_operations(error: ConflictError) -> list[int] | None:
+    """Indexes of the transaction's operations whose condition failed; None when it was a transient conflict."""
+    reasons = (error.details or {}).get("reasons") if isinstance(error.details, dict) else None
+    if not reasons:
+        return []
+    failed = [i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"]
+    if not failed and any(code == "TransactionConflict" for code in reasons):
+        return None
+    return failed
+
+
+def transact_put(
+    table: str,
+    item: Mapping[str, Any],
+    *,
+    condition: str | None = None,
+    names: Mapping[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ``Put`` entry of a transaction."""
+    operation: dict[str, Any] = {"TableName": table, "Item": serialize(item)}
+    _add_expression_args(operation, condition=condition, names=names, values=values)
+    return {"Put": operation}
+
+
+def transact_update(
+    table: str,
+    key: Mapping[str, Any],
+    expression: str,
+    *,
+    condition: str | None = None,
+    names: Mapping[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An ``Update`` entry of a transaction."""
+    operation: dict[str, Any] = {"TableName": table, "Key": serialize(key), "UpdateExpression": expression}
+    _add_expression_args(operation, condition=condition, names=names, values=values)
+    return {"Update": operation}
+
+
+def transact_check(
+    table: str,
+    key: Mapping[str, Any],
+    condition: str,
+    *,
+    names: Mapping[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ``ConditionCheck`` entry of a transaction."""
+    operation: dict[str, Any] = {"TableName": table, "Key": serialize(key)}
+    _add_expression_args(operation, condition=condition, names=names, values=values)
+    return {"ConditionCheck": operation}
+
+
+def transact_delete(
+    table: str,
+    key: Mapping[str, Any],
+    *,
+    condition: str | None = None,
+    names: Mapping[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ``Delete`` entry of a transaction."""
+    operation: dict[str, Any] = {"TableName": table, "Key": serialize(key)}
+    _add_expression_args(operation, condition=condition, names=names, values=values)
+    return {"Delete": operation}
 
 
 def raise_unprocessed(table: str) -> None:

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-from mlambda.adapters.dynamodb import DynamoTable, serialize, serialize_values
+from mlambda.adapters.dynamodb import DynamoTable, failed_operations, transact_update
 from mlambda.errors import ConflictError, InvalidInputError, UpstreamError
 from mlambda.schemas.batch import ChunkRecord, ChunkResult, ChunkStatus, Job
 
 META = "meta"
 INDEX = "gsi1"
-TRANSACTION_ATTEMPTS = 5
 _KEY_FIELDS = ("pk", "sk", "gsi1pk", "gsi1sk")
 
 
@@ -66,15 +64,6 @@ def _decode_token(token: str | None, model: str) -> dict[str, Any] | None:
     if not isinstance(key, dict) or key.get("gsi1pk") != f"model#{model}":
         raise InvalidInputError("next_token belongs to another listing", code="invalid_token")
     return key
-
-
-def _canceled_by_condition(error: ConflictError) -> bool:
-    """Whether a transaction failed on a condition (not on a concurrent transaction, which is retried)."""
-    details = error.details if isinstance(error.details, dict) else {}
-    reasons = details.get("reasons") or []
-    if details.get("aws_code") == "ConditionalCheckFailedException":
-        return True
-    return "ConditionalCheckFailed" in reasons or not reasons
 
 
 class DynamoJobStore:
@@ -196,17 +185,16 @@ class DynamoJobStore:
         )
 
     def _transact(self, operations: list[dict[str, Any]]) -> bool:
-        """Run a transaction; False when a condition failed, retried when it only collided with another."""
-        for attempt in range(TRANSACTION_ATTEMPTS):
-            try:
-                self._table.transact_write(operations)
-            except ConflictError as exc:
-                if _canceled_by_condition(exc):
-                    return False
-                time.sleep(0.05 * 2**attempt)
-                continue
-            return True
-        raise UpstreamError(f"table {self._table.name}: transaction kept colliding with others")
+        """Run a transaction; False when a condition failed (collisions are retried by the table)."""
+        try:
+            self._table.transact_write(operations)
+        except ConflictError as exc:
+            if failed_operations(exc) is None:
+                raise UpstreamError(
+                    f"table {self._table.name}: transaction kept colliding with others"
+                ) from exc
+            return False
+        return True
 
     def _update_op(
         self,
@@ -216,16 +204,14 @@ class DynamoJobStore:
         *,
         condition: str,
     ) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self._table.name,
-                "Key": serialize(key),
-                "UpdateExpression": expression,
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": serialize_values({k: _plain(v) for k, v in values.items()}),
-            }
-        }
+        return transact_update(
+            self._table.name,
+            key,
+            expression,
+            condition=condition,
+            names={"#status": "status"},
+            values={k: _plain(v) for k, v in values.items()},
+        )
 
     def complete_chunk(self, job_id: str, index: int, result: ChunkResult, *, was: ChunkStatus) -> bool:
         """Chunk -> done and job counters += its rows, in one transaction, only from status ``was``."""

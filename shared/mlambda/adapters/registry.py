@@ -19,14 +19,20 @@ import io
 import json
 import random
 import re
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlambda.adapters.dynamodb import DynamoTable, serialize, serialize_values
+from mlambda.adapters.dynamodb import (
+    DynamoTable,
+    failed_operations,
+    transact_check,
+    transact_delete,
+    transact_put,
+    transact_update,
+)
 from mlambda.adapters.onnx import OnnxModel, inspect_model
 from mlambda.adapters.s3 import ObjectStore
 from mlambda.errors import ConflictError, InvalidInputError, MlambdaError, NotFoundError
@@ -53,7 +59,6 @@ VERSION_PREFIX = "version#"
 ALIAS_PREFIX = "alias#"
 HISTORY_PREFIX = "history#"
 ALIAS_ACTIONS = ("alias_moved", "rollback", "alias_deleted")
-TRANSIENT_RETRIES = 5
 VERSION_BODY = "body"
 
 
@@ -115,84 +120,6 @@ def decode_token(token: str | None, *, field: str, expected: str) -> dict[str, A
     return dict(key)
 
 
-def _put(
-    table: str,
-    item: Mapping[str, Any],
-    *,
-    condition: str | None = None,
-    names: Mapping[str, str] | None = None,
-    values: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {"TableName": table, "Item": serialize(item)}
-    _expressions(operation, condition, names, values)
-    return {"Put": operation}
-
-
-def _update(
-    table: str,
-    key: Mapping[str, Any],
-    expression: str,
-    *,
-    condition: str | None = None,
-    names: Mapping[str, str] | None = None,
-    values: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {"TableName": table, "Key": serialize(key), "UpdateExpression": expression}
-    _expressions(operation, condition, names, values)
-    return {"Update": operation}
-
-
-def _check(
-    table: str,
-    key: Mapping[str, Any],
-    condition: str,
-    *,
-    names: Mapping[str, str] | None = None,
-    values: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {"TableName": table, "Key": serialize(key)}
-    _expressions(operation, condition, names, values)
-    return {"ConditionCheck": operation}
-
-
-def _delete(
-    table: str,
-    key: Mapping[str, Any],
-    *,
-    condition: str | None = None,
-    names: Mapping[str, str] | None = None,
-    values: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {"TableName": table, "Key": serialize(key)}
-    _expressions(operation, condition, names, values)
-    return {"Delete": operation}
-
-
-def _expressions(
-    operation: dict[str, Any],
-    condition: str | None,
-    names: Mapping[str, str] | None,
-    values: Mapping[str, Any] | None,
-) -> None:
-    if condition:
-        operation["ConditionExpression"] = condition
-    if names:
-        operation["ExpressionAttributeNames"] = dict(names)
-    if values:
-        operation["ExpressionAttributeValues"] = serialize_values(values)
-
-
-def failed_operations(error: ConflictError) -> list[int] | None:
-    """Indexes of the transaction's operations whose condition failed; None when it was a transient conflict."""
-    reasons = (error.details or {}).get("reasons") if isinstance(error.details, dict) else None
-    if not reasons:
-        return []
-    failed = [i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"]
-    if not failed and any(code == "TransactionConflict" for code in reasons):
-        return None
-    return failed
-
-
 class DynamoModelCatalog:
     """ModelCatalog on the registry table: what predict, batch and monitor read."""
 
@@ -249,21 +176,9 @@ class DynamoModelCatalog:
 class DynamoRegistryStore(DynamoModelCatalog):
     """RegistryStore on the registry table."""
 
-    def _transact(self, operations: Sequence[Mapping[str, Any]]) -> None:
-        """Run the transaction, retrying only transient conflicts (another transaction touched the same item)."""
-        for attempt in range(TRANSIENT_RETRIES):
-            try:
-                self._table.transact_write(operations)
-            except ConflictError as exc:
-                if failed_operations(exc) is None and attempt + 1 < TRANSIENT_RETRIES:
-                    time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
-                    continue
-                raise
-            return
-
     def _history(self, entry: HistoryEntry) -> dict[str, Any]:
         item = {"pk": model_pk(entry.model), "sk": history_sk(entry), **entry.model_dump(mode="json")}
-        return _put(self._table.name, item, condition="attribute_not_exists(pk)")
+        return transact_put(self._table.name, item, condition="attribute_not_exists(pk)")
 
     def _meta_key(self, name: str) -> dict[str, str]:
         return {"pk": model_pk(name), "sk": META}
@@ -280,8 +195,11 @@ class DynamoRegistryStore(DynamoModelCatalog):
             "aliases": {},
         }
         try:
-            self._transact(
-                [_put(self._table.name, item, condition="attribute_not_exists(pk)"), self._history(entry)]
+            self._table.transact_write(
+                [
+                    transact_put(self._table.name, item, condition="attribute_not_exists(pk)"),
+                    self._history(entry),
+                ]
             )
         except ConflictError as exc:
             raise ConflictError(f"model '{model.name}' already exists", code="model_exists") from exc
@@ -324,7 +242,7 @@ class DynamoRegistryStore(DynamoModelCatalog):
 
     def update_model(self, model: RegisteredModel, entry: HistoryEntry) -> None:
         """Replace description, owner and tags; NotFoundError when the model is gone."""
-        update = _update(
+        update = transact_update(
             self._table.name,
             self._meta_key(model.name),
             "SET #description = :d, #owner = :o, #tags = :t, updated_at = :u",
@@ -338,20 +256,20 @@ class DynamoRegistryStore(DynamoModelCatalog):
             },
         )
         try:
-            self._transact([update, self._history(entry)])
+            self._table.transact_write([update, self._history(entry)])
         except ConflictError as exc:
             raise NotFoundError(f"model '{model.name}' not found", code="model_not_found") from exc
 
     def delete_model(self, name: str, entry: HistoryEntry) -> None:
         """Delete meta (only while no alias exists), then its versions and endpoint; history stays."""
-        delete = _delete(
+        delete = transact_delete(
             self._table.name,
             self._meta_key(name),
             condition="attribute_exists(pk) AND size(aliases) = :zero",
             values={":zero": 0},
         )
         try:
-            self._transact([delete, self._history(entry)])
+            self._table.transact_write([delete, self._history(entry)])
         except ConflictError as exc:
             current = self.get_model(name)
             if current is None:
@@ -379,7 +297,7 @@ class DynamoRegistryStore(DynamoModelCatalog):
 
     def add_version(self, version: ModelVersion, entry: HistoryEntry) -> None:
         """Version N goes in only if the model's latest is still N-1: the loser of a race gets ConflictError."""
-        bump = _update(
+        bump = transact_update(
             self._table.name,
             self._meta_key(version.model),
             "SET latest_version = :n, updated_at = :u",
@@ -398,8 +316,8 @@ class DynamoRegistryStore(DynamoModelCatalog):
             "created_at": version.created_at.isoformat(),
             VERSION_BODY: version.model_dump_json(),
         }
-        put = _put(self._table.name, item, condition="attribute_not_exists(pk)")
-        self._transact([bump, put, self._history(entry)])
+        put = transact_put(self._table.name, item, condition="attribute_not_exists(pk)")
+        self._table.transact_write([bump, put, self._history(entry)])
 
     def list_versions(
         self, name: str, *, limit: int, token: str | None
@@ -435,9 +353,9 @@ class DynamoRegistryStore(DynamoModelCatalog):
             VERSION_BODY: target.model_dump_json(),
         }
         if expected is None:
-            put = _put(self._table.name, item, condition="attribute_not_exists(pk)")
+            put = transact_put(self._table.name, item, condition="attribute_not_exists(pk)")
         else:
-            put = _put(
+            put = transact_put(
                 self._table.name,
                 item,
                 condition="#version = :expected",
@@ -446,7 +364,7 @@ class DynamoRegistryStore(DynamoModelCatalog):
             )
         operations = [
             put,
-            _update(
+            transact_update(
                 self._table.name,
                 self._meta_key(alias.model),
                 "SET aliases.#alias = :v",
@@ -454,7 +372,7 @@ class DynamoRegistryStore(DynamoModelCatalog):
                 names={"#alias": alias.alias},
                 values={":v": alias.version},
             ),
-            _check(
+            transact_check(
                 self._table.name,
                 {"pk": model_pk(alias.model), "sk": version_sk(target.version)},
                 "attribute_exists(pk)",
@@ -462,7 +380,7 @@ class DynamoRegistryStore(DynamoModelCatalog):
             self._history(entry),
         ]
         try:
-            self._transact(operations)
+            self._table.transact_write(operations)
         except ConflictError as exc:
             failed = failed_operations(exc) or []
             if 1 in failed or 2 in failed:
@@ -479,14 +397,14 @@ class DynamoRegistryStore(DynamoModelCatalog):
     def delete_alias(self, name: str, alias: str, expected: int, entry: HistoryEntry) -> None:
         """Remove the alias only if it still points at ``expected``."""
         operations = [
-            _delete(
+            transact_delete(
                 self._table.name,
                 {"pk": model_pk(name), "sk": alias_sk(alias)},
                 condition="#version = :expected",
                 names={"#version": "version"},
                 values={":expected": expected},
             ),
-            _update(
+            transact_update(
                 self._table.name,
                 self._meta_key(name),
                 "REMOVE aliases.#alias",
@@ -496,7 +414,7 @@ class DynamoRegistryStore(DynamoModelCatalog):
             self._history(entry),
         ]
         try:
-            self._transact(operations)
+            self._table.transact_write(operations)
         except ConflictError as exc:
             raise ConflictError(
                 f"alias '{alias}' of '{name}' changed concurrently; read it again and retry",
@@ -508,14 +426,14 @@ class DynamoRegistryStore(DynamoModelCatalog):
     def put_endpoint(self, config: EndpointConfig, targets: list[str], entry: HistoryEntry) -> None:
         """Store the config only while the model and every target (alias or ``v<N>``) still exist."""
         pk = model_pk(config.model)
-        checks = [_check(self._table.name, self._meta_key(config.model), "attribute_exists(pk)")]
+        checks = [transact_check(self._table.name, self._meta_key(config.model), "attribute_exists(pk)")]
         for sk in sorted(
             {version_sk(n) if (n := parse_version_ref(t)) is not None else alias_sk(t) for t in targets}
         ):
-            checks.append(_check(self._table.name, {"pk": pk, "sk": sk}, "attribute_exists(pk)"))
+            checks.append(transact_check(self._table.name, {"pk": pk, "sk": sk}, "attribute_exists(pk)"))
         item = {"pk": pk, "sk": ENDPOINT, **config.model_dump(mode="json")}
         try:
-            self._transact([_put(self._table.name, item), *checks, self._history(entry)])
+            self._table.transact_write([transact_put(self._table.name, item), *checks, self._history(entry)])
         except ConflictError as exc:
             raise ConflictError(
                 f"model '{config.model}' or a variant target changed while the endpoint was written",
