@@ -35,7 +35,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -193,9 +193,6 @@ class LocalFile:
         with self.path.open("rb") as stream:
             stream.seek(start)
             return stream.read(end - start + 1)
-
-    def open(self, key: str, size: int, *, etag: str | None = None) -> BinaryIO:
-        return self.path.open("rb")
 
     def put(self, key: str, body: bytes, *, content_type: str = "") -> None:
         return None

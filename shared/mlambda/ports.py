@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -212,10 +212,6 @@ class BatchObjects(Protocol):
 
     def get_range(self, key: str, start: int, end: int, *, etag: str | None = None) -> bytes:
         """Bytes ``start``..``end`` inclusive (fewer at EOF); ConflictError when the etag no longer matches."""
-        ...
-
-    def open(self, key: str, size: int, *, etag: str | None = None) -> BinaryIO:
-        """A read-only, seekable file over the object that reads by ranged GETs (for pyarrow)."""
         ...
 
     def put(self, key: str, body: bytes, *, content_type: str = "application/octet-stream") -> None:

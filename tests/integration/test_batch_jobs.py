@@ -233,14 +233,14 @@ def test_ranged_reads_are_pinned_to_the_planned_etag(stack: Stack, batch: dict[s
 def test_a_parquet_footer_is_read_with_a_few_small_ranged_gets(stack: Stack, batch: dict[str, Any]) -> None:
     import pyarrow as pa
 
-    from mlambda.adapters.batch import RangedFile
+    from mlambda.services.batch_planning import RangedFile, Source
 
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(make_frame(20_000), preserve_index=False), sink, row_group_size=5000)
     body = sink.getvalue()
     batch["s3"].put_object(Bucket=batch["bucket"], Key="input/churn/big.parquet", Body=body)
     objects = S3BatchObjects(batch["bucket"], BatchWorkerSettings.load(stack.env("BatchWorkerFunction")))
-    raw = RangedFile(objects, "input/churn/big.parquet", len(body), None)
+    raw = RangedFile(Source(objects, "input/churn/big.parquet", len(body), ""))
     metadata = pq.ParquetFile(io.BufferedReader(raw, buffer_size=64 * 1024)).metadata
     assert (metadata.num_rows, metadata.num_row_groups) == (20_000, 4)
     assert raw.requests <= 3

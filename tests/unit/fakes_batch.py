@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -68,12 +67,6 @@ class InMemoryObjects:
             self.reads += 1
         return data
 
-    def open(self, key: str, size: int, *, etag: str | None = None) -> BinaryIO:
-        stored = self.head(key)
-        if etag and stored.etag != etag:
-            raise ConflictError("changed", code="input_changed")
-        return CountingFile(stored.body, self)
-
     def put(self, key: str, body: bytes, *, content_type: str = "application/octet-stream") -> None:
         if self.fail_put(key):
             raise UpstreamError(f"injected failure writing {key}")
@@ -83,19 +76,6 @@ class InMemoryObjects:
 
     def keys(self, prefix: str) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))
-
-
-class CountingFile(io.BytesIO):
-    """A BytesIO that adds what pyarrow reads to the store's counters."""
-
-    def __init__(self, body: bytes, store: InMemoryObjects) -> None:
-        super().__init__(body)
-        self._store = store
-
-    def read(self, size: int | None = -1) -> bytes:
-        data = super().read(size)
-        self._store.bytes_read += len(data)
-        return data
 
 
 class InMemoryJobStore:

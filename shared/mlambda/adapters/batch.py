@@ -1,13 +1,12 @@
-"""Batch I/O: ranged reads of the batch bucket (and a seekable file over them for pyarrow), the
-chunk queue's early retry, and verified, cached model loading for workers."""
+"""Batch I/O: ranged reads of the batch bucket, the chunk queue's early retry, and verified,
+cached model loading for workers."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 from collections import OrderedDict
-from typing import Any, BinaryIO
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -20,47 +19,7 @@ from mlambda.observability import logger
 from mlambda.ports import ArtifactStore
 from mlambda.schemas.registry import ModelVersion
 
-FILE_BUFFER_BYTES = 64 * 1024
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
-
-
-class RangedFile(io.RawIOBase):
-    """A read-only, seekable file whose reads are ranged GETs: pyarrow reads a footer or a row group
-    through it without the rest of the object ever being downloaded."""
-
-    def __init__(self, store: S3BatchObjects, key: str, size: int, etag: str | None) -> None:
-        super().__init__()
-        self._store = store
-        self._key = key
-        self._size = size
-        self._etag = etag
-        self._position = 0
-        self.requests = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        count = min(len(view), self._size - self._position)
-        if count <= 0:
-            return 0
-        data = self._store.get_range(self._key, self._position, self._position + count - 1, etag=self._etag)
-        self.requests += 1
-        view[: len(data)] = data
-        self._position += len(data)
-        return len(data)
 
 
 class S3BatchObjects(ObjectStore):
@@ -82,10 +41,6 @@ class S3BatchObjects(ObjectStore):
             raise translate(exc, self._what(key)) from exc
         except BotoCoreError as exc:
             raise translate(exc, self._what(key)) from exc
-
-    def open(self, key: str, size: int, *, etag: str | None = None) -> BinaryIO:
-        """A buffered, seekable file over ranged GETs (small reads are rounded up to 64 KiB)."""
-        return io.BufferedReader(RangedFile(self, key, size, etag), buffer_size=FILE_BUFFER_BYTES)
 
 
 class SqsChunkQueue(Queue):

@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from mlambda.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, UnprocessableError
 from mlambda.ports import BatchObjects
@@ -32,6 +33,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _PARQUET_MAGIC = b"PAR1"
 _FIRST_PROBE_BYTES = 8192
+FILE_BUFFER_BYTES = 64 * 1024
 PROBE_THREADS = 8
 SUPPORTED_FEATURE_TYPES = frozenset({"float", "int", "string", "bool"})
 
@@ -50,8 +52,52 @@ class Source:
         return self.objects.get_range(self.key, start, end, etag=self.etag)
 
     def open(self) -> BinaryIO:
-        """A seekable file over the object, reading by ranged GETs."""
-        return self.objects.open(self.key, self.size, etag=self.etag)
+        """A buffered, seekable file over the object, reading by ranged GETs (for pyarrow)."""
+        return io.BufferedReader(RangedFile(self), buffer_size=FILE_BUFFER_BYTES)
+
+
+class RangedFile(io.RawIOBase):
+    """A read-only, seekable file over a Source: pyarrow reads a footer or row groups through it
+    without the rest of the object ever being downloaded. Reads inside ``regions`` (bytes already
+    fetched, by start offset) are served from memory; any other read is one ranged GET."""
+
+    def __init__(self, source: Source, regions: Mapping[int, bytes] | None = None) -> None:
+        super().__init__()
+        self._source = source
+        self._regions = sorted((regions or {}).items())
+        self._position = 0
+        self.requests = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._source.size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = min(len(view), self._source.size - self._position)
+        if count <= 0:
+            return 0
+        for start, fetched in self._regions:
+            if start <= self._position and self._position + count <= start + len(fetched):
+                offset = self._position - start
+                data = fetched[offset : offset + count]
+                break
+        else:
+            data = self._source.read(self._position, self._position + count - 1)
+            self.requests += 1
+        view[: len(data)] = data
+        self._position += len(data)
+        return len(data)
 
 
 @dataclass(frozen=True)

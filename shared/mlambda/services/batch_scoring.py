@@ -27,7 +27,7 @@ import numpy as np
 from mlambda.ports import Scorer
 from mlambda.schemas.batch import REJECT_COLUMNS, ChunkRecord, InputFormat
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec, Signature
-from mlambda.services.batch_planning import Source
+from mlambda.services.batch_planning import RangedFile, Source
 from mlambda.services.scoring import columns_to_feed, output_columns
 
 if TYPE_CHECKING:
@@ -364,48 +364,10 @@ def _arrow_values(column: pa.ChunkedArray, spec: FeatureSpec) -> tuple[np.ndarra
     return values, bad, reasons
 
 
-class SparseFile(io.RawIOBase):
-    """A read-only file of which only some byte ranges were fetched: pyarrow reads a chunk's row
-    groups and the footer from memory, after two ranged GETs, never the rest of the object."""
-
-    def __init__(self, size: int, regions: dict[int, bytes]) -> None:
-        super().__init__()
-        self._size = size
-        self._regions = sorted(regions.items())
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        count = min(len(view), self._size - self._position)
-        if count <= 0:
-            return 0
-        for start, data in self._regions:
-            if start <= self._position and self._position + count <= start + len(data):
-                offset = self._position - start
-                view[:count] = data[offset : offset + count]
-                self._position += count
-                return count
-        raise OSError(f"bytes {self._position}..{self._position + count} were not fetched")
-
-
 FOOTER_READ_BYTES = 64 * 1024
 
 
-def fetch_row_groups(source: Source, row_groups: Sequence[int]) -> tuple[SparseFile, Any]:
+def fetch_row_groups(source: Source, row_groups: Sequence[int]) -> tuple[RangedFile, Any]:
     """The footer (one GET of the tail, two if the footer is larger) and the row groups' byte span (one GET)."""
     import pyarrow.parquet as pq
 
@@ -413,7 +375,7 @@ def fetch_row_groups(source: Source, row_groups: Sequence[int]) -> tuple[SparseF
     footer = int.from_bytes(tail[-8:-4], "little") + 8
     if footer > len(tail):
         tail = source.read(source.size - footer, source.size - 1)
-    metadata = pq.read_metadata(SparseFile(source.size, {source.size - len(tail): tail}))
+    metadata = pq.read_metadata(RangedFile(source, {source.size - len(tail): tail}))
     starts: list[int] = []
     ends: list[int] = []
     for index in row_groups:
@@ -428,7 +390,7 @@ def fetch_row_groups(source: Source, row_groups: Sequence[int]) -> tuple[SparseF
     regions = {source.size - len(tail): tail}
     if starts:
         regions[min(starts)] = source.read(min(starts), max(ends) - 1)
-    return SparseFile(source.size, regions), metadata
+    return RangedFile(source, regions), metadata
 
 
 def parse_parquet_chunk(source: Source, row_groups: Sequence[int], inputs: ScoringInputs) -> ParsedChunk:
