@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Benchmarks reuse test helpers (tests/), hence the repo root on the path.
+BENCH := PYTHONPATH=. $(BIN)/python
 
 .PHONY: install demo up test unit integration e2e lint format clean bench bench-registry bench-predict bench-ingest bench-batch bench-monitor
 
@@ -44,20 +46,20 @@ format: install
 
 bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor  ## every benchmark, figures printed
 
-bench-registry: install  ## reuses the in-memory ports of tests/unit, hence the repo root on the path
-	PYTHONPATH=. $(BIN)/python benchmarks/bench_registry.py
+bench-registry: install
+	$(BENCH) benchmarks/bench_registry.py
 
 bench-predict: install
-	$(BIN)/python benchmarks/bench_predict.py
+	$(BENCH) benchmarks/bench_predict.py
 
 bench-ingest: install
-	$(BIN)/python benchmarks/bench_ingest.py
+	$(BENCH) benchmarks/bench_ingest.py
 
 bench-batch: install
-	$(BIN)/python benchmarks/bench_batch.py
+	$(BENCH) benchmarks/bench_batch.py
 
 bench-monitor: install
-	$(BIN)/python benchmarks/bench_monitor.py
+	$(BENCH) benchmarks/bench_monitor.py
 
 clean:
 	rm -rf $(VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache

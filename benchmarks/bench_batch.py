@@ -18,7 +18,8 @@ which tracemalloc does not see; tracemalloc's peak is printed too, for the Pytho
 cloud, with rows in = scored + rejected. It completes because the local moto serves ranged GETs
 by seeking (moto itself reads the whole object for each; see ``cloud/moto_server.py``).
 
-Usage: python benchmarks/bench_batch.py [--rows N] [--ten-million] [--keep]
+Usage: make bench-batch, or from the repo root PYTHONPATH=. .venv/bin/python benchmarks/bench_batch.py
+[--rows N] [--ten-million] [--keep] (it reuses tests/registry_support.py).
 """
 
 from __future__ import annotations
@@ -109,14 +110,8 @@ def register(cloud: Any, s3: Any, model: bytes) -> None:
     from mlambda.adapters.onnx import inspect_model
     from mlambda.adapters.registry import DynamoRegistryStore
     from mlambda.config import FunctionSettings
-    from mlambda.schemas.registry import (
-        Alias,
-        FeatureSchema,
-        FeatureSpec,
-        HistoryEntry,
-        ModelVersion,
-        RegisteredModel,
-    )
+    from mlambda.schemas.registry import FeatureSchema, FeatureSpec, ModelVersion
+    from tests.registry_support import publish
 
     outputs = cloud.outputs
     settings = FunctionSettings.model_validate(
@@ -141,19 +136,7 @@ def register(cloud: Any, s3: Any, model: bytes) -> None:
         created_by="bench",
     )
     s3.put_object(Bucket=outputs["ArtifactsBucketName"], Key=version.artifact_key, Body=model)
-    store.create_model(
-        RegisteredModel(name=MODEL, created_at=now, updated_at=now),
-        HistoryEntry(model=MODEL, at=now, actor="bench", action="model_created"),
-    )
-    store.add_version(version, HistoryEntry(model=MODEL, at=now, actor="bench", action="version_registered"))
-    store.move_alias(
-        Alias(model=MODEL, alias="production", version=1, updated_at=now, updated_by="bench"),
-        version,
-        None,
-        HistoryEntry(
-            model=MODEL, at=now, actor="bench", action="alias_moved", alias="production", to_version=1
-        ),
-    )
+    publish(store, version, actor="bench")
 
 
 def through_cloud(cloud: Any, s3: Any, path: Path) -> dict[str, Any]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from mlambda.adapters.dynamodb import DynamoTable
 from mlambda.adapters.registry import DynamoRegistryStore
 from mlambda.config import FunctionSettings
-from mlambda.schemas.registry import Alias, HistoryEntry, ModelVersion, RegisteredModel
+from mlambda.schemas.registry import ModelVersion
+from tests.registry_support import publish
 from tests.unit.fakes_batch import classifier_model, model_version
 
 
@@ -22,22 +22,9 @@ def register_model(
     store = DynamoRegistryStore(DynamoTable(registry_table, settings))
     data, _ = classifier_model()
     version = model_version(model=model)
-    now = datetime.now(UTC)
     s3.put_object(Bucket=artifacts_bucket, Key=version.artifact_key, Body=data)
     assert hashlib.sha256(data).hexdigest() == version.artifact_sha256
-    store.create_model(
-        RegisteredModel(name=model, created_at=now, updated_at=now),
-        HistoryEntry(model=model, at=now, actor="test", action="model_created"),
-    )
-    store.add_version(version, HistoryEntry(model=model, at=now, actor="test", action="version_registered"))
-    store.move_alias(
-        Alias(model=model, alias="production", version=1, updated_at=now, updated_by="test"),
-        version,
-        None,
-        HistoryEntry(
-            model=model, at=now, actor="test", action="alias_moved", alias="production", to_version=1
-        ),
-    )
+    publish(store, version)
     return version
 
 

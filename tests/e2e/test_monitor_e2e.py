@@ -16,9 +16,9 @@ from mlambda.adapters.dynamodb import DynamoTable
 from mlambda.adapters.registry import DynamoRegistryStore
 from mlambda.adapters.s3 import ObjectStore
 from mlambda.config import FunctionSettings
-from mlambda.schemas.registry import Alias, HistoryEntry, RegisteredModel
 from mlambda_local.cli import main
 from tests.e2e.conftest import Platform
+from tests.registry_support import publish
 from tests.unit.fakes_monitoring import features, reference_profile_json, served, version
 
 pytestmark = pytest.mark.e2e
@@ -34,20 +34,8 @@ def drifted(platform: Platform) -> str:
     name = "churn-e2e"
     rng = np.random.default_rng(3)
     model_version = version(name)
-    at = model_version.created_at
-    registry = DynamoRegistryStore(DynamoTable(outputs["RegistryTableName"], settings))
-    registry.create_model(
-        RegisteredModel(name=name, created_at=at, updated_at=at),
-        HistoryEntry(model=name, at=at, actor="e2e", action="model_created"),
-    )
-    registry.add_version(
-        model_version, HistoryEntry(model=name, at=at, actor="e2e", action="version_registered")
-    )
-    registry.move_alias(
-        Alias(model=name, alias="production", version=1, updated_at=at, updated_by="e2e"),
-        model_version,
-        None,
-        HistoryEntry(model=name, at=at, actor="e2e", action="alias_moved", alias="production", to_version=1),
+    publish(
+        DynamoRegistryStore(DynamoTable(outputs["RegistryTableName"], settings)), model_version, actor="e2e"
     )
     assert model_version.reference_profile_key
     ObjectStore(outputs["ArtifactsBucketName"], settings).put(

@@ -17,16 +17,15 @@ from mlambda.config import PredictSettings
 from mlambda.schemas.archive import ArchiveEnvelope
 from mlambda.schemas.events import event_body
 from mlambda.schemas.registry import (
-    Alias,
     EndpointConfig,
     EnrichItems,
     HistoryEntry,
-    RegisteredModel,
     ServingRules,
     Variant,
 )
 from tests.conftest import load_event
 from tests.integration.conftest import Stack
+from tests.registry_support import publish
 from tests.unit.fakes_predict import FEATURES, classifier, version_of
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -281,19 +280,7 @@ def churn(stack: Stack) -> None:
     data, _, _ = classifier(0)
     version = version_of("churn", 1, data)
     ObjectStore(settings.artifacts_bucket, settings).put(version.artifact_key, data)
-    registry = DynamoRegistryStore(DynamoTable(settings.registry_table, settings))
-    at = version.created_at
-    registry.create_model(
-        RegisteredModel(name="churn", created_at=at, updated_at=at),
-        HistoryEntry(model="churn", at=at, actor="t", action="model_created"),
-    )
-    registry.add_version(version, HistoryEntry(model="churn", at=at, actor="t", action="version_registered"))
-    registry.move_alias(
-        Alias(model="churn", alias="production", version=1, updated_at=at, updated_by="t"),
-        version,
-        None,
-        HistoryEntry(model="churn", at=at, actor="t", action="alias_moved"),
-    )
+    publish(DynamoRegistryStore(DynamoTable(settings.registry_table, settings)), version)
 
 
 def predict(stack: Stack, body: dict[str, Any]) -> tuple[int, Any]:

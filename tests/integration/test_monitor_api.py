@@ -19,9 +19,9 @@ from mlambda.adapters.monitoring_store import DynamoMonitoringStore, S3ArchiveRe
 from mlambda.adapters.registry import DynamoRegistryStore
 from mlambda.adapters.s3 import ObjectStore
 from mlambda.config import MonitorSettings
-from mlambda.schemas.registry import Alias, HistoryEntry, RegisteredModel
 from tests.conftest import load_event
 from tests.integration.conftest import Stack
+from tests.registry_support import publish
 from tests.unit.fakes_monitoring import NOW, features, labels_for, reference_profile_json, served, version
 
 PARTITION = "date=2025-03-01/hour=11/"
@@ -41,21 +41,7 @@ def world(stack: Stack) -> Iterator[dict[str, Any]]:
     rng = np.random.default_rng(5)
     registry = DynamoRegistryStore(DynamoTable(settings.registry_table, settings))
     model_version = version("churn", metrics={"accuracy": 0.97})
-    at = model_version.created_at
-    registry.create_model(
-        RegisteredModel(name="churn", created_at=at, updated_at=at),
-        HistoryEntry(model="churn", at=at, actor="t", action="model_created"),
-    )
-    registry.add_version(
-        model_version,
-        HistoryEntry(model="churn", at=at, actor="t", action="version_registered", to_version=1),
-    )
-    registry.move_alias(
-        Alias(model="churn", alias="production", version=1, updated_at=at, updated_by="t"),
-        model_version,
-        None,
-        HistoryEntry(model="churn", at=at, actor="t", action="alias_moved", alias="production", to_version=1),
-    )
+    publish(registry, model_version)
     artifacts = ObjectStore(settings.artifacts_bucket, settings)
     assert model_version.reference_profile_key
     artifacts.put(model_version.reference_profile_key, reference_profile_json(rng))

@@ -23,17 +23,16 @@ from mlambda.adapters.s3 import ObjectStore
 from mlambda.config import PredictSettings, function_environment
 from mlambda.schemas.archive import ArchiveEnvelope
 from mlambda.schemas.registry import (
-    Alias,
     CachePolicy,
     EndpointConfig,
     HistoryEntry,
     ModelVersion,
-    RegisteredModel,
     Variant,
 )
 from mlambda.services.inference import InferenceService
 from mlambda_local.cloud.functions import LambdaContext
 from tests.conftest import load_event
+from tests.registry_support import publish
 from tests.unit.fakes_predict import classifier, row, version_of
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -65,20 +64,7 @@ class World:
 
     def seed(self, version: ModelVersion, data: bytes, *aliases: str) -> None:
         self.artifacts.put(version.artifact_key, data)
-        if version.version == 1:
-            model = RegisteredModel(name=version.model, created_at=NOW, updated_at=NOW)
-            self.registry.create_model(model, self.entry(version, "model_created"))
-        self.registry.add_version(version, self.entry(version, "version_registered"))
-        for alias in aliases:
-            record = Alias(
-                model=version.model, alias=alias, version=version.version, updated_at=NOW, updated_by="t"
-            )
-            self.registry.move_alias(record, version, None, self.entry(version, "alias_moved"))
-
-    def entry(self, version: ModelVersion, action: Any) -> HistoryEntry:
-        return HistoryEntry(
-            model=version.model, at=datetime.now(UTC), actor="test", action=action, to_version=version.version
-        )
+        publish(self.registry, version, aliases)
 
     def messages(self) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
@@ -254,7 +240,8 @@ def test_endpoint_variants_and_cache_through_the_registry_table(world: World) ->
         ],
         cache=CachePolicy(enabled=True, ttl_seconds=60),
     )
-    world.registry.put_endpoint(config, ["production", "v2"], world.entry(v2, "endpoint_changed"))
+    changed = HistoryEntry(model="churn", at=NOW, actor="test", action="endpoint_changed")
+    world.registry.put_endpoint(config, ["production", "v2"], changed)
     service = world.service()
     # When
     _, first = call(service, {"instances": [row([1, 2, 3, 4])], "variant": "canary"})
