@@ -164,21 +164,15 @@ def through_cloud(cloud: Any, s3: Any, path: Path) -> dict[str, Any]:
 
 
 class LocalFile:
-    """BatchObjects over a local file, for the one-chunk memory probe."""
+    """The ranged reads a ``Source`` makes, over a local file (the one-chunk memory probe needs no more)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-
-    def head(self, key: str) -> Any:
-        raise NotImplementedError
 
     def get_range(self, key: str, start: int, end: int, *, etag: str | None = None) -> bytes:
         with self.path.open("rb") as stream:
             stream.seek(start)
             return stream.read(end - start + 1)
-
-    def put(self, key: str, body: bytes, *, content_type: str = "") -> None:
-        return None
 
 
 def peak_rss_kb() -> int:
