@@ -25,7 +25,6 @@ Usage: make bench-batch, or from the repo root PYTHONPATH=. .venv/bin/python ben
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -34,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,34 +105,17 @@ def plain(path: Path, model: bytes, out: Path) -> float:
 def register(cloud: Any, s3: Any, model: bytes) -> None:
     """The model as v1 behind ``production``, through the registry's store."""
     from mlambda.adapters.dynamodb import DynamoTable
-    from mlambda.adapters.onnx import inspect_model
     from mlambda.adapters.registry import DynamoRegistryStore
     from mlambda.config import FunctionSettings
-    from mlambda.schemas.registry import FeatureSchema, FeatureSpec, ModelVersion
     from tests.registry_support import publish
+    from tests.unit.fakes_batch import model_version
 
     outputs = cloud.outputs
     settings = FunctionSettings.model_validate(
         {"AWS_ENDPOINT_URL": cloud.endpoint_url, "AWS_REGION": "us-east-1"}
     )
     store = DynamoRegistryStore(DynamoTable(outputs["RegistryTableName"], settings))
-    now = datetime.now(UTC)
-    version = ModelVersion(
-        model=MODEL,
-        version=1,
-        artifact_key=f"models/{MODEL}/v1.onnx",
-        artifact_sha256=hashlib.sha256(model).hexdigest(),
-        size_bytes=len(model),
-        signature=inspect_model(model, max_bytes=10_000_000),
-        feature_schema=FeatureSchema(
-            mode="tensor",
-            features=[FeatureSpec(name=n, dtype="float") for n in FEATURES],
-            tensor_input="X",
-            tensor_dtype="float32",
-        ),
-        created_at=now,
-        created_by="bench",
-    )
+    version = model_version(MODEL, data=model)
     s3.put_object(Bucket=outputs["ArtifactsBucketName"], Key=version.artifact_key, Body=model)
     publish(store, version, actor="bench")
 

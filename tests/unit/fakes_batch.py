@@ -277,9 +277,9 @@ def classifier_model() -> tuple[bytes, Any]:
     return onx.SerializeToString(), model
 
 
-def model_version(model: str = MODEL, version: int = 1) -> ModelVersion:
-    """A registered version of the classifier, tensor mode with features f0..f19."""
-    data, _ = classifier_model()
+def model_version(model: str = MODEL, version: int = 1, data: bytes | None = None) -> ModelVersion:
+    """A registered version of ``data`` (default: the classifier), tensor ``X`` with features f0..f19."""
+    data = data if data is not None else classifier_model()[0]
     return ModelVersion(
         model=model,
         version=version,
