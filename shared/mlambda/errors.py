@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+    from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 
 class MlambdaError(Exception):
@@ -101,43 +102,56 @@ def error_response(error: MlambdaError) -> Response[str]:
     )
 
 
-def install(app: APIGatewayRestResolver) -> None:
-    """Map every error an API function can raise to ``{code, message, details}`` in one place."""
+def caller_error(exc: Exception) -> MlambdaError:
+    """What the caller is told about ``exc``, logged once: the one mapping every API uses.
+
+    4xx keep their message and details and are logged at info; 5xx and unexpected
+    exceptions are logged with the traceback and answered with a generic message.
+    """
     from aws_lambda_powertools.event_handler.exceptions import BadRequestError
     from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
     from mlambda.observability import logger
 
-    @app.exception_handler(MlambdaError)
-    def _mlambda_error(exc: MlambdaError) -> Response[str]:
-        if exc.status >= 500:
-            logger.exception("request failed", extra={"code": exc.code})
-            return error_response(type(exc)("The service failed; try again later.", code=exc.code))
-        logger.info("request rejected", extra={"code": exc.code, "reason": exc.message})
-        return error_response(exc)
+    error: MlambdaError
+    if isinstance(exc, RequestValidationError):
+        error = _validation_error(exc)
+    elif isinstance(exc, json.JSONDecodeError):
+        error = InvalidInputError(f"body is not valid JSON: {exc.msg}", code="malformed_json")
+    elif isinstance(exc, BadRequestError):
+        error = InvalidInputError(str(exc.msg))
+    elif isinstance(exc, MlambdaError):
+        error = exc
+    else:
+        logger.exception("unexpected error")
+        return MlambdaError("The service failed; try again later.")
+    if error.status >= 500:
+        logger.exception("request failed", extra={"code": error.code})
+        return type(error)("The service failed; try again later.", code=error.code)
+    logger.info("request rejected", extra={"code": error.code, "reason": error.message})
+    return error
 
-    @app.exception_handler(RequestValidationError)
-    def _validation_error(exc: RequestValidationError) -> Response[str]:
-        if any(err.get("type") == "json_invalid" for err in exc.errors()):
-            return error_response(InvalidInputError("body is not valid JSON", code="malformed_json"))
-        problems = [
-            {"field": ".".join(str(part) for part in err.get("loc", ())), "message": err.get("msg", "")}
-            for err in exc.errors()
-        ]
-        first = problems[0] if problems else {"field": "", "message": "invalid request"}
-        error = UnprocessableError(
-            f"{first['field'] or 'body'}: {first['message']}", code="validation_error", details=problems
-        )
-        logger.info("request rejected", extra={"code": error.code, "reason": error.message})
-        return error_response(error)
 
-    @app.exception_handler(json.JSONDecodeError)
-    def _malformed_json(exc: json.JSONDecodeError) -> Response[str]:
-        return error_response(InvalidInputError(f"body is not valid JSON: {exc.msg}", code="malformed_json"))
+def _validation_error(exc: RequestValidationError) -> InvalidInputError:
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return InvalidInputError("body is not valid JSON", code="malformed_json")
+    problems = [
+        {"field": ".".join(str(part) for part in err.get("loc", ())), "message": err.get("msg", "")}
+        for err in errors
+    ]
+    first = problems[0] if problems else {"field": "", "message": "invalid request"}
+    return UnprocessableError(
+        f"{first['field'] or 'body'}: {first['message']}", code="validation_error", details=problems
+    )
 
-    @app.exception_handler(BadRequestError)
-    def _bad_request(exc: BadRequestError) -> Response[str]:
-        return error_response(InvalidInputError(str(exc.msg)))
+
+def install(app: APIGatewayRestResolver) -> None:
+    """Map every error an API function can raise to ``{code, message, details}`` (``caller_error``)."""
+
+    @app.exception_handler(Exception)
+    def _any_error(exc: Exception) -> Response[str]:
+        return error_response(caller_error(exc))
 
     @app.not_found
     def _not_found(_exc: Exception) -> Response[str]:
@@ -145,8 +159,3 @@ def install(app: APIGatewayRestResolver) -> None:
         return error_response(
             NotFoundError(f"no route for {event.http_method} {event.path}", code="no_route")
         )
-
-    @app.exception_handler(Exception)
-    def _unexpected(_exc: Exception) -> Response[str]:
-        logger.exception("unexpected error")
-        return error_response(MlambdaError("The service failed; try again later."))
