@@ -1,13 +1,15 @@
 """``POST /models/{name}/predict``: score instances with the model's live variant.
 
+This function has one route and a latency budget, so it is dispatched by hand instead of
+through powertools' resolver: the resolver (event wrapper, route regex, middleware frame,
+response builder) cost 14-20 µs per call, more than the model, on a one-row request
+(benchmarks/bench_predict.py). What the resolver gave the other functions is kept: errors go
+through ``errors.caller_error``, the one mapping every API uses (4xx naming the field, 400
+``malformed_json``, 5xx generic), and any other method or path is a 404 ``no_route``.
+
 The body is parsed once, by pydantic's JSON parser straight into ``PredictRequest``, and the
-response is serialised once by pydantic's Rust serializer. powertools' ``enable_validation``
-is off on this route because it parses the body with ``json.loads``, validates through a
-TypeAdapter and re-encodes the response with ``jsonable_encoder``, which the benchmark
-(benchmarks/bench_predict.py) measured at several times the cost of the model on a one-row
-request; validation errors still go through ``errors.install``'s one mapping (422 naming the
-field, 400 ``malformed_json``). Heavy modules (onnxruntime, boto3) load on the first request,
-in ``service()``; pandas never loads in this function.
+response is written once, by orjson. Heavy modules (onnxruntime, boto3) load on the first
+request, in ``service()``; pandas never loads in this function.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+import orjson
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
@@ -29,8 +31,8 @@ from mlambda.schemas.inference import PredictRequest
 from mlambda.schemas.keys import Scope
 from mlambda.services.inference import InferenceService
 
-app = APIGatewayRestResolver()
-errors.install(app)
+ROUTE = ("POST", "/models/{name}/predict")
+"""The one route: API Gateway's method and resource template, as proxy events carry them."""
 
 
 @lru_cache(maxsize=1)
@@ -55,24 +57,22 @@ def parse_request(event: dict[str, Any], max_bytes: int) -> PredictRequest:
         raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from exc
 
 
-@app.post("/models/<name>/predict")
-def predict(name: str) -> Response[str]:
-    """Predictions for the request's instances (or entity), from the variant it is routed to."""
-    event = app.current_event.raw_event
+def predict(event: dict[str, Any], inference: InferenceService) -> bytes:
+    """The response body: predictions for the request's instances (or entity) from its variant."""
+    if (event.get("httpMethod"), event.get("resource")) != ROUTE:
+        raise errors.NotFoundError(
+            f"no route for {event.get('httpMethod')} {event.get('path')}", code="no_route"
+        )
     require_scope(event, Scope.PREDICT)
-    inference: InferenceService = app.context.get("inference") or service()
+    name = str((event.get("pathParameters") or {}).get("name", ""))
     request = parse_request(event, inference.max_body_bytes)
-    return Response(
-        status_code=200,
-        content_type="application/json",
-        body=inference.predict(name, request).model_dump_json(),
-    )
+    return orjson.dumps(inference.predict(name, request))
 
 
 def handler(
     event: dict[str, Any], context: LambdaContext, inference: InferenceService | None = None
 ) -> dict[str, Any]:
-    """Route the request; tests and benchmarks may pass the service instead of building it from settings.
+    """Answer one API Gateway proxy event; tests and benchmarks may pass the service instead of building it.
 
     Only the correlation id is put on the logger: ``inject_lambda_context`` costs ~40 µs per
     call (measured), more than the model, and this function logs only on errors and loads.
@@ -89,14 +89,20 @@ def handler(
     if _cold_start:
         _cold_start = False
         metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
-    if inference is not None:
-        app.context["inference"] = inference
     try:
-        response: dict[str, Any] = app.resolve(event, context)
+        status, body = 200, predict(event, inference or service())
+    except Exception as exc:  # every failure becomes the caller's {code, message} answer
+        error = errors.caller_error(exc)
+        status, body = error.status, orjson.dumps(error.to_body(), default=str)
     finally:
         if metrics.metric_set:
             metrics.flush_metrics()
-    return response
+    return {
+        "statusCode": status,
+        "body": body.decode(),
+        "isBase64Encoded": False,
+        "multiValueHeaders": {"Content-Type": ["application/json"]},
+    }
 
 
 _cold_start = True

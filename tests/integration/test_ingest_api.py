@@ -41,12 +41,15 @@ def api(
     raw: str | None = None,
     query: dict[str, list[str]] | None = None,
     function: str = "IngestFunction",
+    resource: str | None = None,
+    path_parameters: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     """Call a function as API Gateway does after the authorizer allowed a key with ``scopes``."""
     event = load_event(
         "apigw_rest",
         path=path,
-        resource=path,
+        resource=resource or path,
+        pathParameters=path_parameters,
         httpMethod=method,
         body=raw if raw is not None else (json.dumps(body) if body is not None else None),
         multiValueQueryStringParameters=query,
@@ -284,7 +287,16 @@ def churn(stack: Stack) -> None:
 
 
 def predict(stack: Stack, body: dict[str, Any]) -> tuple[int, Any]:
-    return api(stack, "POST", "/models/churn/predict", body, scopes="predict", function="PredictFunction")
+    return api(
+        stack,
+        "POST",
+        "/models/churn/predict",
+        body,
+        scopes="predict",
+        function="PredictFunction",
+        resource="/models/{name}/predict",
+        path_parameters={"name": "churn"},
+    )
 
 
 def test_predict_merges_features_written_through_events(stack: Stack, churn: None) -> None:

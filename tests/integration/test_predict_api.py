@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator
@@ -209,6 +210,38 @@ def test_bad_requests_get_the_right_status_and_name_the_problem(
 def test_unknown_model_is_404(world: World) -> None:
     status, error = call(world.service(), {"instances": [row([0, 0, 0, 0])]}, model="nobody")
     assert (status, error["code"]) == (404, "no_production_alias")
+
+
+@pytest.mark.parametrize(
+    ("method", "resource"), [("GET", "/models/{name}/predict"), ("POST", "/models/{name}/versions")]
+)
+def test_any_other_method_or_route_is_a_404_naming_it(world: World, method: str, resource: str) -> None:
+    # Given an event the function's one route does not match
+    event = load_event("predict_request", httpMethod=method, resource=resource, path="/models/churn/x")
+    # When
+    response = predict_app.handler(event, CONTEXT, world.service())
+    # Then
+    body = json.loads(response["body"])
+    assert (response["statusCode"], body["code"]) == (404, "no_route")
+    assert body["message"] == f"no route for {method} /models/churn/x"
+    assert response["multiValueHeaders"] == {"Content-Type": ["application/json"]}
+    assert world.messages() == []
+
+
+def test_a_base64_encoded_body_is_decoded(world: World) -> None:
+    # Given API Gateway passed the body base64-encoded (binary media types)
+    body = json.dumps({"instances": [row([0, 0, 0, 0])]}).encode()
+    event = load_event(
+        "predict_request",
+        pathParameters={"name": "churn"},
+        body=base64.b64encode(body).decode(),
+        isBase64Encoded=True,
+    )
+    # When
+    response = predict_app.handler(event, CONTEXT, world.service())
+    # Then
+    assert response["statusCode"] == 200, response["body"]
+    assert len(json.loads(response["body"])["predictions"]) == 1
 
 
 def test_predicting_needs_the_predict_scope(world: World) -> None:

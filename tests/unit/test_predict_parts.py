@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from mlambda.adapters.model_sessions import ModelSessions
@@ -52,7 +54,7 @@ def envelope(row: int, features: dict[str, object] | None = None) -> dict[str, o
         version=1,
         variant="main",
         shadow=False,
-        timestamp="2026-01-01T00:00:00+00:00",
+        timestamp=datetime(2026, 1, 1, tzinfo=UTC),
         entity_id=None,
         features=features or {"f0": 1.0},
         prediction={"value": 1.0},
@@ -61,7 +63,7 @@ def envelope(row: int, features: dict[str, object] | None = None) -> dict[str, o
 
 
 def test_envelopes_are_packed_as_json_lists_under_the_message_budget() -> None:
-    records = [json.dumps(envelope(i, {"f": "x" * 1000})).encode() for i in range(50)]
+    records = [orjson.dumps(envelope(i, {"f": "x" * 1000})) for i in range(50)]
     bodies = pack(records, budget=10_000)
     assert all(len(body.encode()) <= 10_000 for body in bodies)
     decoded = [ArchiveEnvelope.model_validate(e) for body in bodies for e in json.loads(body)]

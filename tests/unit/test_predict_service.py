@@ -68,7 +68,7 @@ class Harness:
 
     def predict(self, body: dict[str, Any], model: str = "churn") -> dict[str, Any]:
         metrics.clear_metrics()  # each call is one invocation: a flush clears metrics and dimensions
-        return self.service.predict(model, PredictRequest.model_validate(body)).model_dump()
+        return self.service.predict(model, PredictRequest.model_validate(body))
 
 
 class OverrideModels:

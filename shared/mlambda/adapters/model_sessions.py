@@ -140,10 +140,11 @@ class LoadedModel:
         self, feed: Mapping[str, np.ndarray], outputs: Sequence[str], *, timeout_ms: int | None = None
     ) -> dict[str, Any]:
         """The requested outputs for ``feed``; ModelTimeoutError past ``timeout_ms``, ModelFailedError on failure."""
-        names = list(outputs)
+        names = outputs if isinstance(outputs, list) else list(outputs)
+        inputs = feed if isinstance(feed, dict) else dict(feed)
         if timeout_ms is None:
             try:
-                values = self.model.session.run(names, dict(feed))
+                values = self.model.session.run(names, inputs)
             except Exception as exc:  # onnxruntime's errors are untyped
                 raise ModelFailedError(f"{self.version.model} v{self.version.version} failed: {exc}") from exc
             return dict(zip(names, values, strict=True))
@@ -152,7 +153,7 @@ class LoadedModel:
         deadline = started + timeout_ms / 1000.0
         token = _watchdog.watch(deadline, options)
         try:
-            values = self.model.session.run(names, dict(feed), options)
+            values = self.model.session.run(names, inputs, options)
         except Exception as exc:  # terminated runs and model faults are both untyped here
             if options.terminate or time.monotonic() >= deadline:
                 raise ModelTimeoutError(

@@ -18,14 +18,15 @@ because serving an opted-out entity is not a degradation we may choose silently.
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -172,31 +173,51 @@ class CatalogCache:
         return cached[1]
 
 
-def emit_request_metrics(model: str, variant: str, values: Mapping[str, tuple[str, float]]) -> None:
-    """The request's figures as one CloudWatch EMF line, per (service, model, variant).
+METRIC_UNITS = {
+    "Predictions": "Count",
+    "LatencyMs": "Milliseconds",
+    "ModelMs": "Milliseconds",
+    "CacheHits": "Count",
+    "CacheMisses": "Count",
+}
+"""The per-request figures ``emit_request_metrics`` writes, and their CloudWatch units."""
+
+
+def emit_request_metrics(model: str, variant: str, values: Mapping[str, float]) -> None:
+    """The request's figures (named in ``METRIC_UNITS``) as one CloudWatch EMF line, per (service, model, variant).
 
     powertools' ``add_metric``/``add_dimension`` cost 10-40 µs each on this path (measured in
-    benchmarks/bench_predict.py), more than the model, so the per-request figures (latency,
-    model time, rows, cache hits) go out as a single orjson-encoded document; rare events
-    (fallbacks, errors, corrupt artifacts) still use powertools' ``metrics``.
+    benchmarks/bench_predict.py), more than the model, so the per-request figures go out as a
+    single orjson-encoded document whose metric directives are built once per namespace and
+    metric set; rare events (fallbacks, errors, corrupt artifacts) still use powertools' ``metrics``.
     """
     document: dict[str, Any] = {
         "_aws": {
             "Timestamp": int(time.time() * 1000),
-            "CloudWatchMetrics": [
-                {
-                    "Namespace": metrics.namespace,
-                    "Dimensions": [["service", "model", "variant"]],
-                    "Metrics": [{"Name": name, "Unit": unit} for name, (unit, _) in values.items()],
-                }
-            ],
+            "CloudWatchMetrics": _metric_directives(metrics.namespace, tuple(values)),
         },
         "service": metrics.service,
         "model": model,
         "variant": variant,
     }
-    document.update({name: value for name, (_, value) in values.items()})
-    sys.stdout.write(orjson.dumps(document).decode() + "\n")
+    document.update(values)
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE).decode())
+
+
+@lru_cache(maxsize=64)
+def _metric_directives(namespace: str | None, names: tuple[str, ...]) -> orjson.Fragment:
+    """The EMF ``CloudWatchMetrics`` directives, serialised once."""
+    return orjson.Fragment(
+        orjson.dumps(
+            [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [["service", "model", "variant"]],
+                    "Metrics": [{"Name": name, "Unit": METRIC_UNITS[name]} for name in names],
+                }
+            ]
+        )
+    )
 
 
 def _endpoint(model: str, config: EndpointConfig | None) -> Endpoint:
@@ -261,13 +282,17 @@ class PreparedVersion:
             values = [row[self.names[0]] for row in rows]
         else:
             values = list(chain.from_iterable(map(self._getter, rows)))
-        if not {type(v) for v in values} <= {float, int}:
+        if not _NUMBER_TYPES.issuperset(map(type, values)):
             return None
         try:
             matrix = np.array(values, dtype=np.float64).reshape(len(rows), len(self.names))
+            # A non-finite value makes the sum non-finite; summing in Python beats a numpy
+            # call for the one-row requests that dominate (an overflowing sum of finite
+            # values only sends the request down the slower, exact path).
+            finite = math.isfinite(sum(values)) if len(values) <= 1024 else bool(np.isfinite(matrix).all())
         except OverflowError:
             return None
-        if not np.isfinite(matrix).all():
+        if not finite:
             return None
         if self._int_columns:
             ints = matrix[:, self._int_columns]
@@ -276,7 +301,14 @@ class PreparedVersion:
         return matrix if self._dtype is np.float64 else matrix.astype(self._dtype)
 
 
-@dataclass
+_NUMBER_TYPES = frozenset((float, int))
+
+_REQUEST_IDS = random.Random()
+"""Generated request ids: 128 random bits from a generator seeded by the OS at import. Ids
+must be unique, not secret, and this costs a third of ``os.urandom``'s system call."""
+
+
+@dataclass(slots=True)
 class _Scored:
     """Model answers for the rows that were scored, and how they were obtained."""
 
@@ -367,13 +399,13 @@ class InferenceService:
             override=request.variant, sticky=router.sticky_value(request.entity_id, rows), rng=self._rng
         )
         version = self._resolve(model, variant, configured=endpoint.configured)
-        request_id = request.request_id or uuid.uuid4().hex
+        request_id = request.request_id or _REQUEST_IDS.getrandbits(128).to_bytes(16).hex()
         rules = endpoint.rules
         entity_id = request.entity_id
 
         if entity_id is not None and rules.honour_opt_out and self._opted_out(entity_id):
             metrics.add_metric(name="OptedOut", unit=MetricUnit.Count, value=1)
-            return PredictResponse.model_construct(
+            return PredictResponse(
                 model=model,
                 version=version.version,
                 variant=variant.name,
@@ -391,7 +423,8 @@ class InferenceService:
             ]
         else:
             excluded = set()
-        rows = self._with_online_features(prepared, entity_id, rows)
+        if entity_id is not None:
+            rows = self._with_online_features(prepared, entity_id, rows)
         scored_index = [i for i in range(len(rows)) if i not in excluded] if excluded else None
         scored_rows = rows if scored_index is None else [rows[i] for i in scored_index]
 
@@ -420,7 +453,7 @@ class InferenceService:
             served = self._enrich(rules, request.rows, served)
 
         latency_ms = (time.perf_counter() - started) * 1000
-        timestamp = datetime.now(UTC).isoformat()
+        timestamp = datetime.now(UTC)
         envelopes = [
             prediction_envelope(
                 request_id=request_id,
@@ -438,7 +471,7 @@ class InferenceService:
             for i in range(len(rows))
             if "excluded" not in served[i]
         ]
-        if router.shadow_sampled(self._rng) and router.shadow is not None and scored_rows:
+        if router.shadow is not None and scored_rows and router.shadow_sampled(self._rng):
             envelopes.extend(
                 self._shadow(
                     model,
@@ -456,16 +489,12 @@ class InferenceService:
                 entity_id, model=model, version=version, variant=variant, request_id=request_id, served=served
             )
 
-        figures: dict[str, tuple[str, float]] = {
-            "Predictions": ("Count", len(rows)),
-            "LatencyMs": ("Milliseconds", latency_ms),
-            "ModelMs": ("Milliseconds", model_ms),
-        }
+        figures: dict[str, float] = {"Predictions": len(rows), "LatencyMs": latency_ms, "ModelMs": model_ms}
         if cache_hits is not None:
-            figures["CacheHits"] = ("Count", cache_hits)
-            figures["CacheMisses"] = ("Count", len(scored_rows) - cache_hits)
+            figures["CacheHits"] = cache_hits
+            figures["CacheMisses"] = len(scored_rows) - cache_hits
         emit_request_metrics(model, variant.name, figures)
-        return PredictResponse.model_construct(
+        return PredictResponse(
             model=model,
             version=version.version,
             variant=variant.name,
@@ -523,9 +552,9 @@ class InferenceService:
         return excluded_rows(rule, rows, seen)
 
     def _with_online_features(
-        self, prepared: PreparedVersion, entity_id: str | None, rows: list[dict[str, Any]]
+        self, prepared: PreparedVersion, entity_id: str, rows: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        if entity_id is None or self._features is None:
+        if self._features is None:
             return rows
         names = prepared.name_set
         missing = sorted({name for row in rows for name in names if name not in row})
@@ -599,7 +628,7 @@ class InferenceService:
         index: list[int] | None,
         request_id: str,
         entity_id: str | None,
-        timestamp: str,
+        timestamp: datetime,
     ) -> list[dict[str, Any]]:
         """Score the shadow variant and return its log envelopes; its failures never reach the caller."""
         started = time.perf_counter()

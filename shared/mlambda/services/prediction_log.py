@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
@@ -50,13 +51,16 @@ def prediction_envelope(
     version: int,
     variant: str,
     shadow: bool,
-    timestamp: str,
+    timestamp: datetime,
     entity_id: str | None,
     features: Mapping[str, Any],
     prediction: Mapping[str, Any],
     latency_ms: float,
 ) -> dict[str, Any]:
-    """One row's ``ArchiveEnvelope`` as JSON-ready data (built directly: thousands per batch request)."""
+    """One row's ``ArchiveEnvelope`` as JSON-ready data (built directly: thousands per batch request).
+
+    ``timestamp`` stays a datetime: orjson writes it in ISO 8601 faster than ``isoformat()``.
+    """
     return {
         "id": f"{request_id}:{row}:shadow" if shadow else f"{request_id}:{row}",
         "type": PREDICTION_TYPE,
@@ -128,8 +132,8 @@ class PredictionLog:
     def publish(self, envelopes: Sequence[Mapping[str, Any]]) -> bool:
         """Send ``envelopes`` and anything buffered before them; False when records stay buffered."""
         records = [_fit(envelope, MESSAGE_BUDGET) for envelope in envelopes]
-        with self._lock:
-            if self._buffer:
+        if self._buffer:  # only after a failed send; the lock is not worth taking otherwise
+            with self._lock:
                 records = [*self._buffer, *records]
                 self._buffer.clear()
         if not records:

@@ -69,6 +69,8 @@ class Router:
                 code="unknown_variant",
                 details={"variant": override, "variants": [v.name for v in self.variants]},
             )
+        if len(self.variants) == 1:
+            return self.variants[0]
         point = bucket(self.model, sticky) if sticky is not None else rng.randrange(BUCKETS)
         for variant, bound in zip(self.variants, self.bounds, strict=True):
             if point < bound:

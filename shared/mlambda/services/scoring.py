@@ -127,20 +127,23 @@ def output_columns(signature: Signature, outputs: Mapping[str, Any]) -> dict[str
 
 
 def predictions(signature: Signature, outputs: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One JSON-ready prediction per row: ``{label, probabilities}`` or ``{value}``."""
+    """One JSON-ready prediction per row: ``{label, probabilities}`` or ``{value}``.
+
+    Arrays are turned into Python values with one ``tolist()`` each, not per element: this
+    runs on every online request.
+    """
     if signature.task == "regression":
         values = np.asarray(outputs[signature.value_output or ""], dtype=np.float64)
-        return [{"value": float(v)} for v in values.reshape(values.shape[0], -1)[:, 0]]
+        return [{"value": v} for v in values.reshape(values.shape[0], -1)[:, 0].tolist()]
     probabilities = probability_matrix(signature, outputs)
-    labels = signature.class_labels or list(range(probabilities.shape[1]))
+    labels = signature.class_labels or range(probabilities.shape[1])
     keys = [str(label) for label in labels]
     return [
-        {
-            "label": label.item() if hasattr(label, "item") else label,
-            "probabilities": dict(zip(keys, row.tolist(), strict=True)),
-        }
+        {"label": label, "probabilities": dict(zip(keys, row, strict=True))}
         for label, row in zip(
-            np.asarray(outputs[signature.label_output or ""]).ravel(), probabilities, strict=True
+            np.asarray(outputs[signature.label_output or ""]).ravel().tolist(),
+            probabilities.tolist(),
+            strict=True,
         )
     ]
 
