@@ -19,6 +19,7 @@ because serving an opted-out entity is not a degradation we may choose silently.
 from __future__ import annotations
 
 import math
+import os
 import random
 import sys
 import threading
@@ -303,10 +304,6 @@ class PreparedVersion:
 
 _NUMBER_TYPES = frozenset((float, int))
 
-_REQUEST_IDS = random.Random()
-"""Generated request ids: 128 random bits from a generator seeded by the OS at import. Ids
-must be unique, not secret, and this costs a third of ``os.urandom``'s system call."""
-
 
 @dataclass(slots=True)
 class _Scored:
@@ -399,7 +396,9 @@ class InferenceService:
             override=request.variant, sticky=router.sticky_value(request.entity_id, rows), rng=self._rng
         )
         version = self._resolve(model, variant, configured=endpoint.configured)
-        request_id = request.request_id or _REQUEST_IDS.getrandbits(128).to_bytes(16).hex()
+        # From the OS, not a PRNG seeded at import: instances restored from one snapshot
+        # (SnapStart) would repeat a PRNG's ids, and ids key the archive's dedupe.
+        request_id = request.request_id or os.urandom(16).hex()
         rules = endpoint.rules
         entity_id = request.entity_id
 
