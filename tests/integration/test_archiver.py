@@ -104,7 +104,7 @@ def test_labels_and_predictions_archived_are_what_monitoring_reads(
             version=1,
             variant="v1",
             shadow=False,
-            timestamp=NOW,
+            timestamp=NOW.isoformat(),
             entity_id="u1",
             features={"f0": float(i)},
             prediction={"label": i, "probabilities": {"0": 0.5, "1": 0.5}},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -54,7 +53,7 @@ def envelope(row: int, features: dict[str, object] | None = None) -> dict[str, o
         version=1,
         variant="main",
         shadow=False,
-        timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+        timestamp="2026-01-01T00:00:00+00:00",
         entity_id=None,
         features=features or {"f0": 1.0},
         prediction={"value": 1.0},

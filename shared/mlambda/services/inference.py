@@ -452,7 +452,7 @@ class InferenceService:
             served = self._enrich(rules, request.rows, served)
 
         latency_ms = (time.perf_counter() - started) * 1000
-        timestamp = datetime.now(UTC)
+        timestamp = orjson.dumps(datetime.now(UTC))[1:-1].decode()  # isoformat() at half the cost
         envelopes = [
             prediction_envelope(
                 request_id=request_id,
@@ -627,7 +627,7 @@ class InferenceService:
         index: list[int] | None,
         request_id: str,
         entity_id: str | None,
-        timestamp: datetime,
+        timestamp: str,
     ) -> list[dict[str, Any]]:
         """Score the shadow variant and return its log envelopes; its failures never reach the caller."""
         started = time.perf_counter()

@@ -22,7 +22,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
@@ -51,7 +50,7 @@ def prediction_envelope(
     version: int,
     variant: str,
     shadow: bool,
-    timestamp: datetime,
+    timestamp: str,
     entity_id: str | None,
     features: Mapping[str, Any],
     prediction: Mapping[str, Any],
@@ -59,7 +58,8 @@ def prediction_envelope(
 ) -> dict[str, Any]:
     """One row's ``ArchiveEnvelope`` as JSON-ready data (built directly: thousands per batch request).
 
-    ``timestamp`` stays a datetime: orjson writes it in ISO 8601 faster than ``isoformat()``.
+    ``timestamp`` is ISO 8601 text, formatted once per request: orjson spends ~1 µs on each
+    datetime it writes, a millisecond on a 1,000-row request.
     """
     return {
         "id": f"{request_id}:{row}:shadow" if shadow else f"{request_id}:{row}",
