@@ -3,9 +3,10 @@
 This function has one route and a latency budget, so it is dispatched by hand instead of
 through powertools' resolver: on a warm one-row request the same parse and service take
 ~72 µs through the resolver (event wrapper, route regex, middleware frame, response builder)
-and ~41 µs here, where the model itself takes ~7 µs (benchmarks/bench_predict.py). What the resolver gave the other functions is kept: errors go
-through ``errors.caller_error``, the one mapping every API uses (4xx naming the field, 400
-``malformed_json``, 5xx generic), and any other method or path is a 404 ``no_route``.
+and ~41 µs here, where the model itself takes ~7 µs (benchmarks/bench_predict.py). What the
+resolver gives the other functions is kept: errors go through ``errors.caller_error``, the
+one mapping every API uses (4xx naming the field, 400 ``malformed_json``, 5xx generic), and
+any other method or path is a 404 ``no_route``.
 
 The body is parsed once, by pydantic's JSON parser straight into ``PredictRequest``, and the
 response is written once, by orjson. Heavy modules (onnxruntime, boto3) load on the first
@@ -57,7 +58,7 @@ def parse_request(event: dict[str, Any], max_bytes: int) -> PredictRequest:
         raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from exc
 
 
-def predict(event: dict[str, Any], inference: InferenceService) -> bytes:
+def predict(event: dict[str, Any], inference: InferenceService) -> str:
     """The response body: predictions for the request's instances (or entity) from its variant."""
     if (event.get("httpMethod"), event.get("resource")) != ROUTE:
         raise errors.NotFoundError(
@@ -66,7 +67,7 @@ def predict(event: dict[str, Any], inference: InferenceService) -> bytes:
     require_scope(event, Scope.PREDICT)
     name = str((event.get("pathParameters") or {}).get("name", ""))
     request = parse_request(event, inference.max_body_bytes)
-    return orjson.dumps(inference.predict(name, request))
+    return orjson.dumps(inference.predict(name, request)).decode()
 
 
 def handler(
@@ -93,13 +94,13 @@ def handler(
         status, body = 200, predict(event, inference or service())
     except Exception as exc:  # every failure becomes the caller's {code, message} answer
         error = errors.caller_error(exc)
-        status, body = error.status, orjson.dumps(error.to_body(), default=str)
+        status, body = error.status, error.to_json()
     finally:
         if metrics.metric_set:
             metrics.flush_metrics()
     return {
         "statusCode": status,
-        "body": body.decode(),
+        "body": body,
         "isBase64Encoded": False,
         "multiValueHeaders": {"Content-Type": ["application/json"]},
     }

@@ -34,6 +34,10 @@ class MlambdaError(Exception):
             body["details"] = self.details
         return body
 
+    def to_json(self) -> str:
+        """``to_body()`` as the response text (details that are not JSON types are written as strings)."""
+        return json.dumps(self.to_body(), default=str)
+
 
 class InvalidInputError(MlambdaError):
     """The request or record is malformed or breaks a rule (400)."""
@@ -98,7 +102,7 @@ def error_response(error: MlambdaError) -> Response[str]:
     return Response(
         status_code=error.status,
         content_type="application/json",
-        body=json.dumps(error.to_body(), default=str),
+        body=error.to_json(),
     )
 
 
