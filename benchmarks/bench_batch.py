@@ -172,8 +172,8 @@ def one_chunk(path: Path, model_path: Path) -> None:
     from mlambda.adapters.onnx import OnnxModel, inspect_model
     from mlambda.schemas.batch import ChunkRecord
     from mlambda.schemas.registry import FeatureSchema, FeatureSpec
-    from mlambda.services.batch_planning import PlanningLimits, Source, plan_file
-    from mlambda.services.batch_scoring import ScoringInputs, score_chunk
+    from mlambda.services.batch.planning import PlanningLimits, Source, plan_file
+    from mlambda.services.batch.scoring import ScoringInputs, score_chunk
 
     model = model_path.read_bytes()
     scorer = OnnxModel(model)

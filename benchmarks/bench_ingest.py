@@ -178,8 +178,8 @@ def bench_archiver(cloud: Any, meter: CallMeter, messages: int) -> None:
     from mlambda.adapters.tracking import DynamoPurgeLog
     from mlambda.config import FunctionSettings
     from mlambda.schemas.events import validate_event
-    from mlambda.services.archiving import ArchiveMessage, ArchivingService, parse_message
-    from mlambda.services.ingestion import envelope
+    from mlambda.services.ingestion.archiving import ArchiveMessage, ArchivingService, parse_message
+    from mlambda.services.ingestion.service import envelope
 
     settings = FunctionSettings.load({"AWS_ENDPOINT_URL": cloud.endpoint_url, "AWS_REGION": cloud.region})
     now = datetime.now(UTC)

@@ -18,11 +18,11 @@ import pandas as pd
 
 from mlambda.schemas.monitoring import MonitoringSummary
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec, ModelVersion, Signature, TensorSpec
-from mlambda.services.data_quality import QualityConfig, data_quality
-from mlambda.services.drift import ColumnWindow, DriftConfig, column_drift, drift_section
-from mlambda.services.model_quality import QualitySettings, classification_estimates
-from mlambda.services.monitoring import MonitorConfig, MonitoringService
-from mlambda.services.profiling import compute_profile, prediction_columns
+from mlambda.services.monitoring.data_quality import QualityConfig, data_quality
+from mlambda.services.monitoring.drift import ColumnWindow, DriftConfig, column_drift, drift_section
+from mlambda.services.monitoring.model_quality import QualitySettings, classification_estimates
+from mlambda.services.monitoring.profiling import compute_profile, prediction_columns
+from mlambda.services.monitoring.service import MonitorConfig, MonitoringService
 
 T = TypeVar("T")
 NUMERIC = 18

@@ -159,8 +159,8 @@ def model_version(data: bytes) -> Any:
 
 def in_memory_service(data: bytes, max_instances: int = 1000) -> Any:
     from mlambda.adapters.model_sessions import ModelSessions
-    from mlambda.services.inference import InferenceService
-    from mlambda.services.prediction_log import PredictionLog
+    from mlambda.services.inference.prediction_log import PredictionLog
+    from mlambda.services.inference.service import InferenceService
 
     version = model_version(data)
     return InferenceService(

@@ -23,7 +23,7 @@ from moto import mock_aws
 from mlambda.adapters.dynamodb import deserialize, serialize
 from mlambda.schemas.registry import ModelVersion
 from mlambda.schemas.registry_api import CreateModelRequest, MoveAliasRequest, RegisterVersionRequest
-from mlambda.services.registry import RegistryService
+from mlambda.services.registry.service import RegistryService
 from tests.unit.fakes_registry import (
     InMemoryArtifacts,
     InMemoryRegistryStore,

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlambda.config import ArchiverSettings
 from mlambda.errors import UpstreamError
 from mlambda.observability import logger, metrics
-from mlambda.services.archiving import ArchiveMessage, ArchivingService
+from mlambda.services.ingestion.archiving import ArchiveMessage, ArchivingService
 
 
 @lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlambda.config import BatchFanoutSettings
 from mlambda.observability import logger
-from mlambda.services.jobs import JobPlanner
+from mlambda.services.batch.jobs import JobPlanner
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlambda.config import BatchWorkerSettings
 from mlambda.observability import logger
 from mlambda.schemas.batch import ChunkMessage
-from mlambda.services.jobs import ChunkWorker
+from mlambda.services.batch.jobs import ChunkWorker
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,7 @@ from mlambda.http import request_body
 from mlambda.observability import logger, metrics
 from mlambda.schemas.events import IDENTIFIER, EntityFeatures, ItemsRequest, ItemsResponse, PurgeResult
 from mlambda.schemas.keys import Scope
-from mlambda.services.ingestion import IngestionService, parse_events
+from mlambda.services.ingestion.service import IngestionService, parse_events
 
 app = APIGatewayRestResolver(enable_validation=True)
 errors.install(app)

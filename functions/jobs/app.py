@@ -24,7 +24,7 @@ from mlambda.observability import logger
 from mlambda.schemas.batch import JOB_ID_PATTERN, JobList, JobView, RetryResult, SubmitJobRequest
 from mlambda.schemas.keys import Scope
 from mlambda.schemas.registry import MODEL_NAME_PATTERN
-from mlambda.services.jobs import JobService
+from mlambda.services.batch.jobs import JobService
 
 app = APIGatewayRestResolver(enable_validation=True)
 errors.install(app)

@@ -23,7 +23,7 @@ from mlambda.errors import InvalidInputError
 from mlambda.observability import logger
 from mlambda.schemas.keys import Scope
 from mlambda.schemas.registry import MODEL_NAME_PATTERN
-from mlambda.services.monitoring import MonitoringService
+from mlambda.services.monitoring.service import MonitoringService
 
 app = APIGatewayRestResolver(enable_validation=True)
 errors.install(app)

@@ -30,7 +30,7 @@ from mlambda.http import request_body, require_body_within
 from mlambda.observability import MetricUnit, logger, metrics
 from mlambda.schemas.inference import PredictRequest
 from mlambda.schemas.keys import Scope
-from mlambda.services.inference import InferenceService
+from mlambda.services.inference.service import InferenceService
 
 ROUTE = ("POST", "/models/{name}/predict")
 """The one route: API Gateway's method and resource template, as proxy events carry them."""

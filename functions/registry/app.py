@@ -33,7 +33,7 @@ from mlambda.schemas.registry_api import (
     UploadTicket,
     VersionPage,
 )
-from mlambda.services.registry import RegistryService
+from mlambda.services.registry.service import RegistryService
 
 app = APIGatewayRestResolver(enable_validation=True)
 errors.install(app)

@@ -24,10 +24,10 @@ from mlambda.adapters.s3 import ObjectStore
 from mlambda.adapters.tracking import DynamoPurgeLog
 from mlambda.config import ArchiverSettings, function_environment
 from mlambda.errors import UpstreamError
-from mlambda.services.archiving import ArchivingService
-from mlambda.services.monitoring import join_labels
-from mlambda.services.point_in_time import training_frame_from_archive
-from mlambda.services.prediction_log import pack, prediction_envelope
+from mlambda.services.inference.prediction_log import pack, prediction_envelope
+from mlambda.services.ingestion.archiving import ArchivingService
+from mlambda.services.ingestion.point_in_time import training_frame_from_archive
+from mlambda.services.monitoring.service import join_labels
 from mlambda_local.cloud.functions import LambdaContext
 from mlambda_local.cloud.sqs import sqs_record
 from tests.integration.conftest import Stack

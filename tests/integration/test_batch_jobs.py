@@ -233,7 +233,7 @@ def test_ranged_reads_are_pinned_to_the_planned_etag(stack: Stack, batch: dict[s
 def test_a_parquet_footer_is_read_with_a_few_small_ranged_gets(stack: Stack, batch: dict[str, Any]) -> None:
     import pyarrow as pa
 
-    from mlambda.services.batch_planning import RangedFile, Source
+    from mlambda.services.batch.planning import RangedFile, Source
 
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(make_frame(20_000), preserve_index=False), sink, row_group_size=5000)

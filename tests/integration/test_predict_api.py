@@ -30,7 +30,7 @@ from mlambda.schemas.registry import (
     ModelVersion,
     Variant,
 )
-from mlambda.services.inference import InferenceService
+from mlambda.services.inference.service import InferenceService
 from mlambda_local.cloud.functions import LambdaContext
 from tests.conftest import load_event
 from tests.registry_support import publish

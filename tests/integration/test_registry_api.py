@@ -31,7 +31,7 @@ from mlambda.adapters.registry import (
 from mlambda.config import RegistrySettings, function_environment
 from mlambda.errors import ConflictError
 from mlambda.schemas.registry_api import MoveAliasRequest, RegisterVersionRequest
-from mlambda.services.registry import EVENT_SOURCE, RegistryService
+from mlambda.services.registry.service import EVENT_SOURCE, RegistryService
 from tests.conftest import load_event
 from tests.unit.fakes_registry import (
     TrainedModel,

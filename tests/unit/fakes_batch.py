@@ -16,8 +16,8 @@ from mlambda.adapters.onnx import OnnxModel, inspect_model
 from mlambda.errors import ConflictError, NotFoundError, UpstreamError
 from mlambda.schemas.batch import ChunkMessage, ChunkRecord, ChunkResult, ChunkStatus, Job
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec, ModelVersion
-from mlambda.services.batch_planning import PlanningLimits
-from mlambda.services.jobs import ChunkWorker, JobPlanner, JobService
+from mlambda.services.batch.jobs import ChunkWorker, JobPlanner, JobService
+from mlambda.services.batch.planning import PlanningLimits
 
 BUCKET = "batch-bucket"
 MODEL = "churn"

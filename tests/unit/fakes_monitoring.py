@@ -21,7 +21,7 @@ from mlambda.schemas.registry import (
     Signature,
     TensorSpec,
 )
-from mlambda.services.profiling import compute_profile, prediction_columns
+from mlambda.services.monitoring.profiling import compute_profile, prediction_columns
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NUMERIC = ["f0", "f1", "f2", "f3"]

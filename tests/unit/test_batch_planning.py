@@ -10,7 +10,7 @@ import pytest
 
 from mlambda.errors import InvalidInputError, PayloadTooLargeError, UnprocessableError
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec
-from mlambda.services.batch_planning import (
+from mlambda.services.batch.planning import (
     PlanningLimits,
     Source,
     group_row_groups,

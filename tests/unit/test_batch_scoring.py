@@ -14,8 +14,8 @@ import pytest
 from mlambda.adapters.onnx import OnnxModel
 from mlambda.schemas.batch import ChunkRecord
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec
-from mlambda.services.batch_planning import PlanningLimits, Source, plan_csv
-from mlambda.services.batch_scoring import (
+from mlambda.services.batch.planning import PlanningLimits, Source, plan_csv
+from mlambda.services.batch.scoring import (
     MULTILINE_REASON,
     ScoredChunk,
     ScoringInputs,
@@ -257,7 +257,7 @@ def test_integer_features_refuse_fractions(cell: str, accepted: bool) -> None:
 
 
 def test_arrow_and_pandas_readers_parse_a_clean_mixed_chunk_alike(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlambda.services import batch_scoring
+    from mlambda.services.batch import scoring as batch_scoring
 
     schema = FeatureSchema(
         mode="per_feature",

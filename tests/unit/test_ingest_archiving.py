@@ -6,7 +6,7 @@ import json
 import random
 from datetime import timedelta
 
-from mlambda.services.archiving import ArchiveMessage, ArchivingService
+from mlambda.services.ingestion.archiving import ArchiveMessage, ArchivingService
 from tests.unit.fakes_ingest import NOW, InMemoryObjects, InMemoryPurgeLog, at
 
 

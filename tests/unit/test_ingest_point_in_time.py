@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pandas as pd
 
-from mlambda.services.point_in_time import training_frame
+from mlambda.services.ingestion.point_in_time import training_frame
 from tests.unit.fakes_ingest import at
 
 

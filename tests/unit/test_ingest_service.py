@@ -10,7 +10,7 @@ import pytest
 
 from mlambda.errors import InvalidInputError, PayloadTooLargeError
 from mlambda.schemas.events import ItemRecord, ItemsRequest, validate_event
-from mlambda.services.ingestion import IngestionService, IngestLimits, aggregate_deltas, parse_events
+from mlambda.services.ingestion.service import IngestionService, IngestLimits, aggregate_deltas, parse_events
 from tests.unit.fakes_ingest import (
     NOW,
     InMemoryFeatureStore,

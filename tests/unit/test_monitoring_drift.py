@@ -9,9 +9,9 @@ from scipy import stats
 
 from mlambda.schemas.monitoring import ReferenceProfile, Thresholds
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec
-from mlambda.services.drift import ColumnWindow, DriftConfig, column_drift, drift_section
-from mlambda.services.profiling import compute_profile, prediction_columns
-from mlambda.services.statistics import ks_statistic
+from mlambda.services.monitoring.drift import ColumnWindow, DriftConfig, column_drift, drift_section
+from mlambda.services.monitoring.profiling import compute_profile, prediction_columns
+from mlambda.services.monitoring.statistics import ks_statistic
 from tests.unit.fakes_monitoring import SCHEMA, features
 
 RUNS = 100

@@ -11,7 +11,7 @@ import pytest
 
 from mlambda.schemas.monitoring import MonitoringReport
 from mlambda.schemas.registry import EndpointConfig, Variant
-from mlambda.services.monitoring import MonitorConfig, MonitoringService
+from mlambda.services.monitoring.service import MonitorConfig, MonitoringService
 from tests.unit.fakes_monitoring import (
     NOW,
     FakeArchive,

@@ -8,8 +8,8 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 from sklearn import metrics as skm
 
-from mlambda.services import statistics as st
-from mlambda.services.model_quality import (
+from mlambda.services.monitoring import statistics as st
+from mlambda.services.monitoring.model_quality import (
     QualitySettings,
     average_ranks,
     canonical_metric,

@@ -17,7 +17,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from mlambda.adapters.onnx import OnnxModel, inspect_model
 from mlambda.errors import InvalidInputError, PayloadTooLargeError, UnprocessableError
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec
-from mlambda.services.scoring import (
+from mlambda.services.inference.scoring import (
     columns_to_feed,
     matches,
     output_columns,

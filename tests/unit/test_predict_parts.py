@@ -10,8 +10,8 @@ import pytest
 from mlambda.adapters.model_sessions import ModelSessions
 from mlambda.schemas.archive import ArchiveEnvelope
 from mlambda.schemas.registry import DecisionRule, ModelVersion, Threshold
-from mlambda.services.prediction_log import PredictionLog, pack, prediction_envelope
-from mlambda.services.serving_rules import decide
+from mlambda.services.inference.prediction_log import PredictionLog, pack, prediction_envelope
+from mlambda.services.inference.serving_rules import decide
 from tests.unit.fakes_predict import InMemoryArtifacts, RecordingSink, classifier, version_of
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from mlambda.errors import InvalidInputError
 from mlambda.schemas.registry import EndpointConfig, Shadow, Variant
-from mlambda.services.routing import BUCKETS, Router, bucket
+from mlambda.services.inference.routing import BUCKETS, Router, bucket
 
 N = 10_000
 

@@ -34,9 +34,9 @@ from mlambda.schemas.registry import (
     Threshold,
     Variant,
 )
-from mlambda.services.inference import InferenceService, ServingModel
-from mlambda.services.prediction_cache import PredictionCache
-from mlambda.services.prediction_log import PredictionLog
+from mlambda.services.inference.prediction_cache import PredictionCache
+from mlambda.services.inference.prediction_log import PredictionLog
+from mlambda.services.inference.service import InferenceService, ServingModel
 from tests.unit.fakes_predict import (
     BrokenModel,
     InMemoryArtifacts,

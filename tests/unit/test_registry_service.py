@@ -17,7 +17,7 @@ from mlambda.schemas.registry_api import (
     RegisterVersionRequest,
     RollbackRequest,
 )
-from mlambda.services.registry import RegistryService, compatibility, feature_schema
+from mlambda.services.registry.service import RegistryService, compatibility, feature_schema
 from tests.unit.fakes_registry import (
     InMemoryArtifacts,
     InMemoryRegistryStore,

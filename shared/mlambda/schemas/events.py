@@ -263,7 +263,7 @@ class PurgeResult(BaseModel):
     archive: str = Field(description="what happens to already-archived Parquet")
 
 
-# ---- what the ingestion service asks the stores to write (see mlambda.ports, ingestion section)
+# ---- what the ingestion service asks the stores to write (see mlambda.services.ingestion.ports)
 
 
 @dataclass(frozen=True, slots=True)

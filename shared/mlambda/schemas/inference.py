@@ -6,7 +6,7 @@ merged under each row (request values win), it pins the caller to a variant when
 is sticky on ``entity_id``, and serving rules (opt-out, recently seen) look it up.
 
 Feature values are typed ``Any`` on purpose: the model's feature schema, not this envelope,
-decides what is valid, and ``mlambda.services.scoring.validate_rows`` names every offending
+decides what is valid, and ``mlambda.services.inference.scoring.validate_rows`` names every offending
 row and field (missing, extra, wrong type, NaN/infinity).
 """
 

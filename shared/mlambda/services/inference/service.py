@@ -47,11 +47,11 @@ from mlambda.schemas.registry import (
     ServingRules,
     Variant,
 )
-from mlambda.services.prediction_cache import PredictionCache, cache_key
-from mlambda.services.prediction_log import PredictionLog, prediction_envelope
-from mlambda.services.routing import Router
-from mlambda.services.scoring import NUMPY_TYPES, predictions, rows_to_feed, validate_rows
-from mlambda.services.serving_rules import (
+from mlambda.services.inference.prediction_cache import PredictionCache, cache_key
+from mlambda.services.inference.prediction_log import PredictionLog, prediction_envelope
+from mlambda.services.inference.routing import Router
+from mlambda.services.inference.scoring import NUMPY_TYPES, predictions, rows_to_feed, validate_rows
+from mlambda.services.inference.serving_rules import (
     EXCLUDED_RECENTLY_SEEN,
     enriched,
     excluded_rows,

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlambda.schemas.monitoring import MetricEstimate, ModelQualitySection
-from mlambda.services.profiling import FloatArray
+from mlambda.services.monitoring.profiling import FloatArray
 
 IntArray = npt.NDArray[np.int64]
 LOWER_IS_BETTER = frozenset({"mae", "rmse"})

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlambda.ports import Scorer
 from mlambda.schemas.batch import REJECT_COLUMNS, ChunkRecord, InputFormat
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec, Signature
-from mlambda.services.batch_planning import RangedFile, Source
-from mlambda.services.scoring import columns_to_feed, output_columns
+from mlambda.services.batch.planning import RangedFile, Source
+from mlambda.services.batch.ports import Scorer
+from mlambda.services.inference.scoring import columns_to_feed, output_columns
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -36,7 +36,6 @@ import orjson
 from mlambda.errors import InvalidInputError, MlambdaError, PayloadTooLargeError
 from mlambda.http import require_body_within
 from mlambda.observability import MetricUnit, logger, metrics
-from mlambda.ports import EventLedger, FeatureStore, ItemStore, PurgeLog, TrackingStore
 from mlambda.schemas.events import (
     CONSENT_KINDS,
     ITEM_KINDS,
@@ -55,7 +54,8 @@ from mlambda.schemas.events import (
     TrackingWrite,
     validate_event,
 )
-from mlambda.services.prediction_log import MESSAGE_BUDGET, MessageSink, pack
+from mlambda.services.inference.prediction_log import MESSAGE_BUDGET, MessageSink, pack
+from mlambda.services.ingestion.ports import EventLedger, FeatureStore, ItemStore, PurgeLog, TrackingStore
 
 if TYPE_CHECKING:
     from mlambda.config import IngestSettings

@@ -18,9 +18,9 @@ import pandas as pd
 
 from mlambda.schemas.monitoring import AbSection, VariantComparison, VariantReadout
 from mlambda.schemas.registry import EndpointConfig
-from mlambda.services import statistics as st
-from mlambda.services.drift import finite
-from mlambda.services.profiling import FloatArray
+from mlambda.services.monitoring import statistics as st
+from mlambda.services.monitoring.drift import finite
+from mlambda.services.monitoring.profiling import FloatArray
 
 SHADOW = "shadow"
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlambda.schemas.monitoring import DataQualitySection, FeatureProfile, QualityViolation
-from mlambda.services.drift import ColumnWindow
+from mlambda.services.monitoring.drift import ColumnWindow
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from mlambda.errors import (
     UnprocessableError,
 )
 from mlambda.observability import logger
-from mlambda.ports import EventPublisher, ModelRuntime, RegistryArtifacts, RegistryStore
+from mlambda.ports import EventPublisher
 from mlambda.schemas.registry import (
     ALIAS_PATTERN,
     MODEL_NAME_PATTERN,
@@ -75,7 +75,7 @@ from mlambda.schemas.registry_api import (
     UploadTicket,
     VersionPage,
 )
-from mlambda.services.scoring import (
+from mlambda.services.inference.scoring import (
     columns_to_feed,
     matches,
     predictions,
@@ -83,6 +83,7 @@ from mlambda.services.scoring import (
     rows_to_feed,
     validate_rows,
 )
+from mlambda.services.registry.ports import ModelRuntime, RegistryArtifacts, RegistryStore
 
 if TYPE_CHECKING:
     import pandas
@@ -424,7 +425,7 @@ class RegistryService:
         self, data: bytes, signature: Signature, schema: FeatureSchema, frame: pandas.DataFrame
     ) -> tuple[list[dict[str, Any]], bytes]:
         """(complete sample rows as clients would send them, the reference profile JSON)."""
-        from mlambda.services.profiling import compute_profile, prediction_columns
+        from mlambda.services.monitoring.profiling import compute_profile, prediction_columns
 
         missing = [n for n in schema.names if n not in frame.columns]
         if missing:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlambda.ports import ArchiveEvents
+from mlambda.services.ingestion.ports import ArchiveEvents
 
 VALUES_PREFIX = "values."
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from mlambda.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, UnprocessableError
-from mlambda.ports import BatchObjects
 from mlambda.schemas.batch import INPUT_PREFIX, MAX_CHUNK_ROWS, InputFormat
 from mlambda.schemas.registry import MODEL_NAME_PATTERN, FeatureSchema
+from mlambda.services.batch.ports import BatchObjects
 
 _EXTENSIONS: dict[str, InputFormat] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _UTF8_BOM = b"\xef\xbb\xbf"

@@ -29,8 +29,8 @@ from mlambda.schemas.monitoring import (
     FeatureProfile,
     Thresholds,
 )
-from mlambda.services import statistics as st
-from mlambda.services.profiling import FloatArray, bin_counts, category_counts, numeric_values
+from mlambda.services.monitoring import statistics as st
+from mlambda.services.monitoring.profiling import FloatArray, bin_counts, category_counts, numeric_values
 
 WINDOW_SKETCH = 2000
 MAX_UNSEEN_LISTED = 20

@@ -29,15 +29,7 @@ from datetime import UTC, datetime, timedelta
 from mlambda.config import BatchSettings, BatchWorkerSettings, JobsSettings
 from mlambda.errors import ConflictError, InvalidInputError, MlambdaError, NotFoundError
 from mlambda.observability import logger
-from mlambda.ports import (
-    BatchObjects,
-    ChunkQueue,
-    ChunkRetries,
-    EventPublisher,
-    JobStore,
-    ModelCatalog,
-    ModelLoader,
-)
+from mlambda.ports import EventPublisher, ModelCatalog
 from mlambda.schemas.batch import (
     JOB_COMPLETED,
     MAX_CHUNK_ROWS,
@@ -63,7 +55,7 @@ from mlambda.schemas.batch import (
     success_key,
 )
 from mlambda.schemas.registry import ALIAS_PATTERN, PRODUCTION, ModelVersion, parse_version_ref
-from mlambda.services.batch_planning import (
+from mlambda.services.batch.planning import (
     PlanningLimits,
     Source,
     check_parquet_types,
@@ -71,7 +63,8 @@ from mlambda.services.batch_planning import (
     plan_file,
     split_columns,
 )
-from mlambda.services.batch_scoring import ScoringInputs, score_chunk
+from mlambda.services.batch.ports import BatchObjects, ChunkQueue, ChunkRetries, JobStore, ModelLoader
+from mlambda.services.batch.scoring import ScoringInputs, score_chunk
 
 Clock = Callable[[], datetime]
 ACTIVE = ("planning", "running")
@@ -545,7 +538,7 @@ class ChunkWorker:
 
 def build_manifest(job: Job, chunks: list[ChunkRecord], version: ModelVersion) -> Manifest:
     """The manifest, from stored records only: any worker that writes it writes the same bytes."""
-    from mlambda.services.batch_scoring import prediction_names
+    from mlambda.services.batch.scoring import prediction_names
 
     predictions = prediction_names(version.signature)
     passthrough = [f"input_{name}" if name in predictions else name for name in job.passthrough_columns]

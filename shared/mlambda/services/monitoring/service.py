@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from mlambda.config import MonitorSettings
 from mlambda.errors import InvalidInputError, MlambdaError, NotFoundError
 from mlambda.observability import logger
-from mlambda.ports import AlertPublisher, ArchiveReader, ArtifactStore, ModelCatalog, MonitoringStore
+from mlambda.ports import ArtifactStore, ModelCatalog
 from mlambda.schemas.monitoring import (
     PREDICTION_PREFIX,
     AbSection,
@@ -44,18 +44,19 @@ from mlambda.schemas.monitoring import (
     iso,
 )
 from mlambda.schemas.registry import PRODUCTION, ModelVersion
-from mlambda.services.ab_readout import AbSettings, ServedRows, ab_readout
-from mlambda.services.data_quality import QualityConfig, data_quality
-from mlambda.services.drift import ColumnWindow, DriftConfig, column_drift, drift_section
-from mlambda.services.model_quality import (
+from mlambda.services.monitoring.ab_readout import AbSettings, ServedRows, ab_readout
+from mlambda.services.monitoring.data_quality import QualityConfig, data_quality
+from mlambda.services.monitoring.drift import ColumnWindow, DriftConfig, column_drift, drift_section
+from mlambda.services.monitoring.model_quality import (
     QualitySettings,
     class_indices,
     classification_estimates,
     quality_section,
     regression_estimates,
 )
-from mlambda.services.profiling import PROBABILITY_PREFIX, VALUE_COLUMN, canonical_labels
-from mlambda.services.report_html import render_report
+from mlambda.services.monitoring.ports import AlertPublisher, ArchiveReader, MonitoringStore
+from mlambda.services.monitoring.profiling import PROBABILITY_PREFIX, VALUE_COLUMN, canonical_labels
+from mlambda.services.monitoring.report_html import render_report
 
 FEATURE_PREFIX = "features."
 LABEL_COLUMN = f"{PREDICTION_PREFIX}label"

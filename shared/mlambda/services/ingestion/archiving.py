@@ -29,8 +29,8 @@ from pydantic import ValidationError
 
 from mlambda.errors import MlambdaError
 from mlambda.observability import MetricUnit, logger, metrics
-from mlambda.ports import ArchiveObjects, PurgeLog
 from mlambda.schemas.archive import ArchiveEnvelope, archive_row, object_key, partition_prefix
+from mlambda.services.ingestion.ports import ArchiveObjects, PurgeLog
 
 if TYPE_CHECKING:
     from mlambda.config import ArchiverSettings

@@ -1,0 +1,1 @@
+"""Batch prediction: planning a file into chunks, scoring a chunk, job bookkeeping."""

@@ -1,0 +1,1 @@
+"""Online inference: routing, the model call, serving rules, prediction cache and prediction log."""

@@ -1,0 +1,1 @@
+"""Event ingestion: online features, tracking, the archive and point-in-time training frames."""

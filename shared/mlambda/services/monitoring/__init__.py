@@ -1,0 +1,1 @@
+"""Monitoring: reference profiles, drift, data quality, model quality, A/B readout, reports."""

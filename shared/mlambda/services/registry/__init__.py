@@ -1,0 +1,1 @@
+"""Registry: registered models, versions, aliases, endpoint configs, promotion gate and history."""
