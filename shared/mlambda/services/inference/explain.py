@@ -46,6 +46,7 @@ import io
 import json
 import math
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,8 +76,10 @@ COALITIONS = 256
 """kernel_shap: coalitions evaluated per explained row (all of them when 2**M - 2 fit)."""
 KERNEL_SEED = 0
 """kernel_shap: a fixed seed, so one row always gets the same explanation."""
-WORK_BUDGET = 200_000_000
-"""Per request: explained rows x per-row cost (path elements x depth, or model rows) at most."""
+KERNEL_MAX_ROWS = 10
+"""kernel_shap: explained rows per request at most (each costs BACKGROUND_ROWS x COALITIONS model rows)."""
+TREE_WORK_BUDGET = 100_000_000
+"""TreeSHAP: explained rows x path elements x depth per request at most (~1-2 s of numpy)."""
 CHUNK_ELEMENTS = 1 << 20
 """TreeSHAP works on at most this many (row, path, element) cells at a time (memory bound)."""
 TABLE_CELLS = 1 << 22
@@ -518,7 +521,7 @@ class Explainer:
             if header.get("model_sha256") != model_sha256:
                 raise ValueError("explainer was built for another model artifact")
             return cls(header, arrays)
-        except (ValueError, KeyError, TypeError, OSError, EOFError) as exc:
+        except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise ExplainerCorruptError(f"explainer artifact is unusable: {exc}") from exc
 
     # ------------------------------------------------------------------ explaining
@@ -529,18 +532,18 @@ class Explainer:
             return False
         return output == "auto" or all(head.output == "probability" for head in self.heads)
 
-    def cost_per_row(self, output: OutputChoice) -> int:
-        """Work units one explained row costs with the method ``output`` selects."""
+    def max_rows(self, output: OutputChoice) -> int | None:
+        """How many rows one request may explain with the method ``output`` selects (None: no limit)."""
         if not self.exact_method(output):
-            return int(COALITIONS * self.background.shape[0] * max(1, self.n_features))
+            return KERNEL_MAX_ROWS
         if self.paths is not None:
-            return self.paths.cost_per_row
-        return max(1, self.n_features)
+            return max(1, TREE_WORK_BUDGET // max(1, self.paths.cost_per_row))
+        return None
 
     def check_budget(self, rows: int, output: OutputChoice) -> None:
-        """PayloadTooLargeError (413) when ``rows`` explanations exceed one request's work budget."""
-        limit = max(1, WORK_BUDGET // self.cost_per_row(output))
-        if rows > limit:
+        """PayloadTooLargeError (413) when ``rows`` explanations exceed one request's budget."""
+        limit = self.max_rows(output)
+        if limit is not None and rows > limit:
             method = self.method if self.exact_method(output) else METHOD_KERNEL
             raise PayloadTooLargeError(
                 f"explaining {rows} rows with {method} exceeds one request's budget; "
