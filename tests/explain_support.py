@@ -18,7 +18,8 @@ import onnxruntime as ort
 from skl2onnx import to_onnx
 
 from mlambda.adapters.onnx import inspect_model
-from mlambda.schemas.registry import FeatureSchema, FeatureSpec, Signature
+from mlambda.ports import ArtifactStore
+from mlambda.schemas.registry import FeatureSchema, FeatureSpec, ModelVersion, Signature
 from mlambda.services.inference.explain import Explainer
 from mlambda.services.inference.explain_build import build_explainer
 from mlambda.services.inference.scoring import probability_matrix
@@ -152,3 +153,22 @@ def interventional_shapley(
                 subset = frozenset(chosen)
                 phi[i] += weight * (value(subset | {i}) - value(subset))
     return phi
+
+
+def with_explainer(
+    version: ModelVersion, data: bytes, X: np.ndarray, artifacts: ArtifactStore
+) -> ModelVersion:
+    """The version as the registry leaves it after a registration with reference sample ``X``."""
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    artifact = build_explainer(
+        data,
+        version.signature,
+        version.feature_schema,
+        X,
+        lambda feed: dict(zip(names, session.run(None, dict(feed)), strict=True)),
+        model_sha256=hashlib.sha256(data).hexdigest(),
+    )
+    key = f"models/{version.model}/v{version.version}/explainer.npz"
+    artifacts.put(key, artifact)
+    return version.model_copy(update={"explainer_key": key})
