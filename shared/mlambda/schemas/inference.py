@@ -46,6 +46,10 @@ class ExplainOptions(BaseModel):
         return self
 
 
+DEFAULT_EXPLAIN = ExplainOptions()
+"""What ``explain: true`` means: the predicted class, on the exact method's scale."""
+
+
 class PredictRequest(BaseModel):
     """What a client sends: ``instances``, or ``entity_id`` (+ ``features``), plus optional overrides."""
 
@@ -86,7 +90,7 @@ class PredictRequest(BaseModel):
     def explain_options(self) -> ExplainOptions | None:
         """The explanation asked for, or None."""
         if self.explain is True:
-            return ExplainOptions()
+            return DEFAULT_EXPLAIN
         return self.explain or None
 
     @property
