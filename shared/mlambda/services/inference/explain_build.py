@@ -61,8 +61,10 @@ COVER_ROWS = 10_000
 SHUFFLED_ROWS = 256
 """Rows with independently shuffled columns, added to the check so that more leaves are visited."""
 CHECK_TOLERANCE = 1e-4
+MAX_LEAVES = 500_000
+"""Tree ensembles with more leaves get kernel_shap: the artifact would pass ~50 MB."""
 _AFFINE_PASS = {"Identity", "Cast", "Reshape", "Flatten"}
-_MODES = {
+_MODES: dict[str, tuple[bool, bool]] = {
     "BRANCH_LEQ": (True, False),
     "BRANCH_LT": (True, True),
     "BRANCH_GT": (False, False),
@@ -99,24 +101,29 @@ class _Forest:
     base: FloatArray
     post_transform: str
 
-    def leaves(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(the leaf each row reaches in each tree [R, T], visit counts per node)."""
-        current = np.broadcast_to(self.roots, (matrix.shape[0], self.roots.size)).copy()
-        counts = np.bincount(current.ravel(), minlength=self.feature.size)
-        rows = np.arange(matrix.shape[0])[:, None]
-        while True:
-            inner = ~self.is_leaf[current]
-            if not inner.any():
-                return current, counts
-            goes_left = matrix[rows, self.feature[current]] <= self.threshold[current]
-            moved = np.where(goes_left, self.left[current], self.right[current])
-            counts += np.bincount(moved[inner], minlength=self.feature.size)
-            current = np.where(inner, moved, current)
+    def route(self, matrix: np.ndarray, counted: int) -> tuple[FloatArray, np.ndarray]:
+        """(raw scores per column for every row, node visit counts of the first ``counted`` rows).
 
-    def raw(self, matrix: np.ndarray) -> FloatArray:
-        """The ensemble's raw scores per column (leaf weights summed, base values added)."""
-        reached, _ = self.leaves(matrix)
-        return np.asarray(self.leaf_values[reached].sum(axis=1) + self.base, dtype=np.float64)
+        Raw scores are the leaf weights summed over trees plus the base values; all rows descend
+        all trees together, one level per step.
+        """
+        n_rows, n_trees = matrix.shape[0], self.roots.size
+        flat = np.ascontiguousarray(matrix).ravel()
+        node = np.tile(self.roots, n_rows)  # row r, tree t at r * n_trees + t
+        row_start = np.repeat(np.arange(n_rows) * matrix.shape[1], n_trees)
+        limit = counted * n_trees
+        counts = np.bincount(node[:limit], minlength=self.feature.size)
+        active = np.flatnonzero(~self.is_leaf[node])
+        while active.size:
+            at = node[active]
+            goes_left = flat.take(row_start[active] + self.feature[at]) <= self.threshold[at]
+            moved = np.where(goes_left, self.left[at], self.right[at])
+            node[active] = moved
+            counts += np.bincount(moved[active < limit], minlength=self.feature.size)
+            active = active[~self.is_leaf[moved]]
+        current = node.reshape(n_rows, n_trees)
+        raw = np.asarray(self.leaf_values[current].sum(axis=1) + self.base, dtype=np.float64)
+        return raw, counts
 
 
 def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
@@ -302,45 +309,59 @@ def _forest(node: onnx.NodeProto, width: int, dtype: Any, n_columns: int) -> _Fo
         dtype=np.float64,
     )
     count = tree_ids.size
-    index = {(int(t), int(n)): i for i, (t, n) in enumerate(zip(tree_ids, node_ids, strict=True))}
-    if len(index) != count:
+    width_ids = int(node_ids.max()) + 1 if count else 1
+    keys = tree_ids * width_ids + node_ids
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    if np.any(sorted_keys[1:] == sorted_keys[:-1]):
         raise UnsupportedModelError("duplicate tree nodes")
-    feature = np.zeros(count, dtype=np.int64)
-    threshold = np.zeros(count, dtype=dtype)
+
+    def lookup(trees: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        wanted = trees * width_ids + nodes
+        position = np.clip(np.searchsorted(sorted_keys, wanted), 0, max(count - 1, 0))
+        if (
+            not np.array_equal(sorted_keys[position], wanted)
+            or np.any(nodes >= width_ids)
+            or np.any(nodes < 0)
+        ):
+            raise UnsupportedModelError("a reference points at a missing tree node")
+        return np.asarray(order[position])
+
+    mode_names = np.array(modes)
+    is_leaf = mode_names == "LEAF"
+    unknown = sorted(set(mode_names[~is_leaf].tolist()) - set(_MODES))
+    if unknown:
+        raise UnsupportedModelError(f"split mode {unknown[0]} is not an interval split")
+    inner = np.flatnonzero(~is_leaf)
+    if inner.size and (features[inner].min() < 0 or features[inner].max() >= width):
+        raise UnsupportedModelError("split on a feature outside the input")
+    true_is_le = np.isin(mode_names, ["BRANCH_LEQ", "BRANCH_LT"])
+    step_down = np.isin(mode_names, ["BRANCH_LT", "BRANCH_GTE"])
+    grid = np.dtype(dtype).type
+    threshold = thresholds.astype(dtype)
+    threshold = np.where(step_down, np.nextafter(threshold, grid(-np.inf)), threshold).astype(dtype)
+    threshold[is_leaf] = 0
+    feature = np.where(is_leaf, 0, features)
     left = np.arange(count)
     right = np.arange(count)
-    is_leaf = np.zeros(count, dtype=bool)
-    grid = np.dtype(dtype).type
-    for i in range(count):
-        mode = modes[i]
-        if mode == "LEAF":
-            is_leaf[i] = True
-            continue
-        if mode not in _MODES:
-            raise UnsupportedModelError(f"split mode {mode} is not an interval split")
-        if not 0 <= features[i] < width:
-            raise UnsupportedModelError("split on a feature outside the input")
-        true_is_le, step_down = _MODES[mode]
-        value = grid(thresholds[i])
-        threshold[i] = np.nextafter(value, grid(-np.inf)) if step_down else value
-        feature[i] = features[i]
-        true_child = index.get((int(tree_ids[i]), int(true_ids[i])))
-        false_child = index.get((int(tree_ids[i]), int(false_ids[i])))
-        if true_child is None or false_child is None:
-            raise UnsupportedModelError("a split points at a missing node")
-        left[i], right[i] = (true_child, false_child) if true_is_le else (false_child, true_child)
+    true_child = lookup(tree_ids[inner], true_ids[inner])
+    false_child = lookup(tree_ids[inner], false_ids[inner])
+    left[inner] = np.where(true_is_le[inner], true_child, false_child)
+    right[inner] = np.where(true_is_le[inner], false_child, true_child)
     trees = np.unique(tree_ids)
     # Roots are the nodes no split points at.
-    pointed = set(left[~is_leaf].tolist()) | set(right[~is_leaf].tolist())
-    roots = np.array(sorted(i for i in range(count) if i not in pointed), dtype=np.int64)
+    pointed = np.zeros(count, dtype=bool)
+    pointed[left[inner]] = True
+    pointed[right[inner]] = True
+    roots = np.flatnonzero(~pointed)
     if roots.size != trees.size:
         raise UnsupportedModelError("the trees do not each have one root")
     leaf_values = np.zeros((count, n_columns))
-    for t, n, k, w in zip(weight_trees, weight_nodes, weight_ids, weights, strict=True):
-        leaf = index.get((int(t), int(n)))
-        if leaf is None or not is_leaf[leaf] or not 0 <= k < n_columns:
+    if weight_ids.size:
+        leaf = lookup(weight_trees, weight_nodes)
+        if not is_leaf[leaf].all() or weight_ids.min() < 0 or weight_ids.max() >= n_columns:
             raise UnsupportedModelError("a leaf weight points at no leaf")
-        leaf_values[leaf, k] += w
+        np.add.at(leaf_values, (leaf, weight_ids), weights)
     if aggregate == "AVERAGE":
         leaf_values /= trees.size
     base_raw = attrs.get("base_values") if "base_values" in attrs else attrs.get("base_values_as_tensor")
@@ -367,42 +388,76 @@ def _forest(node: onnx.NodeProto, width: int, dtype: Any, n_columns: int) -> _Fo
 
 
 def _paths(forest: _Forest, counts: np.ndarray, width: int, dtype: Any) -> TreePaths:
-    """Every root-to-leaf path with its features merged: interval, cover fraction, leaf values."""
-    grid = np.dtype(dtype).type
-    rows: list[tuple[dict[int, list[float]], int]] = []
-    for root in forest.roots.tolist():
-        stack: list[tuple[int, dict[int, list[float]]]] = [(root, {})]
-        while stack:
-            node, state = stack.pop()
-            if forest.is_leaf[node]:
-                if forest.leaf_values[node].any():
-                    rows.append((state, node))
-                continue
-            j = int(forest.feature[node])
-            t = float(forest.threshold[node])
-            total = counts[node]
-            for child, goes_left in ((int(forest.left[node]), True), (int(forest.right[node]), False)):
-                fraction = counts[child] / total if total > 0 else 0.5
-                low, high, share = state.get(j, [-np.inf, np.inf, 1.0])
-                low, high = (low, min(high, t)) if goes_left else (max(low, t), high)
-                stack.append((child, {**state, j: [low, high, share * fraction]}))
-    depth = max((len(state) for state, _ in rows), default=1) or 1
-    n = len(rows)
-    features = np.full((n, depth), width, dtype=np.int32)
+    """Every root-to-leaf path with its features merged: interval, cover fraction, leaf values.
+
+    Vectorised: each leaf walks up to its root one level per step (all leaves at once), then the
+    (leaf, feature) groups are merged with ``reduceat`` (max of lower bounds, min of upper bounds,
+    product of cover fractions).
+    """
+    size = forest.feature.size
+    inner = np.flatnonzero(~forest.is_leaf)
+    parent = np.full(size, -1)
+    parent[forest.left[inner]] = inner
+    parent[forest.right[inner]] = inner
+    went_left = np.zeros(size, dtype=bool)
+    went_left[forest.left[inner]] = True
+    leaves = np.flatnonzero(forest.is_leaf & forest.leaf_values.any(axis=1))
+    if leaves.size > MAX_LEAVES:
+        raise UnsupportedModelError(f"{leaves.size} leaves, over the {MAX_LEAVES} an exact explainer keeps")
+    totals = counts.astype(np.float64)
+    owner_parts, feature_parts, lower_parts, upper_parts, share_parts = [], [], [], [], []
+    node, owner = leaves.copy(), np.arange(leaves.size)
+    while True:
+        up = parent[node]
+        active = up >= 0
+        if not active.any():
+            break
+        node, owner, up = node[active], owner[active], up[active]
+        threshold = forest.threshold[up].astype(np.float64)
+        left = went_left[node]
+        owner_parts.append(owner)
+        feature_parts.append(forest.feature[up])
+        lower_parts.append(np.where(left, -np.inf, threshold))
+        upper_parts.append(np.where(left, threshold, np.inf))
+        share_parts.append(
+            np.where(totals[up] > 0, totals[node] / np.where(totals[up] > 0, totals[up], 1.0), 0.5)
+        )
+        node = up
+    n = leaves.size
+    values = forest.leaf_values[leaves]
+    if not owner_parts:
+        empty = np.zeros((n, 1))
+        return TreePaths(
+            np.full((n, 1), width, dtype=np.int32),
+            np.full((n, 1), np.inf, dtype=dtype),
+            np.full((n, 1), np.inf, dtype=dtype),
+            np.ones_like(empty),
+            np.zeros(n, dtype=np.int32),
+            values,
+            width,
+        )
+    owners = np.concatenate(owner_parts)
+    features = np.concatenate(feature_parts)
+    order = np.lexsort((features, owners))
+    owners, features = owners[order], features[order]
+    starts = np.flatnonzero(np.r_[True, (owners[1:] != owners[:-1]) | (features[1:] != features[:-1])])
+    group_owner, group_feature = owners[starts], features[starts]
+    group_lower = np.maximum.reduceat(np.concatenate(lower_parts)[order], starts)
+    group_upper = np.minimum.reduceat(np.concatenate(upper_parts)[order], starts)
+    group_zero = np.multiply.reduceat(np.concatenate(share_parts)[order], starts)
+    length = np.bincount(group_owner, minlength=n).astype(np.int32)
+    first = np.r_[0, np.cumsum(length)[:-1]]
+    slot = np.arange(starts.size) - first[group_owner]
+    depth = max(1, int(length.max()))
+    path_features = np.full((n, depth), width, dtype=np.int32)
     lower = np.full((n, depth), np.inf, dtype=dtype)
     upper = np.full((n, depth), np.inf, dtype=dtype)
     zero = np.ones((n, depth))
-    length = np.zeros(n, dtype=np.int32)
-    values = np.zeros((n, forest.leaf_values.shape[1]))
-    for p, (state, leaf) in enumerate(rows):
-        for j, (feature, (low, high, fraction)) in enumerate(sorted(state.items())):
-            features[p, j] = feature
-            lower[p, j] = grid(low)
-            upper[p, j] = grid(high)
-            zero[p, j] = fraction
-        length[p] = len(state)
-        values[p] = forest.leaf_values[leaf]
-    return TreePaths(features, lower, upper, zero, length, values, width)
+    path_features[group_owner, slot] = group_feature
+    lower[group_owner, slot] = group_lower.astype(dtype)
+    upper[group_owner, slot] = group_upper.astype(dtype)
+    zero[group_owner, slot] = group_zero
+    return TreePaths(path_features, lower, upper, zero, length, values, width)
 
 
 def _sigmoid(x: FloatArray) -> FloatArray:
@@ -602,18 +657,17 @@ def _regression_outputs(reader: _GraphReader, signature: Signature) -> list[_Aff
 
 def _exact_trees(node: onnx.NodeProto, steps: list[tuple[str, np.ndarray]], build: _Build) -> str:
     preprocessing = Preprocessing(tuple(steps))
-    tree_input = preprocessing.apply(build.rows)
+    # The check rows start with the reference rows: one descent gives the raw scores and the covers.
+    tree_input = preprocessing.apply(build.check)
     dtype = tree_input.dtype
     n_classes = int(build.header["n_classes"]) or 1
     classifier = node.op_type == "TreeEnsembleClassifier"
     n_columns = n_classes if classifier else int(_attributes(node).get("n_targets", 1))
     forest = _forest(node, build.rows.shape[1], dtype, n_columns)
-    heads, reason = _choose_heads(
-        forest.raw(preprocessing.apply(build.check)), build.signature, build.check_outputs
-    )
+    raw, counts = forest.route(tree_input, build.rows.shape[0])
+    heads, reason = _choose_heads(raw, build.signature, build.check_outputs)
     if heads is None:
         return reason
-    _, counts = forest.leaves(tree_input)
     paths = _paths(forest, counts, build.rows.shape[1], dtype)
     baseline = (paths.values * paths.zero.prod(axis=1)[:, None]).sum(axis=0) + forest.base
     build.header.update(
