@@ -13,7 +13,7 @@ from mlambda.errors import ConflictError, PayloadTooLargeError, UnprocessableErr
 from mlambda.observability import metrics
 from mlambda.schemas.inference import PredictRequest
 from mlambda.schemas.registry import EndpointConfig, Fallback, ModelVersion, ServingRules, Variant
-from mlambda.services.inference.explain import KERNEL_MAX_ROWS, Explainers
+from mlambda.services.inference.explain import KERNEL_MAX_ROWS, ExplainerCorruptError, Explainers
 from mlambda.services.inference.prediction_log import PredictionLog
 from mlambda.services.inference.service import InferenceService, ServingModel
 from tests.explain_support import with_explainer
@@ -182,3 +182,14 @@ def test_explain_options_are_validated_before_anything_runs() -> None:
         PredictRequest.model_validate({"instances": [{"f0": 1}], "explain": {"method": "lime"}})
     with pytest.raises(ValueError, match="class"):
         PredictRequest.model_validate({"instances": [{"f0": 1}], "explain": {"class": "x" * 129}})
+
+
+def test_an_explainer_missing_from_the_bucket_is_a_500_not_a_404() -> None:
+    # Given: the version names an explainer whose object is gone
+    world = World()
+    version = world.catalog.versions[("churn", 1)]
+    del world.artifacts.objects[version.explainer_key or ""]
+    # When / Then
+    with pytest.raises(ExplainerCorruptError) as raised:
+        world.predict({"instances": [row(world.X[0])], "explain": True})
+    assert raised.value.status == 500 and raised.value.code == "explainer_corrupt"

@@ -56,7 +56,13 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from mlambda.errors import ConflictError, MlambdaError, PayloadTooLargeError, UnprocessableError
+from mlambda.errors import (
+    ConflictError,
+    MlambdaError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnprocessableError,
+)
 from mlambda.ports import ArtifactStore
 from mlambda.schemas.registry import ModelVersion
 
@@ -677,7 +683,14 @@ class Explainers:
                 code="explainer_unavailable",
                 details={"model": version.model, "version": version.version},
             )
-        explainer = Explainer.from_bytes(self._artifacts.get(stored), model_sha256=version.artifact_sha256)
+        try:
+            data = self._artifacts.get(stored)
+        except NotFoundError as exc:
+            raise ExplainerCorruptError(
+                f"the explainer of {version.model} v{version.version} is missing from the artifacts bucket",
+                details={"model": version.model, "version": version.version},
+            ) from exc
+        explainer = Explainer.from_bytes(data, model_sha256=version.artifact_sha256)
         with self._lock:
             self._loaded[key] = explainer
             while len(self._loaded) > self._max:
