@@ -403,3 +403,26 @@ def test_an_unknown_class_or_a_probability_output_on_a_regressor_is_a_422() -> N
         r.explainer.explain(Xr[:1], None, score=r.score, output="probability")
     with pytest.raises(UnprocessableError):
         r.explainer.class_index("1", None)
+
+
+def test_a_matrix_of_rows_gives_row_aligned_attribution_columns_for_batch_output() -> None:
+    # Given
+    X, y = classification()
+    model = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(X, y)
+    e = explained(model, X)
+    predicted = model.predict(X[:300])
+    # When
+    columns = e.explainer.explain(X[:300], predicted.tolist(), score=e.score).columns(
+        [f"f{i}" for i in range(6)], [0, 1]
+    )
+    # Then
+    assert list(columns) == [
+        *(f"explain_f{i}" for i in range(6)),
+        "explain_baseline",
+        "explain_value",
+        "explain_class",
+    ]
+    assert all(len(column) == 300 for column in columns.values())
+    assert columns["explain_class"].tolist() == [str(c) for c in predicted]
+    total = columns["explain_baseline"] + sum(columns[f"explain_f{i}"] for i in range(6))
+    np.testing.assert_allclose(total, columns["explain_value"], atol=1e-9)

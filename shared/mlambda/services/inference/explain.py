@@ -398,6 +398,19 @@ class Explanations:
     covers: str | None = None
     coalitions: int | None = None
 
+    def columns(self, names: Sequence[str], class_labels: Sequence[Any] | None) -> dict[str, np.ndarray]:
+        """The attributions as output columns for a batch file: ``explain_<feature>`` per feature,
+        ``explain_baseline``, ``explain_value`` (and ``explain_class`` for classifiers), row-aligned."""
+        columns = {f"explain_{name}": self.attributions[:, i] for i, name in enumerate(names)}
+        columns["explain_baseline"] = self.baselines
+        columns["explain_value"] = self.values
+        if self.classes is not None:
+            labels = [str(label) for label in class_labels] if class_labels is not None else None
+            columns["explain_class"] = np.array(
+                [labels[c] if labels is not None else str(c) for c in self.classes.tolist()], dtype=np.str_
+            )
+        return columns
+
     def as_json(self, names: Sequence[str], class_labels: Sequence[Any] | None) -> list[dict[str, Any]]:
         """One ``explanation`` object per row (see the module doc)."""
         header: dict[str, Any] = {"method": self.method, "exact": self.exact, "output": self.output}
