@@ -466,23 +466,37 @@ class RegistryService:
         return rows, profile.to_json()
 
     def _explainer(
-        self, data: bytes, digest: str, signature: Signature, schema: FeatureSchema, frame: pandas.DataFrame
+        self,
+        data: bytes,
+        digest: str,
+        signature: Signature,
+        schema: FeatureSchema,
+        frame: Mapping[str, np.ndarray],
     ) -> bytes | None:
         """The version's explainer artifact from its reference sample (None when its features are not numeric).
 
         Built here, once, so that predict only loads it (``mlambda.services.inference.explain``).
         """
         from mlambda.services.inference.explain_build import UnsupportedModelError, build_explainer
+        from mlambda.services.monitoring.profiling import present
 
-        complete = frame[schema.names].dropna()
-        if complete.empty or any(spec.dtype == "string" for spec in schema.features):
+        if any(spec.dtype == "string" for spec in schema.features):
             return None
+        complete = np.logical_and.reduce([present(frame[name]) for name in schema.names])
+        if not complete.any():
+            return None
+        try:
+            matrix = np.column_stack(
+                [np.asarray(frame[name][complete], dtype=np.float64) for name in schema.names]
+            )
+        except (ValueError, TypeError):
+            return None  # _reference already refused columns that do not fit the model
         try:
             return build_explainer(
                 data,
                 signature,
                 schema,
-                complete.to_numpy(dtype=np.float64),
+                matrix,
                 lambda feed: self._runtime.run(data, feed),
                 model_sha256=digest,
             )
