@@ -269,6 +269,10 @@ class BatchSettings(FunctionSettings):
         alias="REGISTRY_TABLE", description="The registry table, read to resolve models."
     )
     chunk_queue_url: str = Field(alias="CHUNK_QUEUE_URL", description="SQS queue of chunk messages.")
+    artifacts_bucket: str = Field(
+        alias="ARTIFACTS_BUCKET",
+        description="S3 bucket of model artifacts and explainers (read to plan and score explained jobs).",
+    )
     chunk_rows: int = Field(
         100_000,
         alias="BATCH_CHUNK_ROWS",
@@ -319,7 +323,6 @@ class JobsSettings(BatchSettings):
 class BatchWorkerSettings(BatchSettings):
     """The batch worker: scores one chunk per message and finalises the job after the last one."""
 
-    artifacts_bucket: str = Field(alias="ARTIFACTS_BUCKET", description="S3 bucket of model artifacts.")
     event_bus_name: str = Field(
         "default", alias="EVENT_BUS_NAME", description="EventBridge bus of the job-completed event."
     )
