@@ -74,7 +74,10 @@ from mlambda.schemas.registry_api import (
     UploadRequest,
     UploadTicket,
     VersionPage,
+    upload_key_model,
 )
+from mlambda.services.evaluations.gate import evaluation_check
+from mlambda.services.evaluations.ports import EvaluationPublications
 from mlambda.services.inference.scoring import (
     columns_to_feed,
     matches,
@@ -94,9 +97,6 @@ ALIAS_MOVED = "Model Alias Moved"
 ENDPOINT_CHANGED = "Model Endpoint Changed"
 MAX_REGISTER_ATTEMPTS = 40
 SMOKE_BYTES_BUDGET = 100_000
-UPLOAD_KEY = re.compile(
-    r"^uploads/(?P<model>[a-z0-9][a-z0-9_-]{0,62})/[0-9a-f]{32}/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-)
 # Feature types each tensor element type can carry (rows_to_feed casts them to the tensor's type).
 TENSOR_FEATURE_TYPES: dict[str, tuple[FeatureType, ...]] = {
     "float32": ("float", "int", "bool"),
@@ -178,6 +178,7 @@ class RegistryService:
         runtime: ModelRuntime,
         events: EventPublisher,
         *,
+        publications: EvaluationPublications | None = None,
         max_model_bytes: int = 100 * 1024 * 1024,
         max_reference_bytes: int = 64 * 1024 * 1024,
         upload_ttl_seconds: int = 900,
@@ -189,6 +190,7 @@ class RegistryService:
         self._artifacts = artifacts
         self._runtime = runtime
         self._events = events
+        self._publications = publications
         self.max_model_bytes = max_model_bytes
         self.max_reference_bytes = max_reference_bytes
         self.upload_ttl_seconds = upload_ttl_seconds
@@ -200,14 +202,17 @@ class RegistryService:
     def from_settings(cls, settings: RegistrySettings) -> RegistryService:
         """The service on DynamoDB, S3, onnxruntime and EventBridge."""
         from mlambda.adapters.dynamodb import DynamoTable
+        from mlambda.adapters.evaluations import DynamoEvaluationPublications
         from mlambda.adapters.messaging import EventBus
         from mlambda.adapters.registry import DynamoRegistryStore, OnnxRuntime, S3RegistryArtifacts
 
+        table = DynamoTable(settings.registry_table, settings)
         return cls(
-            DynamoRegistryStore(DynamoTable(settings.registry_table, settings)),
+            DynamoRegistryStore(table),
             S3RegistryArtifacts(settings.artifacts_bucket, settings),
             OnnxRuntime(),
             EventBus(settings, bus_name=settings.event_bus_name, source=EVENT_SOURCE),
+            publications=DynamoEvaluationPublications(table),
             max_model_bytes=settings.max_model_bytes,
             max_reference_bytes=settings.max_reference_bytes,
             upload_ttl_seconds=settings.upload_url_ttl_seconds,
@@ -253,6 +258,7 @@ class RegistryService:
             description=request.description,
             owner=request.owner or actor,
             tags=request.tags,
+            require_evaluation=request.require_evaluation,
             created_at=now,
             updated_at=now,
         )
@@ -311,8 +317,7 @@ class RegistryService:
 
     def _upload(self, name: str, key: str, kind: str, max_bytes: int) -> bytes:
         """The uploaded object at ``key``, after checking it is this model's upload of the right kind and size."""
-        match = UPLOAD_KEY.match(key)
-        if match is None or match.group("model") != name or ".." in key:
+        if upload_key_model(key) != name:
             raise InvalidInputError(
                 f"{kind} key must be an upload key of model '{name}' (from POST /models/{name}/uploads)",
                 code="invalid_upload_key",
@@ -548,7 +553,7 @@ class RegistryService:
     def move_alias(self, name: str, alias: str, request: MoveAliasRequest, actor: str) -> AliasMove:
         """Point ``alias`` at a version; ``production`` must pass the gate unless forced with a reason."""
         check_alias_name(alias)
-        self._model(name)
+        model = self._model(name)
         target = self._store.get_version(name, request.version)
         current = self._store.get_alias(name, alias)
         if request.expected_version is not None and (
@@ -565,8 +570,11 @@ class RegistryService:
         gate = None
         forced = False
         if alias == PRODUCTION:
+            evaluated = evaluation_check(model, target, self._publications)
             live = self._store.get_version(name, current.version) if current else None
             gate = self.gate(target, live)
+            if evaluated is not None:
+                gate = gate.model_copy(update={"checks": [*gate.checks, evaluated]})
             if not gate.passed:
                 if not request.force:
                     failed = [check.message for check in gate.checks if not check.passed]

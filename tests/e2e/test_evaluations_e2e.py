@@ -1,0 +1,159 @@
+"""Human evaluation and explained batch jobs through the local cloud, driven by the CLI and HTTP as a
+user would: an uploaded CSV evaluated by two evaluators with keys of their own, completed,
+published to the version; a file scored with attribution columns."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from mlambda_local.bootstrap import ensure_admin_key
+from mlambda_local.cli import main as cli
+from mlambda_local.client import ApiClient, ApiError, Target
+from tests.batch_support import register_model
+from tests.conftest import REPO_ROOT
+from tests.unit.fakes_batch import FEATURES, make_frame
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One local cloud with churn v1 (its explainer built) in production, and two evaluators' keys."""
+    from mlambda_local.cloud import LocalCloud
+
+    data_dir = tmp_path_factory.mktemp("evaluations-cloud")
+    with LocalCloud(
+        REPO_ROOT / "template.yaml", data_dir, function_log=data_dir / "function-logs.jsonl"
+    ) as running:
+        s3 = boto3.session.Session(
+            region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        ).client("s3", endpoint_url=running.endpoint_url)
+        outputs = running.outputs
+        register_model(
+            s3,
+            outputs["RegistryTableName"],
+            outputs["ArtifactsBucketName"],
+            running.endpoint_url,
+            explained=True,
+        )
+        admin = ApiClient(
+            Target(
+                api_url=str(running.api_url),
+                api_key=ensure_admin_key(data_dir, outputs["ApiKeysTableName"], running.endpoint_url),
+            )
+        )
+        keys = {
+            name: admin.post("/keys", {"name": name, "scopes": ["evaluate"]})["api_key"]
+            for name in ("alice", "bob")
+        }
+        yield {"admin": admin, "keys": keys, "data_dir": data_dir, "api_url": str(running.api_url), "s3": s3}
+
+
+def run(cloud: dict[str, Any], capsys: pytest.CaptureFixture[str], *args: str, key: str | None = None) -> str:
+    common = ["--data-dir", str(cloud["data_dir"])]
+    if key:
+        common += ["--api-key", key]
+    assert cli([*common, *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_an_uploaded_csv_is_evaluated_by_two_evaluators_and_published(
+    cloud: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a CSV of 50 rows, 8 of which are drawn
+    source = tmp_path / "tickets.csv"
+    make_frame(50, seed=4).to_csv(source, index=False)
+    out = run(
+        cloud,
+        capsys,
+        "evaluations",
+        "create",
+        "churn",
+        "--version",
+        "v1",
+        "--csv",
+        str(source),
+        "--rows",
+        "8",
+    )
+    evaluation_id = re.search(r"evaluation ([0-9a-f]{20})", out).group(1)  # type: ignore[union-attr]
+    assert "8 rows from the upload (50 usable, 0 skipped), explained: linear" in out
+    # When alice judges every row (one wrong, with HTML in her comment) and bob the first four
+    alice, bob = cloud["keys"]["alice"], cloud["keys"]["bob"]
+    for row in range(8):
+        args = ["evaluations", "verdict", evaluation_id, str(row), "correct"]
+        if row == 5:
+            args = [
+                "evaluations",
+                "verdict",
+                evaluation_id,
+                "5",
+                "incorrect",
+                "--comment",
+                "<img src=x onerror=alert(1)>",
+            ]
+        assert "by alice" in run(cloud, capsys, *args, key=alice)
+    for row in range(4):
+        run(cloud, capsys, "evaluations", "verdict", evaluation_id, str(row), "correct", key=bob)
+    again = run(cloud, capsys, "evaluations", "verdict", evaluation_id, "0", "correct", key=bob)
+    assert "(unchanged)" in again
+    # an evaluator cannot complete it
+    with pytest.raises(ApiError) as refused:
+        ApiClient(Target(api_url=cloud["api_url"], api_key=alice)).post(
+            f"/evaluations/{evaluation_id}/complete", {}
+        )
+    assert refused.value.status == 403
+    # Then the owner completes it and the results are published to churn v1
+    done = run(cloud, capsys, "evaluations", "complete", evaluation_id)
+    assert "coverage 100.0%, agreement with the model 91.7% (11/12 verdicts say correct)" in done
+    assert "row 5 alice (incorrect): <img src=x onerror=alert(1)>" in done
+    assert "published to churn v1" in done
+    published = cloud["admin"].get("/models/churn/versions/1/evaluations")["evaluations"]
+    assert [(p["evaluation_id"], p["evaluators"]) for p in published] == [(evaluation_id, ["alice", "bob"])]
+    listed = run(cloud, capsys, "evaluations", "list", "churn", "--status", "completed")
+    assert evaluation_id in listed and "8/8" in listed
+
+
+def test_production_requires_the_evaluation_once_the_model_says_so(
+    cloud: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given churn requires an evaluation, and production is moved away and back to v1
+    assert "requires a completed evaluation" in run(cloud, capsys, "evaluations", "require", "churn", "on")
+    admin = cloud["admin"]
+    admin.delete("/models/churn/aliases/production")
+    # When / Then: v1 was evaluated by the previous test (same artifact), so the gate lets it through
+    moved = admin.request("PUT", "/models/churn/aliases/production", body={"version": 1})
+    assert any(check["name"] == "evaluation_completed" for check in moved["gate"]["checks"])
+    run(cloud, capsys, "evaluations", "require", "churn", "off")
+
+
+def test_the_cli_submits_an_explained_batch_job(
+    cloud: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given
+    source = tmp_path / "scores.csv"
+    make_frame(400, seed=6).to_csv(source, index=False)
+    # When
+    out = run(
+        cloud, capsys, "batch", "submit", str(source), "--model", "churn", "--explain", "--chunk-rows", "200"
+    )
+    job_id = out.split()[1]
+    run(cloud, capsys, "batch", "fetch", job_id, str(tmp_path / "out.parquet"))
+    # Then
+    assert "explained with linear (log_odds scale)" in out
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.num_rows == 400
+    attributions = sum(table.column(f"explain_{name}").to_numpy() for name in FEATURES)
+    np.testing.assert_allclose(
+        attributions + table.column("explain_baseline").to_numpy(),
+        table.column("explain_value").to_numpy(),
+        atol=1e-9,
+    )
