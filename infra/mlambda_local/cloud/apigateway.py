@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mlambda_local.cloud.errors import FunctionInvocationError, TemplateError
-from mlambda_local.cloud.functions import LocalFunction
+from mlambda_local.cloud.functions import Function
 from mlambda_local.cloud.template import IntrinsicResolver, Template
 
 logger = logging.getLogger("mlambda.local")
@@ -84,7 +84,7 @@ class Authorizer:
 
     name: str
     type: str  # "request" | "token"
-    function: LocalFunction
+    function: Function
     identity_sources: tuple[str, ...]
     ttl_seconds: int
     validation_expression: str | None = None
@@ -98,7 +98,7 @@ class Route:
     resource: str
     pattern: re.Pattern[str]
     integration: str  # "aws_proxy" | "mock"
-    function: LocalFunction | None
+    function: Function | None
     authorizer: Authorizer | None
     mock_status: int = 200
     mock_headers: tuple[tuple[str, str], ...] = ()
@@ -160,7 +160,7 @@ class RestApi:
         logical_id: str,
         template: Template,
         resolver: IntrinsicResolver,
-        functions: Mapping[str, LocalFunction],
+        functions: Mapping[str, Function],
     ) -> RestApi:
         """Read routes, authorizers and gateway responses from the RestApi's swagger ``Body``."""
         properties = template.resources[logical_id].get("Properties") or {}
@@ -173,7 +173,7 @@ class RestApi:
             logger.info("API %s: reading an OpenAPI 3 definition with the swagger 2 extensions", logical_id)
         stage = cls._stage_name(logical_id, template, resolver)
 
-        def function_for(uri: Any, where: str) -> LocalFunction:
+        def function_for(uri: Any, where: str) -> Function:
             function_id = resolver.logical_id_for_function_arn(str(uri))
             if function_id is None or function_id not in functions:
                 raise TemplateError(
@@ -540,8 +540,7 @@ class RestApi:
             try:
                 result = authorizer.function.invoke(authorizer_event)
             except FunctionInvocationError as exc:
-                cause = exc.__cause__
-                if cause is not None and str(cause) == "Unauthorized":
+                if exc.error_message == "Unauthorized":
                     return self.gateway_response("UNAUTHORIZED", "Unauthorized", request_id)
                 return self.gateway_response(
                     "AUTHORIZER_CONFIGURATION_ERROR", "Internal server error", request_id

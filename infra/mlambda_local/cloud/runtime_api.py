@@ -1,0 +1,297 @@
+"""The Lambda Runtime API one execution environment's runtime talks to (as on Lambda, one per sandbox).
+
+A worker process started with ``AWS_LAMBDA_RUNTIME_API=127.0.0.1:<port>`` runs AWS's own runtime
+interface client (``awslambdaric``), which loops on these routes exactly as it does on Lambda:
+
+- ``GET  /2018-06-01/runtime/invocation/next``: blocks until the runner hands this environment
+  an invocation; the event is the body, and Lambda's headers carry the request id, the deadline
+  (epoch ms), the function ARN, the trace id and the client context;
+- ``POST /2018-06-01/runtime/invocation/{id}/response``: the handler's result (202);
+- ``POST /2018-06-01/runtime/invocation/{id}/error``: the handler raised (202), the error type in
+  ``Lambda-Runtime-Function-Error-Type``;
+- ``POST /2018-06-01/runtime/init/error``: importing the handler failed (202).
+
+Answers and errors follow the emulator's (aws-lambda-runtime-interface-emulator): 400
+``InvalidRequestID`` for an id that is not the current invocation, 403
+``InvalidStateTransition`` for a second answer, 413 when a response is over Lambda's 6 MB.
+The HTTP is a small HTTP/1.1 reader with keep-alive: the client holds one connection (libcurl)
+and every invocation crosses it twice, so http.server's per-request parsing would be most of
+the local overhead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+logger = logging.getLogger("mlambda.local")
+
+API_PREFIX = b"/2018-06-01/runtime/"
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # Lambda's synchronous response limit (6,291,556 bytes)
+MAX_HEADER_LINES = 100
+ERROR_TYPE_HEADER = "lambda-runtime-function-error-type"
+RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
+
+
+@dataclass
+class Invocation:
+    """One invocation as the Runtime API serves it, and its outcome once the runtime answers."""
+
+    request_id: str
+    payload: bytes
+    function_arn: str
+    trace_id: str
+    client_context: str | None = None
+    deadline_ms: int = 0
+    picked: threading.Event = field(default_factory=threading.Event)  # taken by /next, or over
+    done: threading.Event = field(default_factory=threading.Event)
+    picked_at: float | None = None  # perf_counter when the runtime took it
+    answered_at: float | None = None  # perf_counter when the runtime answered
+    result: bytes = b""
+    error_type: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error_type is not None
+
+    def succeed(self, body: bytes) -> None:
+        self.result = body
+        self.done.set()
+        self.picked.set()
+
+    def fail(self, error_type: str, body: bytes) -> None:
+        self.error_type = error_type or "Unhandled"
+        self.result = body
+        self.done.set()
+        self.picked.set()
+
+
+class RuntimeApiHandler(Protocol):
+    """What the endpoint asks of its execution environment (``execution.ExecutionEnvironment``)."""
+
+    def next_invocation(self) -> Invocation | None:
+        """Block until an invocation is assigned; ``None`` when the environment shuts down."""
+        ...
+
+    def respond(self, request_id: str, body: bytes) -> int:
+        """Record the response; the HTTP status to answer (202, or 400/403/413)."""
+        ...
+
+    def report_error(self, request_id: str, error_type: str, body: bytes) -> int:
+        """Record the handler's error; the HTTP status to answer."""
+        ...
+
+    def report_init_error(self, error_type: str, body: bytes) -> int:
+        """Record that the runtime could not initialise; the HTTP status to answer."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: bytes
+    path: bytes
+    headers: dict[str, str]
+    body: bytes
+
+
+def _status_line(status: int) -> bytes:
+    reason = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"}.get(
+        status, "Request Entity Too Large" if status == 413 else "Error"
+    )
+    return f"HTTP/1.1 {status} {reason}\r\n".encode()
+
+
+def _json_answer(status: int, document: dict[str, str]) -> bytes:
+    body = json.dumps(document).encode()
+    return (
+        _status_line(status)
+        + b"Content-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+ACCEPTED = _json_answer(202, {"status": "OK"})
+NOT_FOUND = _json_answer(404, {"errorType": "NotFound", "errorMessage": "no such Runtime API route"})
+ERRORS: dict[int, bytes] = {
+    202: ACCEPTED,
+    400: _json_answer(400, {"errorType": "InvalidRequestID", "errorMessage": "Invalid request ID"}),
+    403: _json_answer(
+        403,
+        {
+            "errorType": "InvalidStateTransition",
+            "errorMessage": "State transition is not allowed: the invocation already has an answer",
+        },
+    ),
+    413: _json_answer(
+        413,
+        {
+            "errorType": "RequestEntityTooLarge",
+            "errorMessage": f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
+        },
+    ),
+}
+
+
+def _too_large(size: int) -> bytes:
+    return json.dumps(
+        {
+            "errorType": RESPONSE_TOO_LARGE,
+            "errorMessage": f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+            f"({MAX_RESPONSE_BYTES} bytes).",
+        }
+    ).encode()
+
+
+def next_answer(invocation: Invocation) -> bytes:
+    """The ``/next`` response: the event and Lambda's invocation headers, in one buffer."""
+    headers = [
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: ",
+        invocation.request_id.encode(),
+        b"\r\nLambda-Runtime-Deadline-Ms: ",
+        str(invocation.deadline_ms).encode(),
+        b"\r\nLambda-Runtime-Invoked-Function-Arn: ",
+        invocation.function_arn.encode(),
+        b"\r\nLambda-Runtime-Trace-Id: ",
+        invocation.trace_id.encode(),
+    ]
+    if invocation.client_context:
+        headers += [b"\r\nLambda-Runtime-Client-Context: ", invocation.client_context.encode()]
+    headers += [b"\r\nContent-Length: ", str(len(invocation.payload)).encode(), b"\r\n\r\n"]
+    return b"".join(headers) + invocation.payload
+
+
+class _BadRequestError(Exception):
+    """The client sent something that is not HTTP/1.1 this server accepts; the connection closes."""
+
+
+def _read_request(stream: BinaryIO) -> _Request | None:
+    """One request from the connection, or ``None`` at a clean end of stream."""
+    read_line = stream.readline
+    line = read_line(65537)
+    if not line:
+        return None
+    parts = line.split()
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        raise _BadRequestError(f"bad request line {line[:100]!r}")
+    headers: dict[str, str] = {}
+    for _ in range(MAX_HEADER_LINES):
+        header = read_line(65537)
+        if header in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = header.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    else:
+        raise _BadRequestError("too many header lines")
+    if headers.get("transfer-encoding", "").lower() not in ("", "identity"):
+        raise _BadRequestError("chunked bodies are not accepted; send Content-Length")
+    try:
+        length = int(headers.get("content-length") or 0)
+    except ValueError as exc:
+        raise _BadRequestError("bad Content-Length") from exc
+    body = stream.read(length) if length else b""
+    if len(body) != length:
+        return None
+    return _Request(parts[0], parts[1], headers, body)
+
+
+class RuntimeApiEndpoint:
+    """A listening socket on 127.0.0.1 serving the Runtime API for one execution environment."""
+
+    def __init__(self, handler: RuntimeApiHandler, name: str) -> None:
+        self._handler = handler
+        self._name = name
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, name=f"rapi-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        """``host:port``, the value of ``AWS_LAMBDA_RUNTIME_API``."""
+        host, port = self._socket.getsockname()[:2]
+        return f"{host}:{port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                if self._closed:
+                    connection.close()
+                    return
+                self._connections.append(connection)
+            threading.Thread(
+                target=self._serve, args=(connection,), name=f"rapi-{self._name}-conn", daemon=True
+            ).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        stream = connection.makefile("rb")
+        try:
+            while True:
+                request = _read_request(stream)
+                if request is None:
+                    return
+                answer = self._dispatch(request)
+                if answer is None:  # the environment is shutting down: hang up, as Lambda freezes it
+                    return
+                connection.sendall(answer)
+        except _BadRequestError as exc:
+            logger.warning("runtime API of %s: %s", self._name, exc)
+        except OSError:
+            return
+        finally:
+            stream.close()
+            connection.close()
+            with self._lock:
+                if connection in self._connections:
+                    self._connections.remove(connection)
+
+    def _dispatch(self, request: _Request) -> bytes | None:
+        path = request.path
+        if not path.startswith(API_PREFIX):
+            return NOT_FOUND
+        route = path[len(API_PREFIX) :]
+        if request.method == b"GET" and route == b"invocation/next":
+            invocation = self._handler.next_invocation()
+            return None if invocation is None else next_answer(invocation)
+        if request.method != b"POST":
+            return NOT_FOUND
+        if route == b"init/error":
+            error_type = request.headers.get(ERROR_TYPE_HEADER, "Runtime.Unknown")
+            return ERRORS[self._handler.report_init_error(error_type, request.body)]
+        if route.startswith(b"invocation/"):
+            request_id, _, action = route[len(b"invocation/") :].partition(b"/")
+            identifier = request_id.decode("latin-1")
+            if action == b"response":
+                if len(request.body) > MAX_RESPONSE_BYTES:
+                    self._handler.report_error(identifier, RESPONSE_TOO_LARGE, _too_large(len(request.body)))
+                    return ERRORS[413]
+                return ERRORS[self._handler.respond(identifier, request.body)]
+            if action == b"error":
+                error_type = request.headers.get(ERROR_TYPE_HEADER, "Unhandled")
+                return ERRORS[self._handler.report_error(identifier, error_type, request.body)]
+        return NOT_FOUND
+
+    def close(self) -> None:
+        """Stop accepting and hang up every connection (a blocked ``/next`` returns)."""
+        with self._lock:
+            self._closed = True
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
+        self._socket.close()
