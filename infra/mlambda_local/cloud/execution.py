@@ -544,6 +544,9 @@ class FunctionPool:
                 "concurrency": self.concurrency,
                 "instances": len(self._all),
                 "idle": len(self._idle),
+                "workers": [
+                    {"pid": e.process.pid, "busy": e.busy, "log_stream": e.stream.name} for e in self._all
+                ],
                 "invocations": self.invocations,
                 "cold_starts": self.cold_starts,
                 "errors": self.errors,

@@ -164,6 +164,7 @@ class LocalCloud:
         idle_seconds: float = 300.0,
         echo_logs: bool = False,
         prewarm: bool = False,
+        log_poll_seconds: float = 0.1,
     ) -> None:
         """``template_path`` is ignored with ``from_build`` (the build folder's template is the one).
 
@@ -172,6 +173,7 @@ class LocalCloud:
         ``max_instances``: concurrency of a function with no reserved or mapping concurrency.
         ``echo_logs``: print the functions' log lines on this process's stdout. ``prewarm``:
         start one worker of each function behind the API while the rest comes up.
+        ``log_poll_seconds``: how often log subscriptions look for new lines.
         """
         if mode not in ("process", "in-process"):
             raise MlambdaLocalError(f"mode must be 'process' or 'in-process', not {mode!r}")
@@ -189,6 +191,7 @@ class LocalCloud:
         self.idle_seconds = idle_seconds
         self.echo_logs = echo_logs
         self.prewarm = prewarm
+        self.log_poll_seconds = log_poll_seconds
         self.data_dir = Path(data_dir)
         self._endpoint_url = endpoint_url
         self.api_port = api_port
@@ -263,6 +266,8 @@ class LocalCloud:
                 f"two APIs deploy the same stage name ({stages}); the local server mounts APIs by stage"
             )
         self.apis = apis
+        if self.prewarm:
+            self._prewarm_api_functions()
         provisioner = Provisioner(
             template,
             resolver,
@@ -275,7 +280,9 @@ class LocalCloud:
         self._server = LocalHttpServer(apis, self._control, port=self.api_port)
         self._server.start()
         self._start_pollers(session, endpoint, mappings)
-        self.subscriptions = SubscriptionRunner(self._subscriptions(template, resolver, session, endpoint))
+        self.subscriptions = SubscriptionRunner(
+            self._subscriptions(template, resolver, session, endpoint), interval=self.log_poll_seconds
+        )
         self.subscriptions.start()
         self.scheduler = Scheduler(
             rules,
@@ -336,6 +343,19 @@ class LocalCloud:
         if self.echo_logs:
             self._echo = _LogEcho({fid: f.group for fid, f in self.functions.items()})
             self._echo.start()
+
+    def _prewarm_api_functions(self) -> None:
+        """One worker of each function behind the API starts now: its imports overlap provisioning."""
+        behind_api = {
+            function.spec.logical_id: function
+            for api in self.apis
+            for route in api.routes
+            for function in (route.function, route.authorizer.function if route.authorizer else None)
+            if function is not None
+        }
+        for function in behind_api.values():
+            if isinstance(function, FunctionPool):
+                function.prewarm()
 
     def _function_base_environment(self, endpoint: str) -> dict[str, str]:
         """What every worker sees besides its function's variables: Lambda's basics, the endpoint, credentials.

@@ -133,6 +133,22 @@ def _clause(document: dict[str, Any], path: tuple[str, ...], operator: str, valu
     return equal if operator == "=" else not equal
 
 
+def awslogs_event(
+    *, owner: str, log_group: str, log_stream: str, filter_name: str, events: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """CloudWatch Logs' event for a subscribed function: ``{"awslogs": {"data": base64(gzip(DATA_MESSAGE))}}``."""
+    message = {
+        "messageType": "DATA_MESSAGE",
+        "owner": owner,
+        "logGroup": log_group,
+        "logStream": log_stream,
+        "subscriptionFilters": [filter_name],
+        "logEvents": list(events),
+    }
+    data = gzip.compress(json.dumps(message, separators=(",", ":")).encode(), compresslevel=1, mtime=0)
+    return {"awslogs": {"data": base64.b64encode(data).decode()}}
+
+
 @dataclass(frozen=True)
 class SubscriptionFilter:
     """One ``AWS::Logs::SubscriptionFilter`` to a function, resolved."""
@@ -148,9 +164,12 @@ class SubscriptionFilter:
 
 @dataclass(frozen=True)
 class _Batch:
+    """A range of complete lines of one stream file, and when it was first read (its events' timestamp)."""
+
     file: str
     start: int
     end: int
+    read_at_ms: int
 
 
 class _State:
@@ -233,7 +252,7 @@ class SubscriptionDelivery:
             if len(chunk) < READ_CHUNK:
                 return None  # a line still being written
             cut = len(chunk)  # a line longer than the read: CloudWatch truncates it anyway
-        return _Batch(path.name, offset, offset + cut)
+        return _Batch(path.name, offset, offset + cut, int(time.time() * 1000))
 
     def _events(self, batch: _Batch) -> list[list[dict[str, Any]]]:
         """The batch's matching events, grouped into invocations by message size (deterministically)."""
@@ -245,7 +264,6 @@ class SubscriptionDelivery:
         current: list[dict[str, Any]] = []
         size = 0
         position = batch.start
-        now = int(time.time() * 1000)
         for raw in data.splitlines(keepends=True):
             line_start, position = position, position + len(raw)
             message = raw.rstrip(b"\r\n").decode("utf-8", "replace")
@@ -258,7 +276,9 @@ class SubscriptionDelivery:
             if current and size + encoded > BATCH_MESSAGE_BYTES:
                 groups.append(current)
                 current, size = [], 0
-            current.append({"id": _event_id(batch.file, line_start), "timestamp": now, "message": message})
+            current.append(
+                {"id": _event_id(batch.file, line_start), "timestamp": batch.read_at_ms, "message": message}
+            )
             size += encoded
         if current:
             groups.append(current)
@@ -278,16 +298,13 @@ class SubscriptionDelivery:
     def event(self, batch_file: str, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """The ``awslogs`` event CloudWatch Logs sends a subscribed function."""
         subscription = self.subscription
-        message = {
-            "messageType": "DATA_MESSAGE",
-            "owner": self._account_id,
-            "logGroup": subscription.group.name,
-            "logStream": stream_name(subscription.group.directory / batch_file),
-            "subscriptionFilters": [subscription.name],
-            "logEvents": list(events),
-        }
-        data = gzip.compress(json.dumps(message, separators=(",", ":")).encode(), compresslevel=1, mtime=0)
-        return {"awslogs": {"data": base64.b64encode(data).decode()}}
+        return awslogs_event(
+            owner=self._account_id,
+            log_group=subscription.group.name,
+            log_stream=stream_name(subscription.group.directory / batch_file),
+            filter_name=subscription.name,
+            events=events,
+        )
 
     def _invoke(self, batch: _Batch, events: list[dict[str, Any]]) -> None:
         event = self.event(batch.file, events)
