@@ -24,6 +24,7 @@ the endpoint and credentials), not the runner's.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import logging
@@ -35,6 +36,7 @@ import subprocess
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,7 +56,6 @@ MAX_SYNC_PAYLOAD = 6 * 1024 * 1024  # Lambda's synchronous invocation request li
 INIT_LIMIT_SECONDS = 10.0  # Lambda's init phase; past it, init is retried within the invocation's timeout
 DEFAULT_IDLE_SECONDS = 300.0
 WATCHDOG_INTERVAL = 0.1
-_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 PLATFORM_ERRORS = frozenset({"Runtime.OutOfMemory", "Runtime.ExitError"})
 
 
@@ -74,16 +75,30 @@ class WorkerLaunch:
         return [self.python, *flags, "-m", "awslambdaric", handler]
 
 
-def _status_field(path: str, name: bytes) -> int | None:
-    """A ``kB`` figure of ``/proc/<pid>/status`` (``VmHWM``, ``VmRSS``), or None once the process is gone."""
-    try:
-        with open(path, "rb") as stream:  # noqa: PTH123 - a /proc read on the invocation path
-            for line in stream:
-                if line.startswith(name):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError, ValueError):
-        return None
-    return None
+class _ProcStatus:
+    """``/proc/<pid>/status`` kept open: one ``pread`` per look (it is read after every invocation)."""
+
+    def __init__(self, pid: int) -> None:
+        try:
+            self._fd: int | None = os.open(f"/proc/{pid}/status", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+        else:
+            weakref.finalize(self, os.close, self._fd)
+
+    def kilobytes(self, name: bytes) -> int | None:
+        """A ``kB`` figure (``VmHWM:``, ``VmRSS:``), or None once the process is gone."""
+        if self._fd is None:
+            return None
+        try:
+            data = os.pread(self._fd, 4096, 0)
+        except OSError:
+            return None
+        start = data.find(name)
+        if start < 0:
+            return None
+        end = data.find(b"kB", start)
+        return int(data[start + len(name) : end])
 
 
 def _megabytes(kilobytes: int) -> int:
@@ -114,7 +129,9 @@ class ExecutionEnvironment:
         self.stream = stream
         self.id = stream.name.rsplit("]", 1)[-1]
         self._on_exit = on_exit
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # guards the fields below
+        self._slot = _thread.allocate_lock()  # released when an invocation (or the shutdown) is handed over
+        self._slot.acquire()
         self._assigned: Invocation | None = None
         self._current: Invocation | None = None
         self._closing = False
@@ -146,18 +163,18 @@ class ExecutionEnvironment:
             start_new_session=True,
             close_fds=True,
         )
-        self._status_path = f"/proc/{self.process.pid}/status"
+        self._status = _ProcStatus(self.process.pid)
         threading.Thread(target=self._watch_exit, name=f"exit-{spec.logical_id}", daemon=True).start()
 
     # -- the Runtime API side (called on the endpoint's connection threads) ------------------------
 
     def next_invocation(self) -> Invocation | None:
-        with self._cond:
+        with self._lock:
             if self.init_duration_ms is None:
                 self.init_duration_ms = (time.perf_counter() - self._started) * 1000
             self._current = None
-            while self._assigned is None and not self._closing:
-                self._cond.wait()
+        self._slot.acquire()  # until assign() or shutdown() releases it
+        with self._lock:
             invocation = self._assigned
             if self._closing or invocation is None:
                 return None
@@ -177,25 +194,25 @@ class ExecutionEnvironment:
         return invocation
 
     def respond(self, request_id: str, body: bytes) -> int:
-        with self._cond:
+        with self._lock:
             invocation = self._answered(request_id)
             if isinstance(invocation, int):
                 return invocation
             invocation.answered_at = time.perf_counter()
-            invocation.succeed(body)
+        invocation.succeed(body)
         return 202
 
     def report_error(self, request_id: str, error_type: str, body: bytes) -> int:
-        with self._cond:
+        with self._lock:
             invocation = self._answered(request_id)
             if isinstance(invocation, int):
                 return invocation
             invocation.answered_at = time.perf_counter()
-            invocation.fail(error_type, body)
+        invocation.fail(error_type, body)
         return 202
 
     def report_init_error(self, error_type: str, body: bytes) -> int:
-        with self._cond:
+        with self._lock:
             if self.init_error is not None or self.init_duration_ms is not None:
                 return 403
             self.init_error = (error_type, body)
@@ -211,21 +228,18 @@ class ExecutionEnvironment:
     def assign(self, invocation: Invocation) -> None:
         """Hand ``invocation`` to the worker (it picks it up on ``/next``)."""
         self.stream.write(f"START RequestId: {invocation.request_id} Version: $LATEST\n")
-        with self._cond:
+        with self._lock:
             self._assigned = invocation
-            self._cond.notify_all()
+        with contextlib.suppress(RuntimeError):  # already released by a shutdown: /next returns nothing
+            self._slot.release()
 
     def peak_memory_kb(self) -> int | None:
         """The worker's peak resident memory so far (``VmHWM``)."""
-        return _status_field(self._status_path, b"VmHWM:")
+        return self._status.kilobytes(b"VmHWM:")
 
     def resident_memory_kb(self) -> int | None:
-        """The worker's resident memory now (``/proc/<pid>/statm``, cheaper than ``status``)."""
-        try:
-            with open(f"/proc/{self.process.pid}/statm", "rb") as stream:  # noqa: PTH123
-                return int(stream.read().split()[1]) * _PAGE_KB
-        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
-            return None
+        """The worker's resident memory now (``VmRSS``)."""
+        return self._status.kilobytes(b"VmRSS:")
 
     @property
     def usable(self) -> bool:
@@ -238,7 +252,7 @@ class ExecutionEnvironment:
 
     def kill(self, reason: str) -> None:
         """SIGKILL the worker's process group (what Lambda does on timeout and out of memory)."""
-        with self._cond:
+        with self._lock:
             if self.kill_reason is None:
                 self.kill_reason = reason
         with contextlib.suppress(ProcessLookupError):
@@ -246,18 +260,25 @@ class ExecutionEnvironment:
 
     def shutdown(self) -> None:
         """Stop the worker (idle reaping, stop): its blocked ``/next`` returns nothing, then SIGKILL."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
+        self._close_slot()
         self.kill("shutdown")
         self.endpoint.close()
 
+    def _close_slot(self) -> None:
+        """No more invocations: a ``/next`` waiting (or coming) returns nothing."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            assigned = self._assigned is not None
+        if not assigned:  # else the slot is already released for an invocation no one took
+            self._slot.release()
+
     def _watch_exit(self) -> None:
         code = self.process.wait()
-        with self._cond:
+        self._close_slot()
+        with self._lock:
             self.dead = True
-            self._closing = True
-            self._cond.notify_all()
             reason = self.kill_reason
             pending = [i for i in (self._current, self._assigned) if i is not None and not i.done.is_set()]
         self.endpoint.close()
@@ -313,7 +334,9 @@ class FunctionPool:
             "LAMBDA_TASK_ROOT": str(launch.code_dir),
             "_HANDLER": spec.handler,
         }
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # waited on only when every instance is busy
+        self._waiting = 0
         self._idle: list[ExecutionEnvironment] = []  # most recently used last
         self._all: list[ExecutionEnvironment] = []
         self._starting = 0
@@ -362,7 +385,7 @@ class FunctionPool:
 
     def _acquire(self) -> ExecutionEnvironment:
         """A warm idle environment, a new one if under the concurrency, else wait for one."""
-        with self._cond:
+        with self._lock:
             while True:
                 if self._closed:
                     raise self._error("Runtime.Unavailable", "the local cloud is stopping")
@@ -375,15 +398,18 @@ class FunctionPool:
                     self._starting += 1
                     self.invocations += 1
                     break
+                self._waiting += 1
                 self._cond.wait()
+                self._waiting -= 1
         return self._spawn()
 
     def _release(self, environment: ExecutionEnvironment) -> None:
-        with self._cond:
+        with self._lock:
             environment.last_used = time.monotonic()
             if environment.usable and not self._closed:
                 self._idle.append(environment)
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
 
     def prewarm(self) -> None:
         """Start one environment now, so its init is done before the first request needs it."""

@@ -21,24 +21,55 @@ the local overhead.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import logging
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 logger = logging.getLogger("mlambda.local")
 
 API_PREFIX = b"/2018-06-01/runtime/"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # Lambda's synchronous response limit (6,291,556 bytes)
 MAX_HEADER_LINES = 100
+MAX_HEADER_BYTES = 64 * 1024
 ERROR_TYPE_HEADER = "lambda-runtime-function-error-type"
 RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
 
 
-@dataclass
+class Signal:
+    """A one-shot flag threads wait on: a bare lock, cheaper than ``threading.Event`` (two per invocation)."""
+
+    __slots__ = ("_flag", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+        self._flag = False
+
+    def set(self) -> None:
+        if self._flag:
+            return
+        self._flag = True
+        with contextlib.suppress(RuntimeError):  # two setters at once: the lock is released once
+            self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; False if ``timeout`` seconds pass first."""
+        if self._flag:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            self._lock.release()
+        return self._flag
+
+
+@dataclass(slots=True)
 class Invocation:
     """One invocation as the Runtime API serves it, and its outcome once the runtime answers."""
 
@@ -48,8 +79,8 @@ class Invocation:
     trace_id: str
     client_context: str | None = None
     deadline_ms: int = 0
-    picked: threading.Event = field(default_factory=threading.Event)  # taken by /next, or over
-    done: threading.Event = field(default_factory=threading.Event)
+    picked: Signal = field(default_factory=Signal)  # taken by /next, or over
+    done: Signal = field(default_factory=Signal)
     picked_at: float | None = None  # perf_counter when the runtime took it
     answered_at: float | None = None  # perf_counter when the runtime answered
     result: bytes = b""
@@ -171,34 +202,49 @@ class _BadRequestError(Exception):
     """The client sent something that is not HTTP/1.1 this server accepts; the connection closes."""
 
 
-def _read_request(stream: BinaryIO) -> _Request | None:
-    """One request from the connection, or ``None`` at a clean end of stream."""
-    read_line = stream.readline
-    line = read_line(65537)
-    if not line:
-        return None
-    parts = line.split()
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        raise _BadRequestError(f"bad request line {line[:100]!r}")
-    headers: dict[str, str] = {}
-    for _ in range(MAX_HEADER_LINES):
-        header = read_line(65537)
-        if header in (b"\r\n", b"\n", b""):
-            break
-        name, _, value = header.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    else:
-        raise _BadRequestError("too many header lines")
-    if headers.get("transfer-encoding", "").lower() not in ("", "identity"):
-        raise _BadRequestError("chunked bodies are not accepted; send Content-Length")
-    try:
-        length = int(headers.get("content-length") or 0)
-    except ValueError as exc:
-        raise _BadRequestError("bad Content-Length") from exc
-    body = stream.read(length) if length else b""
-    if len(body) != length:
-        return None
-    return _Request(parts[0], parts[1], headers, body)
+class _Connection:
+    """Requests read off one socket with a buffer of its own (one ``recv`` usually holds a whole request)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = b""
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(262144)
+        if not data:
+            return False
+        self._buffer += data
+        return True
+
+    def read(self) -> _Request | None:
+        """The next request, or ``None`` when the peer closed the connection."""
+        while (end := self._buffer.find(b"\r\n\r\n")) < 0:
+            if len(self._buffer) > MAX_HEADER_BYTES:
+                raise _BadRequestError("request headers too long")
+            if not self._fill():
+                return None
+        head, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
+        lines = head.split(b"\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+            raise _BadRequestError(f"bad request line {lines[0][:100]!r}")
+        if len(lines) > MAX_HEADER_LINES:
+            raise _BadRequestError("too many header lines")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() not in ("", "identity"):
+            raise _BadRequestError("chunked bodies are not accepted; send Content-Length")
+        try:
+            length = int(headers.get("content-length") or 0)
+        except ValueError as exc:
+            raise _BadRequestError("bad Content-Length") from exc
+        while len(self._buffer) < length:
+            if not self._fill():
+                return None
+        body, self._buffer = self._buffer[:length], self._buffer[length:]
+        return _Request(parts[0], parts[1], headers, body)
 
 
 class RuntimeApiEndpoint:
@@ -237,10 +283,10 @@ class RuntimeApiEndpoint:
             ).start()
 
     def _serve(self, connection: socket.socket) -> None:
-        stream = connection.makefile("rb")
+        reader = _Connection(connection)
         try:
             while True:
-                request = _read_request(stream)
+                request = reader.read()
                 if request is None:
                     return
                 answer = self._dispatch(request)
@@ -252,7 +298,6 @@ class RuntimeApiEndpoint:
         except OSError:
             return
         finally:
-            stream.close()
             connection.close()
             with self._lock:
                 if connection in self._connections:

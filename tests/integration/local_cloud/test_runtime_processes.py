@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -133,19 +134,21 @@ def test_timeout_fails_as_lambda_does_and_replaces_the_worker(pool: FunctionPool
     assert pool.status()["timeouts"] == 1
 
 
-def test_memory_over_memory_size_kills_the_worker_with_lambdas_out_of_memory_error(
-    pool: FunctionPool,
-) -> None:
-    # When: 300 MB resident in a 128 MB function
-    with pytest.raises(FunctionInvocationError) as raised:
-        pool.invoke({"action": "allocate", "mb": 300})
-    # Then
-    assert raised.value.error_type == "Runtime.OutOfMemory"
-    assert raised.value.error_message.endswith("Error: Runtime exited with error: signal: killed")
-    assert re.search(r"Max Memory Used: \d+ MB\t.*Status: error\tError Type: Runtime.OutOfMemory", _log(pool))
-    # ... within the limit it runs, in a new worker
-    assert pool.invoke({"action": "allocate", "mb": 20})["pid"] > 0
-    assert pool.status()["out_of_memory"] == 1
+def test_memory_over_memory_size_kills_the_worker_with_lambdas_out_of_memory_error(tmp_path: Path) -> None:
+    # Given (a generous timeout: the test is about memory, on a busy machine)
+    with closing(_pool(tmp_path, timeout=30.0)) as pool:
+        # When: 300 MB resident in a 128 MB function
+        with pytest.raises(FunctionInvocationError) as raised:
+            pool.invoke({"action": "allocate", "mb": 300})
+        # Then
+        assert raised.value.error_type == "Runtime.OutOfMemory"
+        assert raised.value.error_message.endswith("Error: Runtime exited with error: signal: killed")
+        assert re.search(
+            r"Max Memory Used: \d+ MB\t.*Status: error\tError Type: Runtime.OutOfMemory", _log(pool)
+        )
+        # ... within the limit it runs, in a new worker
+        assert pool.invoke({"action": "allocate", "mb": 20})["pid"] > 0
+        assert pool.status()["out_of_memory"] == 1
 
 
 def test_a_worker_that_dies_fails_its_invocation_with_the_exit_status(pool: FunctionPool) -> None:

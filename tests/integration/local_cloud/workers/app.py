@@ -14,8 +14,8 @@ def handler(event: dict[str, Any], context: Any) -> Any:
     if action == "sleep":
         time.sleep(float(event["seconds"]))
     elif action == "allocate":
-        hoard = bytearray(int(event["mb"]) * 1024 * 1024)
-        hoard[::4096] = b"x" * len(hoard[::4096])  # touch every page: resident, not just reserved
+        hoard = b"x" * (int(event["mb"]) * 1024 * 1024)  # written, so resident: not just reserved
+        del hoard
     elif action == "raise":
         raise ValueError(f"asked to fail: {event.get('why', 'no reason')}")
     elif action == "exit":
