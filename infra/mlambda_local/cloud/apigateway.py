@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -584,9 +585,16 @@ def _context_value(value: Any) -> Any:
     return value if isinstance(value, str) else str(value)
 
 
+@lru_cache(maxsize=1024)
+def _arn_pattern(pattern: str) -> re.Pattern[str]:
+    """An IAM resource pattern (``*``, ``?`` wildcards) compiled once: policies are evaluated per request."""
+    return re.compile(
+        "".join(".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern)
+    )
+
+
 def _arn_matches(pattern: str, arn: str) -> bool:
-    regex = "".join(".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern)
-    return re.fullmatch(regex, arn) is not None
+    return _arn_pattern(pattern).fullmatch(arn) is not None
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -164,7 +164,7 @@ class LocalCloud:
         idle_seconds: float = 300.0,
         echo_logs: bool = False,
         prewarm: bool = False,
-        log_poll_seconds: float = 0.1,
+        log_poll_seconds: float = 1.0,
     ) -> None:
         """``template_path`` is ignored with ``from_build`` (the build folder's template is the one).
 

@@ -50,7 +50,7 @@ BATCH_MESSAGE_BYTES = 192 * 1024  # message bytes per invocation (one larger eve
 MAX_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch Logs truncates longer events
 READ_CHUNK = 4 * 1024 * 1024
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
-POLL_SECONDS = 0.1
+POLL_SECONDS = 1.0
 STATE_DIRECTORY = ".subscriptions"
 
 _TERM = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
@@ -70,6 +70,7 @@ class FilterPattern:
     terms: tuple[str, ...] = ()
     clauses: tuple[tuple[tuple[str, ...], str, Any], ...] = ()
     json: bool = False
+    required: tuple[str, ...] = ()  # text a JSON event must contain to match (checked before parsing)
 
     @classmethod
     def parse(cls, text: str) -> FilterPattern:
@@ -97,7 +98,12 @@ class FilterPattern:
                     else raw
                 )
                 clauses.append((path, found.group("op"), value))
-            return cls(text, clauses=tuple(clauses), json=True)
+            required = tuple(
+                value
+                for _, operator, value in clauses
+                if operator == "=" and isinstance(value, str) and "*" not in value
+            )
+            return cls(text, clauses=tuple(clauses), json=True, required=required)
         if any(mark in stripped for mark in ("[", "?", "%")) or stripped.startswith("-"):
             raise ValueError("space-delimited, OR (?) and regex (%) patterns are not supported locally")
         terms = tuple(quoted if quoted else bare for quoted, bare in _TERM.findall(stripped))
@@ -106,6 +112,9 @@ class FilterPattern:
     def matches(self, message: str) -> bool:
         """Whether CloudWatch would deliver ``message`` through this filter."""
         if self.json:
+            # Most lines (platform lines, metrics) fail these cheap checks and are never parsed.
+            if not message.startswith("{") or not all(value in message for value in self.required):
+                return False
             try:
                 document = json.loads(message)
             except ValueError:

@@ -30,12 +30,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mlambda_local.cloud.http_wire import BadRequestError, RequestReader, WireRequest
+
 logger = logging.getLogger("mlambda.local")
 
-API_PREFIX = b"/2018-06-01/runtime/"
+API_PREFIX = "/2018-06-01/runtime/"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # Lambda's synchronous response limit (6,291,556 bytes)
-MAX_HEADER_LINES = 100
-MAX_HEADER_BYTES = 64 * 1024
 ERROR_TYPE_HEADER = "lambda-runtime-function-error-type"
 RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
 
@@ -122,14 +122,6 @@ class RuntimeApiHandler(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class _Request:
-    method: bytes
-    path: bytes
-    headers: dict[str, str]
-    body: bytes
-
-
 def _status_line(status: int) -> bytes:
     reason = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"}.get(
         status, "Request Entity Too Large" if status == 413 else "Error"
@@ -170,11 +162,12 @@ ERRORS: dict[int, bytes] = {
 }
 
 
-def _too_large(size: int) -> bytes:
+def _too_large(body: bytes | None) -> bytes:
+    size = "over twice the limit" if body is None else f"{len(body)} bytes"
     return json.dumps(
         {
             "errorType": RESPONSE_TOO_LARGE,
-            "errorMessage": f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+            "errorMessage": f"Response payload size ({size}) exceeded maximum allowed payload size "
             f"({MAX_RESPONSE_BYTES} bytes).",
         }
     ).encode()
@@ -196,55 +189,6 @@ def next_answer(invocation: Invocation) -> bytes:
         headers += [b"\r\nLambda-Runtime-Client-Context: ", invocation.client_context.encode()]
     headers += [b"\r\nContent-Length: ", str(len(invocation.payload)).encode(), b"\r\n\r\n"]
     return b"".join(headers) + invocation.payload
-
-
-class _BadRequestError(Exception):
-    """The client sent something that is not HTTP/1.1 this server accepts; the connection closes."""
-
-
-class _Connection:
-    """Requests read off one socket with a buffer of its own (one ``recv`` usually holds a whole request)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._buffer = b""
-
-    def _fill(self) -> bool:
-        data = self.sock.recv(262144)
-        if not data:
-            return False
-        self._buffer += data
-        return True
-
-    def read(self) -> _Request | None:
-        """The next request, or ``None`` when the peer closed the connection."""
-        while (end := self._buffer.find(b"\r\n\r\n")) < 0:
-            if len(self._buffer) > MAX_HEADER_BYTES:
-                raise _BadRequestError("request headers too long")
-            if not self._fill():
-                return None
-        head, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
-        lines = head.split(b"\r\n")
-        parts = lines[0].split()
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            raise _BadRequestError(f"bad request line {lines[0][:100]!r}")
-        if len(lines) > MAX_HEADER_LINES:
-            raise _BadRequestError("too many header lines")
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if headers.get("transfer-encoding", "").lower() not in ("", "identity"):
-            raise _BadRequestError("chunked bodies are not accepted; send Content-Length")
-        try:
-            length = int(headers.get("content-length") or 0)
-        except ValueError as exc:
-            raise _BadRequestError("bad Content-Length") from exc
-        while len(self._buffer) < length:
-            if not self._fill():
-                return None
-        body, self._buffer = self._buffer[:length], self._buffer[length:]
-        return _Request(parts[0], parts[1], headers, body)
 
 
 class RuntimeApiEndpoint:
@@ -283,7 +227,7 @@ class RuntimeApiEndpoint:
             ).start()
 
     def _serve(self, connection: socket.socket) -> None:
-        reader = _Connection(connection)
+        reader = RequestReader(connection, MAX_RESPONSE_BYTES * 2)
         try:
             while True:
                 request = reader.read()
@@ -293,7 +237,7 @@ class RuntimeApiEndpoint:
                 if answer is None:  # the environment is shutting down: hang up, as Lambda freezes it
                     return
                 connection.sendall(answer)
-        except _BadRequestError as exc:
+        except BadRequestError as exc:
             logger.warning("runtime API of %s: %s", self._name, exc)
         except OSError:
             return
@@ -303,30 +247,30 @@ class RuntimeApiEndpoint:
                 if connection in self._connections:
                     self._connections.remove(connection)
 
-    def _dispatch(self, request: _Request) -> bytes | None:
-        path = request.path
+    def _dispatch(self, request: WireRequest) -> bytes | None:
+        path = request.target
         if not path.startswith(API_PREFIX):
             return NOT_FOUND
         route = path[len(API_PREFIX) :]
-        if request.method == b"GET" and route == b"invocation/next":
+        if request.method == "GET" and route == "invocation/next":
             invocation = self._handler.next_invocation()
             return None if invocation is None else next_answer(invocation)
-        if request.method != b"POST":
+        if request.method != "POST":
             return NOT_FOUND
-        if route == b"init/error":
-            error_type = request.headers.get(ERROR_TYPE_HEADER, "Runtime.Unknown")
-            return ERRORS[self._handler.report_init_error(error_type, request.body)]
-        if route.startswith(b"invocation/"):
-            request_id, _, action = route[len(b"invocation/") :].partition(b"/")
-            identifier = request_id.decode("latin-1")
-            if action == b"response":
-                if len(request.body) > MAX_RESPONSE_BYTES:
-                    self._handler.report_error(identifier, RESPONSE_TOO_LARGE, _too_large(len(request.body)))
+        body = request.body
+        if route == "init/error":
+            error_type = request.header(ERROR_TYPE_HEADER) or "Runtime.Unknown"
+            return ERRORS[self._handler.report_init_error(error_type, body or b"")]
+        if route.startswith("invocation/"):
+            request_id, _, action = route[len("invocation/") :].partition("/")
+            if action == "response":
+                if body is None or len(body) > MAX_RESPONSE_BYTES:
+                    self._handler.report_error(request_id, RESPONSE_TOO_LARGE, _too_large(body))
                     return ERRORS[413]
-                return ERRORS[self._handler.respond(identifier, request.body)]
-            if action == b"error":
-                error_type = request.headers.get(ERROR_TYPE_HEADER, "Unhandled")
-                return ERRORS[self._handler.report_error(identifier, error_type, request.body)]
+                return ERRORS[self._handler.respond(request_id, body)]
+            if action == "error":
+                error_type = request.header(ERROR_TYPE_HEADER) or "Unhandled"
+                return ERRORS[self._handler.report_error(request_id, error_type, body or b"")]
         return NOT_FOUND
 
     def close(self) -> None:
