@@ -79,7 +79,7 @@ class FilterPattern:
         if stripped.startswith("{"):
             if not stripped.endswith("}"):
                 raise ValueError("a JSON pattern must end with '}'")
-            clauses = []
+            clauses: list[tuple[tuple[str, ...], str, Any]] = []
             for part in stripped[1:-1].split("&&"):
                 found = _JSON_CLAUSE.match(part.strip())
                 if found is None:
@@ -99,7 +99,7 @@ class FilterPattern:
                 )
                 clauses.append((path, found.group("op"), value))
             required = tuple(
-                value
+                str(value)
                 for _, operator, value in clauses
                 if operator == "=" and isinstance(value, str) and "*" not in value
             )
