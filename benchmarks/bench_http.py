@@ -57,7 +57,11 @@ TRAIN = textwrap.dedent(
 SAVE_MLFLOW = TRAIN + textwrap.dedent(
     """
     import mlflow.sklearn, pandas as pd
-    mlflow.sklearn.save_model(model, sys.argv[1], input_example=pd.DataFrame(X[:2], columns=[f"f{i}" for i in range(20)]))
+    # Our own model, so its tree type is trusted (MLflow 3.18 saves sklearn models with skops).
+    mlflow.sklearn.save_model(
+        model, sys.argv[1], input_example=pd.DataFrame(X[:2], columns=[f"f{i}" for i in range(20)]),
+        skops_trusted_types=["sklearn.tree._tree.Tree"],
+    )
     print(mlflow.__version__)
     """
 )

@@ -6,9 +6,12 @@
   with each function in ``.aws-sam/build/<LogicalId>/`` and each layer's packages in
   ``.aws-sam/build/<LayerLogicalId>/python/``, run by the template's ``Runtime`` (Python 3.12
   under pyenv here) with ``-S``: the worker sees its artifact, its layers, and what Lambda's
-  runtime provides (``awslambdaric`` and boto3, installed once into
-  ``<data_dir>/runtime/<runtime>/`` for that Python), and nothing else. A missing module then
+  runtime provides (``awslambdaric`` and boto3, installed once for that Python), and nothing else. A missing module then
   fails the way it would on Lambda (``Runtime.ImportModuleError``).
+
+The runtime's packages are installed once per machine, in the user's cache
+(``$XDG_CACHE_HOME/mlambda/lambda-runtime/<runtime>``, ``~/.cache`` by default), not per data
+directory: a demo wipes its data directory on every run.
 """
 
 from __future__ import annotations
@@ -74,14 +77,20 @@ def runtime_python(runtime: str) -> str:
     )
 
 
-def runtime_support(python: str, runtime: str, data_dir: Path) -> Path:
-    """``awslambdaric`` and boto3 for ``python``, installed once under ``data_dir/runtime/<runtime>``.
+def runtime_cache() -> Path:
+    """Where the Lambda runtimes' packages are kept for every project and data directory."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mlambda" / "lambda-runtime"
+
+
+def runtime_support(python: str, runtime: str, cache: Path | None = None) -> Path:
+    """``awslambdaric`` and boto3 for ``python``, installed once under ``<cache>/<runtime>``.
 
     The versions are this virtualenv's, so the built functions meet the same runtime client and
     SDK as the source tree; the folder is rebuilt when they change.
     """
     versions = {name: metadata.version(name) for name in RUNTIME_PACKAGES}
-    target = data_dir / "runtime" / runtime
+    target = (cache or runtime_cache()) / runtime
     stamp = target / ".installed.json"
     if stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")) == versions:
         return target

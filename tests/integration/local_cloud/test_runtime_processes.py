@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from mlambda_local.cloud.errors import FunctionInvocationError
+from mlambda_local.cloud.errors import FunctionInvocationError, TemplateError
 from mlambda_local.cloud.execution import FunctionPool
 from mlambda_local.cloud.functions import FunctionSpec
 from mlambda_local.cloud.logs import LogGroup
 from mlambda_local.cloud.runtime_api import Invocation, RuntimeApiEndpoint
-from mlambda_local.cloud.runtimes import source_launch
+from mlambda_local.cloud.runtimes import built_launch, runtime_python, runtime_support, source_launch
 
 WORKERS = Path(__file__).parent / "workers"
 
@@ -300,3 +300,48 @@ def test_runtime_api_serves_next_with_lambdas_headers_and_refuses_wrong_or_repea
     assert answers[2][1]["errorType"] == "InvalidStateTransition"
     assert handler.invocation.result == b'{"ok": true}'
     assert handler.init_errors == [("Runtime.X", b'{"errorType": "Runtime.X"}')]
+
+
+def test_built_artifacts_run_isolated_with_the_templates_python(tmp_path: Path) -> None:
+    # Given: sam build's layout, produced here by hand (a function, and a layer's python/ folder)
+    try:
+        python = runtime_python("python3.12")
+    except TemplateError as exc:
+        pytest.skip(str(exc))
+    build = tmp_path / ".aws-sam" / "build"
+    (build / "EchoFunction").mkdir(parents=True)
+    (build / "SharedLayer" / "python").mkdir(parents=True)
+    (build / "EchoFunction" / "app.py").write_text(
+        "import sys, boto3, layer_helper\n"
+        "def handler(event, context):\n"
+        "    return {'python': sys.version_info[:2], 'helper': layer_helper.VALUE,\n"
+        "            'mlambda': any(m.startswith('mlambda') for m in sys.modules), 'path': sys.path[:3]}\n"
+    )
+    (build / "SharedLayer" / "python" / "layer_helper.py").write_text("VALUE = 'from the layer'\n")
+    spec = FunctionSpec(
+        logical_id="EchoFunction",
+        name="stack-Echo",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:stack-Echo",
+        code_dir=build / "EchoFunction",
+        handler="app.handler",
+        environment={},
+        timeout=10,
+        memory_mb=256,
+        reserved_concurrency=None,
+        runtime="python3.12",
+        layer_dirs=(build / "SharedLayer",),
+    )
+    launch = built_launch(spec, python, runtime_support(python, "python3.12"))
+    pool = FunctionPool(
+        spec, launch, LogGroup(tmp_path, spec.name), concurrency=1, base_environment={"PATH": "/usr/bin:/bin"}
+    )
+    # When
+    try:
+        answer = pool.invoke({})
+    finally:
+        pool.close()
+    # Then: Python 3.12, the artifact then its layer first on the path, and nothing of this virtualenv
+    assert answer["python"] == [3, 12]
+    assert answer["helper"] == "from the layer"
+    assert answer["mlambda"] is False
+    assert answer["path"][:2] == [str(build / "EchoFunction"), str(build / "SharedLayer" / "python")]
