@@ -465,13 +465,16 @@ class LocalCloud:
             self._server.stop()
             self._server = None
         if self.subscriptions is not None:
-            self.subscriptions.stop()
-            self.subscriptions = None
+            # A delivery in flight fails when its function stops, and stays journaled for the next start.
+            self.subscriptions.signal_stop()
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
         for function in self.functions.values():
             function.close()
+        if self.subscriptions is not None:
+            self.subscriptions.stop()
+            self.subscriptions = None
         if self._echo is not None:
             self._echo.stop()
             self._echo = None

@@ -216,13 +216,17 @@ class SubscriptionDelivery:
         *,
         account_id: str,
         send_to_queue: Callable[[str, str], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
+        """``stopping``: once set, a failing batch is left in flight (delivered at the next start)
+        instead of being retried or given up; ``sleep`` waits between retries (``stopping.wait``)."""
         self.subscription = subscription
         state_dir.mkdir(parents=True, exist_ok=True)
         self._state = _State(state_dir / f"{subscription.logical_id}.json")
         self._account_id = account_id
         self._send_to_queue = send_to_queue
+        self.stopping = stopping or threading.Event()
         self._sleep = sleep
         self.delivered_events = 0
         self.invocations = 0
@@ -324,6 +328,8 @@ class SubscriptionDelivery:
             try:
                 self.subscription.destination.invoke(event)
             except FunctionInvocationError as exc:
+                if self.stopping.is_set():
+                    raise _AbandonedError from exc
                 error = exc
                 logger.warning(
                     "subscription %s: delivery to %s failed (attempt %d of %d): %s",
@@ -334,7 +340,7 @@ class SubscriptionDelivery:
                     exc,
                 )
                 if attempt + 1 < attempts:
-                    self._sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+                    (self._sleep or self.stopping.wait)(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
                 continue
             self.delivered_events += len(events)
             return
@@ -395,6 +401,10 @@ class SubscriptionDelivery:
         }
 
 
+class _AbandonedError(Exception):
+    """The cloud is stopping while a batch fails: it stays in flight, for the next start to deliver."""
+
+
 def _event_id(file: str, offset: int) -> str:
     """A stable 56-digit id per line (CloudWatch's ids are 56 digits): the same line, the same id."""
     digest = int.from_bytes(uuid.uuid5(uuid.NAMESPACE_URL, file).bytes[:8], "big")
@@ -408,6 +418,8 @@ class SubscriptionRunner:
         self.deliveries = list(deliveries)
         self._interval = interval
         self._stop = threading.Event()
+        for delivery in self.deliveries:
+            delivery.stopping = self._stop
         self._threads = [
             threading.Thread(
                 target=self._loop,
@@ -426,6 +438,8 @@ class SubscriptionRunner:
         while not self._stop.is_set():
             try:
                 delivery.run_once()
+            except _AbandonedError:
+                return
             except Exception:
                 logger.exception("subscription %s failed; retrying", delivery.subscription.logical_id)
                 self._stop.wait(1.0)
@@ -435,6 +449,10 @@ class SubscriptionRunner:
         """Deliver what is in the streams now, in the caller's thread (tests, a clean stop)."""
         for delivery in self.deliveries:
             delivery.run_once()
+
+    def signal_stop(self) -> None:
+        """From now on a failing delivery is left in flight rather than retried."""
+        self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()
