@@ -240,6 +240,11 @@ class Function(Protocol):
     spec: FunctionSpec
     group: LogGroup
 
+    @property
+    def environment(self) -> dict[str, str]:
+        """The variables the function sees (its template's, and Lambda's own)."""
+        ...
+
     def invoke(self, event: Any) -> Any:
         """Run ``event`` synchronously; the result, or FunctionInvocationError."""
         ...

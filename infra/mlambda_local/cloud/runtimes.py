@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -30,8 +29,6 @@ from mlambda_local.cloud.execution import WorkerLaunch
 from mlambda_local.cloud.functions import FunctionSpec
 
 BUILD_DIRECTORY = Path(".aws-sam") / "build"
-RUNTIME_PACKAGES = ("awslambdaric", "boto3")
-"""What Lambda's Python runtime brings besides the standard library."""
 
 
 def source_launch(spec: FunctionSpec, python: str | None = None) -> WorkerLaunch:
@@ -40,41 +37,17 @@ def source_launch(spec: FunctionSpec, python: str | None = None) -> WorkerLaunch
 
 
 def runtime_python(runtime: str) -> str:
-    """The interpreter for a template ``Runtime`` (``python3.12``): pyenv's, or one on PATH that runs."""
-    found = re.fullmatch(r"python(\d+)\.(\d+)", runtime)
-    if found is None:
-        raise TemplateError(f"runtime {runtime!r} cannot run locally (only pythonX.Y runtimes)")
-    version = f"{found.group(1)}.{found.group(2)}"
-    candidates: list[str] = []
-    if shutil.which("pyenv"):
-        listed = subprocess.run(
-            ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False
-        ).stdout.split()
-        matching = sorted(
-            (v for v in listed if re.fullmatch(rf"{re.escape(version)}\.\d+", v)),
-            key=lambda v: int(v.rsplit(".", 1)[1]),
+    """The interpreter for a template ``Runtime``: the one ``make package-check`` builds with (``python3.12``)."""
+    from mlambda_local.packaging import PYTHON_VERSION, PackagingError, find_python312
+
+    if runtime != f"python{PYTHON_VERSION}":
+        raise TemplateError(
+            f"runtime {runtime!r} cannot run from build locally (only python{PYTHON_VERSION})"
         )
-        for name in reversed(matching):
-            prefix = subprocess.run(
-                ["pyenv", "prefix", name], capture_output=True, text=True, check=False
-            ).stdout.strip()
-            if prefix:
-                candidates.append(str(Path(prefix) / "bin" / f"python{version}"))
-    if on_path := shutil.which(f"python{version}"):
-        candidates.append(on_path)
-    for candidate in candidates:
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == version:
-            return candidate
-    raise TemplateError(
-        f"the built functions need Python {version} (their Runtime is {runtime}) and none was found: "
-        f"install it (e.g. `pyenv install {version}`) or run from the source tree without --from-build"
-    )
+    try:
+        return str(find_python312())
+    except PackagingError as exc:
+        raise TemplateError(f"{exc}; or run from the source tree without --from-build") from exc
 
 
 def runtime_cache() -> Path:
@@ -84,12 +57,16 @@ def runtime_cache() -> Path:
 
 
 def runtime_support(python: str, runtime: str, cache: Path | None = None) -> Path:
-    """``awslambdaric`` and boto3 for ``python``, installed once under ``<cache>/<runtime>``.
+    """``awslambdaric`` and the runtime's boto3 for ``python``, installed once under ``<cache>/<runtime>``.
 
-    The versions are this virtualenv's, so the built functions meet the same runtime client and
-    SDK as the source tree; the folder is rebuilt when they change.
+    The runtime client is this virtualenv's version (the source tree's workers run the same);
+    boto3 is the version Lambda's runtime ships (``packaging.RUNTIME_SDK``, what the package check
+    gives the artifacts). The folder is rebuilt when they change.
     """
-    versions = {name: metadata.version(name) for name in RUNTIME_PACKAGES}
+    from mlambda_local.packaging import RUNTIME_SDK
+
+    versions = {"awslambdaric": metadata.version("awslambdaric")}
+    versions |= dict(requirement.split("==", 1) for requirement in RUNTIME_SDK)
     target = (cache or runtime_cache()) / runtime
     stamp = target / ".installed.json"
     if stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")) == versions:
@@ -118,7 +95,7 @@ def runtime_support(python: str, runtime: str, cache: Path | None = None) -> Pat
     if done.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         raise TemplateError(
-            f"could not install the Lambda runtime's packages ({', '.join(RUNTIME_PACKAGES)}) for {python}: "
+            f"could not install the Lambda runtime's packages ({', '.join(versions)}) for {python}: "
             f"{done.stderr.strip()[-800:]}"
         )
     stamp.write_text(json.dumps(versions), encoding="utf-8")
