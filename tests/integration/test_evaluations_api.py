@@ -410,3 +410,44 @@ def test_a_cancelled_evaluation_is_listed_as_such_and_publishes_nothing(
     assert api(stack, "GET", f"/models/{MODEL}/versions/1/evaluations", scopes="registry:read")[1] == {
         "evaluations": []
     }
+
+
+def test_filtered_pages_are_filled_across_dynamodb_pages_and_resume_from_their_token(
+    stack: Stack, churn: dict[str, Any]
+) -> None:
+    # Given 7 rows, alice has judged rows 0, 1, 3 and 4, bob rows 2 and 5
+    eid = create(stack, 7)["evaluation_id"]
+    for index in (0, 1, 3, 4):
+        verdict(stack, eid, index, "alice")
+    for index in (2, 5):
+        verdict(stack, eid, index, "bob")
+    # When alice asks for the rows she has not judged, two at a time
+    first = api(
+        stack, "GET", f"/evaluations/{eid}/rows", scopes=EVALUATOR, name="alice", todo="true", limit="2"
+    )
+    # Then the first page skips her judged rows to fill up, the next resumes after it
+    assert first[0] == 200 and [r["index"] for r in first[1]["rows"]] == [2, 5]
+    rest = api(
+        stack,
+        "GET",
+        f"/evaluations/{eid}/rows",
+        scopes=EVALUATOR,
+        name="alice",
+        todo="true",
+        limit="2",
+        next_token=first[1]["next_token"],
+    )[1]
+    assert [r["index"] for r in rest["rows"]] == [6] and rest["next_token"] is None
+    # and her own verdicts page the same way, bob's never among them
+    mine = api(stack, "GET", f"/evaluations/{eid}/verdicts", scopes=EVALUATOR, name="alice", limit="3")[1]
+    assert [v["row"] for v in mine["verdicts"]] == [0, 1, 3] and mine["next_token"]
+    more = api(
+        stack,
+        "GET",
+        f"/evaluations/{eid}/verdicts",
+        scopes=EVALUATOR,
+        name="alice",
+        limit="3",
+        next_token=mine["next_token"],
+    )[1]
+    assert [(v["row"], v["evaluator"]) for v in more["verdicts"]] == [(4, "alice")]

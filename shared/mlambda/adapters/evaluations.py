@@ -203,28 +203,37 @@ class DynamoEvaluationStore:
         item = self._table.get({"pk": evaluation_pk(evaluation_id), "sk": row_sk(index)}, consistent=True)
         return _row(item) if item else None
 
-    def rows(
-        self, evaluation_id: str, *, limit: int, token: str | None, unjudged_by: str | None
-    ) -> tuple[list[EvaluationRow], str | None]:
-        """A page of rows in order, optionally only those ``unjudged_by`` has not judged."""
+    def _page(
+        self, evaluation_id: str, prefix: str, *, limit: int, token: str | None, only: tuple[str, str] | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the evaluation's items under ``prefix`` in key order, filled up to ``limit``
+        when a filter (``only``: expression, its ``:me`` value) leaves some out."""
         pk = evaluation_pk(evaluation_id)
         start = decode_token(token, field="pk", expected=pk)
-        found: list[EvaluationRow] = []
-        values: dict[str, Any] = {":pk": pk, ":r": ROW_PREFIX}
-        if unjudged_by is not None:
-            values[":me"] = unjudged_by
+        values: dict[str, Any] = {":pk": pk, ":prefix": prefix}
+        if only is not None:
+            values[":me"] = only[1]
+        found: list[dict[str, Any]] = []
         while True:
             items, start = self._table.query(
-                "pk = :pk AND begins_with(sk, :r)",
+                "pk = :pk AND begins_with(sk, :prefix)",
                 values,
-                filter_expression="NOT contains(evaluators, :me)" if unjudged_by is not None else None,
+                filter_expression=only[0] if only is not None else None,
                 limit=limit - len(found),
                 start_key=start,
                 consistent=True,
             )
-            found.extend(_row(item) for item in items)
+            found.extend(items)
             if start is None or len(found) >= limit:
                 return found, encode_token(start)
+
+    def rows(
+        self, evaluation_id: str, *, limit: int, token: str | None, unjudged_by: str | None
+    ) -> tuple[list[EvaluationRow], str | None]:
+        """A page of rows in order, optionally only those ``unjudged_by`` has not judged."""
+        only = ("NOT contains(evaluators, :me)", unjudged_by) if unjudged_by is not None else None
+        items, next_token = self._page(evaluation_id, ROW_PREFIX, limit=limit, token=token, only=only)
+        return [_row(item) for item in items], next_token
 
     def all_rows(self, evaluation_id: str) -> list[EvaluationRow]:
         """Every row, in order."""
@@ -248,24 +257,9 @@ class DynamoEvaluationStore:
         self, evaluation_id: str, *, limit: int, token: str | None, evaluator: str | None
     ) -> tuple[list[VerdictRecord], str | None]:
         """A page of current verdicts in row order (only ``evaluator``'s when given)."""
-        pk = evaluation_pk(evaluation_id)
-        start = decode_token(token, field="pk", expected=pk)
-        found: list[VerdictRecord] = []
-        values: dict[str, Any] = {":pk": pk, ":v": VERDICT_PREFIX}
-        if evaluator is not None:
-            values[":me"] = evaluator
-        while True:
-            items, start = self._table.query(
-                "pk = :pk AND begins_with(sk, :v)",
-                values,
-                filter_expression="evaluator = :me" if evaluator is not None else None,
-                limit=limit - len(found),
-                start_key=start,
-                consistent=True,
-            )
-            found.extend(_verdict(item) for item in items)
-            if start is None or len(found) >= limit:
-                return found, encode_token(start)
+        only = ("evaluator = :me", evaluator) if evaluator is not None else None
+        items, next_token = self._page(evaluation_id, VERDICT_PREFIX, limit=limit, token=token, only=only)
+        return [_verdict(item) for item in items], next_token
 
     def all_verdicts(self, evaluation_id: str) -> list[VerdictRecord]:
         """Every current verdict."""
