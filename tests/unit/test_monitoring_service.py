@@ -192,7 +192,7 @@ def test_all_nan_feature_is_a_quality_violation_and_the_rest_is_still_judged() -
     report = world.report(summary.report_key)
     assert report.data_quality is not None
     checks = {(v.check, v.feature) for v in report.data_quality.violations}
-    assert ("missing_column", "f2") in checks and ("extra_column", "debug") in checks
+    assert ("completeness", "f2") in checks and ("extra_column", "debug") in checks
     assert report.feature_drift is not None
     assert {c.name: c.status for c in report.feature_drift.columns}["f2"] == "not_enough_data"
     assert summary.status == "drift"

@@ -4,8 +4,11 @@ the significance of each variant's difference from the control, and a sample-rat
 The control is the variant with the largest configured weight. Classifiers are compared on
 accuracy with a two-proportion z-test, regressors on mean absolute error with a Welch z-test.
 Sample-ratio mismatch is a chi-square of served requests (the unit the router assigns; a
-50-row request is one assignment, not 50) against the configured weights at ``srm_alpha``
-(0.001 by default, the usual level: an SRM means the split itself is broken).
+50-row request is one assignment, not 50) against the configured weights (a specification, not a
+sample: the one goodness-of-fit test against fixed shares); its p-value joins the run's alarm
+budget. Rows for unconfigured or zero-weight variants are a mismatch outright. Each comparison
+says which way a significant difference goes (``better``/``worse`` than the control, by the
+metric's direction), so a report never shows a significantly worse variant as fine.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from mlambda.schemas.monitoring import AbSection, VariantComparison, VariantReadout
 from mlambda.schemas.registry import EndpointConfig
@@ -31,7 +33,6 @@ class AbSettings:
 
     min_rows: int = 100
     alpha: float = 0.05
-    srm_alpha: float = 0.001
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def assignments(rows: ServedRows, mask: npt.NDArray[np.bool_]) -> int:
     """How many routing decisions the ``mask``ed rows came from (distinct requests)."""
     if rows.requests is None:
         return int(mask.sum())
-    return len(pd.unique(rows.requests[mask]))
+    return len(set(rows.requests[mask].tolist()))
 
 
 def _readout(
@@ -62,7 +63,7 @@ def _readout(
         metrics["accuracy" if task == "classification" else "mae"] = round(float(labelled.mean()), 6)
     return VariantReadout(
         variant=name,
-        versions=sorted(int(v) for v in pd.unique(rows.versions[mask]) if v >= 0),
+        versions=sorted(int(v) for v in np.unique(rows.versions[mask]) if v >= 0),
         rows=int(mask.sum()),
         share=round(float(mask.sum()) / total, 6) if total else 0.0,
         labelled=int(labelled.size),
@@ -83,14 +84,21 @@ def _compare(
         z, p = st.welch_z(a, b)
         test = "welch z"
     p_value = finite(p)
+    difference = finite(float(b.mean() - a.mean()))
+    significant = p_value is not None and p_value < alpha
+    direction = "none"
+    if significant and difference is not None and difference != 0:
+        higher_better = task == "classification"  # accuracy up is better; mean absolute error down is
+        direction = "better" if (difference > 0) == higher_better else "worse"
     return VariantComparison(
         variant=name,
         control=control,
         metric=metric,
-        difference=finite(float(b.mean() - a.mean())),
+        difference=difference,
         statistic=finite(z),
         p_value=p_value,
-        significant=p_value is not None and p_value < alpha,
+        significant=significant,
+        direction=direction,
         test=test,
     )
 
@@ -100,7 +108,7 @@ def ab_readout(
 ) -> AbSection | None:
     """The readout, or None when the window has a single arm and no endpoint splits traffic."""
     served = ~rows.shadow
-    names = sorted(str(v) for v in pd.unique(rows.variants[served]))
+    names = sorted({str(v) for v in rows.variants[served].tolist()})
     configured = {v.name: v for v in config.variants} if config else {}
     arms = sorted(set(names) | set(configured))
     has_shadow = bool(rows.shadow.any())
@@ -163,15 +171,17 @@ def ab_readout(
         starved = counts[weights == 0].sum()
         statistic, _, p = st.chi_square(counts[weights > 0], weights[weights > 0], min_expected=0.0)
         srm_chi, srm_p = finite(statistic), finite(p)
-        mismatch = bool(unexpected) or starved > 0 or (srm_p is not None and srm_p < settings.srm_alpha)
+        mismatch = bool(unexpected) or starved > 0
         if mismatch:
             reasons.append(
-                f"sample ratio mismatch (p={srm_p if srm_p is not None else float('nan'):.2g}"
-                + (f", rows for unconfigured variants {unexpected}" if unexpected else "")
-                + (f", {int(starved)} requests for zero-weight variants" if starved else "")
+                "sample ratio mismatch ("
+                + ", ".join(
+                    ([f"rows for unconfigured variants {unexpected}"] if unexpected else [])
+                    + ([f"{int(starved)} requests for zero-weight variants"] if starved else [])
+                )
                 + ")"
             )
-    significant = [c.variant for c in comparisons if c.significant]
+    significant = [f"{c.variant} ({c.direction})" for c in comparisons if c.significant]
     if significant:
         reasons.append(f"significant differences from {control}: {', '.join(significant)}")
     return AbSection(

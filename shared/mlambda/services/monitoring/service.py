@@ -12,6 +12,7 @@ report with status ``error`` and the reason; the other models are still monitore
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -31,10 +32,6 @@ from mlambda.schemas.monitoring import (
     PREDICTION_PREFIX,
     AbSection,
     Alert,
-    ColumnDrift,
-    DataQualitySection,
-    DriftSection,
-    ModelQualitySection,
     MonitoringReport,
     MonitoringSummary,
     MonitoringView,
@@ -44,24 +41,21 @@ from mlambda.schemas.monitoring import (
     iso,
 )
 from mlambda.schemas.registry import PRODUCTION, ModelVersion
+from mlambda.services.monitoring import analysis
 from mlambda.services.monitoring.ab_readout import AbSettings, ServedRows, ab_readout
-from mlambda.services.monitoring.data_quality import QualityConfig, data_quality
-from mlambda.services.monitoring.drift import ColumnWindow, DriftConfig, column_drift, drift_section
-from mlambda.services.monitoring.model_quality import (
-    QualitySettings,
-    class_indices,
-    classification_estimates,
-    quality_section,
-    regression_estimates,
-)
+from mlambda.services.monitoring.budget import DEFAULT_Q, settle
+from mlambda.services.monitoring.data_quality import QualityConfig
+from mlambda.services.monitoring.drift import DriftConfig
+from mlambda.services.monitoring.model_quality import QualitySettings
 from mlambda.services.monitoring.ports import AlertPublisher, ArchiveReader, MonitoringStore
-from mlambda.services.monitoring.profiling import PROBABILITY_PREFIX, VALUE_COLUMN, canonical_labels
+from mlambda.services.monitoring.profiling import VALUE_COLUMN, canonical_labels
 from mlambda.services.monitoring.report_html import render_report
 
 FEATURE_PREFIX = "features."
 LABEL_COLUMN = f"{PREDICTION_PREFIX}label"
+FALLBACK_COLUMN = "fallback"
 TAG_PREFIX = "monitor:"
-THRESHOLD_NAMES = ("psi", "jensen_shannon", "alpha")
+THRESHOLD_NAMES = ("wasserstein", "total_variation", "psi")
 
 
 class MetricsRecorder(Protocol):
@@ -98,6 +92,7 @@ class MonitorConfig:
     """Everything a run is configured by (built from ``MonitorSettings``)."""
 
     window: timedelta = timedelta(hours=24)
+    q: float = DEFAULT_Q
     drift: DriftConfig = field(default_factory=DriftConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     model_quality: QualitySettings = field(default_factory=QualitySettings)
@@ -117,12 +112,14 @@ class MonitorConfig:
             raise InvalidInputError("MONITOR_COLUMN_THRESHOLDS must be a JSON object")
         return cls(
             window=timedelta(hours=settings.window_hours),
+            q=settings.fdr_q,
             drift=DriftConfig(
                 min_rows=settings.min_rows,
-                large_sample=settings.large_sample,
                 drift_share=settings.drift_share,
                 defaults=Thresholds(
-                    psi=settings.psi_threshold, jensen_shannon=settings.js_threshold, alpha=settings.alpha
+                    wasserstein=settings.wasserstein_floor,
+                    total_variation=settings.total_variation_floor,
+                    psi=settings.psi_floor,
                 ),
             ),
             quality=QualityConfig(
@@ -182,7 +179,6 @@ def drift_config_for(
                 notes.append(f"ignored thresholds of {column}: {exc.errors()[0]['msg']}")
     return DriftConfig(
         min_rows=config.drift.min_rows,
-        large_sample=config.drift.large_sample,
         drift_share=config.drift.drift_share,
         defaults=defaults,
         overrides=overrides,
@@ -247,33 +243,83 @@ def join_labels(frame: pd.DataFrame, labels: pd.DataFrame) -> Labelled:
     return Labelled(truth=truth, count=int(truth.notna().sum()))
 
 
+def fallback_rows(frame: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Rows answered by the endpoint's fallback rather than a model: marked in the log's envelope
+    (``fallback``, the reason) and, in logs written before that, in the answer itself."""
+    marked = np.zeros(len(frame), dtype=bool)
+    for name in (FALLBACK_COLUMN, f"{PREDICTION_PREFIX}{FALLBACK_COLUMN}"):
+        if name in frame.columns:
+            column = frame[name]
+            marked |= (column.notna() & (column.astype(str).str.lower() != "false")).to_numpy()
+    return marked
+
+
+def window_columns(
+    frame: pd.DataFrame, profile: ReferenceProfile, truth: pd.Series[Any] | None
+) -> analysis.WindowColumns:
+    """The archive's flattened columns as numpy arrays: features, outputs, labels."""
+    known = set(profile.feature_names)
+    features = {
+        name: frame[f"{FEATURE_PREFIX}{name}"].to_numpy()
+        for name in profile.feature_names
+        if f"{FEATURE_PREFIX}{name}" in frame.columns
+    }
+    extra = [
+        c[len(FEATURE_PREFIX) :]
+        for c in frame.columns
+        if c.startswith(FEATURE_PREFIX) and c[len(FEATURE_PREFIX) :] not in known and frame[c].notna().any()
+    ]
+    outputs = {c: frame[c].to_numpy() for c in frame.columns if c.startswith(PREDICTION_PREFIX)}
+    labels = None
+    if truth is not None:
+        labels = truth.astype(object).where(truth.notna(), None).to_numpy()
+    return analysis.WindowColumns(
+        rows=len(frame), features=features, outputs=outputs, truth=labels, extra_columns=extra
+    )
+
+
+def run_seed(version: ModelVersion, at: datetime, job: str = "") -> int:
+    """The run's own seed: a retried run draws the same resamples, two runs never share them."""
+    digest = hashlib.sha256(f"{version.model}:{version.version}:{iso(at)}:{job}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
 def _combine(report: MonitoringReport) -> tuple[Status, str]:
-    """The run's status: ``drift`` when any check crossed its threshold."""
+    """The run's status: ``drift`` when any check alarmed."""
     crossed: list[str] = []
     if report.feature_drift and report.feature_drift.drifted:
         prefix = "dataset drift: " if report.feature_drift.dataset_drift else ""
         crossed.append(prefix + report.feature_drift.reason)
     if report.prediction_drift and report.prediction_drift.drifted:
         crossed.append("prediction drift: " + ", ".join(report.prediction_drift.drifted))
+    if report.label_drift and report.label_drift.drifted:
+        crossed.append("label drift")
     if report.data_quality and report.data_quality.violations:
         crossed.append("data quality: " + report.data_quality.reason)
     if report.model_quality and report.model_quality.degraded:
         crossed.append("model quality " + report.model_quality.reason)
+    if report.estimated_performance and report.estimated_performance.degraded:
+        crossed.append("estimated performance " + report.estimated_performance.reason)
     if report.ab and report.ab.sample_ratio_mismatch:
         crossed.append("A/B: " + report.ab.reason)
     if crossed:
         return "drift", "; ".join(crossed)
     if report.feature_drift and report.feature_drift.status == "not_enough_data":
         return "not_enough_data", report.feature_drift.reason
-    return "ok", "no threshold crossed"
+    return "ok", "no alarm"
 
 
 def crossings(report: MonitoringReport) -> list[Alert]:
-    """Every crossed threshold of ``report`` as an alert candidate."""
+    """Every alarm of ``report`` as an alert candidate."""
     found: list[Alert] = []
     if report.status == "error":
         found.append(Alert(check="monitoring_error", feature="*", message=report.reason))
-    for section, check in ((report.feature_drift, "drift"), (report.prediction_drift, "prediction_drift")):
+    sections = (
+        (report.feature_drift, "drift"),
+        (report.prediction_drift, "prediction_drift"),
+        (report.label_drift, "label_drift"),
+    )
+    for section, check in sections:
         if section is None:
             continue
         for column in section.columns:
@@ -282,11 +328,14 @@ def crossings(report: MonitoringReport) -> list[Alert]:
                     Alert(
                         check=check,
                         feature=column.name,
-                        message=f"{column.name}: {column.test} {column.score:.4g} (threshold {column.threshold:g})"
-                        if column.score is not None and column.threshold is not None
+                        message=(
+                            f"{column.name}: {column.effect_measure} {column.effect:.3g} (floor {column.effect_floor:g}), "
+                            f"{column.test} p={column.p_value_adjusted:.2g} adjusted"
+                        )
+                        if column.effect is not None and column.p_value_adjusted is not None
                         else f"{column.name} drifted",
-                        value=column.score,
-                        threshold=column.threshold,
+                        value=column.effect,
+                        threshold=column.effect_floor,
                     )
                 )
         if check == "drift" and section.dataset_drift:
@@ -307,13 +356,26 @@ def crossings(report: MonitoringReport) -> list[Alert]:
     if report.model_quality:
         for name in report.model_quality.degraded:
             metric = report.model_quality.metrics[name]
+            baseline = metric.reference if metric.reference is not None else metric.registered
             found.append(
                 Alert(
                     check="model_quality",
                     feature=name,
-                    message=f"{name} {metric.value:.4g} vs registered {metric.registered}",
+                    message=f"{name} {metric.value:.4g} vs {report.model_quality.baseline} {baseline}",
                     value=metric.value,
-                    threshold=metric.registered,
+                    threshold=baseline,
+                )
+            )
+    if report.estimated_performance:
+        for name in report.estimated_performance.degraded:
+            estimate = report.estimated_performance.metrics[name]
+            found.append(
+                Alert(
+                    check="estimated_performance",
+                    feature=name,
+                    message=f"estimated {name} {estimate.value:.4g} vs {estimate.reference} on the reference",
+                    value=estimate.value,
+                    threshold=estimate.reference,
                 )
             )
     if report.ab and report.ab.sample_ratio_mismatch:
@@ -347,6 +409,10 @@ def summary_metrics(report: MonitoringReport) -> dict[str, float]:
     if report.model_quality:
         for name, metric in report.model_quality.metrics.items():
             values[f"Quality_{name}"] = metric.value
+    if report.estimated_performance:
+        for name, estimate in report.estimated_performance.metrics.items():
+            values[f"Estimated_{name}"] = estimate.value
+    values["FallbackRows"] = float(report.fallback_rows)
     if report.ab:
         values["SampleRatioMismatch"] = 1.0 if report.ab.sample_ratio_mismatch else 0.0
     return values
@@ -466,7 +532,7 @@ class MonitoringService:
         return profile
 
     def monitor(self, version: ModelVersion, at: datetime) -> MonitoringReport:
-        """Compute one model's report (nothing written)."""
+        """Compute one model's report for the traffic window ending at ``at`` (nothing written)."""
         profile = self._profile(version)
         if isinstance(profile, str):
             return self._bare(version, at, "error", profile)
@@ -484,9 +550,18 @@ class MonitoringService:
             if window.corrupt:
                 reason += f" ({len(window.corrupt)} log objects unreadable)"
             return self._bare(version, at, "not_enough_data", reason, **extra)
+        fallback = fallback_rows(frame)
+        if fallback.any():
+            frame = frame.loc[~fallback].reset_index(drop=True)
         versions = _int_column(frame, "version", -1)
         shadow = _bool_column(frame, "shadow")
         mine = (versions == version.version) & ~shadow
+        fallback_count = int(fallback.sum())
+        if fallback_count:
+            notes.append(
+                f"{fallback_count} answers came from the endpoint's fallback, not a model: "
+                "kept out of drift, data quality and model quality"
+            )
         production = frame if mine.all() else frame.loc[mine].reset_index(drop=True)
         labels = self._archive.labels(start, at)
         if labels.corrupt:
@@ -494,138 +569,65 @@ class MonitoringService:
         joined = join_labels(frame, labels.frame)
         ab = self._ab(frame, versions, shadow, joined, version)
         rows = len(production)
+        extra["fallback_rows"] = fallback_count
         if rows < self.config.drift.min_rows:
             seen = sorted({int(v) for v in np.unique(versions) if v >= 0})
             reason = f"{rows} rows served by v{version.version}, fewer than {self.config.drift.min_rows}"
             if seen and version.version not in seen:
                 reason += f" (the window has rows of versions {seen})"
             return self._bare(version, at, "not_enough_data", reason, rows=rows, ab=ab, **extra)
-        feature_drift, prediction_drift, quality = self._drift_and_quality(
-            version, profile, production, notes
+        truth = joined.truth if mine.all() else joined.truth[mine].reset_index(drop=True)
+        columns = window_columns(production, profile, truth)
+        report = self._bare(version, at, "ok", "", rows=rows, ab=ab, **extra)
+        return self.evaluate(version, profile, columns, report, seed=run_seed(version, at))
+
+    def evaluate(
+        self,
+        version: ModelVersion,
+        profile: ReferenceProfile,
+        window: analysis.WindowColumns,
+        report: MonitoringReport,
+        *,
+        seed: int,
+    ) -> MonitoringReport:
+        """Every check of one window, settled by the run's one alarm budget, on top of ``report``."""
+        notes = list(report.notes)
+        columns = [*profile.feature_names, *(p.name for p in profile.predictions)]
+        drift = drift_config_for(self.config, version, columns, notes)
+        checks = analysis.drift_and_quality(profile, window, drift, self.config.quality)
+        if not profile.predictions:
+            notes.append("the reference profile has no prediction outputs: no prediction drift")
+        if profile.target is None:
+            notes.append("the reference profile has no target: no label drift and no reference baseline")
+        rng = np.random.default_rng(seed)
+        settings = self.config.model_quality
+        quality = analysis.model_quality(
+            version.signature.task,
+            window,
+            profile.baseline,
+            version.metrics,
+            version.signature.class_labels,
+            settings,
+            rng,
+            notes,
         )
-        production_truth = joined.truth if mine.all() else joined.truth[mine].reset_index(drop=True)
-        model_quality = self._model_quality(version, production, production_truth, notes)
-        report = self._bare(
-            version,
-            at,
-            "ok",
-            "",
-            rows=rows,
-            labelled=model_quality.labelled,
-            feature_drift=feature_drift,
-            prediction_drift=prediction_drift,
-            data_quality=quality,
-            model_quality=model_quality,
-            ab=ab,
-            **extra,
+        estimated = analysis.estimated_performance(window, profile.baseline, settings, rng)
+        report = report.model_copy(
+            update={
+                "labelled": quality.labelled,
+                "feature_drift": checks.features,
+                "prediction_drift": checks.predictions,
+                "label_drift": checks.labels,
+                "data_quality": checks.quality,
+                "model_quality": quality,
+                "estimated_performance": estimated,
+                "columns": checks.columns,
+                "notes": notes,
+            }
         )
+        report = settle(report, self.config.q, drift, settings.tolerance)
         status, reason = _combine(report)
         return report.model_copy(update={"status": status, "reason": reason})
-
-    def _drift_and_quality(
-        self, version: ModelVersion, profile: ReferenceProfile, frame: pd.DataFrame, notes: list[str]
-    ) -> tuple[DriftSection, DriftSection | None, DataQualitySection]:
-        rows = len(frame)
-        columns = [*profile.feature_names, *(p.name for p in profile.predictions)]
-        config = drift_config_for(self.config, version, columns, notes)
-        windows = [
-            ColumnWindow.read(p.name, p, frame.get(f"{FEATURE_PREFIX}{p.name}"), rows)
-            for p in profile.features
-        ]
-        feature_columns: list[ColumnDrift] = [
-            column_drift(p, w, config) for p, w in zip(profile.features, windows, strict=True)
-        ]
-        feature_drift = drift_section(feature_columns, config)
-        prediction_drift = None
-        if profile.predictions:
-            outputs = [
-                column_drift(p, ColumnWindow.read(p.name, p, frame.get(p.name), rows), config, "prediction")
-                for p in profile.predictions
-            ]
-            prediction_drift = drift_section(outputs, config)
-        else:
-            notes.append("the reference profile has no prediction outputs: no prediction drift")
-        known = set(profile.feature_names)
-        extra_columns = [
-            c[len(FEATURE_PREFIX) :]
-            for c in frame.columns
-            if c.startswith(FEATURE_PREFIX)
-            and c[len(FEATURE_PREFIX) :] not in known
-            and frame[c].notna().any()
-        ]
-        quality = data_quality(profile.features, windows, extra_columns, rows, self.config.quality)
-        return feature_drift, prediction_drift, quality
-
-    def _model_quality(
-        self, version: ModelVersion, frame: pd.DataFrame, truth: pd.Series[Any], notes: list[str]
-    ) -> ModelQualitySection:
-        settings = self.config.model_quality
-        task = version.signature.task
-        mask = truth.notna().to_numpy()
-        labelled = int(mask.sum())
-        if labelled < settings.min_labels:
-            return ModelQualitySection(
-                status="not_enough_data",
-                reason=f"{labelled} labelled rows, fewer than {settings.min_labels}",
-                task=task,
-                labelled=labelled,
-            )
-        if task == "regression":
-            if VALUE_COLUMN not in frame.columns:
-                return ModelQualitySection(
-                    status="error", reason=f"the log has no {VALUE_COLUMN} column", task=task
-                )
-            y_true = pd.to_numeric(truth[mask], errors="coerce").to_numpy(dtype=np.float64)
-            y_pred = pd.to_numeric(frame[VALUE_COLUMN][mask], errors="coerce").to_numpy(dtype=np.float64)
-            usable = np.isfinite(y_true) & np.isfinite(y_pred)
-            if (~usable).any():
-                notes.append(f"{int((~usable).sum())} labelled rows without a numeric label or prediction")
-            if usable.sum() < settings.min_labels:
-                return ModelQualitySection(
-                    status="not_enough_data",
-                    reason="too few numeric labels",
-                    task=task,
-                    labelled=int(usable.sum()),
-                )
-            estimates = regression_estimates(y_true[usable], y_pred[usable], settings)
-            return quality_section(task, int(usable.sum()), estimates, version.metrics, settings)
-        if LABEL_COLUMN not in frame.columns:
-            return ModelQualitySection(
-                status="error", reason=f"the log has no {LABEL_COLUMN} column", task=task
-            )
-        true_labels = canonical_labels(truth[mask])
-        predicted = canonical_labels(frame[LABEL_COLUMN][mask])
-        classes = (
-            canonical_labels(pd.Series(list(version.signature.class_labels), dtype=object))
-            if version.signature.class_labels
-            else sorted(set(true_labels) | set(predicted))
-        )
-        y_true = class_indices(true_labels, classes)
-        y_pred = class_indices(predicted, classes)
-        usable = (y_true >= 0) & (y_pred >= 0)
-        if (~usable).any():
-            notes.append(f"{int((~usable).sum())} labelled rows with a label the model does not know")
-        if usable.sum() < settings.min_labels:
-            return ModelQualitySection(
-                status="not_enough_data",
-                reason="too few usable labels",
-                task=task,
-                labelled=int(usable.sum()),
-            )
-        probability_columns = [f"{PROBABILITY_PREFIX}{c}" for c in classes]
-        probabilities = None
-        if all(c in frame.columns for c in probability_columns):
-            matrix = (
-                frame.loc[mask, probability_columns]
-                .apply(pd.to_numeric, errors="coerce")
-                .to_numpy(np.float64)
-            )
-            if np.isfinite(matrix[usable]).all():
-                probabilities = matrix[usable]
-        estimates = classification_estimates(
-            y_true[usable], y_pred[usable], len(classes), probabilities, settings
-        )
-        return quality_section(task, int(usable.sum()), estimates, version.metrics, settings)
 
     def _ab(
         self,
