@@ -21,7 +21,12 @@ from mlambda.schemas.registry import (
     Signature,
     TensorSpec,
 )
-from mlambda.services.monitoring.profiling import compute_profile, prediction_columns
+from mlambda.services.monitoring.profiling import (
+    ReferenceOutputs,
+    compute_profile,
+    prediction_columns,
+    reference_profile,
+)
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NUMERIC = ["f0", "f1", "f2", "f3"]
@@ -214,14 +219,29 @@ def version(
     )
 
 
-def reference_profile_json(rng: np.random.Generator, n: int = 5000) -> bytes:
-    """The profile of a reference sample and the model's outputs on it."""
+def reference_profile_json(rng: np.random.Generator, n: int = 5000, *, target: bool = False) -> bytes:
+    """The profile of a reference sample and the model's outputs on it; with ``target``, the
+    reference's labels too (drawn from the model's own probabilities: a calibrated model)."""
     frame = features(rng, n)
     labels, probability = score(frame)
-    outputs = prediction_columns(
+    if target:
+        outputs = ReferenceOutputs(
+            labels=labels, probabilities=np.c_[1 - probability, probability], class_labels=[0, 1]
+        )
+        truth = (rng.random(n) < probability).astype(np.int64)
+        profile, _ = reference_profile(
+            {c: frame[c].to_numpy() for c in frame.columns},
+            SCHEMA,
+            task="classification",
+            target=truth,
+            outputs=outputs,
+            now=NOW,
+        )
+        return profile.to_json()
+    outputs_columns = prediction_columns(
         labels=labels, probabilities=np.c_[1 - probability, probability], class_labels=[0, 1]
     )
-    return compute_profile(frame, SCHEMA, outputs, now=NOW).to_json()
+    return compute_profile(frame, SCHEMA, outputs_columns, now=NOW).to_json()
 
 
 def served(
@@ -255,6 +275,20 @@ def served(
         "latency_ms": 1.0,
     }
     return pd.DataFrame(columns)
+
+
+def labels_from_model(rows: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Labels as the reference's were drawn: from the model's own probabilities (nothing changed)."""
+    truth = (rng.random(len(rows)) < rows["prediction.probabilities.1"].to_numpy()).astype(int)
+    return pd.DataFrame(
+        {
+            "id": [f"l{i}" for i in range(len(rows))],
+            "timestamp": [NOW - timedelta(minutes=10)] * len(rows),
+            "entity_id": None,
+            "request_id": rows["request_id"].to_numpy(),
+            "value": [str(v) for v in truth],
+        }
+    )
 
 
 def labels_for(rows: pd.DataFrame, rng: np.random.Generator, *, accuracy: float) -> pd.DataFrame:

@@ -466,6 +466,7 @@ class InferenceService:
                 features=rows[i],
                 prediction=served[i],
                 latency_ms=latency_ms,
+                fallback=served[i].get("fallback"),
             )
             for i in range(len(rows))
             if "excluded" not in served[i]
