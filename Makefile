@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test unit integration e2e lint format clean bench bench-registry bench-predict bench-ingest bench-batch bench-monitor
+.PHONY: install demo up test unit integration e2e lint format clean bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-monitor-calibration
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,5 +61,18 @@ bench-batch: install
 bench-monitor: install
 	$(BENCH) benchmarks/bench_monitor.py
 
+# Evidently (the peer) lives in its own virtualenv, never in the project's dependencies;
+# pandas<3: Evidently 0.7.23 imports a pandas internal that pandas 3 removed.
+EVIDENTLY_VENV := .venv-bench-evidently
+$(EVIDENTLY_VENV)/.installed-stamp:
+	test -x $(EVIDENTLY_VENV)/bin/python || $(PYTHON) -m venv $(EVIDENTLY_VENV)
+	$(EVIDENTLY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(EVIDENTLY_VENV)/bin/python -m pip install --quiet 'evidently==0.7.23' 'pandas<3' scikit-learn
+	touch $@
+
+TRIALS ?= 200
+bench-monitor-calibration: install $(EVIDENTLY_VENV)/.installed-stamp  ## alarm rates, detection, coverage vs Evidently
+	$(BENCH) benchmarks/bench_monitor_calibration.py --trials $(TRIALS)
+
 clean:
-	rm -rf $(VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(EVIDENTLY_VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache

@@ -366,6 +366,12 @@ class MonitorSettings(FunctionSettings):
         alias="DATA_BUCKET", description="Archived prediction logs and labels (Parquet)."
     )
     alerts_topic_arn: str = Field(alias="ALERTS_TOPIC_ARN", description="SNS topic alerts are published to.")
+    jobs_table: str | None = Field(
+        None,
+        alias="JOBS_TABLE",
+        description="Batch jobs: completed ones are monitored too (unset: traffic only).",
+    )
+    batch_bucket: str | None = Field(None, alias="BATCH_BUCKET", description="Batch inputs and scored parts.")
     window_hours: float = Field(
         24.0,
         gt=0,

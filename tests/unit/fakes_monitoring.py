@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlambda.errors import NotFoundError, UpstreamError
+from mlambda.schemas.batch import Job, JobInput
 from mlambda.schemas.monitoring import MonitoringSummary
 from mlambda.schemas.registry import (
     EndpointConfig,
@@ -118,6 +119,66 @@ class FakeMonitoringStore:
     def release_alert(self, model: str, check: str, feature: str, at: datetime) -> None:
         if self.alerts.get((model, check, feature)) == at:
             del self.alerts[(model, check, feature)]
+
+    jobs_claimed: set[tuple[str, str]]
+
+    def claim_job(self, model: str, job_id: str, at: datetime) -> bool:
+        claimed = self.__dict__.setdefault("jobs_claimed", set())
+        if (model, job_id) in claimed:
+            return False
+        claimed.add((model, job_id))
+        return True
+
+    def release_job(self, model: str, job_id: str) -> None:
+        self.__dict__.setdefault("jobs_claimed", set()).discard((model, job_id))
+
+
+class FakeBatch:
+    """BatchResults over prepared jobs: job id -> (job, input rows, scored rows)."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, tuple[Job, pd.DataFrame, pd.DataFrame]] = {}
+
+    def completed_jobs(self, model: str, since: datetime) -> list[Job]:
+        return [
+            job
+            for job, _, _ in self.jobs.values()
+            if job.model == model and job.completed_at is not None and job.completed_at >= since
+        ]
+
+    def job_rows(self, job: Job, max_rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        _, inputs, scored = self.jobs[job.job_id]
+        return inputs.head(max_rows), scored.head(max_rows)
+
+
+def batch_job(
+    job_id: str, frame: pd.DataFrame, *, model: str = "churn", version_number: int = 1
+) -> tuple[Job, pd.DataFrame, pd.DataFrame]:
+    """A completed job over ``frame`` as the batch worker leaves it: the input file and scored parts."""
+    labels, probability = score(frame)
+    job = Job(
+        job_id=job_id,
+        status="completed",
+        model=model,
+        alias="production",
+        model_version=version_number,
+        input=JobInput(bucket="batch", key=f"input/{model}/{job_id}.csv", etag="e", size=1, format="csv"),
+        submitted_by="tests",
+        chunk_rows=100_000,
+        rows_in=len(frame),
+        rows_scored=len(frame),
+        created_at=NOW - timedelta(hours=2),
+        completed_at=NOW - timedelta(hours=1),
+    )
+    scored = pd.DataFrame(
+        {
+            "customer": np.arange(len(frame)),
+            "label": labels,
+            "proba_0": 1 - probability,
+            "proba_1": probability,
+        }
+    )
+    return job, frame.assign(customer=np.arange(len(frame))), scored
 
 
 class FakeArtifacts:

@@ -16,10 +16,12 @@ from tests.unit.fakes_monitoring import (
     NOW,
     FakeArchive,
     FakeArtifacts,
+    FakeBatch,
     FakeCatalog,
     FakeMonitoringStore,
     FakeRecorder,
     FakeTopic,
+    batch_job,
     features,
     labels_for,
     labels_from_model,
@@ -40,6 +42,7 @@ class World:
         self.artifacts = FakeArtifacts()
         self.topic = FakeTopic()
         self.recorder = FakeRecorder()
+        self.batch = FakeBatch()
         self.add_model("churn", target=target, **version_args)
         self.service = MonitoringService(
             self.catalog,
@@ -49,6 +52,7 @@ class World:
             self.topic,
             config=MonitorConfig(),
             recorder=self.recorder,
+            batch=self.batch,
         )
 
     def add_model(self, name: str, *, target: bool = False, **version_args: object) -> None:
@@ -180,6 +184,31 @@ def test_fallback_answers_are_counted_apart_and_kept_out_of_every_figure() -> No
     assert not any("does not know" in note for note in report.notes)
     assert report.prediction_drift is not None and report.prediction_drift.drifted == []
     assert summary.status == "ok", summary.reason
+
+
+def test_a_completed_batch_job_is_monitored_once_with_its_own_report() -> None:
+    # Given served traffic like the reference, and a batch job whose f3 moved by 0.5 (a quarter of its range)
+    world = World(target=True)
+    world.serve()
+    frame = features(world.rng, 3000)
+    frame["f3"] = frame["f3"] + 0.5
+    job = batch_job("0123456789abcdef0123", frame)
+    world.batch.jobs["0123456789abcdef0123"] = job
+    # When the schedule runs twice
+    first = world.service.run(at=NOW)
+    second = world.service.run(at=NOW + timedelta(hours=1))
+    # Then the job got one report of its own, under the job's key, with the drift the traffic does not have
+    batch = [s for s in first if s.source == "batch"]
+    assert [s.job_id for s in batch] == ["0123456789abcdef0123"]
+    assert [s.source for s in second] == ["traffic"]
+    report = world.report(batch[0].report_key)
+    assert batch[0].report_key == "monitoring/churn/jobs/0123456789abcdef0123/report.json"
+    assert report.source == "batch" and report.rows == 3000
+    assert report.feature_drift is not None and report.feature_drift.drifted == ["f3"]
+    assert report.estimated_performance is not None and "accuracy" in report.estimated_performance.metrics
+    assert report.prediction_drift is not None
+    traffic = world.report(next(s for s in first if s.source == "traffic").report_key)
+    assert traffic.feature_drift is not None and traffic.feature_drift.drifted == []
 
 
 def test_few_labels_give_not_enough_data_for_quality_only() -> None:

@@ -28,6 +28,7 @@ from mlambda.config import MonitorSettings
 from mlambda.errors import InvalidInputError, MlambdaError, NotFoundError
 from mlambda.observability import logger
 from mlambda.ports import ArtifactStore, ModelCatalog
+from mlambda.schemas.batch import Job
 from mlambda.schemas.monitoring import (
     PREDICTION_PREFIX,
     AbSection,
@@ -47,7 +48,7 @@ from mlambda.services.monitoring.budget import DEFAULT_Q, settle
 from mlambda.services.monitoring.data_quality import QualityConfig
 from mlambda.services.monitoring.drift import DriftConfig
 from mlambda.services.monitoring.model_quality import QualitySettings
-from mlambda.services.monitoring.ports import AlertPublisher, ArchiveReader, MonitoringStore
+from mlambda.services.monitoring.ports import AlertPublisher, ArchiveReader, BatchResults, MonitoringStore
 from mlambda.services.monitoring.profiling import VALUE_COLUMN, canonical_labels
 from mlambda.services.monitoring.report_html import render_report
 
@@ -100,6 +101,7 @@ class MonitorConfig:
     column_thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     alert_cooldown: timedelta = timedelta(hours=24)
     history: int = 48
+    max_rows: int = 2_000_000
 
     @classmethod
     def from_settings(cls, settings: MonitorSettings) -> MonitorConfig:
@@ -137,6 +139,7 @@ class MonitorConfig:
             column_thresholds=overrides,
             alert_cooldown=timedelta(hours=settings.alert_cooldown_hours),
             history=settings.history,
+            max_rows=settings.max_rows,
         )
 
 
@@ -276,6 +279,23 @@ def window_columns(
     return analysis.WindowColumns(
         rows=len(frame), features=features, outputs=outputs, truth=labels, extra_columns=extra
     )
+
+
+def batch_columns(
+    inputs: pd.DataFrame, scored: pd.DataFrame, profile: ReferenceProfile
+) -> analysis.WindowColumns:
+    """A batch job as a window: features from its input file, outputs from its scored parts
+    (``label``, ``proba_<class>``, ``value`` named as the prediction log names them)."""
+    features = {name: inputs[name].to_numpy() for name in profile.feature_names if name in inputs.columns}
+    outputs: dict[str, Any] = {}
+    if "label" in scored.columns:
+        outputs[f"{PREDICTION_PREFIX}label"] = scored["label"].to_numpy()
+    if "value" in scored.columns:
+        outputs[VALUE_COLUMN] = scored["value"].to_numpy()
+    for column in scored.columns:
+        if column.startswith("proba_"):
+            outputs[f"{PREDICTION_PREFIX}probabilities.{column[len('proba_') :]}"] = scored[column].to_numpy()
+    return analysis.WindowColumns(rows=len(inputs), features=features, outputs=outputs)
 
 
 def run_seed(version: ModelVersion, at: datetime, job: str = "") -> int:
@@ -432,7 +452,9 @@ class MonitoringService:
         config: MonitorConfig | None = None,
         recorder: MetricsRecorder | None = None,
         clock: Callable[[], datetime] | None = None,
+        batch: BatchResults | None = None,
     ) -> None:
+        self._batch = batch
         self._catalog = catalog
         self._archive = archive
         self._store = store
@@ -446,12 +468,19 @@ class MonitoringService:
     def from_settings(cls, settings: MonitorSettings) -> MonitoringService:
         """The service on the registry table, the artifacts and data buckets and the alerts topic."""
         from mlambda.adapters.dynamodb import DynamoTable
+        from mlambda.adapters.jobs import DynamoJobStore
         from mlambda.adapters.messaging import Topic
-        from mlambda.adapters.monitoring_store import DynamoMonitoringStore, S3ArchiveReader
+        from mlambda.adapters.monitoring_store import DynamoMonitoringStore, S3ArchiveReader, S3BatchResults
         from mlambda.adapters.registry import DynamoModelCatalog
         from mlambda.adapters.s3 import ObjectStore
 
         registry = DynamoTable(settings.registry_table, settings)
+        batch = None
+        if settings.jobs_table and settings.batch_bucket:
+            batch = S3BatchResults(
+                DynamoJobStore(DynamoTable(settings.jobs_table, settings)),
+                ObjectStore(settings.batch_bucket, settings),
+            )
         return cls(
             DynamoModelCatalog(registry),
             S3ArchiveReader(ObjectStore(settings.data_bucket, settings), max_rows=settings.max_rows),
@@ -459,6 +488,7 @@ class MonitoringService:
             ObjectStore(settings.artifacts_bucket, settings),
             Topic(settings.alerts_topic_arn, settings),
             config=MonitorConfig.from_settings(settings),
+            batch=batch,
         )
 
     # ------------------------------------------------------------------ the scheduled run
@@ -481,7 +511,69 @@ class MonitoringService:
                 )
                 continue
             summaries.append(self.run_model(version, moment))
+            summaries.extend(self.run_batches(name, moment))
         return summaries
+
+    def run_batches(self, model: str, at: datetime) -> list[MonitoringSummary]:
+        """Monitor the model's batch jobs completed within the window and not monitored yet, one report each."""
+        if self._batch is None:
+            return []
+        try:
+            jobs = self._batch.completed_jobs(model, at - self.config.window)
+        except MlambdaError as exc:
+            logger.warning("batch jobs unreadable", extra={"model": model, "error": exc.message})
+            return []
+        summaries: list[MonitoringSummary] = []
+        for job in jobs:
+            if not self._store.claim_job(model, job.job_id, at):
+                continue
+            try:
+                report = self.monitor_job(job)
+                summaries.append(self._persist(report))
+            except Exception:  # one job's failure must not skip the others; the next run retries it
+                logger.exception(
+                    "monitoring a batch job failed", extra={"model": model, "job_id": job.job_id}
+                )
+                self._store.release_job(model, job.job_id)
+        return summaries
+
+    def monitor_job(self, job: Job) -> MonitoringReport:
+        """One completed batch job's report: its input's features and its scored rows against the
+        profile of the version that scored it (nothing written)."""
+        assert self._batch is not None and job.completed_at is not None
+        version = self._catalog.get_version(job.model, job.model_version or 0)
+        report = MonitoringReport(
+            model=job.model,
+            version=version.version,
+            at=job.completed_at,
+            window_start=job.created_at,
+            window_end=job.completed_at,
+            source="batch",
+            job_id=job.job_id,
+            status="ok",
+            rows=job.rows_scored,
+        )
+        profile = self._profile(version)
+        if isinstance(profile, str):
+            return report.model_copy(update={"status": "error", "reason": profile})
+        inputs, scored = self._batch.job_rows(job, self.config.max_rows)
+        notes = []
+        if job.rows_rejected:
+            notes.append(
+                f"{job.rows_rejected} input rows were rejected by the job (their features are still checked)"
+            )
+        if len(scored) < self.config.drift.min_rows:
+            return report.model_copy(
+                update={
+                    "status": "not_enough_data",
+                    "reason": f"{len(scored)} scored rows, fewer than {self.config.drift.min_rows}",
+                }
+            )
+        columns = batch_columns(inputs, scored, profile)
+        report = report.model_copy(update={"rows": len(scored), "notes": notes})
+        return self.evaluate(
+            version, profile, columns, report, seed=run_seed(version, job.completed_at, job.job_id)
+        )
 
     def run_model(self, version: ModelVersion, at: datetime) -> MonitoringSummary:
         """Monitor one model and persist the outcome; never raises."""
@@ -666,7 +758,10 @@ class MonitoringService:
 
     def _persist(self, report: MonitoringReport) -> MonitoringSummary:
         """Alerts, report.json + report.html, the summary row and the metrics of one run."""
-        prefix = f"monitoring/{report.model}/{iso(report.at)}/"
+        if report.source == "batch":
+            prefix = f"monitoring/{report.model}/jobs/{report.job_id}/"
+        else:
+            prefix = f"monitoring/{report.model}/{iso(report.at)}/"
         report = report.model_copy(
             update={"report_key": f"{prefix}report.json", "html_key": f"{prefix}report.html"}
         )
