@@ -244,6 +244,26 @@ def test_profile_with_target_and_held_out_outputs_carries_the_baseline_and_calib
     assert ReferenceProfile.from_json(profile.to_json()) == profile
 
 
+def test_a_near_perfect_reference_is_flagged_as_looking_like_training_data() -> None:
+    # Given outputs that match the target on every reference row (as on the training rows)
+    rng = np.random.default_rng(17)
+    frame = features(rng, 400)
+    target = rng.integers(0, 2, 400)
+    probability = np.where(target == 1, 0.99, 0.01)
+    outputs = ReferenceOutputs(
+        labels=target, probabilities=np.c_[1 - probability, probability], class_labels=[0, 1]
+    )
+    _, notes = reference_profile(
+        {c: frame[c].to_numpy() for c in frame.columns},
+        SCHEMA,
+        task="classification",
+        target=target,
+        outputs=outputs,
+    )
+    # Then the registrant is told to pass held-out rows
+    assert any("accuracy" in note and "held-out" in note for note in notes)
+
+
 def test_reference_outputs_on_a_subset_of_rows_align_with_the_target() -> None:
     rng = np.random.default_rng(16)
     frame = features(rng, 500)

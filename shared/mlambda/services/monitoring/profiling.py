@@ -44,6 +44,8 @@ VALUE_COLUMN = f"{PREDICTION_PREFIX}value"
 PROBABILITY_PREFIX = f"{PREDICTION_PREFIX}probabilities."
 TARGET_COLUMN = "target"
 MIN_BASELINE_ROWS = 30
+# A model scored on its own training rows looks near perfect: these say "held-out data, please".
+TRAINING_LIKE = {"accuracy": 0.99, "auc": 0.999, "r2": 0.99}
 
 
 def kind_of(dtype: str) -> FeatureKind:
@@ -337,6 +339,17 @@ def model_baseline(
     )
 
 
+def training_like(baseline: ModelBaseline) -> list[str]:
+    """Warnings when the reference's quality looks like training quality (near perfect)."""
+    return [
+        f"the model's {name} on the reference is {baseline.metrics[name].value:.4g}: that looks like "
+        "rows it was trained on; pass held-out rows, or monitoring will compare served traffic with an "
+        "optimistic baseline and in-sample outputs"
+        for name, limit in TRAINING_LIKE.items()
+        if name in baseline.metrics and baseline.metrics[name].value >= limit
+    ]
+
+
 def _as_float(value: Any) -> float:
     try:
         return float(value)
@@ -389,6 +402,8 @@ def reference_profile(
             baseline, why = model_baseline(task, target, outputs)
             if why:
                 notes.append(f"no model-quality baseline: {why}")
+            if baseline is not None:
+                notes.extend(training_like(baseline))
         elif task is None:
             notes.append("no model-quality baseline: the task (classification or regression) was not given")
     profile = ReferenceProfile(
