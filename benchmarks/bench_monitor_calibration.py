@@ -15,7 +15,7 @@ feature + the model's label and probability; sklearn's breast-cancer data split 
 
 Evidently runs in ``.venv-bench-evidently`` (created by the make target, never a project
 dependency) on the same seeds; the data module prints one checksum per setting on both sides.
-Usage: ``python benchmarks/bench_monitor_calibration.py [--trials 200] [--large-trials 200]``.
+Usage: ``python benchmarks/bench_monitor_calibration.py [--trials 200] [--large-trials 200] [--only 400/200,coverage]``.
 """
 
 from __future__ import annotations
@@ -303,7 +303,13 @@ def main() -> None:
         "--large-trials", type=int, default=None, help="trials at 100k/100k (default: --trials)"
     )
     parser.add_argument("--no-evidently", action="store_true")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated settings (400/200,5000/2000,100000/100000,breast-cancer,coverage)",
+    )
     args = parser.parse_args()
+    wanted = set(filter(None, args.only.split(",")))
     large = args.large_trials or args.trials
     print(
         f"monitoring calibration: {args.trials} trials per setting ({large} at 100k/100k), q = {DEFAULT_Q}, seed {SEED}"
@@ -318,6 +324,7 @@ def main() -> None:
                 str(args.trials),
                 str(SEED),
                 str(large),
+                args.only,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -325,11 +332,14 @@ def main() -> None:
         )
     ours: list[dict[str, Any]] = []
     for n, m in SYNTHETIC_SIZES:
+        if wanted and f"{n}/{m}" not in wanted:
+            continue
         count = large if n >= 100_000 else args.trials
         ours.append(mlambda_setting(f"{n}/{m}", synthetic_trials(n, m, count, SEED), with_model=True))
-    ours.append(
-        mlambda_setting("breast-cancer 70/30", breast_cancer_trials(args.trials, SEED), with_model=False)
-    )
+    if not wanted or "breast-cancer" in wanted:
+        ours.append(
+            mlambda_setting("breast-cancer 70/30", breast_cancer_trials(args.trials, SEED), with_model=False)
+        )
     if process is not None:
         stdout, stderr = process.communicate()
         if process.returncode != 0:
@@ -388,9 +398,10 @@ def main() -> None:
                 f"realised inside the 95% interval {covered:.1%} ({len(pairs)} windows)"
             )
     print()
-    print(f"interval coverage at nominal 95% ({args.trials} samples each; goal 93-97%)")
-    for name, n, share in coverage(args.trials):
-        print(f"  {name:28} n={n:5}  {share:6.1%}")
+    if not wanted or "coverage" in wanted:
+        print(f"interval coverage at nominal 95% ({args.trials} samples each; goal 93-97%)")
+        for name, n, share in coverage(args.trials):
+            print(f"  {name:28} n={n:5}  {share:6.1%}")
     sys.stdout.flush()
 
 

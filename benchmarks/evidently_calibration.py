@@ -133,10 +133,14 @@ def _evaluate(
 def main() -> None:
     trials, seed = int(sys.argv[1]), int(sys.argv[2])
     large_trials = int(sys.argv[3]) if len(sys.argv) > 3 else trials
+    wanted = set(filter(None, (sys.argv[4] if len(sys.argv) > 4 else "").split(",")))
     for n, m in SYNTHETIC_SIZES:
+        if wanted and f"{n}/{m}" not in wanted:
+            continue
         count = large_trials if n >= 100_000 else trials
         print(json.dumps(_evaluate(f"{n}/{m}", synthetic_trials(n, m, count, seed))), flush=True)
-    print(json.dumps(_evaluate("breast-cancer 70/30", breast_cancer_trials(trials, seed))), flush=True)
+    if not wanted or "breast-cancer" in wanted:
+        print(json.dumps(_evaluate("breast-cancer 70/30", breast_cancer_trials(trials, seed))), flush=True)
 
 
 if __name__ == "__main__":
