@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlambda.adapters import tabular
 from mlambda.errors import NotFoundError, UpstreamError
 from mlambda.schemas.batch import Job, JobInput
 from mlambda.schemas.monitoring import MonitoringSummary
@@ -44,12 +46,25 @@ CITIES = ["paris", "lyon", "nice", "lille"]
 CITY_SHARES = [0.4, 0.3, 0.2, 0.1]
 
 
+def columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray[Any, Any]]:
+    """A frame as the archive reader returns it: written as Parquet, read back through tabular."""
+    if frame.empty:
+        return {}
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return tabular.read_parquet_table(buffer.getvalue()).to_columns()
+
+
 @dataclass
 class FakeWindow:
-    frame: pd.DataFrame
+    columns: dict[str, np.ndarray[Any, Any]]
     objects: int = 1
     corrupt: list[str] = field(default_factory=list)
     truncated: bool = False
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
 class FakeCatalog:
@@ -90,10 +105,10 @@ class FakeArchive:
         if model in self.broken:
             raise UpstreamError("s3 is down")
         frame = self.predictions_by_model.get(model, pd.DataFrame())
-        return FakeWindow(frame=frame, corrupt=list(self.corrupt))
+        return FakeWindow(columns=columns_of(frame), corrupt=list(self.corrupt))
 
     def labels(self, start: datetime, end: datetime) -> FakeWindow:
-        return FakeWindow(frame=self.label_frame)
+        return FakeWindow(columns=columns_of(self.label_frame))
 
 
 class FakeMonitoringStore:
@@ -102,6 +117,7 @@ class FakeMonitoringStore:
     def __init__(self) -> None:
         self.rows: dict[str, list[MonitoringSummary]] = {}
         self.alerts: dict[tuple[str, str, str], datetime] = {}
+        self.jobs_claimed: set[tuple[str, str]] = set()
 
     def put_summary(self, summary: MonitoringSummary) -> None:
         self.rows.setdefault(summary.model, []).append(summary)
@@ -120,17 +136,14 @@ class FakeMonitoringStore:
         if self.alerts.get((model, check, feature)) == at:
             del self.alerts[(model, check, feature)]
 
-    jobs_claimed: set[tuple[str, str]]
-
     def claim_job(self, model: str, job_id: str, at: datetime) -> bool:
-        claimed = self.__dict__.setdefault("jobs_claimed", set())
-        if (model, job_id) in claimed:
+        if (model, job_id) in self.jobs_claimed:
             return False
-        claimed.add((model, job_id))
+        self.jobs_claimed.add((model, job_id))
         return True
 
     def release_job(self, model: str, job_id: str) -> None:
-        self.__dict__.setdefault("jobs_claimed", set()).discard((model, job_id))
+        self.jobs_claimed.discard((model, job_id))
 
 
 class FakeBatch:
@@ -146,9 +159,11 @@ class FakeBatch:
             if job.model == model and job.completed_at is not None and job.completed_at >= since
         ]
 
-    def job_rows(self, job: Job, max_rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def job_rows(
+        self, job: Job, max_rows: int
+    ) -> tuple[dict[str, np.ndarray[Any, Any]], dict[str, np.ndarray[Any, Any]]]:
         _, inputs, scored = self.jobs[job.job_id]
-        return inputs.head(max_rows), scored.head(max_rows)
+        return columns_of(inputs.head(max_rows)), columns_of(scored.head(max_rows))
 
 
 def batch_job(

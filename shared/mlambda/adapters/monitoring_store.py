@@ -9,17 +9,14 @@ and named in the report instead of failing the run.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+import numpy as np
 
+from mlambda.adapters import tabular
 from mlambda.adapters.dynamodb import DynamoTable
 from mlambda.adapters.jobs import DynamoJobStore
 from mlambda.adapters.s3 import ObjectStore
@@ -35,10 +32,15 @@ FETCH_THREADS = 8
 class Window:
     """What one read of the archive returned (implements ``ports.ArchiveWindow``)."""
 
-    frame: pd.DataFrame
+    columns: tabular.Columns = field(default_factory=dict)
     objects: int = 0
     corrupt: list[str] = field(default_factory=list)
     truncated: bool = False
+
+    @property
+    def rows(self) -> int:
+        """Rows in the window."""
+        return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
 def hours(start: datetime, end: datetime) -> Iterator[datetime]:
@@ -49,8 +51,14 @@ def hours(start: datetime, end: datetime) -> Iterator[datetime]:
         hour += timedelta(hours=1)
 
 
-def _timestamps(column: pd.Series[Any]) -> pd.Series[Any]:
-    return pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
+def last_of_each(ids: np.ndarray) -> np.ndarray | None:
+    """Positions of each id's last row, in row order; None when every id is distinct."""
+    last: dict[object, int] = {}
+    for index, value in enumerate(ids.tolist()):
+        last[value] = index
+    if len(last) == len(ids):
+        return None
+    return np.sort(np.fromiter(last.values(), dtype=np.int64, count=len(last)))
 
 
 class S3ArchiveReader:
@@ -74,11 +82,11 @@ class S3ArchiveReader:
     def _partition(hour: datetime) -> str:
         return f"date={hour:%Y-%m-%d}/hour={hour:%H}/"
 
-    def _fetch(self, key: str) -> pd.DataFrame | None:
+    def _fetch(self, key: str) -> tabular.Columns | None:
         body = self._bucket.get(key)
         try:
-            return pq.read_table(io.BytesIO(body)).to_pandas()
-        except (pa.ArrowException, OSError, ValueError) as exc:
+            return tabular.read_parquet_table(body).to_columns()
+        except tabular.TableError as exc:
             logger.warning("unreadable archive object skipped", extra={"key": key, "error": str(exc)})
             return None
 
@@ -86,8 +94,8 @@ class S3ArchiveReader:
         keys = [
             key for prefix in prefixes for key in self._bucket.list_keys(prefix) if key.endswith(".parquet")
         ]
-        window = Window(frame=pd.DataFrame(), objects=len(keys))
-        frames: list[pd.DataFrame] = []
+        window = Window(objects=len(keys))
+        parts: list[tabular.Columns] = []
         rows = 0
         with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
             # Fetch a few objects at a time, so the row cap also bounds what is downloaded.
@@ -96,22 +104,27 @@ class S3ArchiveReader:
                     window.truncated = True
                     break
                 batch = keys[offset : offset + FETCH_THREADS]
-                for key, frame in zip(batch, pool.map(self._fetch, batch), strict=True):
-                    if frame is None:
+                for key, part in zip(batch, pool.map(self._fetch, batch), strict=True):
+                    if part is None:
                         window.corrupt.append(key)
                         continue
-                    frames.append(frame)
-                    rows += len(frame)
-        if not frames:
+                    if part:
+                        parts.append(part)
+                        rows += len(next(iter(part.values())))
+        if not parts:
             return window
-        frame = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
-        if "timestamp" in frame.columns:
-            stamps = _timestamps(frame["timestamp"])
-            frame = frame.loc[(stamps >= start) & (stamps < end)].reset_index(drop=True)
-        if "id" in frame.columns:
+        columns = tabular.concat(parts) if len(parts) > 1 else parts[0]
+        if "timestamp" in columns:
+            stamps = tabular.timestamps(columns["timestamp"])
+            inside = (stamps >= tabular.utc64(start)) & (stamps < tabular.utc64(end))
+            if not inside.all():
+                columns = {name: values[inside] for name, values in columns.items()}
+        if "id" in columns:
             # At-least-once delivery: the same envelope can be archived twice.
-            frame = frame.drop_duplicates(subset="id", keep="last", ignore_index=True)
-        window.frame = frame
+            kept = last_of_each(columns["id"])
+            if kept is not None:
+                columns = {name: values[kept] for name, values in columns.items()}
+        window.columns = columns
         return window
 
 
@@ -233,20 +246,24 @@ class S3BatchResults:
                 break
         return found
 
-    def job_rows(self, job: Job, max_rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def job_rows(self, job: Job, max_rows: int) -> tuple[tabular.Columns, tabular.Columns]:
         """(the input's rows, the manifest's scored parts), each capped at ``max_rows``."""
         body = self._bucket.get(job.input.key)
         if job.input.format == "parquet" or job.input.key.endswith(".parquet"):
-            inputs = pq.read_table(io.BytesIO(body)).slice(0, max_rows).to_pandas()
+            inputs = tabular.read_parquet_table(body).to_columns()
         else:
-            inputs = pd.read_csv(io.BytesIO(body), nrows=max_rows, low_memory=False)
+            inputs = tabular.read_csv_table(body).to_columns()
         manifest = Manifest.model_validate_json(self._bucket.get(manifest_key(job.job_id)))
-        frames: list[pd.DataFrame] = []
+        parts: list[tabular.Columns] = []
         rows = 0
         for part in manifest.parts:
             if rows >= max_rows:
                 break
-            frames.append(pq.read_table(io.BytesIO(self._bucket.get(part.key))).to_pandas())
-            rows += len(frames[-1])
-        scored = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        return inputs, scored.head(max_rows)
+            parts.append(tabular.read_parquet_table(self._bucket.get(part.key)).to_columns())
+            rows += part.rows
+        scored = tabular.concat(parts) if parts else {}
+        return _head(inputs, max_rows), _head(scored, max_rows)
+
+
+def _head(columns: tabular.Columns, rows: int) -> tabular.Columns:
+    return {name: values[:rows] for name, values in columns.items()}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    import pandas
+    import numpy as np
 
     from mlambda.schemas.batch import Job
     from mlambda.schemas.monitoring import MonitoringSummary
@@ -19,8 +19,13 @@ class ArchiveWindow(Protocol):
     """Rows read from the archive for a time window, and what could not be read."""
 
     @property
-    def frame(self) -> pandas.DataFrame:
-        """The rows (flattened payload columns), timestamps inside the window."""
+    def columns(self) -> dict[str, np.ndarray]:
+        """The rows as columns (flattened payload columns), timestamps inside the window."""
+        ...
+
+    @property
+    def rows(self) -> int:
+        """Rows read."""
         ...
 
     @property
@@ -86,7 +91,7 @@ class BatchResults(Protocol):
         """The model's jobs completed at or after ``since``, newest first."""
         ...
 
-    def job_rows(self, job: Job, max_rows: int) -> tuple[pandas.DataFrame, pandas.DataFrame]:
+    def job_rows(self, job: Job, max_rows: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(the input file's rows, the scored rows of the output parts), at most ``max_rows`` each."""
         ...
 

@@ -59,8 +59,43 @@ def output_kind(column: str) -> FeatureKind:
 
 
 def is_missing(value: Any) -> bool:
-    """None or a float NaN: what an absent value reads as in a column of Python objects."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """None, NaN and NaT: the values no category is made of."""
+    if value is None:
+        return True
+    if isinstance(value, float | np.floating):
+        return bool(np.isnan(value))
+    return isinstance(value, np.datetime64) and bool(np.isnat(value))
+
+
+def present(values: np.ndarray) -> npt.NDArray[np.bool_]:
+    """Which cells of a column hold a value (not None, NaN or NaT)."""
+    if values.dtype.kind == "f":
+        given: npt.NDArray[np.bool_] = ~np.isnan(values)
+    elif values.dtype.kind == "M":
+        given = ~np.isnat(values)
+    elif values.dtype == object:
+        given = np.fromiter((not is_missing(v) for v in values.tolist()), dtype=bool, count=len(values))
+    else:
+        given = np.ones(len(values), dtype=bool)
+    return given
+
+
+def cell_number(value: Any) -> tuple[float, bool]:
+    """A cell of a text column as a number, and whether it was refused (a value, not a number)."""
+    if value is None:
+        return math.nan, False
+    if isinstance(value, bool | int | float | np.number | np.bool_):
+        return float(value), False
+    if isinstance(value, str | bytes):
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if "_" in text:  # float() reads "1_000"; a number column does not
+            return math.nan, True
+        try:
+            number = float(text.strip())
+        except ValueError:
+            return math.nan, True
+        return number, math.isnan(number)
+    return math.nan, True
 
 
 def numeric_values(column: npt.ArrayLike) -> tuple[FloatArray, int, int]:
@@ -71,24 +106,14 @@ def numeric_values(column: npt.ArrayLike) -> tuple[FloatArray, int, int]:
     """
     array = np.asarray(column)
     mismatched = 0
-    if array.dtype == object:
-        try:
-            raw = array.astype(np.float64)
-        except (TypeError, ValueError):
-            raw = np.empty(array.size)
-            for index, value in enumerate(array.ravel().tolist()):
-                if is_missing(value):
-                    raw[index] = math.nan
-                    continue
-                try:
-                    raw[index] = float(value)
-                except (TypeError, ValueError):
-                    raw[index] = math.nan
-                    mismatched += 1
-    elif array.dtype.kind in "biuf":
+    if array.dtype.kind in "biuf":
         raw = array.astype(np.float64, copy=False)
-    else:  # text columns: every value that does not parse is a mismatch
-        return numeric_values(array.astype(object))
+    else:
+        raw = np.empty(array.size, dtype=np.float64)
+        for index, value in enumerate(array.astype(object).ravel().tolist()):
+            number, refused = cell_number(value)
+            raw[index] = number
+            mismatched += refused
     finite = np.isfinite(raw)
     values = raw if finite.all() else raw[finite]
     return values, int(raw.size - values.size), mismatched
@@ -105,11 +130,19 @@ def canonical(value: Any) -> str:
 
 def category_counts(column: npt.ArrayLike | Sequence[Any]) -> tuple[dict[str, int], int]:
     """(count per canonical category, missing rows); counts the raw values once, canonicalises the distinct ones."""
-    values = column.tolist() if isinstance(column, np.ndarray) else list(column)  # type: ignore[arg-type]
-    counts: dict[str, int] = {}
+    array = np.asarray(column)
     missing = 0
-    for value, tally in Counter(values).items():
-        if is_missing(value):
+    pairs: Sequence[tuple[Any, int]]
+    if array.dtype.kind in "biuf":
+        given = array[~np.isnan(array)] if array.dtype.kind == "f" else array
+        uniques, tallies = np.unique(given, return_counts=True)
+        pairs = list(zip(uniques.tolist(), tallies.tolist(), strict=True))
+        missing = int(array.size - given.size)
+    else:
+        pairs = list(Counter(array.tolist()).items())
+    counts: dict[str, int] = {}
+    for value, tally in pairs:
+        if is_missing(value) or (isinstance(value, float) and not math.isfinite(value)):
             missing += tally
             continue
         key = canonical(value)
@@ -419,23 +452,22 @@ def reference_profile(
 
 
 def compute_profile(
-    frame: Any,
+    table: Any,
     schema: FeatureSchema,
     predictions: Mapping[str, npt.ArrayLike] | None = None,
     *,
     settings: ProfileSettings | None = None,
     now: datetime | None = None,
 ) -> ReferenceProfile:
-    """The profile of a table's schema features (anything indexable by column name, as a DataFrame)
-    and of output columns named as ``prediction_columns`` makes them; no target, no baseline.
+    """The profile of a table's schema features (a mapping of column arrays, or a DataFrame) and of
+    output columns named as ``prediction_columns`` makes them; no target, no baseline.
 
     Kept for callers that have not moved to ``reference_profile`` yet.
     """
-    names = set(getattr(frame, "columns", []))
+    names = list(table.keys()) if isinstance(table, Mapping) else list(getattr(table, "columns", []))
+    rows = len(np.asarray(table[names[0]])) if names else 0
     columns = {
-        spec.name: np.asarray(frame[spec.name])
-        if spec.name in names
-        else np.full(len(frame), None, dtype=object)
+        spec.name: np.asarray(table[spec.name]) if spec.name in names else np.full(rows, None, dtype=object)
         for spec in schema.features
     }
     profile, _ = reference_profile(columns, schema, settings=settings, now=now)

@@ -21,9 +21,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 from pydantic import ValidationError
 
+from mlambda.adapters import tabular
 from mlambda.config import MonitorSettings
 from mlambda.errors import InvalidInputError, MlambdaError, NotFoundError
 from mlambda.observability import logger
@@ -49,7 +49,7 @@ from mlambda.services.monitoring.data_quality import QualityConfig
 from mlambda.services.monitoring.drift import DriftConfig
 from mlambda.services.monitoring.model_quality import QualitySettings
 from mlambda.services.monitoring.ports import AlertPublisher, ArchiveReader, BatchResults, MonitoringStore
-from mlambda.services.monitoring.profiling import VALUE_COLUMN, canonical_labels
+from mlambda.services.monitoring.profiling import VALUE_COLUMN, canonical_labels, cell_number, present
 from mlambda.services.monitoring.report_html import render_report
 
 FEATURE_PREFIX = "features."
@@ -188,114 +188,165 @@ def drift_config_for(
     )
 
 
-def _bool_column(frame: pd.DataFrame, name: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    if name not in frame.columns:
-        return np.zeros(len(frame), dtype=bool)
-    column = frame[name]
-    if column.dtype == object:
-        column = column.map(lambda v: str(v).lower() in ("true", "1") if v is not None else False)
-    flags: np.ndarray[Any, np.dtype[np.bool_]] = column.fillna(False).astype(bool).to_numpy()
-    return flags
+Columns = dict[str, np.ndarray]
 
 
-def _int_column(frame: pd.DataFrame, name: str, default: int) -> np.ndarray[Any, np.dtype[np.int64]]:
-    if name not in frame.columns:
-        return np.full(len(frame), default, dtype=np.int64)
-    values = pd.to_numeric(frame[name], errors="coerce").fillna(default)
-    numbers: np.ndarray[Any, np.dtype[np.int64]] = values.to_numpy(dtype=np.int64)
-    return numbers
+def _rows(columns: Columns) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def _select(columns: Columns, keep: np.ndarray) -> Columns:
+    return columns if keep.all() else {name: values[keep] for name, values in columns.items()}
+
+
+def _floats(values: np.ndarray) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Cells as numbers, NaN where a cell is missing or not a number (row-aligned)."""
+    if values.dtype != object:
+        return values.astype(np.float64)
+    return np.fromiter((cell_number(v)[0] for v in values.tolist()), dtype=np.float64, count=len(values))
+
+
+def _texts(values: np.ndarray, missing: str) -> np.ndarray:
+    """Cells as text, ``missing`` where a cell is missing."""
+    given = present(values).tolist()
+    return np.array(
+        [str(v) if keep else missing for v, keep in zip(values.tolist(), given, strict=True)], dtype=object
+    )
+
+
+def _bool_column(columns: Columns, name: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    rows = _rows(columns)
+    if name not in columns:
+        return np.zeros(rows, dtype=bool)
+    values = columns[name]
+    if values.dtype == bool:
+        flags: np.ndarray[Any, np.dtype[np.bool_]] = values
+        return flags
+    if values.dtype == object:
+        return np.fromiter(
+            (str(v).lower() in ("true", "1") if v is not None else False for v in values.tolist()),
+            dtype=bool,
+            count=rows,
+        )
+    numbers = values.astype(np.float64)
+    truthy: np.ndarray[Any, np.dtype[np.bool_]] = ~np.isnan(numbers) & (numbers != 0)
+    return truthy
+
+
+def _int_column(columns: Columns, name: str, default: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    rows = _rows(columns)
+    if name not in columns:
+        return np.full(rows, default, dtype=np.int64)
+    values = columns[name]
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    numbers = _floats(values)
+    numbers[~np.isfinite(numbers)] = default
+    return numbers.astype(np.int64)
 
 
 @dataclass
 class Labelled:
     """Window rows joined with their labels."""
 
-    truth: pd.Series[Any]  # aligned with the window frame; NaN when unlabelled
+    truth: np.ndarray  # object, aligned with the window's rows; None when unlabelled
+    mask: np.ndarray[Any, np.dtype[np.bool_]]  # rows with a label
     count: int
 
 
-def join_labels(frame: pd.DataFrame, labels: pd.DataFrame) -> Labelled:
-    """Each prediction row's label, by ``request_id`` (+ ``row``; labels without a row label row 0)."""
-    empty = Labelled(truth=pd.Series(np.nan, index=frame.index, dtype=object), count=0)
-    if labels.empty or "request_id" not in labels.columns or "value" not in labels.columns:
+def join_labels(columns: Columns, labels: Columns) -> Labelled:
+    """Each prediction row's label, by ``request_id`` (+ ``row``; labels without a row label row 0).
+
+    The latest label (by ``timestamp``) of a (request, row) wins; labels without a value are ignored.
+    """
+    rows = _rows(columns)
+    empty = Labelled(truth=np.full(rows, None, dtype=object), mask=np.zeros(rows, dtype=bool), count=0)
+    if (
+        not _rows(labels)
+        or "request_id" not in labels
+        or "value" not in labels
+        or "request_id" not in columns
+    ):
         return empty
-    if "request_id" not in frame.columns:
-        return empty
-    keyed = pd.DataFrame(
-        {
-            "request_id": labels["request_id"].astype(str),
-            "row": _int_column(labels, "row", 0),
-            "label_value": labels["value"],
-        }
-    )
-    if "timestamp" in labels.columns:
-        keyed = keyed.assign(
-            _ts=pd.to_datetime(labels["timestamp"], utc=True, errors="coerce", format="mixed")
-        )
-        keyed = keyed.sort_values("_ts", kind="stable").drop(columns="_ts")
-    keyed = keyed.dropna(subset=["label_value"]).drop_duplicates(["request_id", "row"], keep="last")
-    request_ids = frame["request_id"].astype(str)
-    candidates = request_ids.isin(keyed["request_id"]).to_numpy()  # hash lookup; merge only those rows
-    rows = pd.DataFrame(
-        {"request_id": request_ids[candidates], "row": _int_column(frame, "row", 0)[candidates]}
-    )
-    merged = rows.merge(keyed, on=["request_id", "row"], how="left")
-    values = np.full(len(frame), np.nan, dtype=object)
-    values[candidates] = merged["label_value"].to_numpy()
-    truth = pd.Series(values, index=frame.index)
-    return Labelled(truth=truth, count=int(truth.notna().sum()))
+    label_ids = labels["request_id"].astype(str)
+    label_rows = _int_column(labels, "row", 0)
+    values = labels["value"]
+    given = present(values)
+    order = np.arange(len(values))
+    if "timestamp" in labels:
+        order = np.argsort(tabular.timestamps(labels["timestamp"]), kind="stable")
+    latest: dict[tuple[str, int], Any] = {}
+    for index in order[given[order]].tolist():
+        latest[(label_ids[index], int(label_rows[index]))] = values[index]
+    requests = {request for request, _ in latest}
+    request_ids = columns["request_id"].astype(str)
+    candidates = [index for index, request in enumerate(request_ids.tolist()) if request in requests]
+    truth = np.full(rows, None, dtype=object)
+    mask = np.zeros(rows, dtype=bool)
+    if candidates:
+        row_numbers = _int_column(columns, "row", 0)
+        for index in candidates:
+            value = latest.get((request_ids[index], int(row_numbers[index])))
+            if value is not None:
+                truth[index] = value
+                mask[index] = True
+    return Labelled(truth=truth, mask=mask, count=int(mask.sum()))
 
 
-def fallback_rows(frame: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
+def fallback_rows(columns: Columns) -> np.ndarray[Any, np.dtype[np.bool_]]:
     """Rows answered by the endpoint's fallback rather than a model: marked in the log's envelope
     (``fallback``, the reason) and, in logs written before that, in the answer itself."""
-    marked = np.zeros(len(frame), dtype=bool)
+    marked = np.zeros(_rows(columns), dtype=bool)
     for name in (FALLBACK_COLUMN, f"{PREDICTION_PREFIX}{FALLBACK_COLUMN}"):
-        if name in frame.columns:
-            column = frame[name]
-            marked |= (column.notna() & (column.astype(str).str.lower() != "false")).to_numpy()
+        if name in columns:
+            values = columns[name]
+            given = present(values)
+            if values.dtype == object:
+                given &= np.fromiter(
+                    (str(v).lower() != "false" for v in values.tolist()), dtype=bool, count=len(values)
+                )
+            elif values.dtype == bool:
+                given &= values
+            marked |= given
     return marked
 
 
 def window_columns(
-    frame: pd.DataFrame, profile: ReferenceProfile, truth: pd.Series[Any] | None
+    columns: Columns, profile: ReferenceProfile, truth: np.ndarray | None
 ) -> analysis.WindowColumns:
-    """The archive's flattened columns as numpy arrays: features, outputs, labels."""
+    """The archive's flattened columns as the checks read them: features, outputs, labels."""
     known = set(profile.feature_names)
     features = {
-        name: frame[f"{FEATURE_PREFIX}{name}"].to_numpy()
+        name: columns[f"{FEATURE_PREFIX}{name}"]
         for name in profile.feature_names
-        if f"{FEATURE_PREFIX}{name}" in frame.columns
+        if f"{FEATURE_PREFIX}{name}" in columns
     }
     extra = [
         c[len(FEATURE_PREFIX) :]
-        for c in frame.columns
-        if c.startswith(FEATURE_PREFIX) and c[len(FEATURE_PREFIX) :] not in known and frame[c].notna().any()
+        for c in columns
+        if c.startswith(FEATURE_PREFIX)
+        and c[len(FEATURE_PREFIX) :] not in known
+        and present(columns[c]).any()
     ]
-    outputs = {c: frame[c].to_numpy() for c in frame.columns if c.startswith(PREDICTION_PREFIX)}
-    labels = None
-    if truth is not None:
-        labels = truth.astype(object).where(truth.notna(), None).to_numpy()
+    outputs = {c: values for c, values in columns.items() if c.startswith(PREDICTION_PREFIX)}
     return analysis.WindowColumns(
-        rows=len(frame), features=features, outputs=outputs, truth=labels, extra_columns=extra
+        rows=_rows(columns), features=features, outputs=outputs, truth=truth, extra_columns=extra
     )
 
 
-def batch_columns(
-    inputs: pd.DataFrame, scored: pd.DataFrame, profile: ReferenceProfile
-) -> analysis.WindowColumns:
+def batch_columns(inputs: Columns, scored: Columns, profile: ReferenceProfile) -> analysis.WindowColumns:
     """A batch job as a window: features from its input file, outputs from its scored parts
     (``label``, ``proba_<class>``, ``value`` named as the prediction log names them)."""
-    features = {name: inputs[name].to_numpy() for name in profile.feature_names if name in inputs.columns}
-    outputs: dict[str, Any] = {}
-    if "label" in scored.columns:
-        outputs[f"{PREDICTION_PREFIX}label"] = scored["label"].to_numpy()
-    if "value" in scored.columns:
-        outputs[VALUE_COLUMN] = scored["value"].to_numpy()
-    for column in scored.columns:
+    features = {name: inputs[name] for name in profile.feature_names if name in inputs}
+    outputs: Columns = {}
+    if "label" in scored:
+        outputs[f"{PREDICTION_PREFIX}label"] = scored["label"]
+    if "value" in scored:
+        outputs[VALUE_COLUMN] = scored["value"]
+    for column, values in scored.items():
         if column.startswith("proba_"):
-            outputs[f"{PREDICTION_PREFIX}probabilities.{column[len('proba_') :]}"] = scored[column].to_numpy()
-    return analysis.WindowColumns(rows=len(inputs), features=features, outputs=outputs)
+            outputs[f"{PREDICTION_PREFIX}probabilities.{column[len('proba_') :]}"] = values
+    return analysis.WindowColumns(rows=_rows(inputs), features=features, outputs=outputs)
 
 
 def run_seed(version: ModelVersion, at: datetime, job: str = "") -> int:
@@ -562,15 +613,15 @@ class MonitoringService:
             notes.append(
                 f"{job.rows_rejected} input rows were rejected by the job (their features are still checked)"
             )
-        if len(scored) < self.config.drift.min_rows:
+        if _rows(scored) < self.config.drift.min_rows:
             return report.model_copy(
                 update={
                     "status": "not_enough_data",
-                    "reason": f"{len(scored)} scored rows, fewer than {self.config.drift.min_rows}",
+                    "reason": f"{_rows(scored)} scored rows, fewer than {self.config.drift.min_rows}",
                 }
             )
         columns = batch_columns(inputs, scored, profile)
-        report = report.model_copy(update={"rows": len(scored), "notes": notes})
+        report = report.model_copy(update={"rows": _rows(scored), "notes": notes})
         return self.evaluate(
             version, profile, columns, report, seed=run_seed(version, job.completed_at, job.job_id)
         )
@@ -635,16 +686,16 @@ class MonitoringService:
             notes.append(f"{len(window.corrupt)} unreadable log objects skipped")
         if window.truncated:
             notes.append("the window was truncated at the row cap")
-        frame = window.frame
+        frame = window.columns
         extra: dict[str, Any] = {"corrupt_objects": window.corrupt[:50], "notes": notes}
-        if frame.empty:
+        if not _rows(frame):
             reason = f"no predictions logged between {start:%Y-%m-%d %H:%M} and {at:%Y-%m-%d %H:%M} UTC"
             if window.corrupt:
                 reason += f" ({len(window.corrupt)} log objects unreadable)"
             return self._bare(version, at, "not_enough_data", reason, **extra)
         fallback = fallback_rows(frame)
         if fallback.any():
-            frame = frame.loc[~fallback].reset_index(drop=True)
+            frame = _select(frame, ~fallback)
         versions = _int_column(frame, "version", -1)
         shadow = _bool_column(frame, "shadow")
         mine = (versions == version.version) & ~shadow
@@ -654,13 +705,13 @@ class MonitoringService:
                 f"{fallback_count} answers came from the endpoint's fallback, not a model: "
                 "kept out of drift, data quality and model quality"
             )
-        production = frame if mine.all() else frame.loc[mine].reset_index(drop=True)
+        production = _select(frame, mine)
         labels = self._archive.labels(start, at)
         if labels.corrupt:
             notes.append(f"{len(labels.corrupt)} unreadable label objects skipped")
-        joined = join_labels(frame, labels.frame)
+        joined = join_labels(frame, labels.columns)
         ab = self._ab(frame, versions, shadow, joined, version)
-        rows = len(production)
+        rows = _rows(production)
         extra["fallback_rows"] = fallback_count
         if rows < self.config.drift.min_rows:
             seen = sorted({int(v) for v in np.unique(versions) if v >= 0})
@@ -668,8 +719,7 @@ class MonitoringService:
             if seen and version.version not in seen:
                 reason += f" (the window has rows of versions {seen})"
             return self._bare(version, at, "not_enough_data", reason, rows=rows, ab=ab, **extra)
-        truth = joined.truth if mine.all() else joined.truth[mine].reset_index(drop=True)
-        columns = window_columns(production, profile, truth)
+        columns = window_columns(production, profile, joined.truth[mine])
         report = self._bare(version, at, "ok", "", rows=rows, ab=ab, **extra)
         return self.evaluate(version, profile, columns, report, seed=run_seed(version, at))
 
@@ -723,32 +773,29 @@ class MonitoringService:
 
     def _ab(
         self,
-        frame: pd.DataFrame,
+        frame: Columns,
         versions: np.ndarray[Any, np.dtype[np.int64]],
         shadow: np.ndarray[Any, np.dtype[np.bool_]],
         joined: Labelled,
         version: ModelVersion,
     ) -> AbSection | None:
         config = self._catalog.endpoint_config(version.model)
+        count = _rows(frame)
         variants = (
-            frame["variant"].fillna("default").astype(str).to_numpy()
-            if "variant" in frame.columns
-            else np.full(len(frame), "default", dtype=object)
+            _texts(frame["variant"], "default")
+            if "variant" in frame
+            else np.full(count, "default", dtype=object)
         )
-        outcome = np.full(len(frame), np.nan)
-        mask = joined.truth.notna().to_numpy()
+        outcome = np.full(count, np.nan)
+        mask = joined.mask
         if mask.any():
-            if version.signature.task == "regression" and VALUE_COLUMN in frame.columns:
-                truth = pd.to_numeric(joined.truth[mask], errors="coerce").to_numpy(dtype=np.float64)
-                predicted = pd.to_numeric(frame[VALUE_COLUMN][mask], errors="coerce").to_numpy(
-                    dtype=np.float64
-                )
-                outcome[mask] = np.abs(truth - predicted)
-            elif LABEL_COLUMN in frame.columns:
+            if version.signature.task == "regression" and VALUE_COLUMN in frame:
+                outcome[mask] = np.abs(_floats(joined.truth[mask]) - _floats(frame[VALUE_COLUMN][mask]))
+            elif LABEL_COLUMN in frame:
                 truth_labels = np.asarray(canonical_labels(joined.truth[mask]))
                 predicted_labels = np.asarray(canonical_labels(frame[LABEL_COLUMN][mask]))
                 outcome[mask] = (truth_labels == predicted_labels).astype(np.float64)
-        requests = frame["request_id"].astype(str).to_numpy() if "request_id" in frame.columns else None
+        requests = frame["request_id"].astype(str).astype(object) if "request_id" in frame else None
         rows = ServedRows(
             variants=variants, shadow=shadow, versions=versions, outcome=outcome, requests=requests
         )
