@@ -148,7 +148,7 @@ def main() -> None:
     reference_outputs = ReferenceOutputs(
         labels=labels, probabilities=np.c_[1 - probability, probability], class_labels=[0, 1]
     )
-    reference_columns = {c: reference[c].to_numpy() for c in reference.columns}
+    reference_columns = dict(reference)
     profile, _ = timed(
         "profile the reference (target, baseline, calibration)",
         lambda: reference_profile(
@@ -161,7 +161,7 @@ def main() -> None:
     window_labels, window_probability = outputs(window)
     columns = WindowColumns(
         rows=WINDOW_ROWS,
-        features={c: window[c].to_numpy() for c in window.columns},
+        features=dict(window),
         outputs={"prediction.label": window_labels, "prediction.probabilities.1": window_probability},
     )
     config, quality_config = DriftConfig(), QualityConfig()
