@@ -32,7 +32,6 @@ from mlambda.adapters.dynamodb import (
     transact_put,
     transact_update,
 )
-from mlambda.adapters.onnx import OnnxModel, inspect_model
 from mlambda.adapters.s3 import ObjectStore
 from mlambda.errors import ConflictError, InvalidInputError, NotFoundError
 from mlambda.schemas.registry import (
@@ -523,12 +522,17 @@ class S3RegistryArtifacts(ObjectStore):
 
 
 class OnnxRuntime:
-    """ModelRuntime with onnxruntime (``mlambda.adapters.onnx``)."""
+    """ModelRuntime with onnxruntime (``mlambda.adapters.onnx``, imported on use: the functions that
+    only read the catalog from this module, batch fan-out and monitor, ship no onnxruntime)."""
 
     def inspect(self, data: bytes, *, max_bytes: int) -> Signature:
         """Validate the artifact and read its signature."""
+        from mlambda.adapters.onnx import inspect_model
+
         return inspect_model(data, max_bytes=max_bytes)
 
     def run(self, data: bytes, feed: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """Every output of the artifact for ``feed`` (a fresh session: registry calls are rare)."""
+        from mlambda.adapters.onnx import OnnxModel
+
         return OnnxModel(data).run(feed)
