@@ -5,7 +5,6 @@ published to the version; a file scored with attribution columns."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,47 +13,40 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mlambda_local.bootstrap import ensure_admin_key
 from mlambda_local.cli import main as cli
 from mlambda_local.client import ApiClient, ApiError, Target
 from tests.batch_support import register_model
-from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import Platform
 from tests.unit.fakes_batch import FEATURES, make_frame
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One local cloud with churn v1 (its explainer built) in production, and two evaluators' keys."""
-    from mlambda_local.cloud import LocalCloud
-
-    data_dir = tmp_path_factory.mktemp("evaluations-cloud")
-    with LocalCloud(
-        REPO_ROOT / "template.yaml", data_dir, function_log=data_dir / "function-logs.jsonl"
-    ) as running:
-        s3 = boto3.session.Session(
-            region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-        ).client("s3", endpoint_url=running.endpoint_url)
-        outputs = running.outputs
-        register_model(
-            s3,
-            outputs["RegistryTableName"],
-            outputs["ArtifactsBucketName"],
-            running.endpoint_url,
-            explained=True,
-        )
-        admin = ApiClient(
-            Target(
-                api_url=str(running.api_url),
-                api_key=ensure_admin_key(data_dir, outputs["ApiKeysTableName"], running.endpoint_url),
-            )
-        )
-        keys = {
-            name: admin.post("/keys", {"name": name, "scopes": ["evaluate"]})["api_key"]
-            for name in ("alice", "bob")
-        }
-        yield {"admin": admin, "keys": keys, "data_dir": data_dir, "api_url": str(running.api_url), "s3": s3}
+def cloud(platform: Platform) -> dict[str, Any]:
+    """churn v1 (its explainer built) in production on the module's local cloud, two evaluators' keys."""
+    outputs = platform.cloud.outputs
+    s3 = boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    ).client("s3", endpoint_url=platform.cloud.endpoint_url)
+    register_model(
+        s3,
+        outputs["RegistryTableName"],
+        outputs["ArtifactsBucketName"],
+        platform.cloud.endpoint_url,
+        explained=True,
+    )
+    keys = {
+        name: platform.admin.post("/keys", {"name": name, "scopes": ["evaluate"]})["api_key"]
+        for name in ("alice", "bob")
+    }
+    return {
+        "admin": platform.admin,
+        "keys": keys,
+        "data_dir": platform.data_dir,
+        "api_url": platform.api_url,
+        "s3": s3,
+    }
 
 
 def run(cloud: dict[str, Any], capsys: pytest.CaptureFixture[str], *args: str, key: str | None = None) -> str:
@@ -65,10 +57,18 @@ def run(cloud: dict[str, Any], capsys: pytest.CaptureFixture[str], *args: str, k
     return capsys.readouterr().out
 
 
-def test_an_uploaded_csv_is_evaluated_by_two_evaluators_and_published(
+def test_an_evaluation_is_judged_published_to_the_version_and_required_by_the_gate(
     cloud: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given a CSV of 50 rows, 8 of which are drawn
+    # Given churn requires an evaluation, and its READY v1 has none: production refuses it
+    admin = cloud["admin"]
+    assert "requires a completed evaluation" in run(cloud, capsys, "evaluations", "require", "churn", "on")
+    admin.delete("/models/churn/aliases/production")
+    with pytest.raises(ApiError) as refused:
+        admin.request("PUT", "/models/churn/aliases/production", body={"version": 1})
+    assert (refused.value.status, refused.value.code) == (409, "evaluation_required")
+    assert "no completed evaluation" in run(cloud, capsys, "evaluations", "published", "churn", "v1")
+    # When the owner evaluates v1 on 8 rows of an uploaded CSV of 50
     source = tmp_path / "tickets.csv"
     make_frame(50, seed=4).to_csv(source, index=False)
     out = run(
@@ -86,7 +86,7 @@ def test_an_uploaded_csv_is_evaluated_by_two_evaluators_and_published(
     )
     evaluation_id = re.search(r"evaluation ([0-9a-f]{20})", out).group(1)  # type: ignore[union-attr]
     assert "8 rows from the upload (50 usable, 0 skipped), explained: linear" in out
-    # When alice judges every row (one wrong, with HTML in her comment) and bob the first four
+    # and alice judges every row (one wrong, with HTML in her comment), bob the first four
     alice, bob = cloud["keys"]["alice"], cloud["keys"]["bob"]
     for row in range(8):
         args = ["evaluations", "verdict", evaluation_id, str(row), "correct"]
@@ -105,33 +105,29 @@ def test_an_uploaded_csv_is_evaluated_by_two_evaluators_and_published(
         run(cloud, capsys, "evaluations", "verdict", evaluation_id, str(row), "correct", key=bob)
     again = run(cloud, capsys, "evaluations", "verdict", evaluation_id, "0", "correct", key=bob)
     assert "(unchanged)" in again
+    todo = run(cloud, capsys, "evaluations", "show", evaluation_id, "--rows", "--todo", key=bob)
+    assert [int(n) for n in re.findall(r"row +(\d+): predicted", todo)] == [4, 5, 6, 7]
     # an evaluator cannot complete it
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(ApiError) as forbidden:
         ApiClient(Target(api_url=cloud["api_url"], api_key=alice)).post(
             f"/evaluations/{evaluation_id}/complete", {}
         )
-    assert refused.value.status == 403
-    # Then the owner completes it and the results are published to churn v1
+    assert forbidden.value.status == 403
+    # Then completing it prints the summary and publishes it to churn v1 with the evaluators' names
     done = run(cloud, capsys, "evaluations", "complete", evaluation_id)
     assert "coverage 100.0%, agreement with the model 91.7% (11/12 verdicts say correct)" in done
     assert "row 5 alice (incorrect): <img src=x onerror=alert(1)>" in done
     assert "published to churn v1" in done
-    published = cloud["admin"].get("/models/churn/versions/1/evaluations")["evaluations"]
+    published = admin.get("/models/churn/versions/1/evaluations")["evaluations"]
     assert [(p["evaluation_id"], p["evaluators"]) for p in published] == [(evaluation_id, ["alice", "bob"])]
+    shown = run(cloud, capsys, "evaluations", "published", "churn", "v1")
+    assert evaluation_id in shown and "12 verdicts by alice, bob: coverage 1.000, agreement 0.917" in shown
     listed = run(cloud, capsys, "evaluations", "list", "churn", "--status", "completed")
     assert evaluation_id in listed and "8/8" in listed
-
-
-def test_production_requires_the_evaluation_once_the_model_says_so(
-    cloud: dict[str, Any], capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Given churn requires an evaluation, and production is moved away and back to v1
-    assert "requires a completed evaluation" in run(cloud, capsys, "evaluations", "require", "churn", "on")
-    admin = cloud["admin"]
-    admin.delete("/models/churn/aliases/production")
-    # When / Then: v1 was evaluated by the previous test (same artifact), so the gate lets it through
+    # and the gate now lets v1 into production, naming the evaluation
     moved = admin.request("PUT", "/models/churn/aliases/production", body={"version": 1})
-    assert any(check["name"] == "evaluation_completed" for check in moved["gate"]["checks"])
+    check = next(c for c in moved["gate"]["checks"] if c["name"] == "evaluation_completed")
+    assert evaluation_id in check["message"] and "alice, bob" in check["message"]
     run(cloud, capsys, "evaluations", "require", "churn", "off")
 
 

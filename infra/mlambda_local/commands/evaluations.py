@@ -1,4 +1,4 @@
-"""``mlambda evaluations create|list|show|verdict|complete|cancel|require``: human evaluation of a version.
+"""``mlambda evaluations create|list|show|verdict|complete|cancel|published|require``: human evaluation of a version.
 
 ``create`` samples rows (the version's reference sample, a CSV/Parquet file uploaded through the
 registry's upload URL, or archived traffic of a time window), scores and explains them with the
@@ -204,6 +204,37 @@ def evaluations_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluations_published(args: argparse.Namespace) -> int:
+    """The completed evaluations published to a version: what the production gate reads."""
+    version = parse_ref(args.version)
+    published = api(args).get(f"/models/{args.model}/versions/{version}/evaluations")["evaluations"]
+    if args.json:
+        print_json(published)
+        return 0
+    if not published:
+        print(f"{args.model} v{version} has no completed evaluation")
+    for evaluation in published:
+        metrics = ", ".join(
+            f"{name} {value:.3f}"
+            for name, value in (
+                ("coverage", evaluation["coverage"]),
+                ("agreement", evaluation["agreement"]),
+                ("accuracy", evaluation["accuracy"]),
+                ("krippendorff_alpha", evaluation["krippendorff_alpha"]),
+            )
+            if value is not None
+        )
+        print(
+            f"{evaluation['evaluation_id']}  {args.model} v{version}  completed {evaluation['completed_at'][:19]} "
+            f"by {evaluation['completed_by']}  {evaluation['name']}".rstrip()
+        )
+        print(
+            f"  {evaluation['rows_judged']}/{evaluation['rows']} rows, {evaluation['verdicts']} verdicts by "
+            f"{', '.join(evaluation['evaluators'])}: {metrics}"
+        )
+    return 0
+
+
 def evaluations_require(args: argparse.Namespace) -> int:
     """Whether production needs a completed evaluation of the version (a model setting)."""
     model = api(args).request(
@@ -276,6 +307,12 @@ def register(groups: Any) -> None:
     cancel.add_argument("evaluation_id")
     cancel.add_argument("--reason")
     cancel.set_defaults(run=evaluations_cancel)
+
+    published = evaluations.add_parser("published", help="the completed evaluations published to a version")
+    published.add_argument("model")
+    published.add_argument("version", help="v3 or 3")
+    published.add_argument("--json", action="store_true", help="print them as JSON")
+    published.set_defaults(run=evaluations_published)
 
     require = evaluations.add_parser("require", help="make production require a completed evaluation")
     require.add_argument("model")

@@ -132,7 +132,8 @@ def evaluate_before_production(ctx: DemoContext) -> None:
     alpha = shared["krippendorff_alpha"]
     say(
         f"    alice vs bob on {shared['rows']} rows: pairwise agreement {shared['pairwise_agreement']:.0%}, "
-        f"Krippendorff's alpha {alpha if alpha is None else round(alpha, 3)}"
+        f"Krippendorff's alpha {alpha if alpha is None else round(alpha, 3)} (1 = perfect, 0 = chance: "
+        "when nearly every verdict is 'correct', chance alone agrees that often)"
     )
     for comment in results["comments"][:2]:
         say(
