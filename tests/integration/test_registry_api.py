@@ -33,6 +33,7 @@ from mlambda.errors import ConflictError
 from mlambda.schemas.registry_api import MoveAliasRequest, RegisterVersionRequest
 from mlambda.services.registry.service import EVENT_SOURCE, RegistryService
 from tests.conftest import load_event
+from tests.onnx_exploits import PLACES, sparse_initializer_values
 from tests.unit.fakes_registry import (
     TrainedModel,
     breast_cancer,
@@ -43,6 +44,7 @@ from tests.unit.fakes_registry import (
 MAX_MODEL_BYTES = 200_000
 WRITE = "registry:read,registry:write"
 READ = "registry:read"
+FOUR = ["f0", "f1", "f2", "f3"]
 
 
 def create_stack(table: str, bucket: str) -> None:
@@ -417,6 +419,29 @@ def test_unusable_artifacts_are_refused_and_nothing_is_registered(
     assert (got, error["code"]) == (status, code)
     assert api.ok("GET", "/models/bad")["latest_version"] == 0
     assert api.ok("GET", "/models/bad/versions")["versions"] == []
+
+
+def test_a_model_reading_a_local_file_through_a_sparse_initializer_is_refused(
+    api: Api, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: a file in the function's working directory, and a model whose sparse weights point at it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.txt").write_bytes(b"mlk.admin.0123456789abcdef")
+    api.ok("POST", "/models", {"name": "leak"})
+    key = api.upload("leak", "m.onnx", sparse_initializer_values("secret.txt"))
+    # When
+    status, body = api.call("POST", "/models/leak/versions", {"upload_key": key, "feature_names": FOUR})
+    # Then
+    assert (status, body.get("code")) == (400, "external_data"), body
+    assert api.ok("GET", "/models/leak")["latest_version"] == 0
+
+
+@pytest.mark.parametrize("place", sorted(PLACES))
+def test_external_data_is_refused_wherever_the_tensor_hides(api: Api, place: str) -> None:
+    api.ok("POST", "/models", {"name": "hidden"})
+    key = api.upload("hidden", "m.onnx", PLACES[place]("weights.bin"))
+    status, body = api.call("POST", "/models/hidden/versions", {"upload_key": key, "feature_names": FOUR})
+    assert (status, body.get("code")) == (400, "external_data"), body
 
 
 @pytest.mark.parametrize(
