@@ -87,8 +87,8 @@ def check_artifact(data: bytes, *, max_bytes: int) -> ModelStructure:
     return read_structure(data)
 
 
-def inspect_model(data: bytes, *, max_bytes: int) -> Signature:
-    """Validate an uploaded artifact and read its signature; 4xx errors say what is wrong."""
+def validated_model(data: bytes, *, max_bytes: int) -> ValidatedModel:
+    """Check an uploaded artifact, load it once and read its signature; 4xx errors say what is wrong."""
     structure = check_artifact(data, max_bytes=max_bytes)
     try:
         session = create_session(data)
@@ -96,7 +96,12 @@ def inspect_model(data: bytes, *, max_bytes: int) -> Signature:
         raise
     except Exception as exc:  # onnxruntime raises its own untyped errors for unloadable graphs
         raise InvalidInputError(f"model does not load in onnxruntime: {exc}", code="invalid_model") from exc
-    return _signature(session, structure.class_labels)
+    return ValidatedModel(session, len(data), _signature(session, structure.class_labels), structure)
+
+
+def inspect_model(data: bytes, *, max_bytes: int) -> Signature:
+    """The signature of an artifact that passes ``validated_model``."""
+    return validated_model(data, max_bytes=max_bytes).signature
 
 
 def _signature(session: ort.InferenceSession, class_labels: list[int] | list[str] | None) -> Signature:
@@ -128,11 +133,11 @@ def _signature(session: ort.InferenceSession, class_labels: list[int] | list[str
 
 
 class OnnxModel:
-    """A loaded inference session with its signature, ready to serve."""
+    """A loaded inference session, ready to serve."""
 
     def __init__(self, data: bytes, *, intra_op_threads: int = 1) -> None:
         try:
-            self.session = create_session(data, intra_op_threads=intra_op_threads)
+            session = create_session(data, intra_op_threads=intra_op_threads)
         except MlambdaError as exc:  # refused by the structure check: never loaded
             raise UpstreamError(
                 f"model refused before loading: {exc.message}", code="model_load_failed"
@@ -141,8 +146,12 @@ class OnnxModel:
             raise UpstreamError(
                 f"model does not load in onnxruntime: {exc}", code="model_load_failed"
             ) from exc
-        self.size_bytes = len(data)
-        self.input_names = [arg.name for arg in self.session.get_inputs()]
+        self._serve(session, len(data))
+
+    def _serve(self, session: ort.InferenceSession, size_bytes: int) -> None:
+        self.session = session
+        self.size_bytes = size_bytes
+        self.input_names = [arg.name for arg in session.get_inputs()]
 
     def run(self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, Any]:
         """Score ``feed``; returns each requested output by name."""
@@ -152,3 +161,14 @@ class OnnxModel:
         except Exception as exc:  # onnxruntime's errors are untyped (InvalidArgument, Fail...)
             raise UnprocessableError(f"model rejected the input: {exc}", code="model_input_rejected") from exc
         return dict(zip(names, values, strict=True))
+
+
+class ValidatedModel(OnnxModel):
+    """An uploaded artifact that passed the checks and loaded: its session, signature and structure."""
+
+    def __init__(
+        self, session: ort.InferenceSession, size_bytes: int, signature: Signature, structure: ModelStructure
+    ) -> None:
+        self._serve(session, size_bytes)
+        self.signature = signature
+        self.structure = structure

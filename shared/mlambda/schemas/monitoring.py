@@ -123,6 +123,13 @@ class ReferenceProfile(BaseModel):
     predictions: list[FeatureProfile] = Field(
         default_factory=list, description="output columns named as in the archive ('prediction.label'...)"
     )
+    target: FeatureProfile | None = Field(
+        None, description="the reference's target column (true labels or values), named as in the sample"
+    )
+    baseline: ModelQualitySection | None = Field(
+        None,
+        description="the model's quality on the reference's labelled rows (held-out data), with intervals",
+    )
 
     @property
     def feature_names(self) -> list[str]:

@@ -22,6 +22,7 @@ from mlambda.schemas.monitoring import (
     FeatureKind,
     FeatureProfile,
     Histogram,
+    ModelQualitySection,
     NumericProfile,
     ProfileSettings,
     ReferenceProfile,
@@ -201,10 +202,15 @@ def compute_profile(
     schema: FeatureSchema,
     predictions: pd.DataFrame | None = None,
     *,
+    target: pd.Series[Any] | None = None,
+    target_kind: FeatureKind = "categorical",
+    baseline: ModelQualitySection | None = None,
     settings: ProfileSettings | None = None,
     now: datetime | None = None,
 ) -> ReferenceProfile:
-    """The reference profile of ``frame``'s schema features and, optionally, the model's outputs.
+    """The reference profile of ``frame``'s schema features and, optionally, the model's outputs,
+    the target column (``categorical`` for classifiers' labels, ``numeric`` for regressors'
+    values) and the quality baseline measured on it.
 
     ``predictions`` columns: ``label``, ``value``, ``probabilities.<class>`` (as made by
     ``prediction_columns``), with or without the ``prediction.`` prefix. A feature absent from
@@ -226,10 +232,16 @@ def compute_profile(
             series = predictions[column]
             dtype = "string" if kind == "categorical" else "float"
             outputs.append(profile_column(name, dtype, kind, series, settings))
+    target_profile = None
+    if target is not None:
+        dtype = "string" if target_kind == "categorical" else "float"
+        target_profile = profile_column(str(target.name), dtype, target_kind, target, settings)
     return ReferenceProfile(
         created_at=now or datetime.now(UTC),
         row_count=rows,
         settings=settings,
         features=features,
         predictions=outputs,
+        target=target_profile,
+        baseline=baseline,
     )
