@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import threading
@@ -34,7 +35,9 @@ from mlambda.config import RegistrySettings, function_environment
 from mlambda.errors import ConflictError
 from mlambda.schemas.registry_api import MoveAliasRequest, RegisterVersionRequest
 from mlambda.services.registry.service import EVENT_SOURCE, RegistryService
+from mlambda_local.client import ApiError
 from mlambda_local.cloud.sqs import sqs_record
+from mlambda_local.commands import models as models_commands
 from tests.conftest import load_event
 from tests.onnx_exploits import PLACES, sparse_initializer_values
 from tests.unit.fakes_registry import (
@@ -996,6 +999,62 @@ def test_endpoint_changes_are_read_modify_write_with_etags(with_versions: Api) -
     assert entry["details"]["before"]["rules"] == entry["details"]["after"]["rules"] == created["rules"]
     assert [v["weight"] for v in entry["details"]["after"]["variants"]] == [90, 10]
     assert [g["target"] for g in entry["details"]["gates"]] == ["v2"]
+
+
+class HandlerClient:
+    """The CLI's ApiClient, answered by the registry function in-process."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def request(
+        self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None, **_: Any
+    ) -> Any:
+        status, payload = self.api.call(method, path, body, headers=headers)
+        if status >= 400:
+            raise ApiError(status, payload["code"], payload["message"], payload.get("details"))
+        return payload
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+
+def test_a_canary_ramp_with_the_cli_keeps_the_rules_and_the_cache(
+    with_versions: Api, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an endpoint whose rules were set (opt-out fallback, a decision, a cache)
+    api = with_versions
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 1})
+    rules = {
+        "fallback": {"response": {"label": 0}, "timeout_ms": 250},
+        "decision": {"thresholds": [{"min_score": 0.7, "decision": "refer"}], "default": "accept"},
+        "honour_opt_out": True,
+    }
+    api.ok(
+        "PUT",
+        "/models/cancer/endpoint",
+        {
+            "variants": [{"name": "production", "target": "production", "weight": 100}],
+            "cache": {"enabled": True, "ttl_seconds": 90},
+            "rules": rules,
+        },
+    )
+    monkeypatch.setattr(models_commands, "api", lambda _args: HandlerClient(api))
+    # When: `mlambda models split cancer production=90 v2=10 --sticky entity_id`
+    args = argparse.Namespace(
+        name="cancer", variants=["production=90", "v2=10"], shadow=None, no_shadow=False, sticky="entity_id"
+    )
+    assert models_commands.models_split(args) == 0
+    capsys.readouterr()
+    # Then
+    after = api.ok("GET", "/models/cancer/endpoint")
+    assert [(v["target"], v["weight"]) for v in after["variants"]] == [("production", 90), ("v2", 10)]
+    assert after["rules"]["fallback"] == rules["fallback"]
+    assert after["rules"]["decision"]["thresholds"] == rules["decision"]["thresholds"]
+    assert after["cache"] == {"enabled": True, "ttl_seconds": 90}
+    assert after["sticky_key"] == "entity_id"
+    entry = api.ok("GET", "/models/cancer/history", query={"limit": "1"})["entries"][0]
+    assert entry["details"]["before"]["rules"] == entry["details"]["after"]["rules"]
 
 
 def test_a_variant_that_fails_the_gate_is_refused_with_the_report(with_versions: Api) -> None:
