@@ -34,6 +34,7 @@ from mlambda_local.cloud.errors import (
     UnknownTargetError,
 )
 from mlambda_local.cloud.functions import DEFAULT_CONCURRENCY, LocalFunction, function_specs, load_handler
+from mlambda_local.cloud.lifecycle import LifecycleSweeper, rules_from_template
 from mlambda_local.cloud.moto_server import MotoServer
 from mlambda_local.cloud.provision import Inventory, Provisioner
 from mlambda_local.cloud.schedule import (
@@ -137,6 +138,7 @@ class LocalCloud:
         self.apis: list[RestApi] = []
         self.pollers: list[QueuePoller] = []
         self.scheduler: Scheduler | None = None
+        self.lifecycle: LifecycleSweeper | None = None
         self._inventory: Inventory | None = None
         self._outputs: dict[str, Any] = {}
         self._moto: MotoServer | None = None
@@ -217,6 +219,10 @@ class LocalCloud:
         )
         self._inventory = provisioner.provision()
         self._outputs = resolver.outputs()
+        self.lifecycle = LifecycleSweeper(
+            session.client("s3", endpoint_url=endpoint), rules_from_template(template, resolver), self.clock
+        )
+        self.lifecycle.start()
         self._server = LocalHttpServer(apis, self._control, port=self.api_port)
         self._server.start()
         self._start_pollers(session, endpoint, mappings)
@@ -237,6 +243,9 @@ class LocalCloud:
             self._stop()
 
     def _stop(self) -> None:
+        if self.lifecycle is not None:
+            self.lifecycle.stop()
+            self.lifecycle = None
         if self.scheduler is not None:
             self.scheduler.stop()
         for poller in self.pollers:
