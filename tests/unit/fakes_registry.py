@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 from collections.abc import Mapping, Sequence
@@ -246,8 +247,15 @@ class InMemoryArtifacts:
         for key in [k for k in self.objects if k.startswith(prefix)]:
             del self.objects[key]
 
-    def copy(self, source: str, target: str) -> None:
-        self.objects[target] = self.get(source)
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        data = self.get(key)
+        return data, hashlib.md5(data).hexdigest()
+
+    def copy(self, source: str, target: str, *, etag: str | None = None) -> None:
+        data, tag = self.get_tagged(source)
+        if etag is not None and etag != tag:
+            raise ConflictError(f"{source} changed", code="precondition_failed")
+        self.objects[target] = data
 
     def purge(self, key: str) -> None:
         self.objects.pop(key, None)

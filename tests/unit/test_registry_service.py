@@ -3,6 +3,7 @@ for every version that takes traffic, endpoint read-modify-write, history, event
 
 from __future__ import annotations
 
+import hashlib
 import io
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -283,6 +284,33 @@ def test_validation_is_idempotent_per_version(registry: Registry) -> None:
     assert again == version
     assert len(registry.events.events) == events
     assert sum(e.action == "version_ready" for e in registry.store.entries) == 1
+
+
+def test_an_upload_replaced_during_validation_is_not_copied_and_the_validation_is_retried(
+    registry: Registry,
+) -> None:
+    # Given an upload whose bytes change after the validator read them (someone still holds the URL)
+    trained = breast_cancer()
+    key = registry.upload("cancer", trained.onnx)
+    registry.submit("cancer", upload_key=key, feature_names=trained.features)
+    original = registry.artifacts.get_tagged
+
+    def read_then_replace(upload: str) -> tuple[bytes, str]:
+        answer = original(upload)
+        registry.artifacts.objects[upload] = breast_cancer(0.1).onnx
+        return answer
+
+    registry.artifacts.get_tagged = read_then_replace  # type: ignore[method-assign]
+    # When
+    with pytest.raises(ConflictError):
+        registry.validate_all()
+    # Then: nothing was registered from bytes nobody validated; the retry validates what is there now
+    assert "models/cancer/v1/model.onnx" not in registry.artifacts.objects
+    assert registry.store.version_record("cancer", 1).status == "PENDING_VALIDATION"  # type: ignore[union-attr]
+    registry.artifacts.get_tagged = original  # type: ignore[method-assign]
+    retried = registry.validator.validate("cancer", 1)
+    assert isinstance(retried, ModelVersion)
+    assert retried.artifact_sha256 == hashlib.sha256(breast_cancer(0.1).onnx).hexdigest()
 
 
 def test_a_validation_that_keeps_crashing_ends_failed_not_pending(registry: Registry) -> None:

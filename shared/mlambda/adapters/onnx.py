@@ -65,12 +65,16 @@ def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
     return options
 
 
-def create_session(data: bytes, *, intra_op_threads: int = 1) -> ort.InferenceSession:
-    """The one way mlambda turns model bytes into a session: structure checked, external data confined.
+def create_session(
+    data: bytes, *, intra_op_threads: int = 1, checked: ModelStructure | None = None
+) -> ort.InferenceSession:
+    """The one way mlambda turns model bytes into a session: structure checked (unless ``checked``
+    says it just was), external data confined.
 
     InvalidInputError when the structure is refused; any onnxruntime failure propagates.
     """
-    read_structure(data)
+    if checked is None:
+        read_structure(data)
     return ort.InferenceSession(
         data, sess_options=session_options(intra_op_threads), providers=["CPUExecutionProvider"]
     )
@@ -91,7 +95,7 @@ def validated_model(data: bytes, *, max_bytes: int) -> ValidatedModel:
     """Check an uploaded artifact, load it once and read its signature; 4xx errors say what is wrong."""
     structure = check_artifact(data, max_bytes=max_bytes)
     try:
-        session = create_session(data)
+        session = create_session(data, checked=structure)
     except MlambdaError:
         raise
     except Exception as exc:  # onnxruntime raises its own untyped errors for unloadable graphs

@@ -629,11 +629,19 @@ class S3RegistryArtifacts(ObjectStore):
         for key in list(self.list_keys(prefix)):
             self.delete(key)
 
-    def copy(self, source: str, target: str) -> None:
-        """Server-side copy of ``source`` to ``target`` (no bytes through the function)."""
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """The object and its ETag (to copy exactly these bytes later)."""
+        with aws_errors(self._what(key)):
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            return bytes(response["Body"].read()), str(response.get("ETag", ""))
+
+    def copy(self, source: str, target: str, *, etag: str | None = None) -> None:
+        """Server-side copy of ``source`` to ``target`` (no bytes through the function); with
+        ``etag``, only if ``source`` still holds those bytes (ConflictError otherwise)."""
+        extra = {"CopySourceIfMatch": etag} if etag else {}
         with aws_errors(self._what(source)):
             self.client.copy_object(
-                Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source}
+                Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source}, **extra
             )
 
     def purge(self, key: str) -> None:

@@ -128,8 +128,13 @@ class RegistryArtifacts(ArtifactStore, Protocol):
         """Remove every object under ``prefix``."""
         ...
 
-    def copy(self, source: str, target: str) -> None:
-        """Copy ``source`` to ``target`` inside the bucket."""
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """The object at ``key`` and its ETag; NotFoundError when absent."""
+        ...
+
+    def copy(self, source: str, target: str, *, etag: str | None = None) -> None:
+        """Copy ``source`` to ``target`` inside the bucket; with ``etag``, only if ``source`` still has
+        that ETag (ConflictError or UpstreamError otherwise)."""
         ...
 
     def purge(self, key: str) -> None:

@@ -344,7 +344,8 @@ class VersionValidator:
 
     # ------------------------------------------------------------------ the work
 
-    def _upload(self, record: PendingVersion, key: str, kind: str, max_bytes: int) -> bytes:
+    def _upload(self, record: PendingVersion, key: str, kind: str, max_bytes: int) -> tuple[bytes, str]:
+        """The upload's bytes and ETag, after the key, presence and size checks."""
         check_upload_key(record.model, key, kind)
         try:
             size = self._artifacts.size(key)
@@ -359,13 +360,13 @@ class VersionValidator:
                 code="payload_too_large",
                 details={"size": size},
             )
-        return self._artifacts.get(key)
+        return self._artifacts.get_tagged(key)
 
     def _validated(self, record: PendingVersion, report: Report) -> ModelVersion:
         request = RegisterVersionRequest.model_validate(record.request)
         name, number = record.model, record.version
         with report.step("upload"):
-            data = self._upload(record, request.upload_key, "model", self.max_model_bytes)
+            data, etag = self._upload(record, request.upload_key, "model", self.max_model_bytes)
             digest = hashlib.sha256(data).hexdigest()
         report.passed("upload", f"{len(data)} bytes, sha256 {digest[:12]}")
         with report.step("model"):
@@ -420,9 +421,11 @@ class VersionValidator:
             smoke = smoke_cases(model, signature, schema, smoke_rows)
         report.passed("smoke_cases", f"{len(smoke)} smoke cases recorded")
 
-        # Writes last: the number is this version's alone, so a retried validation rewrites the same bytes.
+        # Writes last: the number is this version's alone, so a retried validation rewrites the same
+        # bytes. The artifact is copied inside S3, only if the upload still holds the bytes validated
+        # (else the copy fails and the retried validation checks the new bytes).
         artifact_key = f"{prefix}/model.onnx"
-        self._artifacts.put(artifact_key, data)
+        self._artifacts.copy(request.upload_key, artifact_key, etag=etag)
         profile_key = None
         if profile is not None:
             profile_key = f"{prefix}/reference_profile.json"
