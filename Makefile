@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test unit integration e2e lint format clean bench bench-registry bench-predict bench-ingest bench-batch bench-monitor
+.PHONY: install demo up test unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ demo: install  ## start the local cloud and run the platform end to end
 up: install  ## run the local cloud in the foreground (Ctrl-C stops it)
 	$(BIN)/mlambda local up
 
-test: install lint  ## lint, type-check and run the whole suite
+test: install lint package-check  ## lint, type-check, prove the built artifacts, run the whole suite
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 unit: install
@@ -61,5 +61,11 @@ bench-batch: install
 bench-monitor: install
 	$(BENCH) benchmarks/bench_monitor.py
 
+build: install  ## build every function as sam build lays it out (.aws-sam/build), sizes printed
+	$(BIN)/python -m mlambda_local.packaging --build-only
+
+package-check: install  ## build, fail on any function over 90% of Lambda's limit, answer an event from each artifact alone
+	$(BIN)/python -m mlambda_local.packaging
+
 clean:
-	rm -rf $(VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -135,7 +135,7 @@ def test_single_tensor_features_come_from_declared_names_or_the_sample() -> None
     tensor = signature(TensorSpec(name="input", dtype="float32", shape=[None, 2]))
     # When
     declared = feature_schema(tensor, ["a", "b"], ["float", "int"], None)
-    sampled = feature_schema(tensor, None, None, pd.DataFrame({"x": [1.0], "y": [2.0]}))
+    sampled = feature_schema(tensor, None, None, {"x": np.array([1.0]), "y": np.array([2.0])})
     # Then
     assert [(f.name, f.dtype) for f in declared.features] == [("a", "float"), ("b", "int")]
     assert (declared.mode, declared.tensor_input, declared.tensor_dtype) == ("tensor", "input", "float32")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import random
 import re
@@ -54,7 +53,7 @@ from mlambda.schemas.registry import (
 from mlambda.schemas.registry_api import ModelDetails
 
 if TYPE_CHECKING:
-    import pandas
+    import numpy as np
 
     from mlambda.adapters.onnx import ValidatedModel
 
@@ -600,29 +599,22 @@ class S3RegistryArtifacts(ObjectStore):
         """A presigned PUT URL for ``key``."""
         return self.presigned_put(key, expires_in=expires_in)
 
-    def read_table(self, key: str) -> pandas.DataFrame:
-        """A CSV or Parquet object as a DataFrame; InvalidInputError naming the problem otherwise."""
-        import pandas as pd
+    def read_table(self, key: str) -> dict[str, np.ndarray]:
+        """A CSV or Parquet object as columns; InvalidInputError naming the problem otherwise."""
+        from mlambda.adapters import tabular
 
-        data = self.get(key)
         lowered = key.lower()
+        if not lowered.endswith((".parquet", ".csv")):
+            raise InvalidInputError("a reference sample must be .parquet or .csv", code="invalid_reference")
+        data = self.get(key)
         try:
             if lowered.endswith(".parquet"):
-                frame = pd.read_parquet(io.BytesIO(data))
-            elif lowered.endswith(".csv"):
-                frame = pd.read_csv(io.BytesIO(data))
-            else:
-                raise InvalidInputError(
-                    "a reference sample must be .parquet or .csv", code="invalid_reference"
-                )
-        except MlambdaError:
-            raise
-        except Exception as exc:  # pyarrow and pandas raise many parser errors; all mean "unreadable"
+                return tabular.read_parquet_table(data).to_columns()
+            return tabular.read_csv_table(data).to_columns()
+        except tabular.TableError as exc:
             raise InvalidInputError(
                 f"reference sample {key.rsplit('/', 1)[-1]} is not readable: {exc}", code="invalid_reference"
             ) from exc
-        frame.columns = [str(column) for column in frame.columns]
-        return frame
 
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object under ``prefix`` (one call per key: registry prefixes hold a few objects)."""
@@ -676,7 +668,8 @@ class SqsValidationQueue(Queue):
 
 
 class OnnxRuntime:
-    """ModelRuntime with onnxruntime (``mlambda.adapters.onnx``)."""
+    """ModelRuntime with onnxruntime (``mlambda.adapters.onnx``, imported on use: the functions that
+    only read the catalog from this module, batch fan-out and monitor, ship no onnxruntime)."""
 
     def load(self, data: bytes, *, max_bytes: int) -> ValidatedModel:
         """Check the artifact, load it once, read its signature (4xx when unusable)."""

@@ -75,7 +75,7 @@ from mlambda.services.registry.ports import (
 )
 
 if TYPE_CHECKING:
-    import pandas
+    import numpy.typing as npt
 
     from mlambda.config import ValidatorSettings
     from mlambda.schemas.monitoring import ModelQualitySection
@@ -140,7 +140,7 @@ def check_upload_key(name: str, key: str, kind: str) -> None:
 
 
 def _python(value: Any, dtype: FeatureType) -> Any:
-    """A numpy/pandas scalar as the JSON value a client would send for a feature of ``dtype``."""
+    """A numpy scalar as the JSON value a client would send for a feature of ``dtype``."""
     if dtype == "float":
         return float(value)
     if dtype == "int":
@@ -466,32 +466,37 @@ def _extension(key: str) -> str:
 # ---------------------------------------------------------------------- the reference sample
 
 
-class Reference:
-    """A reference sample split into its features, its target column and the columns set aside."""
+Columns = Mapping[str, np.ndarray]
 
-    def __init__(self, frame: pandas.DataFrame, target: str | None, excluded: list[str]) -> None:
-        self.frame = frame
+
+class Reference:
+    """A reference sample (columns in file order) split into its features, its target column and
+    the columns set aside."""
+
+    def __init__(self, columns: Columns, target: str | None, excluded: list[str]) -> None:
+        self.columns = columns
         self.target = target
         self.excluded = excluded
+        self.rows = len(next(iter(columns.values()))) if columns else 0
         ignored = {target, *excluded}
-        self.features = frame[[c for c in frame.columns if c not in ignored]]
+        self.features = {name: values for name, values in columns.items() if name not in ignored}
 
     @classmethod
     def read(cls, artifacts: RegistryArtifacts, request: RegisterVersionRequest) -> Reference:
         """The sample at ``request.reference_key`` with the roles the request names; 4xx naming problems."""
-        frame = artifacts.read_table(request.reference_key or "")
-        if frame.empty:
+        columns = artifacts.read_table(request.reference_key or "")
+        if not columns or not len(next(iter(columns.values()))):
             raise UnprocessableError("the reference sample has no rows", code="empty_reference")
-        columns = [str(c) for c in frame.columns]
+        names = [str(c) for c in columns]
         named = [c for c in [request.target, *(request.exclude or [])] if c is not None]
         missing = [c for c in named if c not in columns]
         if missing:
             raise UnprocessableError(
-                f"the reference sample has no column {missing[0]!r} (it has {columns[:20]})",
+                f"the reference sample has no column {missing[0]!r} (it has {names[:20]})",
                 code="reference_mismatch",
-                details={"missing": missing, "columns": columns[:200]},
+                details={"missing": missing, "columns": names[:200]},
             )
-        return cls(frame, request.target, list(request.exclude or []))
+        return cls(columns, request.target, list(request.exclude or []))
 
     def roles(self) -> str:
         """How the sample's columns were split, for error messages."""
@@ -503,29 +508,29 @@ class Reference:
         return ", ".join(parts) or "no target or excluded column named"
 
     def describe(self) -> str:
-        return f"{len(self.frame)} rows, {len(self.frame.columns)} columns ({self.roles()})"
+        return f"{self.rows} rows, {len(self.columns)} columns ({self.roles()})"
 
     def score(
         self, model: RunnableModel, schema: FeatureSchema, registered: Mapping[str, float]
     ) -> ScoredReference:
         """The model's outputs on the complete rows, the baseline against the target, the profile."""
-        from mlambda.services.monitoring.profiling import compute_profile, prediction_columns
+        from mlambda.services.monitoring.profiling import compute_profile, prediction_columns, present
 
-        missing = [n for n in schema.names if n not in self.frame.columns]
+        missing = [n for n in schema.names if n not in self.columns]
         if missing:
             raise UnprocessableError(
                 f"the reference sample lacks feature columns {missing[:10]}",
                 code="reference_mismatch",
                 details={"missing": missing},
             )
-        features = self.frame[schema.names]
-        complete = features.dropna()
+        features = {n: self.columns[n] for n in schema.names}
+        complete = np.logical_and.reduce([present(values) for values in features.values()])
         signature = model.signature
-        outputs_frame = None
+        predicted: dict[str, np.ndarray] | None = None
         outputs: dict[str, Any] = {}
-        if not complete.empty:
+        if complete.any():
             try:
-                feed = columns_to_feed(schema, {n: complete[n].to_numpy() for n in schema.names})
+                feed = columns_to_feed(schema, {n: values[complete] for n, values in features.items()})
             except (ValueError, TypeError) as exc:
                 raise UnprocessableError(
                     f"the reference sample's columns do not fit the model's input: {exc}",
@@ -533,13 +538,13 @@ class Reference:
                 ) from exc
             outputs = model.run(feed)
             if signature.task == "classification":
-                outputs_frame = prediction_columns(
+                predicted = prediction_columns(
                     labels=np.asarray(outputs[signature.label_output or ""]),
                     probabilities=probability_matrix(signature, outputs),
                     class_labels=signature.class_labels,
                 )
             else:
-                outputs_frame = prediction_columns(values=np.asarray(outputs[signature.value_output or ""]))
+                predicted = prediction_columns(values=np.asarray(outputs[signature.value_output or ""]))
         baseline, labelled, warnings = None, 0, []
         if self.target is None:
             warnings.append(
@@ -551,13 +556,14 @@ class Reference:
             )
         elif outputs:
             baseline, labelled, warnings = quality_baseline(
-                signature, self.frame[self.target].loc[complete.index], outputs, registered
+                signature, np.asarray(self.columns[self.target])[complete], outputs, registered
             )
         profile = compute_profile(
             features,
             schema,
-            outputs_frame,
-            target=self.frame[self.target] if self.target is not None else None,
+            predicted,
+            target_name=self.target,
+            target=self.columns[self.target] if self.target is not None else None,
             target_kind="categorical" if signature.task == "classification" else "numeric",
             baseline=baseline,
         )
@@ -574,10 +580,10 @@ class Reference:
 
 @dataclass(frozen=True)
 class ScoredReference:
-    """What scoring the reference gave: rows, baseline, warnings and the profile's JSON."""
+    """What scoring the reference gave: which rows were complete, baseline, warnings, the profile's JSON."""
 
     reference: Reference
-    complete: pandas.DataFrame
+    complete: npt.NDArray[np.bool_]
     schema: FeatureSchema
     baseline: ModelQualitySection | None
     labelled: int
@@ -586,10 +592,10 @@ class ScoredReference:
 
     def rows(self, limit: int) -> list[dict[str, Any]]:
         """The first complete rows as clients would send them (smoke cases)."""
-        head = self.complete.head(limit)
+        columns = self.reference.columns
         return [
-            {spec.name: _python(record[spec.name], spec.dtype) for spec in self.schema.features}
-            for record in head.to_dict("records")
+            {spec.name: _python(columns[spec.name][index], spec.dtype) for spec in self.schema.features}
+            for index in np.flatnonzero(self.complete)[:limit].tolist()
         ]
 
     def summary(self, sample_key: str) -> ReferenceSummary:
@@ -599,8 +605,8 @@ class ScoredReference:
         }
         return ReferenceSummary(
             sample_key=sample_key,
-            rows=len(self.reference.frame),
-            scored_rows=len(self.complete),
+            rows=self.reference.rows,
+            scored_rows=int(self.complete.sum()),
             target=self.reference.target,
             excluded=self.reference.excluded,
             labelled_rows=self.labelled,
@@ -608,23 +614,30 @@ class ScoredReference:
         )
 
     def describe(self) -> str:
-        text = f"{len(self.complete)} of {len(self.reference.frame)} rows scored"
+        text = f"{int(self.complete.sum())} of {self.reference.rows} rows scored"
         if self.baseline is not None and self.baseline.metrics:
             shown = ", ".join(f"{k} {v.value:.4g}" for k, v in list(self.baseline.metrics.items())[:4])
             text += f"; baseline on {self.labelled} labelled rows: {shown}"
         return text
 
 
+def _floats(column: np.ndarray) -> npt.NDArray[np.float64]:
+    """A column as float64, NaN where a cell holds no number (text cells are parsed)."""
+    from mlambda.services.monitoring.profiling import cell_number
+
+    if column.dtype == object:
+        return np.array([cell_number(value)[0] for value in column.tolist()], dtype=np.float64)
+    return column.astype(np.float64)
+
+
 def quality_baseline(
     signature: Signature,
-    truth: pandas.Series[Any],
+    truth: np.ndarray,
     outputs: Mapping[str, Any],
     registered: Mapping[str, float],
 ) -> tuple[ModelQualitySection | None, int, list[VersionWarning]]:
     """The model's quality on the labelled reference rows (``model_quality``'s metrics with
     intervals), the labelled row count, and warnings (few labels, unknown classes, training data)."""
-    import pandas as pd
-
     from mlambda.services.monitoring.model_quality import (
         QualitySettings,
         class_indices,
@@ -632,18 +645,16 @@ def quality_baseline(
         quality_section,
         regression_estimates,
     )
-    from mlambda.services.monitoring.profiling import canonical_labels
+    from mlambda.services.monitoring.profiling import canonical_labels, present
 
     settings = QualitySettings(min_labels=MIN_BASELINE_ROWS)
     warnings: list[VersionWarning] = []
-    mask = truth.notna().to_numpy()
+    mask = present(truth)
     if signature.task == "regression":
-        y_true = pd.to_numeric(truth[mask], errors="coerce").to_numpy(dtype=np.float64)
-        values = np.asarray(outputs[signature.value_output or ""], dtype=np.float64).reshape(len(truth), -1)[
-            :, 0
-        ]
-        y_pred = values[mask]
-        usable = np.isfinite(y_true) & np.isfinite(y_pred)
+        true_values = _floats(truth[mask])
+        values = np.asarray(outputs[signature.value_output or ""], dtype=np.float64)
+        predicted_values = values.reshape(len(truth), -1)[:, 0][mask]
+        usable = np.isfinite(true_values) & np.isfinite(predicted_values)
         if (~usable).any():
             warnings.append(
                 VersionWarning(
@@ -654,14 +665,12 @@ def quality_baseline(
         labelled = int(usable.sum())
         if labelled < MIN_BASELINE_ROWS:
             return None, labelled, [*warnings, _too_few(labelled)]
-        estimates = regression_estimates(y_true[usable], y_pred[usable], settings)
+        estimates = regression_estimates(true_values[usable], predicted_values[usable], settings)
     else:
         true_labels = canonical_labels(truth[mask])
-        predicted = canonical_labels(
-            pd.Series(np.asarray(outputs[signature.label_output or ""]).ravel())[mask]
-        )
+        predicted = canonical_labels(np.asarray(outputs[signature.label_output or ""]).ravel()[mask])
         classes = (
-            canonical_labels(pd.Series(list(signature.class_labels), dtype=object))
+            canonical_labels(np.asarray(list(signature.class_labels), dtype=object))
             if signature.class_labels
             else sorted(set(true_labels) | set(predicted))
         )
@@ -748,7 +757,7 @@ def feature_schema(
     signature: Signature,
     names: Sequence[str] | None,
     types: Sequence[FeatureType] | None,
-    frame: pandas.DataFrame | None,
+    frame: Mapping[str, np.ndarray] | None,
     *,
     roles: str | None = None,
 ) -> FeatureSchema:
@@ -774,7 +783,7 @@ def feature_schema(
                 f"the model takes one tensor '{tensor.name}': declare feature_names or give a reference sample",
                 code="feature_names_required",
             )
-        names = [str(column) for column in frame.columns]
+        names = [str(column) for column in frame]
     width = tensor.shape[1]
     if width is not None and len(names) != width:
         if from_sample:
