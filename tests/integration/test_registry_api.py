@@ -520,6 +520,25 @@ def test_unusable_artifacts_end_failed_with_the_reason_and_their_upload_deleted(
     assert [(d["version"], d["code"]) for d in failed] == [(1, code)]
 
 
+def test_the_delivery_after_the_last_attempt_records_the_version_failed(api: Api) -> None:
+    # Given a version whose validation crashed three times (SQS counts the receives)
+    api.ok("POST", "/models", {"name": "crashy"})
+    trained = breast_cancer(1.0)
+    key = api.upload("crashy", "m.onnx", trained.onnx)
+    api.ok("POST", "/models/crashy/versions", {"upload_key": key, "feature_names": trained.features})
+    sqs = boto3.client("sqs")
+    [message] = sqs.receive_message(QueueUrl=api.validation_queue, AttributeNames=["All"])["Messages"]
+    message["Attributes"]["ApproximateReceiveCount"] = "4"
+    # When
+    event = {"Records": [sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:validation", "us-east-1")]}
+    result = validator_app.handler(event, api.context)
+    version = api.ok("GET", "/models/crashy/versions/1")
+    # Then
+    assert result["batchItemFailures"] == []
+    assert (version["status"], version["failure"]["code"]) == ("FAILED", "validation_incomplete")
+    assert uploads_left(api) == []
+
+
 def test_an_upload_over_the_cap_is_413_and_deleted_at_once(api: Api) -> None:
     api.ok("POST", "/models", {"name": "huge"})
     key = api.upload("huge", "m.onnx", b"\0" * (MAX_MODEL_BYTES + 1))

@@ -276,7 +276,11 @@ class VersionValidator:
         else:
             failure = None
             action = "version_ready"
-            details = {"warnings": [w.code for w in outcome.warnings]}
+            details = {
+                "artifact_sha256": outcome.artifact_sha256,
+                "size_bytes": outcome.size_bytes,
+                "warnings": [w.code for w in outcome.warnings],
+            }
         entry = HistoryEntry(
             model=outcome.model,
             at=now,
