@@ -184,7 +184,7 @@ class InMemoryRegistryStore:
         targets: list[str],
         entry: HistoryEntry,
         *,
-        expected_revision: int | None,
+        expected_revision: int | None = None,
     ) -> None:
         with self.lock:
             current = self.endpoints.get(config.model)

@@ -484,10 +484,10 @@ class DynamoRegistryStore(DynamoModelCatalog):
         targets: list[str],
         entry: HistoryEntry,
         *,
-        expected_revision: int | None,
+        expected_revision: int | None = None,
     ) -> None:
-        """Store the config only if it is still at ``expected_revision`` (None: there is none yet) and
-        while the model and every target (alias or ``v<N>``) exist; ConflictError otherwise."""
+        """Store the config only if it is still at ``expected_revision`` (None: none is stored yet, a
+        create) and while the model and every target (alias or ``v<N>``) exist; ConflictError otherwise."""
         pk = model_pk(config.model)
         if expected_revision is None:
             put = transact_put(

@@ -91,7 +91,7 @@ class RegistryStore(ModelCatalog, Protocol):
         targets: list[str],
         entry: HistoryEntry,
         *,
-        expected_revision: int | None,
+        expected_revision: int | None = None,
     ) -> None:
         """Store the config only if the stored one is still at ``expected_revision`` (None: none is
         stored) and every target still exists; ConflictError (``conflict`` for a stale revision)."""

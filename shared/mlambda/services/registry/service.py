@@ -645,7 +645,8 @@ class RegistryService:
         """
         self._model(name)
         changes = patch.merge_patch()
-        for attempt in range(MAX_PATCH_ATTEMPTS):
+        attempt = 0
+        while True:
             current = self._store.endpoint_config(name)
             self._check_revision(name, current, if_match)
             base = (
@@ -667,10 +668,10 @@ class RegistryService:
             try:
                 return self._write_endpoint(name, request, current, actor)
             except ConflictError as exc:
-                if exc.code != "conflict" or if_match is not None or attempt == MAX_PATCH_ATTEMPTS - 1:
+                attempt += 1
+                if exc.code != "conflict" or if_match is not None or attempt >= MAX_PATCH_ATTEMPTS:
                     raise
-                time.sleep(random.uniform(0.0, 0.02 * (attempt + 1)))
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+                time.sleep(random.uniform(0.0, 0.02 * attempt))
 
     @staticmethod
     def _check_revision(name: str, current: EndpointConfig | None, if_match: int | str | None) -> None:

@@ -253,8 +253,8 @@ class VersionValidator:
         failure = VersionFailure(
             code="validation_incomplete",
             message=(
-                f"validation did not finish in {attempts - 1} attempts (the validator timed out or ran out "
-                "of memory); register a smaller model or reference sample, or raise the validator's limits"
+                f"validation did not finish in {attempts - 1} attempts (the validator failed, timed out or ran out "
+                "of memory: its logs say which); register a smaller model or sample, or raise its limits"
             ),
             details={"attempts": attempts - 1},
         )
