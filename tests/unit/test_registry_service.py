@@ -236,6 +236,7 @@ def test_validation_makes_the_version_ready_with_its_report_and_deletes_the_uplo
         "feature_schema",
         "reference_scored",
         "smoke_cases",
+        "explainer",
         "artifacts",
     ]
     assert all(c.passed for c in ready.validation.checks)
@@ -822,3 +823,30 @@ def test_unknown_versions_are_not_found(registry: Registry) -> None:
     with pytest.raises(NotFoundError) as error:
         registry.service.get_version("cancer", "v9")
     assert error.value.code == "version_not_found"
+
+
+def test_register_with_a_reference_stores_an_explainer_beside_the_model(registry: Registry) -> None:
+    # Given: a scaler -> logistic regression pipeline registered with its reference sample
+    from mlambda.services.inference.explain import Explainer
+
+    trained = breast_cancer()
+    # When
+    version = registry.register("cancer")
+    # Then
+    assert version.explainer_key == "models/cancer/v1/explainer.npz"
+    explainer = Explainer.from_bytes(
+        registry.artifacts.objects[version.explainer_key], model_sha256=version.artifact_sha256
+    )
+    rows = trained.frame[trained.features].to_numpy(np.float32)[:3]
+    explanation = explainer.explain(rows, [1, 1, 1], score=lambda m: m)
+    assert explanation.method == "linear" and explanation.output == "log_odds"
+    np.testing.assert_allclose(explanation.values, trained.estimator.decision_function(rows), atol=1e-4)
+
+
+def test_register_without_a_reference_has_no_explainer(registry: Registry) -> None:
+    trained = breast_cancer()
+    version = registry.ready(
+        "cancer", upload_key=registry.upload("cancer", trained.onnx), feature_names=trained.features
+    )
+    assert version.explainer_key is None
+    assert not any(key.endswith("explainer.npz") for key in registry.artifacts.objects)

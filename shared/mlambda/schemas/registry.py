@@ -198,6 +198,11 @@ class ModelVersion(BaseModel):
         None, description="artifacts-bucket key of the reference profile JSON"
     )
     reference: ReferenceSummary | None = Field(None, description="the reference sample, when one was given")
+    explainer_key: str | None = Field(
+        None,
+        description="artifacts-bucket key of the explainer (.npz) built from the reference sample; "
+        "None: predictions of this version cannot be explained",
+    )
     smoke_cases: list[SmokeCase] = Field(default_factory=list, max_length=50)
     warnings: list[VersionWarning] = Field(default_factory=list)
     validation: ValidationReport | None = None

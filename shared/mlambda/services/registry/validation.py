@@ -424,6 +424,9 @@ class VersionValidator:
             )
             smoke = smoke_cases(model, signature, schema, smoke_rows)
         report.passed("smoke_cases", f"{len(smoke)} smoke cases recorded")
+        explainer = explainer_of(data, digest, model, schema, reference) if reference is not None else None
+        if explainer is not None:
+            report.passed("explainer", "built from the reference's complete rows")
 
         # Writes last: the number is this version's alone, so a retried validation rewrites the same
         # bytes. The artifact is copied inside S3, only if the upload still holds the bytes validated
@@ -436,6 +439,10 @@ class VersionValidator:
             self._artifacts.put(profile_key, profile, content_type="application/json")
         if summary is not None and request.reference_key:
             self._artifacts.copy(request.reference_key, summary.sample_key)
+        explainer_key = None
+        if explainer is not None:
+            explainer_key = f"{prefix}/explainer.npz"
+            self._artifacts.put(explainer_key, explainer)
         report.passed("artifacts", f"written under {prefix}/")
         return ModelVersion(
             model=name,
@@ -454,6 +461,7 @@ class VersionValidator:
             tags=request.tags,
             description=request.description,
             reference_profile_key=profile_key,
+            explainer_key=explainer_key,
             reference=summary,
             smoke_cases=smoke,
             warnings=warnings,
@@ -623,6 +631,36 @@ class ScoredReference:
             shown = ", ".join(f"{k} {v.value:.4g}" for k, v in list(self.baseline.metrics.items())[:4])
             text += f"; baseline on {self.labelled} labelled rows: {shown}"
         return text
+
+
+def explainer_of(
+    data: bytes, digest: str, model: RunnableModel, schema: FeatureSchema, reference: Reference
+) -> bytes | None:
+    """The version's explainer artifact from the reference's complete rows (None when its features
+    are not numeric or the model is not one the explainer supports).
+
+    Built here, once, so that predict only loads it (``mlambda.services.inference.explain``).
+    """
+    from mlambda.services.inference.explain_build import UnsupportedModelError, build_explainer
+    from mlambda.services.monitoring.profiling import present
+
+    if any(spec.dtype == "string" for spec in schema.features):
+        return None
+    columns = reference.columns
+    complete = np.logical_and.reduce([present(columns[name]) for name in schema.names])
+    if not complete.any():
+        return None
+    try:
+        matrix = np.column_stack(
+            [np.asarray(columns[name][complete], dtype=np.float64) for name in schema.names]
+        )
+    except (ValueError, TypeError):
+        return None  # scoring the reference already refused columns that do not fit the model
+    try:
+        return build_explainer(data, model.signature, schema, matrix, model.run, model_sha256=digest)
+    except UnsupportedModelError as exc:
+        logger.info("no explainer for this version", extra={"reason": str(exc)})
+        return None
 
 
 def _floats(column: np.ndarray) -> npt.NDArray[np.float64]:
