@@ -365,7 +365,12 @@ def test_the_production_gate_requires_a_completed_evaluation_when_the_model_says
     )
     # Then a 409 names what is missing
     assert (status, refused["code"]) == (409, "evaluation_required")
-    assert refused["details"] == {"model": MODEL, "version": 1, "requirement": "require_evaluation"}
+    assert refused["details"] == {
+        "model": MODEL,
+        "version": 1,
+        "requirement": "require_evaluation",
+        "where": "production",
+    }
     # and once an evaluation of v1 is completed, the same move passes, the evaluation in its gate report
     evaluation = create(stack, 2)
     for index in range(2):
@@ -451,3 +456,36 @@ def test_filtered_pages_are_filled_across_dynamodb_pages_and_resume_from_their_t
         next_token=mine["next_token"],
     )[1]
     assert [(v["row"], v["evaluator"]) for v in more["verdicts"]] == [(4, "alice")]
+
+
+def test_only_a_ready_version_is_evaluated(stack: Stack, churn: dict[str, Any]) -> None:
+    # Given churn v2 registered through the API: 202, validation still to run
+    status, ticket = call(
+        stack,
+        "RegistryFunction",
+        "POST",
+        f"/models/{MODEL}/uploads",
+        {"filename": "model.onnx", "kind": "model"},
+        scopes=OWNER,
+    )
+    assert status == 201
+    assert requests.put(ticket["url"], data=classifier_model()[0], timeout=10).status_code == 200
+    status, pending = call(
+        stack,
+        "RegistryFunction",
+        "POST",
+        f"/models/{MODEL}/versions",
+        {"upload_key": ticket["upload_key"], "feature_names": FEATURES},
+        scopes=OWNER,
+    )
+    assert (status, pending["version"], pending["status"]) == (202, 2, "PENDING_VALIDATION")
+    # When an evaluation of v2 is asked for
+    body = {"version": 2, "source": {"type": "rows", "rows": inline_rows(2)}}
+    status, refused = api(stack, "POST", f"/models/{MODEL}/evaluations", body, scopes=OWNER)
+    # Then 409 says why; v2 has nothing published, and a version that does not exist is a 404
+    assert (status, refused["code"]) == (409, "version_not_ready")
+    assert "PENDING_VALIDATION" in refused["message"]
+    published = api(stack, "GET", f"/models/{MODEL}/versions/2/evaluations", scopes="registry:read")
+    assert published == (200, {"evaluations": []})
+    missing = api(stack, "POST", f"/models/{MODEL}/evaluations", {**body, "version": 9}, scopes=OWNER)
+    assert (missing[0], missing[1]["code"]) == (404, "version_not_found")

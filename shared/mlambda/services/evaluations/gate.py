@@ -1,5 +1,6 @@
-"""The production gate's evaluation requirement: a model with ``require_evaluation`` only takes, in
-production, a version with a completed human evaluation published beside it.
+"""The gate's evaluation requirement: a model with ``require_evaluation`` sends traffic (production,
+an alias the endpoint serves, a split variant or the shadow) only to versions with a completed
+human evaluation published beside them.
 
 Not one of the gate's technical checks that ``force`` may override: it is the model owner's
 policy, changed (and recorded in the history) with ``PATCH /models/{name}``. A publication only
@@ -16,10 +17,15 @@ from mlambda.services.evaluations.ports import EvaluationPublications
 
 
 def evaluation_check(
-    model: RegisteredModel, target: ModelVersion, publications: EvaluationPublications | None
+    model: RegisteredModel,
+    target: ModelVersion,
+    publications: EvaluationPublications | None,
+    *,
+    where: str = "production",
 ) -> GateCheck | None:
     """None when ``model`` requires no evaluation; else the passing check naming the latest
-    completed evaluation of ``target``, or ConflictError (409 ``evaluation_required``)."""
+    completed evaluation of ``target``, or ConflictError (409 ``evaluation_required``) when
+    ``target`` has none and was to take traffic as ``where`` (production, an endpoint target...)."""
     if not model.require_evaluation:
         return None
     found = [
@@ -29,11 +35,16 @@ def evaluation_check(
     ]
     if not found:
         raise ConflictError(
-            f"model '{model.name}' requires a completed human evaluation before production, and "
-            f"v{target.version} has none: create one (POST /models/{model.name}/evaluations with "
-            f"version {target.version}), have it judged, then complete it",
+            f"model '{model.name}' requires a completed human evaluation of every version that takes "
+            f"traffic, and v{target.version} ({where}) has none: create one (POST "
+            f"/models/{model.name}/evaluations with version {target.version}), have it judged, then complete it",
             code="evaluation_required",
-            details={"model": model.name, "version": target.version, "requirement": "require_evaluation"},
+            details={
+                "model": model.name,
+                "version": target.version,
+                "requirement": "require_evaluation",
+                "where": where,
+            },
         )
     latest = found[0]
     agreement = "n/a" if latest.agreement is None else f"{latest.agreement:.0%}"

@@ -285,9 +285,28 @@ class EvaluationService:
         )
 
     def published(self, model: str, version: int) -> PublishedPage:
-        """The version's completed evaluations as the registry keeps them."""
-        self._catalog.get_version(_check_model(model), version)
+        """The version's completed evaluations as the registry keeps them (none while it is not READY)."""
+        try:
+            self._catalog.get_version(_check_model(model), version)
+        except NotFoundError as exc:
+            if exc.code != "version_not_ready":
+                raise
+            return PublishedPage(evaluations=[])
         return PublishedPage(evaluations=self._publications.published(model, version))
+
+    def _ready(self, model: str, version: int) -> ModelVersion:
+        """The READY version that scores an evaluation: 404 when absent, 409 ``version_not_ready``
+        while it is validating or when it FAILED (as the registry answers for aliases)."""
+        try:
+            return self._catalog.get_version(model, version)
+        except NotFoundError as exc:
+            if exc.code != "version_not_ready":
+                raise
+            raise ConflictError(
+                f"{exc.message}: only READY versions can be evaluated",
+                code="version_not_ready",
+                details=exc.details,
+            ) from exc
 
     # ------------------------------------------------------------------ creating
 
@@ -301,7 +320,7 @@ class EvaluationService:
                 return existing, False
         else:
             evaluation_id = self._new_id()
-        version = self._catalog.get_version(model, request.version)
+        version = self._ready(model, request.version)
         info, rows = self._draw(evaluation_id, version, request)
         scored = self._score(version, [inputs for inputs, _, _ in rows])
         explanations, method = self._explain(version, request, [inputs for inputs, _, _ in rows], scored)
