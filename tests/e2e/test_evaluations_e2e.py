@@ -18,6 +18,7 @@ from mlambda_local.client import ApiClient, ApiError, Target
 from tests.batch_support import register_model
 from tests.e2e.conftest import Platform
 from tests.unit.fakes_batch import FEATURES, make_frame
+from tests.unit.fakes_registry import breast_cancer
 
 pytestmark = pytest.mark.e2e
 
@@ -60,23 +61,33 @@ def run(cloud: dict[str, Any], capsys: pytest.CaptureFixture[str], *args: str, k
 def test_an_evaluation_is_judged_published_to_the_version_and_required_by_the_gate(
     cloud: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given churn requires an evaluation, and its READY v1 has none: production refuses it
+    # Given cancer requires an evaluation, and v1 registered through the CLI (validated: READY,
+    # its explainer built from the held-out reference) has none: production refuses it
     admin = cloud["admin"]
-    assert "requires a completed evaluation" in run(cloud, capsys, "evaluations", "require", "churn", "on")
-    admin.delete("/models/churn/aliases/production")
+    trained = breast_cancer()
+    (tmp_path / "v1.onnx").write_bytes(trained.onnx)
+    reference = tmp_path / "reference.parquet"
+    reference.write_bytes(trained.parquet(150))
+    run(cloud, capsys, "models", "create", "cancer")
+    assert "requires a completed evaluation" in run(cloud, capsys, "evaluations", "require", "cancer", "on")
+    registered = run(
+        cloud, capsys, "models", "register", "cancer", str(tmp_path / "v1.onnx"),
+        "--reference", str(reference), "--target", "target",
+    )  # fmt: skip
+    assert ": READY (classification, 30 features" in registered
     with pytest.raises(ApiError) as refused:
-        admin.request("PUT", "/models/churn/aliases/production", body={"version": 1})
+        admin.request("PUT", "/models/cancer/aliases/production", body={"version": 1})
     assert (refused.value.status, refused.value.code) == (409, "evaluation_required")
-    assert "no completed evaluation" in run(cloud, capsys, "evaluations", "published", "churn", "v1")
-    # When the owner evaluates v1 on 8 rows of an uploaded CSV of 50
-    source = tmp_path / "tickets.csv"
-    make_frame(50, seed=4).to_csv(source, index=False)
+    assert "no completed evaluation" in run(cloud, capsys, "evaluations", "published", "cancer", "v1")
+    # When the owner evaluates v1 on 8 rows of an uploaded CSV of 50 held-out patients (no label)
+    source = tmp_path / "patients.csv"
+    trained.sample(250).tail(50).drop(columns="target").assign(patient="p").to_csv(source, index=False)
     out = run(
         cloud,
         capsys,
         "evaluations",
         "create",
-        "churn",
+        "cancer",
         "--version",
         "v1",
         "--csv",
@@ -113,22 +124,21 @@ def test_an_evaluation_is_judged_published_to_the_version_and_required_by_the_ga
             f"/evaluations/{evaluation_id}/complete", {}
         )
     assert forbidden.value.status == 403
-    # Then completing it prints the summary and publishes it to churn v1 with the evaluators' names
+    # Then completing it prints the summary and publishes it to cancer v1 with the evaluators' names
     done = run(cloud, capsys, "evaluations", "complete", evaluation_id)
     assert "coverage 100.0%, agreement with the model 91.7% (11/12 verdicts say correct)" in done
     assert "row 5 alice (incorrect): <img src=x onerror=alert(1)>" in done
-    assert "published to churn v1" in done
-    published = admin.get("/models/churn/versions/1/evaluations")["evaluations"]
+    assert "published to cancer v1" in done
+    published = admin.get("/models/cancer/versions/1/evaluations")["evaluations"]
     assert [(p["evaluation_id"], p["evaluators"]) for p in published] == [(evaluation_id, ["alice", "bob"])]
-    shown = run(cloud, capsys, "evaluations", "published", "churn", "v1")
+    shown = run(cloud, capsys, "evaluations", "published", "cancer", "v1")
     assert evaluation_id in shown and "12 verdicts by alice, bob: coverage 1.000, agreement 0.917" in shown
-    listed = run(cloud, capsys, "evaluations", "list", "churn", "--status", "completed")
+    listed = run(cloud, capsys, "evaluations", "list", "cancer", "--status", "completed")
     assert evaluation_id in listed and "8/8" in listed
     # and the gate now lets v1 into production, naming the evaluation
-    moved = admin.request("PUT", "/models/churn/aliases/production", body={"version": 1})
+    moved = admin.request("PUT", "/models/cancer/aliases/production", body={"version": 1})
     check = next(c for c in moved["gate"]["checks"] if c["name"] == "evaluation_completed")
     assert evaluation_id in check["message"] and "alice, bob" in check["message"]
-    run(cloud, capsys, "evaluations", "require", "churn", "off")
 
 
 def test_the_cli_submits_an_explained_batch_job(
