@@ -179,9 +179,10 @@ def list_verdicts(evaluation_id: str, limit: Limit = 50, next_token: Token = Non
 
 @app.get("/evaluations/<evaluation_id>/results")
 def results(evaluation_id: str) -> EvaluationResults:
-    """Coverage, agreement, per-class figures, evaluators' agreement and comments (so far, while open)."""
-    reader()
-    return service().results(evaluation_id)
+    """Coverage, agreement, per-class figures, evaluators' agreement and comments (so far, while open:
+    an evaluator's own)."""
+    caller = reader()
+    return service().results(evaluation_id, caller.name, sees_all=sees_all(caller))
 
 
 @app.post("/evaluations/<evaluation_id>/complete")

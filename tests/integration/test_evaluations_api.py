@@ -489,3 +489,22 @@ def test_only_a_ready_version_is_evaluated(stack: Stack, churn: dict[str, Any]) 
     assert published == (200, {"evaluations": []})
     missing = api(stack, "POST", f"/models/{MODEL}/evaluations", {**body, "version": 9}, scopes=OWNER)
     assert (missing[0], missing[1]["code"]) == (404, "version_not_found")
+
+
+def test_an_evaluator_s_figures_while_open_count_only_their_own_verdicts(
+    stack: Stack, churn: dict[str, Any]
+) -> None:
+    # Given alice said row 0 is wrong (with a comment) and bob that it is right
+    eid = create(stack, 3)["evaluation_id"]
+    verdict(stack, eid, 0, "alice", verdict="incorrect", comment="looks off")
+    verdict(stack, eid, 0, "bob")
+    # When bob reads the results while the evaluation is open
+    status, seen = api(stack, "GET", f"/evaluations/{eid}/results", scopes=EVALUATOR, name="bob")
+    # Then alice's verdict, comment and name stay hidden from him (judging is blind until completed)
+    assert status == 200
+    assert (seen["verdicts"], seen["correct"], seen["comments"]) == (1, 1, [])
+    assert [e["name"] for e in seen["evaluators"]] == ["bob"]
+    assert seen["inter_evaluator"]["rows"] == 0
+    # while the owner sees everything
+    every = api(stack, "GET", f"/evaluations/{eid}/results", scopes=OWNER, name="owner")[1]
+    assert (every["verdicts"], [c["comment"] for c in every["comments"]]) == (2, ["looks off"])

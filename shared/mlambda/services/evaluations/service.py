@@ -268,20 +268,24 @@ class EvaluationService:
         revisions = self._store.revisions(evaluation.evaluation_id, index, viewer if blind else None)
         return VerdictHistory(revisions=revisions)
 
-    def results(self, evaluation_id: str) -> EvaluationResults:
-        """The stored results of a completed evaluation, or the figures so far of an open one."""
+    def results(self, evaluation_id: str, viewer: str, *, sees_all: bool) -> EvaluationResults:
+        """The stored results of a completed evaluation, or the figures so far of an open one (over
+        the viewer's own verdicts while blind: others' verdicts, names and comments stay hidden)."""
         evaluation = self.get(evaluation_id)
         if evaluation.results is not None:
             return evaluation.results
-        return self._compute(evaluation)
+        blind = evaluation.status == "open" and not sees_all
+        return self._compute(evaluation, only=viewer if blind else None)
 
-    def _compute(self, evaluation: Evaluation) -> EvaluationResults:
+    def _compute(self, evaluation: Evaluation, *, only: str | None = None) -> EvaluationResults:
+        """The figures over every current verdict (``only``: that evaluator's)."""
         rows = self._store.all_rows(evaluation.evaluation_id)
+        verdicts = self._store.all_verdicts(evaluation.evaluation_id)
         return compute_results(
             task=evaluation.task,
             class_labels=evaluation.class_labels,
             predictions={row.index: row.prediction for row in rows},
-            verdicts=self._store.all_verdicts(evaluation.evaluation_id),
+            verdicts=[v for v in verdicts if only is None or v.evaluator == only],
         )
 
     def published(self, model: str, version: int) -> PublishedPage:
