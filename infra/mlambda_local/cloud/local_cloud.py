@@ -35,7 +35,7 @@ from mlambda_local.cloud.errors import (
 )
 from mlambda_local.cloud.functions import DEFAULT_CONCURRENCY, LocalFunction, function_specs, load_handler
 from mlambda_local.cloud.moto_server import MotoServer
-from mlambda_local.cloud.provision import Inventory, Provisioner
+from mlambda_local.cloud.provision import Inventory, Provisioner, check_endpoint
 from mlambda_local.cloud.schedule import (
     ScheduledRule,
     Scheduler,
@@ -145,6 +145,7 @@ class LocalCloud:
         self._token = secrets.token_urlsafe(24)
         self._lock = threading.Lock()
         self._running = False
+        self.fault: str | None = None  # why the cloud stopped by itself, if it did
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -171,9 +172,11 @@ class LocalCloud:
         if self._endpoint_url is None:
             self._moto = MotoServer(self.data_dir, port=self.moto_port)
             endpoint = self._moto.start()
+            self._moto.supervise(self._on_fault)
             self._set_environment(endpoint, fake_credentials=True)
         else:
             endpoint = self._endpoint_url
+            check_endpoint(endpoint, self._session())
             self._set_environment(endpoint, fake_credentials=False)
         self._endpoint_url = endpoint
         resolver = IntrinsicResolver(template, queue_url_base=endpoint)
@@ -263,6 +266,12 @@ class LocalCloud:
                     state["pid"] = None
                     write_state(self.data_dir, state)
         self._running = False
+
+    def _on_fault(self, message: str) -> None:
+        """Something the cloud cannot run without is gone: say so once, and stop."""
+        logger.error("%s; the local cloud stops (its state is kept in %s)", message, self.data_dir)
+        self.fault = message
+        threading.Thread(target=self.stop, name="stop-after-fault", daemon=True).start()
 
     def __enter__(self) -> Self:
         return self.start()

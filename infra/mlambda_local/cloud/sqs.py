@@ -3,6 +3,10 @@
 SQS mappings behave as Lambda's poller does: receive up to ``BatchSize`` messages within
 ``MaximumBatchingWindowInSeconds``, invoke with real SQS records, and delete what succeeded
 (only the successes when the function reports ``batchItemFailures``; nothing when it raises).
+Within the window the poller receives again at once only while receives come back full (the
+queue holds more); when the queue is drained it waits for messages to accumulate (rechecking
+every ``BATCHING_RECHECK_SECONDS``) instead of receiving once per message that arrives, so a
+batch costs about what it costs on SQS: one receive per ten messages.
 What is not deleted reappears after the queue's visibility timeout, and moto moves it to the
 DLQ on the receive after ``maxReceiveCount``.
 
@@ -26,7 +30,10 @@ from mlambda_local.cloud.functions import LocalFunction
 logger = logging.getLogger("mlambda.local")
 
 RECEIVE_WAIT_SECONDS = 1  # short, so that stop() returns quickly
+BATCHING_RECHECK_SECONDS = 1.0
 ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: 1 try + 2 retries
+MAX_RECEIVE = 10  # SQS's limit per ReceiveMessage
+FAILURE_BACKOFF_MAX_SECONDS = 8.0
 
 
 @dataclass(frozen=True)
@@ -132,11 +139,11 @@ class QueuePoller:
             worker.join()
         self._workers.clear()
 
-    def _receive(self, count: int) -> list[dict[str, Any]]:
+    def _receive(self, count: int, wait: int = RECEIVE_WAIT_SECONDS) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=max(1, min(10, count)),
-            WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+            MaxNumberOfMessages=max(1, min(MAX_RECEIVE, count)),
+            WaitTimeSeconds=wait,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
@@ -144,13 +151,28 @@ class QueuePoller:
         return messages
 
     def _loop(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 self.poll_once()
-            except Exception:
-                # The endpoint may be briefly unavailable (e.g. while stopping): log, back off, go on.
-                logger.exception("poller %s failed; retrying", self.name)
-                self._stop.wait(1.0)
+            except Exception as exc:
+                # The endpoint may be unavailable for a while (restarting, stopping): say so once,
+                # then back off and count, rather than logging a traceback every second.
+                failures += 1
+                if failures == 1:
+                    logger.warning(
+                        "poller %s cannot poll %s: %s: %s; retrying with backoff",
+                        self.name,
+                        self.queue_url,
+                        type(exc).__name__,
+                        exc,
+                        exc_info=logger.isEnabledFor(logging.DEBUG),
+                    )
+                self._stop.wait(min(FAILURE_BACKOFF_MAX_SECONDS, 0.25 * 2 ** min(failures, 5)))
+                continue
+            if failures:
+                logger.warning("poller %s polls again after %d failed attempts", self.name, failures)
+                failures = 0
 
     def poll_once(self) -> None:
         raise NotImplementedError
@@ -186,15 +208,24 @@ class SqsEventSourcePoller(QueuePoller):
 
     def _collect(self) -> list[dict[str, Any]]:
         """Up to BatchSize messages, waiting at most the batching window once the first arrived."""
-        batch: list[dict[str, Any]] = []
-        deadline: float | None = None
-        while not self._stop.is_set() and len(batch) < self.mapping.batch_size:
-            batch.extend(self._receive(self.mapping.batch_size - len(batch)))
-            if not batch:
-                return batch
-            if deadline is None:
-                deadline = time.monotonic() + self.mapping.batching_window
-            if time.monotonic() >= deadline:
+        size = self.mapping.batch_size
+        wanted = min(MAX_RECEIVE, size)
+        batch = self._receive(wanted)
+        if not batch:
+            return batch
+        deadline = time.monotonic() + self.mapping.batching_window
+        drained = len(batch) < wanted
+        while len(batch) < size and not self._stop.is_set():
+            if drained:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._stop.wait(min(left, BATCHING_RECHECK_SECONDS))
+            wanted = min(MAX_RECEIVE, size - len(batch))
+            received = self._receive(wanted, wait=0)
+            batch.extend(received)
+            drained = len(received) < wanted
+            if drained and time.monotonic() >= deadline:
                 break
         return batch
 

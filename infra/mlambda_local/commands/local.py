@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,15 @@ def local_up(args: argparse.Namespace) -> int:
         print(f"  admin key:    {key}")
         print(f"  try:          curl -H 'x-api-key: {key}' {cloud.api_url}/me")
         print("Ctrl-C stops it.", flush=True)
-        stop.wait()
+        while not stop.wait(0.5) and cloud.fault is None:
+            continue
     finally:
         print("stopping...", flush=True)
         cloud.stop()
         print("stopped.")
+    if cloud.fault is not None:
+        print(f"error: {cloud.fault}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -113,3 +113,60 @@ def test_concurrent_conditional_writes_and_counters_stay_atomic(moto_url: str) -
     assert sum(wins) == 40  # each chunk claimed exactly once
     counter = ddb.get_item(TableName="claims", Key={"pk": {"S": "counter"}})["Item"]["n"]["N"]
     assert counter == str(6 * 40)
+
+
+def test_concurrent_consumers_get_each_message_exactly_once(moto_url: str) -> None:
+    # Given: 200 messages with a short visibility timeout, so a message whose delete was lost
+    # (or that two receives both got) would come back within the test
+    sqs = aws("sqs", moto_url)
+    queue = sqs.create_queue(QueueName="once", Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
+    for start in range(0, 200, 10):
+        sqs.send_message_batch(
+            QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": str(start + i)} for i in range(10)]
+        )
+    deliveries: list[str] = []
+
+    def consume() -> None:
+        client, idle = aws("sqs", moto_url), 0
+        while idle < 4:  # four empty long polls in a row: nothing came back after a visibility timeout
+            messages = client.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+                "Messages", []
+            )
+            idle = 0 if messages else idle + 1
+            deliveries.extend(message["Body"] for message in messages)
+            if messages:
+                client.delete_message_batch(
+                    QueueUrl=queue,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+                    ],
+                )
+
+    # When: four consumers receive and delete at the same time, as the pollers' threads do
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: consume(), range(4)))
+    # Then
+    assert sorted(deliveries, key=int) == [str(n) for n in range(200)]
+
+
+def test_a_send_does_not_scan_the_queue(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given: a queue holding 1,000 messages, and every visibility check counted
+    from moto.sqs.models import Message
+
+    sqs = aws("sqs", moto_url)
+    queue = sqs.create_queue(QueueName="deep")["QueueUrl"]
+    for _ in range(100):
+        sqs.send_message_batch(
+            QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(10)]
+        )
+    checks: list[int] = []
+    visible, delayed = Message.visible.fget, Message.delayed.fget  # type: ignore[attr-defined]
+    monkeypatch.setattr(Message, "visible", property(lambda m: checks.append(1) or visible(m)))
+    monkeypatch.setattr(Message, "delayed", property(lambda m: checks.append(1) or delayed(m)))
+    # When
+    sqs.send_message(QueueUrl=queue, MessageBody="one more")
+    sqs.send_message_batch(
+        QueueUrl=queue, Entries=[{"Id": "a", "MessageBody": "and"}, {"Id": "b", "MessageBody": "two"}]
+    )
+    # Then: no message of the queue was looked at
+    assert checks == []
