@@ -546,9 +546,12 @@ class MotoServer:
 
     def _serve(self, port: int) -> None:
         assert self._persisting is not None
-        server = make_server(
-            self.host, port, _SerialApp(self._persisting), True, request_handler=_NoDelayRequestHandler
-        )
+        try:
+            server = make_server(
+                self.host, port, _SerialApp(self._persisting), True, request_handler=_NoDelayRequestHandler
+            )
+        except SystemExit as exc:  # werkzeug exits the process when the port is taken
+            raise OSError(f"port {port} of {self.host} is in use") from exc
         thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
         thread.start()
         self._server, self._thread = server, thread

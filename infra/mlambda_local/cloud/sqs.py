@@ -123,6 +123,7 @@ class QueuePoller:
         self._workers: list[threading.Thread] = []
         self.batches = 0
         self.failures = 0
+        self._failed_polls = 0  # in a row, across the poller's threads
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -151,15 +152,19 @@ class QueuePoller:
         return messages
 
     def _loop(self) -> None:
-        failures = 0
+        failures = 0  # this thread's, for its backoff
         while not self._stop.is_set():
             try:
                 self.poll_once()
             except Exception as exc:
-                # The endpoint may be unavailable for a while (restarting, stopping): say so once,
-                # then back off and count, rather than logging a traceback every second.
+                # The endpoint may be unavailable for a while (restarting, stopping): the poller
+                # says so once, then its threads back off and count, rather than logging a
+                # traceback every second.
                 failures += 1
-                if failures == 1:
+                with self._lock:
+                    self._failed_polls += 1
+                    first = self._failed_polls == 1
+                if first:
                     logger.warning(
                         "poller %s cannot poll %s: %s: %s; retrying with backoff",
                         self.name,
@@ -170,9 +175,11 @@ class QueuePoller:
                     )
                 self._stop.wait(min(FAILURE_BACKOFF_MAX_SECONDS, 0.25 * 2 ** min(failures, 5)))
                 continue
-            if failures:
-                logger.warning("poller %s polls again after %d failed attempts", self.name, failures)
-                failures = 0
+            failures = 0
+            with self._lock:
+                recovered, self._failed_polls = self._failed_polls, 0
+            if recovered:
+                logger.warning("poller %s polls again after %d failed attempts", self.name, recovered)
 
     def poll_once(self) -> None:
         raise NotImplementedError
