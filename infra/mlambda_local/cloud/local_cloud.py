@@ -52,6 +52,7 @@ logger = logging.getLogger("mlambda.local")
 SUPPORTED_EVENT_TYPES = frozenset({"Api", "SQS", "S3", "Schedule"})
 DEFAULT_SQS_CONCURRENCY = 2
 S3_POLLER_THREADS = 2
+DELIVERIES_DIR = "deliveries"  # SQS batches being delivered (sqs.SqsEventSourcePoller)
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 
 
@@ -393,10 +394,15 @@ class LocalCloud:
             sqs = session.client("sqs", endpoint_url=endpoint, config=config)
             queue_url = sqs.get_queue_url(QueueName=mapping.queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
             resolved = replace(mapping, queue_url=queue_url)
-            poller: QueuePoller = SqsEventSourcePoller(
-                resolved, sqs, self.functions[mapping.function_logical_id], self.region
+            mapping_poller = SqsEventSourcePoller(
+                resolved,
+                sqs,
+                self.functions[mapping.function_logical_id],
+                self.region,
+                batches_dir=self.data_dir / DELIVERIES_DIR / mapping.logical_id,
             )
-            self.pollers.append(poller)
+            mapping_poller.redeliver_interrupted()
+            self.pollers.append(mapping_poller)
         for route in self._inventory.s3_routes:
             sqs = session.client("sqs", endpoint_url=endpoint, config=config)
             function = self.functions[route.function_logical_id]

@@ -6,6 +6,7 @@ import logging
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,3 +132,34 @@ def test_poller_says_once_that_it_cannot_poll_then_that_it_polls_again(
     assert "cannot poll" in lines[0] and "connection refused" in lines[0]
     assert "polls again after 3 failed attempts" in lines[1]
     assert not any(record.exc_info for record in caplog.records)
+
+
+def test_a_batch_cut_short_by_a_crash_is_delivered_again_whole_at_the_next_start(tmp_path: Path) -> None:
+    # Given: a poller that dies in the middle of invoking its function with twelve messages
+    queue = TricklingQueue(total=12, interval=1e-9)
+
+    class Dying(RecordingFunction):
+        def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+            super().invoke(event)
+            raise SystemExit("killed")
+
+    dying = SqsEventSourcePoller(mapping(100, 0), queue, Dying(), "us-east-1", batches_dir=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(SystemExit):
+        dying.poll_once()
+    # When: the next start's poller looks for interrupted batches
+    function = RecordingFunction()
+    again = SqsEventSourcePoller(mapping(100, 0), queue, function, "us-east-1", batches_dir=tmp_path)  # type: ignore[arg-type]
+    redelivered = again.redeliver_interrupted()
+    # Then: the same twelve, as one batch, deleted with the handles they had, and nothing left saved
+    assert redelivered == 1
+    assert function.batches == [[str(n) for n in range(12)]]
+    assert queue.deleted == [f"rh-{n}" for n in range(12)]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_delivered_batch_leaves_nothing_saved(tmp_path: Path) -> None:
+    queue, function = TricklingQueue(total=3, interval=1e-9), RecordingFunction()
+    poller = SqsEventSourcePoller(mapping(10, 0), queue, function, "us-east-1", batches_dir=tmp_path)  # type: ignore[arg-type]
+    poller.poll_once()
+    assert function.batches == [["0", "1", "2"]]
+    assert list(tmp_path.iterdir()) == []
