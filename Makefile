@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test unit integration e2e lint format clean bench bench-registry bench-predict bench-ingest bench-batch bench-monitor
+.PHONY: install demo up test unit integration e2e lint format clean bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-queues
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor  ## every benchmark, figures printed
+bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-queues  ## every benchmark, figures printed
 
 bench-registry: install
 	$(BENCH) benchmarks/bench_registry.py
@@ -60,6 +60,9 @@ bench-batch: install
 
 bench-monitor: install
 	$(BENCH) benchmarks/bench_monitor.py
+
+bench-queues: install  ## one SQS call on the local moto with 20 and 10,000 messages queued
+	$(BENCH) benchmarks/bench_local_queues.py
 
 clean:
 	rm -rf $(VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache
