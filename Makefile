@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test unit integration e2e lint format clean bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-queues
+.PHONY: install demo up test unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-queues
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ demo: install  ## start the local cloud and run the platform end to end
 up: install  ## run the local cloud in the foreground (Ctrl-C stops it)
 	$(BIN)/mlambda local up
 
-test: install lint  ## lint, type-check and run the whole suite
+test: install lint package-check  ## lint, type-check, prove the built artifacts, run the whole suite
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 unit: install
@@ -64,5 +64,11 @@ bench-monitor: install
 bench-queues: install  ## one SQS call on the local moto with 20 and 10,000 messages queued
 	$(BENCH) benchmarks/bench_local_queues.py
 
+build: install  ## build every function as sam build lays it out (.aws-sam/build), sizes printed
+	$(BIN)/python -m mlambda_local.packaging --build-only
+
+package-check: install  ## build, fail on any function over 90% of Lambda's limit, answer an event from each artifact alone
+	$(BIN)/python -m mlambda_local.packaging
+
 clean:
-	rm -rf $(VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -11,8 +11,8 @@ For CSV and for Parquet (10 row groups), in the same run on the same machine:
   S3-notification and SQS polling delays).
 
 Memory: one worker scoring one chunk is run in a fresh subprocess; its peak RSS minus its RSS
-after imports is the chunk's working set (ru_maxrss; it includes pandas' and Arrow's C buffers,
-which tracemalloc does not see; tracemalloc's peak is printed too, for the Python-visible part).
+after imports is the chunk's working set (ru_maxrss; it includes Arrow's C buffers, which
+tracemalloc does not see; tracemalloc's peak is printed too, for the Python-visible part).
 
 ``--ten-million`` (minutes): 10,000,000 rows (2 GB of CSV) too, the same way, through the local
 cloud, with rows in = scored + rejected. It completes because the local moto serves ranged GETs

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 
 from mlambda.schemas.monitoring import MonitoringSummary
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec, ModelVersion, Signature, TensorSpec
@@ -44,13 +43,16 @@ def timed(label: str, call: Callable[[], T], repeat: int = 3) -> T:
     return result  # type: ignore[no-any-return]
 
 
-def frame(rng: np.random.Generator, rows: int, shift: float) -> pd.DataFrame:
-    columns: dict[str, Any] = {
-        f"x{i}": rng.normal(shift if i < 4 else 0.0, 1.0, rows) for i in range(NUMERIC)
-    }
+Columns = dict[str, np.ndarray[Any, Any]]
+
+
+def frame(rng: np.random.Generator, rows: int, shift: float) -> Columns:
+    """Columns as the archive reader returns them: float64 numbers, text as object arrays."""
+    columns: Columns = {f"x{i}": rng.normal(shift if i < 4 else 0.0, 1.0, rows) for i in range(NUMERIC)}
     for i in range(CATEGORICAL):
-        columns[f"c{i}"] = rng.choice(["a", "b", "c", "d", "e"], rows, p=[0.3, 0.3, 0.2, 0.1, 0.1])
-    return pd.DataFrame(columns)
+        choice = rng.choice(["a", "b", "c", "d", "e"], rows, p=[0.3, 0.3, 0.2, 0.1, 0.1])
+        columns[f"c{i}"] = choice.astype(object)
+    return columns
 
 
 SCHEMA = FeatureSchema(
@@ -62,25 +64,27 @@ SCHEMA = FeatureSchema(
 )
 
 
-def outputs(data: pd.DataFrame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    probability = 1 / (1 + np.exp(-data["x0"].to_numpy()))
+def outputs(data: Columns) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    probability = 1 / (1 + np.exp(-data["x0"]))
     return (probability > 0.5).astype(np.int64), probability
 
 
 @dataclass
 class Window:
-    frame: pd.DataFrame
+    columns: Columns
     objects: int = 1
     corrupt: list[str] = field(default_factory=list)
     truncated: bool = False
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.columns.values())))
 
 
 class Ports:
     """Minimal in-memory ports for the end-to-end timing."""
 
-    def __init__(
-        self, version: ModelVersion, profile: bytes, window: pd.DataFrame, labels: pd.DataFrame
-    ) -> None:
+    def __init__(self, version: ModelVersion, profile: bytes, window: Columns, labels: Columns) -> None:
         self.version, self.window, self.label_frame = version, window, labels
         self.objects: dict[str, bytes] = {str(version.reference_profile_key): profile}
 
@@ -175,21 +179,17 @@ def main() -> None:
     )
 
     served_labels, served_probability = outputs(window)
-    logged = pd.DataFrame(
-        {
-            "request_id": np.arange(WINDOW_ROWS).astype(str),
-            "row": 0,
-            "version": 1,
-            "variant": "main",
-            "shadow": False,
-            **{f"features.{c}": window[c].to_numpy() for c in window.columns},
-            "prediction.label": served_labels,
-            "prediction.probabilities.1": served_probability,
-        }
-    )
-    label_rows = pd.DataFrame(
-        {"request_id": logged["request_id"].iloc[:100_000].to_numpy(), "value": served_labels[:100_000]}
-    )
+    logged: Columns = {
+        "request_id": np.arange(WINDOW_ROWS).astype(str).astype(object),
+        "row": np.zeros(WINDOW_ROWS, dtype=np.int64),
+        "version": np.ones(WINDOW_ROWS, dtype=np.int64),
+        "variant": np.full(WINDOW_ROWS, "main", dtype=object),
+        "shadow": np.zeros(WINDOW_ROWS, dtype=bool),
+        **{f"features.{c}": values for c, values in window.items()},
+        "prediction.label": served_labels,
+        "prediction.probabilities.1": served_probability,
+    }
+    label_rows: Columns = {"request_id": logged["request_id"][:100_000], "value": served_labels[:100_000]}
     version = ModelVersion(
         model="bench",
         version=1,

@@ -1,10 +1,11 @@
-"""Logging, metrics and tracing shared by every function (AWS Lambda Powertools).
+"""Logging and metrics shared by every function (AWS Lambda Powertools).
 
 Service name and metrics namespace come from POWERTOOLS_SERVICE_NAME and
 POWERTOOLS_METRICS_NAMESPACE, which template.yaml sets for each function.
 
-``tracer`` is built on first use: importing powertools' Tracer pulls in the X-Ray SDK
-(~0.4 s of cold start here), which only a function that traces should pay for.
+No powertools Tracer: nothing here records X-Ray subsegments, and its extra (the X-Ray SDK and
+botocore, 30 MB in the layer) would shadow the runtime's botocore under the runtime's boto3.
+Lambda's active tracing (template.yaml) still traces every invocation.
 
 Log lines go to whatever ``sys.stdout`` is when they are written, as ``print`` does, rather
 than to the stream that was stdout at import: a host that redirects stdout (the local cloud's
@@ -15,14 +16,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from functools import cache
-from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools import Tracer
 
 
 class _CurrentStdout:
@@ -37,20 +33,6 @@ class _CurrentStdout:
 
 logger = Logger(logger_handler=logging.StreamHandler(_CurrentStdout()))
 metrics = Metrics()
-
-
-@cache
-def _tracer() -> Tracer:
-    from aws_lambda_powertools import Tracer
-
-    return Tracer()
-
-
-def __getattr__(name: str) -> Any:
-    """``observability.tracer`` on demand (module-level lazy attribute, PEP 562)."""
-    if name == "tracer":
-        return _tracer()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["MetricUnit", "logger", "metrics"]

@@ -121,8 +121,8 @@ def test_labels_and_predictions_archived_are_what_monitoring_reads(
     # Then monitoring's reader finds both, and joins the label to row 1
     reader = S3ArchiveReader(ObjectStore(settings.data_bucket, settings))
     window = (NOW - timedelta(hours=1), NOW + timedelta(hours=1))
-    predictions = reader.predictions("churn", *window).frame
-    labels = reader.labels(*window).frame
+    predictions = reader.predictions("churn", *window).columns
+    labels = reader.labels(*window).columns
     assert sorted(predictions["features.f0"]) == [0.0, 1.0]
     joined = join_labels(predictions, labels)
     assert joined.count == 1

@@ -230,17 +230,27 @@ def test_ranged_reads_are_pinned_to_the_planned_etag(stack: Stack, batch: dict[s
     assert error.value.code == "input_changed"
 
 
-def test_a_parquet_footer_is_read_with_a_few_small_ranged_gets(stack: Stack, batch: dict[str, Any]) -> None:
+def test_a_parquet_footer_is_read_with_one_small_ranged_get(stack: Stack, batch: dict[str, Any]) -> None:
     import pyarrow as pa
 
-    from mlambda.services.batch.planning import RangedFile, Source
+    from mlambda.services.batch.planning import FOOTER_READ_BYTES, Source, read_footer
 
+    # Given a 20,000-row file of four row groups
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(make_frame(20_000), preserve_index=False), sink, row_group_size=5000)
     body = sink.getvalue()
     batch["s3"].put_object(Bucket=batch["bucket"], Key="input/churn/big.parquet", Body=body)
     objects = S3BatchObjects(batch["bucket"], BatchWorkerSettings.load(stack.env("BatchWorkerFunction")))
-    raw = RangedFile(Source(objects, "input/churn/big.parquet", len(body), ""))
-    metadata = pq.ParquetFile(io.BufferedReader(raw, buffer_size=64 * 1024)).metadata
-    assert (metadata.num_rows, metadata.num_row_groups) == (20_000, 4)
-    assert raw.requests <= 3
+    reads: list[tuple[int, int]] = []
+    get_range = objects.get_range
+
+    def counted(key: str, start: int, end: int, *, etag: str | None = None) -> bytes:
+        reads.append((start, end))
+        return get_range(key, start, end, etag=etag)
+
+    objects.get_range = counted  # type: ignore[method-assign]
+    # When
+    footer, _ = read_footer(Source(objects, "input/churn/big.parquet", len(body), ""))
+    # Then
+    assert (footer.rows, [g.rows for g in footer.row_groups]) == (20_000, [5000] * 4)
+    assert len(reads) == 1 and reads[0][1] - reads[0][0] + 1 <= FOOTER_READ_BYTES

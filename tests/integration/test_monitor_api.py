@@ -141,7 +141,7 @@ def test_reader_keeps_only_the_window_and_drops_duplicate_envelopes(
     window = S3ArchiveReader(world["data"]).predictions("other", NOW - timedelta(hours=24), NOW)
     # Then one row per envelope, inside the window
     assert window.objects == 2 and window.corrupt == []
-    assert sorted(window.frame["id"]) == ["r0:0", "r1:0"]
+    assert sorted(window.columns["id"]) == ["r0:0", "r1:0"]
 
 
 def test_alert_claims_respect_the_cooldown_in_dynamodb(stack: Stack, world: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlambda.adapters import tabular
 from mlambda.errors import NotFoundError, UpstreamError
 from mlambda.schemas.monitoring import MonitoringSummary
 from mlambda.schemas.registry import (
@@ -38,12 +40,25 @@ CITIES = ["paris", "lyon", "nice", "lille"]
 CITY_SHARES = [0.4, 0.3, 0.2, 0.1]
 
 
+def columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray[Any, Any]]:
+    """A frame as the archive reader returns it: written as Parquet, read back through tabular."""
+    if frame.empty:
+        return {}
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return tabular.read_parquet_table(buffer.getvalue()).to_columns()
+
+
 @dataclass
 class FakeWindow:
-    frame: pd.DataFrame
+    columns: dict[str, np.ndarray[Any, Any]]
     objects: int = 1
     corrupt: list[str] = field(default_factory=list)
     truncated: bool = False
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
 class FakeCatalog:
@@ -84,10 +99,10 @@ class FakeArchive:
         if model in self.broken:
             raise UpstreamError("s3 is down")
         frame = self.predictions_by_model.get(model, pd.DataFrame())
-        return FakeWindow(frame=frame, corrupt=list(self.corrupt))
+        return FakeWindow(columns=columns_of(frame), corrupt=list(self.corrupt))
 
     def labels(self, start: datetime, end: datetime) -> FakeWindow:
-        return FakeWindow(frame=self.label_frame)
+        return FakeWindow(columns=columns_of(self.label_frame))
 
 
 class FakeMonitoringStore:

@@ -15,6 +15,7 @@ import onnx
 import pandas as pd
 from onnx import TensorProto, helper
 
+from mlambda.adapters import tabular
 from mlambda.errors import ConflictError, InvalidInputError, NotFoundError
 from mlambda.schemas.registry import (
     Alias,
@@ -207,14 +208,15 @@ class InMemoryArtifacts:
     def upload_url(self, key: str, *, expires_in: int) -> str:
         return f"https://uploads.example/{key}?ttl={expires_in}"
 
-    def read_table(self, key: str) -> pd.DataFrame:
+    def read_table(self, key: str) -> dict[str, np.ndarray[Any, Any]]:
         data = self.get(key)
         try:
-            if key.endswith(".parquet"):
-                return pd.read_parquet(io.BytesIO(data))
-            return pd.read_csv(io.BytesIO(data))
-        except Exception as exc:
+            table = (
+                tabular.read_parquet_table(data) if key.endswith(".parquet") else tabular.read_csv_table(data)
+            )
+        except tabular.TableError as exc:
             raise InvalidInputError(f"unreadable: {exc}", code="invalid_reference") from exc
+        return table.to_columns()
 
     def delete_prefix(self, prefix: str) -> None:
         for key in [k for k in self.objects if k.startswith(prefix)]:

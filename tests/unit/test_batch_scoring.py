@@ -11,12 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mlambda.adapters import tabular
 from mlambda.adapters.onnx import OnnxModel
 from mlambda.schemas.batch import ChunkRecord
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec
 from mlambda.services.batch.planning import PlanningLimits, Source, plan_csv
 from mlambda.services.batch.scoring import (
     MULTILINE_REASON,
+    ParsedChunk,
     ScoredChunk,
     ScoringInputs,
     parse_csv_chunk,
@@ -64,6 +66,11 @@ def table_of(scored: ScoredChunk) -> pa.Table:
 def rejects_of(scored: ScoredChunk) -> list[dict[str, str]]:
     assert scored.rejects is not None
     return list(csv.DictReader(io.StringIO(scored.rejects.decode())))
+
+
+def passthrough_values(parsed: ParsedChunk, name: str) -> list[Any]:
+    column = parsed.passthrough[name]
+    return list(column.to_numpy() if isinstance(column, tabular.Column) else column)
 
 
 def row(values: list[Any], ident: str = "x") -> str:
@@ -256,8 +263,8 @@ def test_integer_features_refuse_fractions(cell: str, accepted: bool) -> None:
     assert bool(parsed.valid[0]) is accepted
 
 
-def test_arrow_and_pandas_readers_parse_a_clean_mixed_chunk_alike(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlambda.services.batch import scoring as batch_scoring
+def test_typed_and_text_reads_parse_a_clean_mixed_chunk_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlambda.adapters import tabular
 
     schema = FeatureSchema(
         mode="per_feature",
@@ -275,14 +282,15 @@ def test_arrow_and_pandas_readers_parse_a_clean_mixed_chunk_alike(monkeypatch: p
         passthrough=["id"],
     )
     data = b'u1,1.5,3,"a, b",true,\nu2,,4.0,,False,x\r\n\nu3,inf,2.5,c,maybe,y\n"",-2e3,7,d,1,"z"\n'
-    arrow = parse_csv_chunk(data, 10, inputs)
-    monkeypatch.setattr(batch_scoring, "_read_clean_csv", lambda *_: None)
-    pandas = parse_csv_chunk(data, 10, inputs)
-    assert arrow.rows == pandas.rows == 4
-    assert arrow.valid.tolist() == pandas.valid.tolist() == [True, False, False, True]
-    assert [(r.chunk_row, r.reason) for r in arrow.rejects] == [
-        (r.chunk_row, r.reason) for r in pandas.rejects
-    ]
+    # When the numbers are typed by the reader, then read as text and parsed afterwards
+    typed = parse_csv_chunk(data, 10, inputs)
+    read = tabular.read_csv_columns
+    monkeypatch.setattr(tabular, "read_csv_columns", lambda data, names, kinds: read(data, names, {}))
+    text = parse_csv_chunk(data, 10, inputs)
+    # Then
+    assert typed.rows == text.rows == 4
+    assert typed.valid.tolist() == text.valid.tolist() == [True, False, False, True]
+    assert [(r.chunk_row, r.reason) for r in typed.rejects] == [(r.chunk_row, r.reason) for r in text.rejects]
     for name in ("x", "n", "s", "b"):
-        assert arrow.features[name].tolist() == pandas.features[name].tolist(), name
-    assert arrow.passthrough["id"].to_pylist() == pandas.passthrough["id"].to_pylist()
+        assert typed.features[name].tolist() == text.features[name].tolist(), name
+    assert passthrough_values(typed, "id") == passthrough_values(text, "id") == ["u1", "u2", "u3", None]

@@ -29,8 +29,8 @@ def _archived_labels(ctx: DemoContext, since: datetime) -> set[str]:
         }
     )
     frames = ArchiveFrames(ObjectStore(ctx.cloud.outputs["DataBucketName"], settings))
-    frame = frames.events("label", since, datetime.now(UTC) + timedelta(minutes=1)).frame
-    return set(frame["id"]) if "id" in frame else set()
+    columns = frames.events("label", since, datetime.now(UTC) + timedelta(minutes=1)).columns
+    return {str(value) for value in columns["id"]} if "id" in columns else set()
 
 
 def events_for_predictions(ctx: DemoContext) -> None:

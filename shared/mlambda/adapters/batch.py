@@ -6,18 +6,20 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlambda.adapters.aws import aws_errors, error_code, translate
 from mlambda.adapters.messaging import Queue
-from mlambda.adapters.onnx import OnnxModel
 from mlambda.adapters.s3 import ObjectStore
 from mlambda.errors import ConflictError, UpstreamError
 from mlambda.observability import logger
 from mlambda.ports import ArtifactStore
 from mlambda.schemas.registry import ModelVersion
+
+if TYPE_CHECKING:
+    from mlambda.adapters.onnx import OnnxModel
 
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
 
@@ -65,7 +67,7 @@ class ArtifactModelLoader:
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, int, str], threading.Lock] = {}
 
-    def load(self, version: ModelVersion) -> OnnxModel:
+    def load(self, version: ModelVersion) -> OnnxModel:  # onnxruntime imported here: fan-out ships none
         """The session for ``version``; UpstreamError ``artifact_corrupt`` when the bytes do not match."""
         key = (version.model, version.version, version.artifact_sha256)
         with self._lock:
@@ -88,6 +90,8 @@ class ArtifactModelLoader:
                     f"artifact of {version.model} v{version.version} does not match its recorded sha256",
                     code="artifact_corrupt",
                 )
+            from mlambda.adapters.onnx import OnnxModel
+
             model = OnnxModel(data, intra_op_threads=self._intra_op_threads)
             with self._lock:
                 self._models[key] = model

@@ -9,17 +9,14 @@ and named in the report instead of failing the run.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+import numpy as np
 
+from mlambda.adapters import tabular
 from mlambda.adapters.dynamodb import DynamoTable
 from mlambda.adapters.s3 import ObjectStore
 from mlambda.errors import ConflictError, MlambdaError
@@ -33,10 +30,15 @@ FETCH_THREADS = 8
 class Window:
     """What one read of the archive returned (implements ``ports.ArchiveWindow``)."""
 
-    frame: pd.DataFrame
+    columns: tabular.Columns = field(default_factory=dict)
     objects: int = 0
     corrupt: list[str] = field(default_factory=list)
     truncated: bool = False
+
+    @property
+    def rows(self) -> int:
+        """Rows in the window."""
+        return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
 def hours(start: datetime, end: datetime) -> Iterator[datetime]:
@@ -47,8 +49,14 @@ def hours(start: datetime, end: datetime) -> Iterator[datetime]:
         hour += timedelta(hours=1)
 
 
-def _timestamps(column: pd.Series[Any]) -> pd.Series[Any]:
-    return pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
+def last_of_each(ids: np.ndarray) -> np.ndarray | None:
+    """Positions of each id's last row, in row order; None when every id is distinct."""
+    last: dict[object, int] = {}
+    for index, value in enumerate(ids.tolist()):
+        last[value] = index
+    if len(last) == len(ids):
+        return None
+    return np.sort(np.fromiter(last.values(), dtype=np.int64, count=len(last)))
 
 
 class S3ArchiveReader:
@@ -72,11 +80,11 @@ class S3ArchiveReader:
     def _partition(hour: datetime) -> str:
         return f"date={hour:%Y-%m-%d}/hour={hour:%H}/"
 
-    def _fetch(self, key: str) -> pd.DataFrame | None:
+    def _fetch(self, key: str) -> tabular.Columns | None:
         body = self._bucket.get(key)
         try:
-            return pq.read_table(io.BytesIO(body)).to_pandas()
-        except (pa.ArrowException, OSError, ValueError) as exc:
+            return tabular.read_parquet_table(body).to_columns()
+        except tabular.TableError as exc:
             logger.warning("unreadable archive object skipped", extra={"key": key, "error": str(exc)})
             return None
 
@@ -84,8 +92,8 @@ class S3ArchiveReader:
         keys = [
             key for prefix in prefixes for key in self._bucket.list_keys(prefix) if key.endswith(".parquet")
         ]
-        window = Window(frame=pd.DataFrame(), objects=len(keys))
-        frames: list[pd.DataFrame] = []
+        window = Window(objects=len(keys))
+        parts: list[tabular.Columns] = []
         rows = 0
         with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
             # Fetch a few objects at a time, so the row cap also bounds what is downloaded.
@@ -94,22 +102,27 @@ class S3ArchiveReader:
                     window.truncated = True
                     break
                 batch = keys[offset : offset + FETCH_THREADS]
-                for key, frame in zip(batch, pool.map(self._fetch, batch), strict=True):
-                    if frame is None:
+                for key, part in zip(batch, pool.map(self._fetch, batch), strict=True):
+                    if part is None:
                         window.corrupt.append(key)
                         continue
-                    frames.append(frame)
-                    rows += len(frame)
-        if not frames:
+                    if part:
+                        parts.append(part)
+                        rows += len(next(iter(part.values())))
+        if not parts:
             return window
-        frame = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
-        if "timestamp" in frame.columns:
-            stamps = _timestamps(frame["timestamp"])
-            frame = frame.loc[(stamps >= start) & (stamps < end)].reset_index(drop=True)
-        if "id" in frame.columns:
+        columns = tabular.concat(parts) if len(parts) > 1 else parts[0]
+        if "timestamp" in columns:
+            stamps = tabular.timestamps(columns["timestamp"])
+            inside = (stamps >= tabular.utc64(start)) & (stamps < tabular.utc64(end))
+            if not inside.all():
+                columns = {name: values[inside] for name, values in columns.items()}
+        if "id" in columns:
             # At-least-once delivery: the same envelope can be archived twice.
-            frame = frame.drop_duplicates(subset="id", keep="last", ignore_index=True)
-        window.frame = frame
+            kept = last_of_each(columns["id"])
+            if kept is not None:
+                columns = {name: values[kept] for name, values in columns.items()}
+        window.columns = columns
         return window
 
 

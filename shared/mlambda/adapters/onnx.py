@@ -8,14 +8,18 @@ load in onnxruntime.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from mlambda.errors import InvalidInputError, PayloadTooLargeError, UnprocessableError, UpstreamError
 from mlambda.schemas.registry import Signature, TensorSpec
+
+if TYPE_CHECKING:
+    # Only registration inspects a model's graph: predict and batch workers run sessions and do
+    # not ship the onnx package (31 MB), so it is imported where it is used.
+    import onnx
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -36,6 +40,8 @@ def _spec(arg: Any) -> TensorSpec:
 
 def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     """A graph and every subgraph (If/Loop/Scan bodies) inside it."""
+    import onnx
+
     yield graph
     for node in graph.node:
         for attribute in node.attribute:
@@ -57,6 +63,8 @@ def _class_labels(model: onnx.ModelProto) -> list[int] | list[str] | None:
 
 
 def _uses_external_data(model: onnx.ModelProto) -> bool:
+    import onnx
+
     for graph in _graphs(model.graph):
         tensors = list(graph.initializer) + [
             attribute.t for node in graph.node for attribute in node.attribute if attribute.HasField("t")
@@ -79,6 +87,8 @@ def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
 
 def inspect_model(data: bytes, *, max_bytes: int) -> Signature:
     """Validate an uploaded artifact and read its signature; 4xx errors say what is wrong."""
+    import onnx
+
     if len(data) > max_bytes:
         raise PayloadTooLargeError(
             f"model is {len(data)} bytes, over the {max_bytes}-byte cap", details={"size": len(data)}

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import random
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -33,9 +32,8 @@ from mlambda.adapters.dynamodb import (
     transact_put,
     transact_update,
 )
-from mlambda.adapters.onnx import OnnxModel, inspect_model
 from mlambda.adapters.s3 import ObjectStore
-from mlambda.errors import ConflictError, InvalidInputError, MlambdaError, NotFoundError
+from mlambda.errors import ConflictError, InvalidInputError, NotFoundError
 from mlambda.schemas.registry import (
     ALIAS_PATTERN,
     Alias,
@@ -47,9 +45,6 @@ from mlambda.schemas.registry import (
     parse_version_ref,
 )
 from mlambda.schemas.registry_api import ModelDetails
-
-if TYPE_CHECKING:
-    import pandas
 
 META = "meta"
 ENDPOINT = "endpoint"
@@ -503,29 +498,22 @@ class S3RegistryArtifacts(ObjectStore):
         """A presigned PUT URL for ``key``."""
         return self.presigned_put(key, expires_in=expires_in)
 
-    def read_table(self, key: str) -> pandas.DataFrame:
-        """A CSV or Parquet object as a DataFrame; InvalidInputError naming the problem otherwise."""
-        import pandas as pd
+    def read_table(self, key: str) -> dict[str, np.ndarray]:
+        """A CSV or Parquet object as columns; InvalidInputError naming the problem otherwise."""
+        from mlambda.adapters import tabular
 
-        data = self.get(key)
         lowered = key.lower()
+        if not lowered.endswith((".parquet", ".csv")):
+            raise InvalidInputError("a reference sample must be .parquet or .csv", code="invalid_reference")
+        data = self.get(key)
         try:
             if lowered.endswith(".parquet"):
-                frame = pd.read_parquet(io.BytesIO(data))
-            elif lowered.endswith(".csv"):
-                frame = pd.read_csv(io.BytesIO(data))
-            else:
-                raise InvalidInputError(
-                    "a reference sample must be .parquet or .csv", code="invalid_reference"
-                )
-        except MlambdaError:
-            raise
-        except Exception as exc:  # pyarrow and pandas raise many parser errors; all mean "unreadable"
+                return tabular.read_parquet_table(data).to_columns()
+            return tabular.read_csv_table(data).to_columns()
+        except tabular.TableError as exc:
             raise InvalidInputError(
                 f"reference sample {key.rsplit('/', 1)[-1]} is not readable: {exc}", code="invalid_reference"
             ) from exc
-        frame.columns = [str(column) for column in frame.columns]
-        return frame
 
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object under ``prefix`` (one call per key: registry prefixes hold a few objects)."""
@@ -534,12 +522,17 @@ class S3RegistryArtifacts(ObjectStore):
 
 
 class OnnxRuntime:
-    """ModelRuntime with onnxruntime (``mlambda.adapters.onnx``)."""
+    """ModelRuntime with onnxruntime (``mlambda.adapters.onnx``, imported on use: the functions that
+    only read the catalog from this module, batch fan-out and monitor, ship no onnxruntime)."""
 
     def inspect(self, data: bytes, *, max_bytes: int) -> Signature:
         """Validate the artifact and read its signature."""
+        from mlambda.adapters.onnx import inspect_model
+
         return inspect_model(data, max_bytes=max_bytes)
 
     def run(self, data: bytes, feed: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """Every output of the artifact for ``feed`` (a fresh session: registry calls are rare)."""
+        from mlambda.adapters.onnx import OnnxModel
+
         return OnnxModel(data).run(feed)

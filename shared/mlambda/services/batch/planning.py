@@ -6,23 +6,22 @@
   it (a few KiB, grown up to ``max_line_bytes`` for long lines). Only the head and the probes are
   read, whatever the file size. Rows are physical lines: a quoted field that spans lines cannot
   be split safely by byte range, so workers reject such lines explicitly (see batch_scoring).
-- **Parquet**: the footer (read through ranged GETs by pyarrow over ``BatchObjects.open``) gives
-  the schema and the row groups; consecutive row groups are grouped into chunks of about
-  ``chunk_rows`` rows. Row counts are exact.
+- **Parquet**: the footer (one ranged GET of the tail, two when it is larger) gives the schema
+  and the row groups; consecutive row groups are grouped into chunks of about ``chunk_rows``
+  rows. Row counts are exact.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
 
+from mlambda.adapters import tabular
 from mlambda.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, UnprocessableError
 from mlambda.schemas.batch import INPUT_PREFIX, MAX_CHUNK_ROWS, InputFormat
 from mlambda.schemas.registry import MODEL_NAME_PATTERN, FeatureSchema
@@ -33,7 +32,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _PARQUET_MAGIC = b"PAR1"
 _FIRST_PROBE_BYTES = 8192
-FILE_BUFFER_BYTES = 64 * 1024
+FOOTER_READ_BYTES = 64 * 1024
 PROBE_THREADS = 8
 SUPPORTED_FEATURE_TYPES = frozenset({"float", "int", "string", "bool"})
 
@@ -50,54 +49,6 @@ class Source:
     def read(self, start: int, end: int) -> bytes:
         """Bytes ``start``..``end`` inclusive (a ranged GET)."""
         return self.objects.get_range(self.key, start, end, etag=self.etag)
-
-    def open(self) -> BinaryIO:
-        """A buffered, seekable file over the object, reading by ranged GETs (for pyarrow)."""
-        return io.BufferedReader(RangedFile(self), buffer_size=FILE_BUFFER_BYTES)
-
-
-class RangedFile(io.RawIOBase):
-    """A read-only, seekable file over a Source: pyarrow reads a footer or row groups through it
-    without the rest of the object ever being downloaded. Reads inside ``regions`` (bytes already
-    fetched, by start offset) are served from memory; any other read is one ranged GET."""
-
-    def __init__(self, source: Source, regions: Mapping[int, bytes] | None = None) -> None:
-        super().__init__()
-        self._source = source
-        self._regions = sorted((regions or {}).items())
-        self._position = 0
-        self.requests = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._source.size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        count = min(len(view), self._source.size - self._position)
-        if count <= 0:
-            return 0
-        for start, fetched in self._regions:
-            if start <= self._position and self._position + count <= start + len(fetched):
-                offset = self._position - start
-                data = fetched[offset : offset + count]
-                break
-        else:
-            data = self._source.read(self._position, self._position + count - 1)
-            self.requests += 1
-        view[: len(data)] = data
-        self._position += len(data)
-        return len(data)
 
 
 @dataclass(frozen=True)
@@ -335,53 +286,55 @@ def group_row_groups(sizes: Sequence[int], chunk_rows: int) -> list[ChunkSpan]:
     return chunks
 
 
+def read_footer(source: Source) -> tuple[tabular.ParquetFooter, dict[int, bytes]]:
+    """The footer (one GET of the tail, two if the footer is larger) and the bytes fetched for it."""
+    tail = source.read(max(0, source.size - FOOTER_READ_BYTES), source.size - 1)
+    needed = tabular.ParquetFooter.length(tail)
+    if needed > len(tail):
+        tail = source.read(max(0, source.size - needed), source.size - 1)
+    return tabular.ParquetFooter.parse(tail, source.size), {source.size - len(tail): tail}
+
+
 def plan_parquet(source: Source, limits: PlanningLimits) -> Plan:
     """Split a Parquet file by row groups, read from its footer only."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     size = source.size
     if size == 0:
         raise InvalidInputError("the file is empty", code="empty_file")
     if size < 12 or source.read(size - 4, size - 1) != _PARQUET_MAGIC:
         raise InvalidInputError("the file is not Parquet (no PAR1 footer)", code="not_parquet")
     try:
-        metadata = pq.ParquetFile(source.open()).metadata
-    except (pa.ArrowException, OSError) as exc:
+        footer, _ = read_footer(source)
+        columns = footer.schema_table().names
+    except tabular.TableError as exc:
         raise InvalidInputError(f"the Parquet footer is unreadable: {exc}", code="not_parquet") from exc
-    columns = list(metadata.schema.to_arrow_schema().names)
-    if metadata.num_rows == 0:
+    if footer.rows == 0:
         raise InvalidInputError("the file has a schema but no rows", code="no_rows")
-    sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-    chunk_rows = _effective_chunk_rows(metadata.num_rows, limits)
+    chunk_rows = _effective_chunk_rows(footer.rows, limits)
     return Plan(
         format="parquet",
         columns=columns,
-        rows_expected=int(metadata.num_rows),
+        rows_expected=footer.rows,
         rows_exact=True,
         chunk_rows=chunk_rows,
-        chunks=group_row_groups(sizes, chunk_rows),
+        chunks=group_row_groups([group.rows for group in footer.row_groups], chunk_rows),
     )
 
 
 def check_parquet_types(source: Source, schema: FeatureSchema) -> None:
     """Refuse the job when a feature column's Parquet type cannot hold the feature (no row could score)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    arrow_schema = pq.ParquetFile(source.open()).schema_arrow
+    footer, _ = read_footer(source)
+    types = footer.schema_table().kinds()
     wrong: list[str] = []
     for feature in schema.features:
-        kind = arrow_schema.field(feature.name).type
-        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+        kind, described = types.get(feature.name, ("other", "absent"))
         fits = {
-            "float": numeric,
-            "int": numeric,
-            "bool": pa.types.is_boolean(kind) or pa.types.is_integer(kind),
-            "string": pa.types.is_string(kind) or pa.types.is_large_string(kind),
+            "float": kind == "numeric",
+            "int": kind == "numeric",
+            "bool": kind == "bool" or described.startswith(("Int", "UInt")),
+            "string": kind == "string",
         }[feature.dtype]
         if not fits:
-            wrong.append(f"{feature.name} is {kind}, the model expects {feature.dtype}")
+            wrong.append(f"{feature.name} is {described}, the model expects {feature.dtype}")
     if wrong:
         raise UnprocessableError(
             f"feature column types do not fit the model: {'; '.join(wrong)}",

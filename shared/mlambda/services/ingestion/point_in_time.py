@@ -8,6 +8,9 @@ label's time contributes nulls, as the online store would have served nothing.
 
 Columns: ``entity_id``, ``timestamp`` (the label's), ``request_id``, ``row``, ``label`` and
 ``<group>.<feature>`` per feature.
+
+An offline tool (training data for notebooks and pipelines), not used by any Lambda: it works on
+pandas frames, and pandas is a development dependency, never shipped in a function.
 """
 
 from __future__ import annotations
@@ -90,6 +93,6 @@ def training_frame_from_archive(
     groups: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Labels of ``[start, end)`` with features from the ``lookback`` before each (archived updates)."""
-    labels = archive.events("label", start, end).frame
-    updates = archive.events("feature_update", start - lookback, end).frame
+    labels = pd.DataFrame(archive.events("label", start, end).columns)
+    updates = pd.DataFrame(archive.events("feature_update", start - lookback, end).columns)
     return training_frame(updates, labels, groups=groups)

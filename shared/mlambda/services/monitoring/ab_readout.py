@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from mlambda.schemas.monitoring import AbSection, VariantComparison, VariantReadout
 from mlambda.schemas.registry import EndpointConfig
@@ -49,7 +48,7 @@ def assignments(rows: ServedRows, mask: npt.NDArray[np.bool_]) -> int:
     """How many routing decisions the ``mask``ed rows came from (distinct requests)."""
     if rows.requests is None:
         return int(mask.sum())
-    return len(pd.unique(rows.requests[mask]))
+    return len(set(rows.requests[mask].tolist()))
 
 
 def _readout(
@@ -62,7 +61,7 @@ def _readout(
         metrics["accuracy" if task == "classification" else "mae"] = round(float(labelled.mean()), 6)
     return VariantReadout(
         variant=name,
-        versions=sorted(int(v) for v in pd.unique(rows.versions[mask]) if v >= 0),
+        versions=sorted(int(v) for v in np.unique(rows.versions[mask]) if v >= 0),
         rows=int(mask.sum()),
         share=round(float(mask.sum()) / total, 6) if total else 0.0,
         labelled=int(labelled.size),
@@ -100,7 +99,7 @@ def ab_readout(
 ) -> AbSection | None:
     """The readout, or None when the window has a single arm and no endpoint splits traffic."""
     served = ~rows.shadow
-    names = sorted(str(v) for v in pd.unique(rows.variants[served]))
+    names = sorted({str(v) for v in rows.variants[served].tolist()})
     configured = {v.name: v for v in config.variants} if config else {}
     arms = sorted(set(names) | set(configured))
     has_shadow = bool(rows.shadow.any())

@@ -16,11 +16,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from mlambda.schemas.monitoring import (
     ColumnDrift,
@@ -77,17 +75,17 @@ class ColumnWindow:
 
     @classmethod
     def read(
-        cls, name: str, profile: FeatureProfile, series: pd.Series[Any] | None, rows: int
+        cls, name: str, profile: FeatureProfile, column: npt.ArrayLike | None, rows: int
     ) -> ColumnWindow:
-        """Read ``series`` the way the reference was read; None means the column is absent."""
-        if series is None:
+        """Read ``column`` the way the reference was read; None means the column is absent."""
+        if column is None:
             return cls(name=name, rows=rows, present=False, missing=rows)
         if profile.kind == "numeric":
-            values, missing, mismatched = numeric_values(series)
+            values, missing, mismatched = numeric_values(column)
             return cls(
                 name=name, rows=rows, missing=missing, mismatched=mismatched, sorted_values=np.sort(values)
             )
-        counts, missing = category_counts(series)
+        counts, missing = category_counts(column)
         return cls(name=name, rows=rows, missing=missing, categories=counts)
 
 

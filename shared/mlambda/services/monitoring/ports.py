@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    import pandas
+    import numpy as np
 
     from mlambda.schemas.monitoring import MonitoringSummary
 
@@ -18,8 +18,13 @@ class ArchiveWindow(Protocol):
     """Rows read from the archive for a time window, and what could not be read."""
 
     @property
-    def frame(self) -> pandas.DataFrame:
-        """The rows (flattened payload columns), timestamps inside the window."""
+    def columns(self) -> dict[str, np.ndarray]:
+        """The rows as columns (flattened payload columns), timestamps inside the window."""
+        ...
+
+    @property
+    def rows(self) -> int:
+        """Rows read."""
         ...
 
     @property

@@ -1,4 +1,4 @@
-"""Reference profiles from a DataFrame: the statistics monitoring compares every window with.
+"""Reference profiles from numpy columns: the statistics monitoring compares every window with.
 
 The registry calls ``compute_profile`` on the reference sample (and the model's outputs on it)
 when a version is registered; monitoring calls ``numeric_values`` / ``category_counts`` on the
@@ -8,13 +8,14 @@ column.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from mlambda.schemas.monitoring import (
     PREDICTION_PREFIX,
@@ -46,28 +47,65 @@ def output_kind(column: str) -> FeatureKind:
     return "categorical" if column == LABEL_COLUMN else "numeric"
 
 
-def numeric_values(series: pd.Series[Any] | npt.ArrayLike) -> tuple[FloatArray, int, int]:
+def numeric_values(column: npt.ArrayLike) -> tuple[FloatArray, int, int]:
     """(finite values as float64, rows without a usable value, rows whose value is not a number).
 
     Nulls, NaN and infinities count as missing; strings that do not parse as numbers count as
     missing *and* as type mismatches (data quality reports both).
     """
-    if isinstance(series, pd.Series) and series.dtype == object:
-        coerced = pd.to_numeric(series, errors="coerce")
-        mismatched = int((coerced.isna() & series.notna()).sum())
-        raw = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
-    elif isinstance(series, pd.Series):
-        if pd.api.types.is_bool_dtype(series.dtype):
-            raw = series.astype("float64").to_numpy()
-        else:
-            raw = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        mismatched = 0
+    array = np.asarray(column)
+    mismatched = 0
+    if array.dtype == object:
+        raw = np.empty(array.size, dtype=np.float64)
+        for index, value in enumerate(array.tolist()):
+            number, refused = cell_number(value)
+            raw[index] = number
+            mismatched += refused
     else:
-        raw = np.asarray(series, dtype=np.float64)
-        mismatched = 0
+        raw = array.astype(np.float64, copy=False)
     finite = np.isfinite(raw)
     values = raw if finite.all() else raw[finite]
     return values, int(raw.size - values.size), mismatched
+
+
+def cell_number(value: Any) -> tuple[float, bool]:
+    """A cell of a text column as a number, and whether it was refused (a value, not a number)."""
+    if value is None:
+        return math.nan, False
+    if isinstance(value, bool | int | float | np.number | np.bool_):
+        return float(value), False
+    if isinstance(value, str | bytes):
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if "_" in text:  # float() reads "1_000"; a number column does not
+            return math.nan, True
+        try:
+            number = float(text.strip())
+        except ValueError:
+            return math.nan, True
+        return number, math.isnan(number)
+    return math.nan, True
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN and NaT: the values no category is made of."""
+    if value is None:
+        return True
+    if isinstance(value, float | np.floating):
+        return bool(np.isnan(value))
+    return isinstance(value, np.datetime64) and bool(np.isnat(value))
+
+
+def present(values: np.ndarray) -> npt.NDArray[np.bool_]:
+    """Which cells of a column hold a value (not None, NaN or NaT)."""
+    if values.dtype.kind == "f":
+        given: npt.NDArray[np.bool_] = ~np.isnan(values)
+    elif values.dtype.kind == "M":
+        given = ~np.isnat(values)
+    elif values.dtype == object:
+        given = np.fromiter((not is_missing(v) for v in values.tolist()), dtype=bool, count=len(values))
+    else:
+        given = np.ones(len(values), dtype=bool)
+    return given
 
 
 def _canonical(value: Any) -> str:
@@ -79,15 +117,20 @@ def _canonical(value: Any) -> str:
     return str(value)
 
 
-def category_counts(series: pd.Series[Any] | Sequence[Any]) -> tuple[dict[str, int], int]:
-    """(count per canonical category, missing rows); factorises once, canonicalises the uniques."""
-    column = series if isinstance(series, pd.Series) else pd.Series(list(series), dtype=object)
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    missing = int((codes < 0).sum())
-    tallies = np.bincount(codes[codes >= 0], minlength=len(uniques))
+def category_counts(column: npt.ArrayLike) -> tuple[dict[str, int], int]:
+    """(count per canonical category, missing rows); counts each distinct value once, canonicalises it."""
+    array = np.asarray(column)
+    if array.dtype.kind in "biuf":
+        present = array[~np.isnan(array)] if array.dtype.kind == "f" else array
+        uniques, tallies = np.unique(present, return_counts=True)
+        pairs: Sequence[tuple[Any, int]] = list(zip(uniques.tolist(), tallies.tolist(), strict=True))
+        missing = int(array.size - present.size)
+    else:
+        pairs = list(Counter(array.tolist()).items())
+        missing = 0
     counts: dict[str, int] = {}
-    for unique, tally in zip(uniques, tallies, strict=True):
-        if isinstance(unique, float) and not np.isfinite(unique):
+    for unique, tally in pairs:
+        if is_missing(unique) or (isinstance(unique, float) and not math.isfinite(unique)):
             missing += int(tally)
             continue
         key = _canonical(unique)
@@ -95,11 +138,17 @@ def category_counts(series: pd.Series[Any] | Sequence[Any]) -> tuple[dict[str, i
     return counts, missing
 
 
-def canonical_labels(series: pd.Series[Any]) -> list[str]:
-    """Each non-missing value's canonical category string (labels logged as 1, 1.0 or "1" agree)."""
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    names = np.asarray([*(_canonical(u) for u in uniques), ""], dtype=object)
-    return [str(v) for v in names[codes]]
+def canonical_labels(column: npt.ArrayLike) -> list[str]:
+    """Each value's canonical category string, "" for a missing one (labels logged as 1, 1.0 or "1" agree)."""
+    names: dict[Any, str] = {}
+    labels: list[str] = []
+    for value in np.asarray(column, dtype=object).tolist():
+        name = names.get(value)
+        if name is None:
+            name = "" if is_missing(value) else _canonical(value)
+            names[value] = name
+        labels.append(name)
+    return labels
 
 
 def _round(values: FloatArray) -> list[float]:
@@ -153,19 +202,20 @@ def profile_categorical(counts: dict[str, int], settings: ProfileSettings) -> Ca
 
 
 def profile_column(
-    name: str, dtype: str, kind: FeatureKind, series: pd.Series[Any], settings: ProfileSettings
+    name: str, dtype: str, kind: FeatureKind, column: npt.ArrayLike, settings: ProfileSettings
 ) -> FeatureProfile:
     """One column's profile; a column with no usable value gets counts only."""
+    array = np.asarray(column)
     if kind == "numeric":
-        values, missing, _ = numeric_values(series)
+        values, missing, _ = numeric_values(array)
         numeric = profile_numeric(values, settings) if values.size else None
         return FeatureProfile(
-            name=name, kind=kind, dtype=dtype, count=len(series), missing=missing, numeric=numeric
+            name=name, kind=kind, dtype=dtype, count=len(array), missing=missing, numeric=numeric
         )
-    counts, missing = category_counts(series)
+    counts, missing = category_counts(array)
     categorical = profile_categorical(counts, settings) if counts else None
     return FeatureProfile(
-        name=name, kind=kind, dtype=dtype, count=len(series), missing=missing, categorical=categorical
+        name=name, kind=kind, dtype=dtype, count=len(array), missing=missing, categorical=categorical
     )
 
 
@@ -175,13 +225,13 @@ def prediction_columns(
     probabilities: npt.ArrayLike | None = None,
     class_labels: Sequence[int | str] | None = None,
     values: npt.ArrayLike | None = None,
-) -> pd.DataFrame:
+) -> dict[str, np.ndarray]:
     """Model outputs as the archive names them: ``label``, ``probabilities.<class>``, ``value``.
 
     A binary classifier keeps only the positive (second) class's probability: the other is its
     complement and would double every output-drift verdict and alert.
     """
-    columns: dict[str, Any] = {}
+    columns: dict[str, np.ndarray] = {}
     if labels is not None:
         columns["label"] = np.asarray(labels).ravel()
     if probabilities is not None:
@@ -193,39 +243,36 @@ def prediction_columns(
             columns[f"probabilities.{names[index]}"] = matrix[:, index]
     if values is not None:
         columns["value"] = np.asarray(values, dtype=np.float64).ravel()
-    return pd.DataFrame(columns)
+    return columns
 
 
 def compute_profile(
-    frame: pd.DataFrame,
+    columns: Mapping[str, npt.ArrayLike],
     schema: FeatureSchema,
-    predictions: pd.DataFrame | None = None,
+    predictions: Mapping[str, npt.ArrayLike] | None = None,
     *,
     settings: ProfileSettings | None = None,
     now: datetime | None = None,
 ) -> ReferenceProfile:
-    """The reference profile of ``frame``'s schema features and, optionally, the model's outputs.
+    """The reference profile of the schema's feature ``columns`` and, optionally, the model's outputs.
 
     ``predictions`` columns: ``label``, ``value``, ``probabilities.<class>`` (as made by
     ``prediction_columns``), with or without the ``prediction.`` prefix. A feature absent from
-    ``frame`` is profiled as entirely missing, so monitoring reports it rather than crashing.
+    ``columns`` is profiled as entirely missing, so monitoring reports it rather than crashing.
     """
     settings = settings or ProfileSettings()
-    rows = len(frame)
+    rows = len(np.asarray(columns[next(iter(columns))])) if len(columns) else 0
     features = []
     for spec in schema.features:
-        series = frame[spec.name] if spec.name in frame.columns else pd.Series([None] * rows, dtype=object)
-        features.append(profile_column(spec.name, spec.dtype, kind_of(spec.dtype), series, settings))
+        column = columns[spec.name] if spec.name in columns else np.full(rows, None, dtype=object)
+        features.append(profile_column(spec.name, spec.dtype, kind_of(spec.dtype), column, settings))
     outputs = []
     if predictions is not None:
-        for column in predictions.columns:
-            name = (
-                str(column) if str(column).startswith(PREDICTION_PREFIX) else f"{PREDICTION_PREFIX}{column}"
-            )
+        for key in predictions:
+            name = str(key) if str(key).startswith(PREDICTION_PREFIX) else f"{PREDICTION_PREFIX}{key}"
             kind = output_kind(name)
-            series = predictions[column]
             dtype = "string" if kind == "categorical" else "float"
-            outputs.append(profile_column(name, dtype, kind, series, settings))
+            outputs.append(profile_column(name, dtype, kind, predictions[key], settings))
     return ReferenceProfile(
         created_at=now or datetime.now(UTC),
         row_count=rows,

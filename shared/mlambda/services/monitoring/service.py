@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 from pydantic import ValidationError
 
+from mlambda.adapters import tabular
 from mlambda.config import MonitorSettings
 from mlambda.errors import InvalidInputError, MlambdaError, NotFoundError
 from mlambda.observability import logger
@@ -55,7 +55,13 @@ from mlambda.services.monitoring.model_quality import (
     regression_estimates,
 )
 from mlambda.services.monitoring.ports import AlertPublisher, ArchiveReader, MonitoringStore
-from mlambda.services.monitoring.profiling import PROBABILITY_PREFIX, VALUE_COLUMN, canonical_labels
+from mlambda.services.monitoring.profiling import (
+    PROBABILITY_PREFIX,
+    VALUE_COLUMN,
+    canonical_labels,
+    cell_number,
+    present,
+)
 from mlambda.services.monitoring.report_html import render_report
 
 FEATURE_PREFIX = "features."
@@ -189,62 +195,109 @@ def drift_config_for(
     )
 
 
-def _bool_column(frame: pd.DataFrame, name: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    if name not in frame.columns:
-        return np.zeros(len(frame), dtype=bool)
-    column = frame[name]
-    if column.dtype == object:
-        column = column.map(lambda v: str(v).lower() in ("true", "1") if v is not None else False)
-    flags: np.ndarray[Any, np.dtype[np.bool_]] = column.fillna(False).astype(bool).to_numpy()
-    return flags
+Columns = dict[str, np.ndarray]
 
 
-def _int_column(frame: pd.DataFrame, name: str, default: int) -> np.ndarray[Any, np.dtype[np.int64]]:
-    if name not in frame.columns:
-        return np.full(len(frame), default, dtype=np.int64)
-    values = pd.to_numeric(frame[name], errors="coerce").fillna(default)
-    numbers: np.ndarray[Any, np.dtype[np.int64]] = values.to_numpy(dtype=np.int64)
-    return numbers
+def _rows(columns: Columns) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def _select(columns: Columns, keep: np.ndarray) -> Columns:
+    return columns if keep.all() else {name: values[keep] for name, values in columns.items()}
+
+
+def _floats(values: np.ndarray) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Cells as numbers, NaN where a cell is missing or not a number (row-aligned)."""
+    if values.dtype != object:
+        return values.astype(np.float64)
+    return np.fromiter((cell_number(v)[0] for v in values.tolist()), dtype=np.float64, count=len(values))
+
+
+def _texts(values: np.ndarray, missing: str) -> np.ndarray:
+    """Cells as text, ``missing`` where a cell is missing."""
+    given = present(values).tolist()
+    return np.array(
+        [str(v) if keep else missing for v, keep in zip(values.tolist(), given, strict=True)], dtype=object
+    )
+
+
+def _bool_column(columns: Columns, name: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    rows = _rows(columns)
+    if name not in columns:
+        return np.zeros(rows, dtype=bool)
+    values = columns[name]
+    if values.dtype == bool:
+        flags: np.ndarray[Any, np.dtype[np.bool_]] = values
+        return flags
+    if values.dtype == object:
+        return np.fromiter(
+            (str(v).lower() in ("true", "1") if v is not None else False for v in values.tolist()),
+            dtype=bool,
+            count=rows,
+        )
+    numbers = values.astype(np.float64)
+    truthy: np.ndarray[Any, np.dtype[np.bool_]] = ~np.isnan(numbers) & (numbers != 0)
+    return truthy
+
+
+def _int_column(columns: Columns, name: str, default: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    rows = _rows(columns)
+    if name not in columns:
+        return np.full(rows, default, dtype=np.int64)
+    values = columns[name]
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    numbers = _floats(values)
+    numbers[~np.isfinite(numbers)] = default
+    return numbers.astype(np.int64)
 
 
 @dataclass
 class Labelled:
     """Window rows joined with their labels."""
 
-    truth: pd.Series[Any]  # aligned with the window frame; NaN when unlabelled
+    truth: np.ndarray  # object, aligned with the window's rows; None when unlabelled
+    mask: np.ndarray[Any, np.dtype[np.bool_]]  # rows with a label
     count: int
 
 
-def join_labels(frame: pd.DataFrame, labels: pd.DataFrame) -> Labelled:
-    """Each prediction row's label, by ``request_id`` (+ ``row``; labels without a row label row 0)."""
-    empty = Labelled(truth=pd.Series(np.nan, index=frame.index, dtype=object), count=0)
-    if labels.empty or "request_id" not in labels.columns or "value" not in labels.columns:
+def join_labels(columns: Columns, labels: Columns) -> Labelled:
+    """Each prediction row's label, by ``request_id`` (+ ``row``; labels without a row label row 0).
+
+    The latest label (by ``timestamp``) of a (request, row) wins; labels without a value are ignored.
+    """
+    rows = _rows(columns)
+    empty = Labelled(truth=np.full(rows, None, dtype=object), mask=np.zeros(rows, dtype=bool), count=0)
+    if (
+        not _rows(labels)
+        or "request_id" not in labels
+        or "value" not in labels
+        or "request_id" not in columns
+    ):
         return empty
-    if "request_id" not in frame.columns:
-        return empty
-    keyed = pd.DataFrame(
-        {
-            "request_id": labels["request_id"].astype(str),
-            "row": _int_column(labels, "row", 0),
-            "label_value": labels["value"],
-        }
-    )
-    if "timestamp" in labels.columns:
-        keyed = keyed.assign(
-            _ts=pd.to_datetime(labels["timestamp"], utc=True, errors="coerce", format="mixed")
-        )
-        keyed = keyed.sort_values("_ts", kind="stable").drop(columns="_ts")
-    keyed = keyed.dropna(subset=["label_value"]).drop_duplicates(["request_id", "row"], keep="last")
-    request_ids = frame["request_id"].astype(str)
-    candidates = request_ids.isin(keyed["request_id"]).to_numpy()  # hash lookup; merge only those rows
-    rows = pd.DataFrame(
-        {"request_id": request_ids[candidates], "row": _int_column(frame, "row", 0)[candidates]}
-    )
-    merged = rows.merge(keyed, on=["request_id", "row"], how="left")
-    values = np.full(len(frame), np.nan, dtype=object)
-    values[candidates] = merged["label_value"].to_numpy()
-    truth = pd.Series(values, index=frame.index)
-    return Labelled(truth=truth, count=int(truth.notna().sum()))
+    label_ids = labels["request_id"].astype(str)
+    label_rows = _int_column(labels, "row", 0)
+    values = labels["value"]
+    given = present(values)
+    order = np.arange(len(values))
+    if "timestamp" in labels:
+        order = np.argsort(tabular.timestamps(labels["timestamp"]), kind="stable")
+    latest: dict[tuple[str, int], Any] = {}
+    for index in order[given[order]].tolist():
+        latest[(label_ids[index], int(label_rows[index]))] = values[index]
+    requests = {request for request, _ in latest}
+    request_ids = columns["request_id"].astype(str)
+    candidates = [index for index, request in enumerate(request_ids.tolist()) if request in requests]
+    truth = np.full(rows, None, dtype=object)
+    mask = np.zeros(rows, dtype=bool)
+    if candidates:
+        row_numbers = _int_column(columns, "row", 0)
+        for index in candidates:
+            value = latest.get((request_ids[index], int(row_numbers[index])))
+            if value is not None:
+                truth[index] = value
+                mask[index] = True
+    return Labelled(truth=truth, mask=mask, count=int(mask.sum()))
 
 
 def _combine(report: MonitoringReport) -> tuple[Status, str]:
@@ -477,9 +530,9 @@ class MonitoringService:
             notes.append(f"{len(window.corrupt)} unreadable log objects skipped")
         if window.truncated:
             notes.append("the window was truncated at the row cap")
-        frame = window.frame
+        frame = window.columns
         extra: dict[str, Any] = {"corrupt_objects": window.corrupt[:50], "notes": notes}
-        if frame.empty:
+        if not _rows(frame):
             reason = f"no predictions logged between {start:%Y-%m-%d %H:%M} and {at:%Y-%m-%d %H:%M} UTC"
             if window.corrupt:
                 reason += f" ({len(window.corrupt)} log objects unreadable)"
@@ -487,13 +540,13 @@ class MonitoringService:
         versions = _int_column(frame, "version", -1)
         shadow = _bool_column(frame, "shadow")
         mine = (versions == version.version) & ~shadow
-        production = frame if mine.all() else frame.loc[mine].reset_index(drop=True)
+        production = _select(frame, mine)
         labels = self._archive.labels(start, at)
         if labels.corrupt:
             notes.append(f"{len(labels.corrupt)} unreadable label objects skipped")
-        joined = join_labels(frame, labels.frame)
+        joined = join_labels(frame, labels.columns)
         ab = self._ab(frame, versions, shadow, joined, version)
-        rows = len(production)
+        rows = _rows(production)
         if rows < self.config.drift.min_rows:
             seen = sorted({int(v) for v in np.unique(versions) if v >= 0})
             reason = f"{rows} rows served by v{version.version}, fewer than {self.config.drift.min_rows}"
@@ -503,8 +556,10 @@ class MonitoringService:
         feature_drift, prediction_drift, quality = self._drift_and_quality(
             version, profile, production, notes
         )
-        production_truth = joined.truth if mine.all() else joined.truth[mine].reset_index(drop=True)
-        model_quality = self._model_quality(version, production, production_truth, notes)
+        production_labels = Labelled(
+            truth=joined.truth[mine], mask=joined.mask[mine], count=int(joined.mask[mine].sum())
+        )
+        model_quality = self._model_quality(version, production, production_labels, notes)
         report = self._bare(
             version,
             at,
@@ -523,9 +578,9 @@ class MonitoringService:
         return report.model_copy(update={"status": status, "reason": reason})
 
     def _drift_and_quality(
-        self, version: ModelVersion, profile: ReferenceProfile, frame: pd.DataFrame, notes: list[str]
+        self, version: ModelVersion, profile: ReferenceProfile, frame: Columns, notes: list[str]
     ) -> tuple[DriftSection, DriftSection | None, DataQualitySection]:
-        rows = len(frame)
+        rows = _rows(frame)
         columns = [*profile.feature_names, *(p.name for p in profile.predictions)]
         config = drift_config_for(self.config, version, columns, notes)
         windows = [
@@ -548,20 +603,20 @@ class MonitoringService:
         known = set(profile.feature_names)
         extra_columns = [
             c[len(FEATURE_PREFIX) :]
-            for c in frame.columns
+            for c in frame
             if c.startswith(FEATURE_PREFIX)
             and c[len(FEATURE_PREFIX) :] not in known
-            and frame[c].notna().any()
+            and present(frame[c]).any()
         ]
         quality = data_quality(profile.features, windows, extra_columns, rows, self.config.quality)
         return feature_drift, prediction_drift, quality
 
     def _model_quality(
-        self, version: ModelVersion, frame: pd.DataFrame, truth: pd.Series[Any], notes: list[str]
+        self, version: ModelVersion, frame: Columns, labels: Labelled, notes: list[str]
     ) -> ModelQualitySection:
         settings = self.config.model_quality
         task = version.signature.task
-        mask = truth.notna().to_numpy()
+        truth, mask = labels.truth, labels.mask
         labelled = int(mask.sum())
         if labelled < settings.min_labels:
             return ModelQualitySection(
@@ -571,13 +626,13 @@ class MonitoringService:
                 labelled=labelled,
             )
         if task == "regression":
-            if VALUE_COLUMN not in frame.columns:
+            if VALUE_COLUMN not in frame:
                 return ModelQualitySection(
                     status="error", reason=f"the log has no {VALUE_COLUMN} column", task=task
                 )
-            y_true = pd.to_numeric(truth[mask], errors="coerce").to_numpy(dtype=np.float64)
-            y_pred = pd.to_numeric(frame[VALUE_COLUMN][mask], errors="coerce").to_numpy(dtype=np.float64)
-            usable = np.isfinite(y_true) & np.isfinite(y_pred)
+            true_values = _floats(truth[mask])
+            predicted_values = _floats(frame[VALUE_COLUMN][mask])
+            usable = np.isfinite(true_values) & np.isfinite(predicted_values)
             if (~usable).any():
                 notes.append(f"{int((~usable).sum())} labelled rows without a numeric label or prediction")
             if usable.sum() < settings.min_labels:
@@ -587,16 +642,16 @@ class MonitoringService:
                     task=task,
                     labelled=int(usable.sum()),
                 )
-            estimates = regression_estimates(y_true[usable], y_pred[usable], settings)
+            estimates = regression_estimates(true_values[usable], predicted_values[usable], settings)
             return quality_section(task, int(usable.sum()), estimates, version.metrics, settings)
-        if LABEL_COLUMN not in frame.columns:
+        if LABEL_COLUMN not in frame:
             return ModelQualitySection(
                 status="error", reason=f"the log has no {LABEL_COLUMN} column", task=task
             )
         true_labels = canonical_labels(truth[mask])
         predicted = canonical_labels(frame[LABEL_COLUMN][mask])
         classes = (
-            canonical_labels(pd.Series(list(version.signature.class_labels), dtype=object))
+            canonical_labels(np.array(list(version.signature.class_labels), dtype=object))
             if version.signature.class_labels
             else sorted(set(true_labels) | set(predicted))
         )
@@ -614,12 +669,8 @@ class MonitoringService:
             )
         probability_columns = [f"{PROBABILITY_PREFIX}{c}" for c in classes]
         probabilities = None
-        if all(c in frame.columns for c in probability_columns):
-            matrix = (
-                frame.loc[mask, probability_columns]
-                .apply(pd.to_numeric, errors="coerce")
-                .to_numpy(np.float64)
-            )
+        if all(c in frame for c in probability_columns):
+            matrix = np.column_stack([_floats(frame[c][mask]) for c in probability_columns])
             if np.isfinite(matrix[usable]).all():
                 probabilities = matrix[usable]
         estimates = classification_estimates(
@@ -629,32 +680,29 @@ class MonitoringService:
 
     def _ab(
         self,
-        frame: pd.DataFrame,
+        frame: Columns,
         versions: np.ndarray[Any, np.dtype[np.int64]],
         shadow: np.ndarray[Any, np.dtype[np.bool_]],
         joined: Labelled,
         version: ModelVersion,
     ) -> AbSection | None:
         config = self._catalog.endpoint_config(version.model)
+        count = _rows(frame)
         variants = (
-            frame["variant"].fillna("default").astype(str).to_numpy()
-            if "variant" in frame.columns
-            else np.full(len(frame), "default", dtype=object)
+            _texts(frame["variant"], "default")
+            if "variant" in frame
+            else np.full(count, "default", dtype=object)
         )
-        outcome = np.full(len(frame), np.nan)
-        mask = joined.truth.notna().to_numpy()
+        outcome = np.full(count, np.nan)
+        mask = joined.mask
         if mask.any():
-            if version.signature.task == "regression" and VALUE_COLUMN in frame.columns:
-                truth = pd.to_numeric(joined.truth[mask], errors="coerce").to_numpy(dtype=np.float64)
-                predicted = pd.to_numeric(frame[VALUE_COLUMN][mask], errors="coerce").to_numpy(
-                    dtype=np.float64
-                )
-                outcome[mask] = np.abs(truth - predicted)
-            elif LABEL_COLUMN in frame.columns:
+            if version.signature.task == "regression" and VALUE_COLUMN in frame:
+                outcome[mask] = np.abs(_floats(joined.truth[mask]) - _floats(frame[VALUE_COLUMN][mask]))
+            elif LABEL_COLUMN in frame:
                 truth_labels = np.asarray(canonical_labels(joined.truth[mask]))
                 predicted_labels = np.asarray(canonical_labels(frame[LABEL_COLUMN][mask]))
                 outcome[mask] = (truth_labels == predicted_labels).astype(np.float64)
-        requests = frame["request_id"].astype(str).to_numpy() if "request_id" in frame.columns else None
+        requests = frame["request_id"].astype(str).astype(object) if "request_id" in frame else None
         rows = ServedRows(
             variants=variants, shadow=shadow, versions=versions, outcome=outcome, requests=requests
         )

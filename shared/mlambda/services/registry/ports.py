@@ -10,7 +10,6 @@ from mlambda.ports import ArtifactStore, ModelCatalog
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas
 
     from mlambda.schemas.registry import (
         Alias,
@@ -102,8 +101,8 @@ class RegistryArtifacts(ArtifactStore, Protocol):
         """A presigned URL that lets its holder PUT ``key``."""
         ...
 
-    def read_table(self, key: str) -> pandas.DataFrame:
-        """A CSV or Parquet object as a DataFrame; InvalidInputError when it is neither."""
+    def read_table(self, key: str) -> dict[str, np.ndarray]:
+        """A CSV or Parquet object as columns in file order; InvalidInputError when it is neither."""
         ...
 
     def delete_prefix(self, prefix: str) -> None:

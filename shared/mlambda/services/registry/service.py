@@ -86,8 +86,6 @@ from mlambda.services.inference.scoring import (
 from mlambda.services.registry.ports import ModelRuntime, RegistryArtifacts, RegistryStore
 
 if TYPE_CHECKING:
-    import pandas
-
     from mlambda.config import RegistrySettings
 
 EVENT_SOURCE = "mlambda.registry"
@@ -160,7 +158,7 @@ def parse_tag_filter(tag: str | None) -> tuple[str, str] | None:
 
 
 def _python(value: Any, dtype: FeatureType) -> Any:
-    """A numpy/pandas scalar as the JSON value a client would send for a feature of ``dtype``."""
+    """A numpy scalar as the JSON value a client would send for a feature of ``dtype``."""
     if dtype == "float":
         return float(value)
     if dtype == "int":
@@ -346,7 +344,7 @@ class RegistryService:
         if request.reference_key:
             self._upload(name, request.reference_key, "reference", self.max_reference_bytes)
             frame = self._artifacts.read_table(request.reference_key)
-            if frame.empty:
+            if not frame or not len(next(iter(frame.values()))):
                 raise UnprocessableError("the reference sample has no rows", code="empty_reference")
         schema = feature_schema(signature, request.feature_names, request.feature_types, frame)
         sample_rows: list[dict[str, Any]] = []
@@ -422,24 +420,24 @@ class RegistryService:
         return version
 
     def _reference(
-        self, data: bytes, signature: Signature, schema: FeatureSchema, frame: pandas.DataFrame
+        self, data: bytes, signature: Signature, schema: FeatureSchema, frame: Mapping[str, np.ndarray]
     ) -> tuple[list[dict[str, Any]], bytes]:
         """(complete sample rows as clients would send them, the reference profile JSON)."""
-        from mlambda.services.monitoring.profiling import compute_profile, prediction_columns
+        from mlambda.services.monitoring.profiling import compute_profile, prediction_columns, present
 
-        missing = [n for n in schema.names if n not in frame.columns]
+        missing = [n for n in schema.names if n not in frame]
         if missing:
             raise UnprocessableError(
                 f"the reference sample lacks feature columns {missing[:10]}",
                 code="reference_mismatch",
                 details={"missing": missing},
             )
-        features = frame[schema.names]
-        complete = features.dropna()
+        features = {n: frame[n] for n in schema.names}
+        complete = np.logical_and.reduce([present(values) for values in features.values()])
         outputs_frame = None
-        if not complete.empty:
+        if complete.any():
             try:
-                feed = columns_to_feed(schema, {n: complete[n].to_numpy() for n in schema.names})
+                feed = columns_to_feed(schema, {n: values[complete] for n, values in features.items()})
             except (ValueError, TypeError) as exc:
                 raise UnprocessableError(
                     f"the reference sample's columns do not fit the model's input: {exc}",
@@ -455,10 +453,10 @@ class RegistryService:
             else:
                 outputs_frame = prediction_columns(values=np.asarray(outputs[signature.value_output or ""]))
         profile = compute_profile(features, schema, outputs_frame)
-        head = complete.head(self.smoke_rows)
+        head = np.flatnonzero(complete)[: self.smoke_rows].tolist()
         rows = [
-            {spec.name: _python(record[spec.name], spec.dtype) for spec in schema.features}
-            for record in head.to_dict("records")
+            {spec.name: _python(features[spec.name][index], spec.dtype) for spec in schema.features}
+            for index in head
         ]
         return rows, profile.to_json()
 
@@ -815,7 +813,7 @@ def feature_schema(
     signature: Signature,
     names: Sequence[str] | None,
     types: Sequence[FeatureType] | None,
-    frame: pandas.DataFrame | None,
+    frame: Mapping[str, np.ndarray] | None,
 ) -> FeatureSchema:
     """The features clients send by name, from the graph's inputs, declared names, or the sample's columns."""
     inputs = signature.inputs
@@ -837,7 +835,7 @@ def feature_schema(
                 f"the model takes one tensor '{tensor.name}': declare feature_names or give a reference sample",
                 code="feature_names_required",
             )
-        names = [str(column) for column in frame.columns]
+        names = [str(column) for column in frame]
     width = tensor.shape[1]
     if width is not None and len(names) != width:
         raise UnprocessableError(
