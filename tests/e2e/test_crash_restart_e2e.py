@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,9 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlambda.schemas.events import event_body as event
-from mlambda_local.client import ADMIN_KEY_FILE, ApiClient, Target
+from mlambda_local.client import ApiClient, Target
 from tests.batch_support import register_model
-from tests.conftest import REPO_ROOT
+from tests.local_cloud_process import LocalCloudProcess
 from tests.unit.fakes_batch import make_frame
 
 pytestmark = pytest.mark.e2e
@@ -49,48 +45,17 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str) -> T:
         time.sleep(0.05)
 
 
-class Cloud:
-    """``mlambda local up`` in a process of its own, on ``data_dir``."""
+class Cloud(LocalCloudProcess):
+    """``mlambda local up`` in a process of its own, started, with clients of its API and S3."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        log = (data_dir / "local-up.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlambda_local.cli", "--data-dir", str(data_dir), "local", "up"],
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING"},
-        )
-        state = wait_for(self._state_of_this_process, 120, "the local cloud to start")
-        self.endpoint_url = str(state["endpoint_url"])
-        self.outputs: dict[str, str] = state["outputs"]
-        key = wait_for(
-            lambda: (data_dir / ADMIN_KEY_FILE).exists() and self._printed_up(), 60, "the admin key"
-        )
-        assert key
-        self.api = ApiClient(
-            Target(api_url=str(state["api_url"]), api_key=(data_dir / ADMIN_KEY_FILE).read_text().strip())
-        )
+        super().__init__(data_dir)
+        self.start()
+        self.api = ApiClient(Target(api_url=self.api_url, api_key=self.admin_key))
         session = boto3.session.Session(
             region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
         )
         self.s3 = session.client("s3", endpoint_url=self.endpoint_url)
-
-    def _state_of_this_process(self) -> dict[str, Any] | None:
-        assert self.process.poll() is None, (self.data_dir / "local-up.log").read_text()[-3000:]
-        try:
-            state: dict[str, Any] = json.loads((self.data_dir / "state.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-        return state if state.get("pid") == self.process.pid else None
-
-    def _printed_up(self) -> bool:
-        return "local cloud is up" in (self.data_dir / "local-up.log").read_text()
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(30)
 
 
 def send_events(cloud: Cloud, prefix: str, count: int) -> list[str]:
