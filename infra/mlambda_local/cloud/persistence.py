@@ -54,6 +54,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import requests
 
 from mlambda_local.cloud import moto_patches
@@ -94,16 +95,13 @@ class BlobBuffer:
     The file is opened for each read, so a million stored objects hold no file descriptors.
     """
 
-    def __init__(self, path: Path, offset: int, size: int) -> None:
+    def __init__(self, path: str, offset: int, size: int) -> None:
         self.path = path
+        self.name = path.rsplit("/", 1)[-1]
         self.offset = offset
         self.size = size
         self._position = 0
         self.closed = False
-
-    @property
-    def name(self) -> str:
-        return self.path.name
 
     def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
@@ -120,7 +118,7 @@ class BlobBuffer:
         count = left if count is None or count < 0 else min(count, left)
         if count == 0:
             return b""
-        with self.path.open("rb") as stream:
+        with open(self.path, "rb") as stream:  # noqa: PTH123 (a str path: no Path object per read)
             stream.seek(self.offset + self._position)
             data = stream.read(count)
         self._position += len(data)
@@ -136,39 +134,51 @@ class BlobBuffer:
         self.closed = True
 
 
-# -- JSON for moto values (bytes and datetimes included) -------------------------------------------
+# -- JSON ---------------------------------------------------------------------------------------------
 
 
-def _encode(value: Any) -> Any:
+def _bytes_as_text(value: Any) -> Any:
     if isinstance(value, bytes):
-        return {"$b64": base64.b64encode(value).decode()}
-    if isinstance(value, dt.datetime):
-        return {"$time": value.isoformat()}
-    if isinstance(value, dict):
-        return {str(key): _encode(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_encode(item) for item in value]
-    return value
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"$b64"}:
-            return base64.b64decode(value["$b64"])
-        if set(value) == {"$time"}:
-            return dt.datetime.fromisoformat(value["$time"])
-        return {key: _decode(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_decode(item) for item in value]
-    return value
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(_encode(value), separators=(",", ":"), sort_keys=True)
+    """Rows are plain JSON; bytes (a DynamoDB binary nested in a map or list) become base64 text, as
+    DynamoDB's own JSON carries them."""
+    return orjson.dumps(value, default=_bytes_as_text, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _loads(text: str) -> Any:
-    return _decode(json.loads(text))
+_loads = orjson.loads
+
+
+def _tag_bytes(value: Any) -> Any:
+    """SQS message attributes keep their binary values as bytes: tagged, so they come back as bytes."""
+    if isinstance(value, bytes):
+        return {"$b64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {key: _tag_bytes(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tag_bytes(item) for item in value]
+    return value
+
+
+def _untag_bytes(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and "$b64" in value:
+            return base64.b64decode(value["$b64"])
+        return {key: _untag_bytes(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_untag_bytes(item) for item in value]
+    return value
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromisoformat(value)
 
 
 class StateStore:
@@ -177,6 +187,7 @@ class StateStore:
     def __init__(self, data_dir: Path) -> None:
         self.directory = data_dir / STATE_DIR
         self.blobs = self.directory / BLOBS
+        self._blobs_text = str(self.blobs)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
 
@@ -417,10 +428,10 @@ class StateStore:
             "is_versioned": version._is_versioned,
             "etag": version.etag.strip('"'),
             "size": version.contentsize,
-            "last_modified": version.last_modified,
+            "last_modified": _time(version.last_modified),
             "metadata": dict(version.metadata),
             "storage": version._storage_class,
-            "expiry": version._expiry,
+            "expiry": _time(version._expiry),
             "tags": backend.tagger.get_tag_dict_for_resource(version.arn),
             "blob": body.name,
             "multipart": None
@@ -450,7 +461,7 @@ class StateStore:
             with os.fdopen(descriptor, "wb") as stream:
                 shutil.copyfileobj(source, stream, _COPY_CHUNK)
             partial.replace(path)
-            stored = BlobBuffer(path, 0, key.contentsize)
+            stored = BlobBuffer(str(path), 0, key.contentsize)
             key._value_buffer = stored
             source.close()
             _share_parts(key, stored)
@@ -458,6 +469,9 @@ class StateStore:
 
     def _blob_path(self, name: str) -> Path:
         return self.blobs / name[:2] / name
+
+    def _blob_file(self, name: str) -> str:
+        return f"{self._blobs_text}/{name[:2]}/{name}"
 
     # -- restoring ----------------------------------------------------------------------------------
 
@@ -509,61 +523,60 @@ class StateStore:
         from moto.s3.models import s3_backends
 
         restored = 0
+        buckets: dict[tuple[str, str], tuple[Any, Any, _KeyFactory] | None] = {}
         for account, bucket_name, key_name, text in db.execute(
             "SELECT account, bucket, key, versions FROM s3_keys"
         ):
-            backend = s3_backends[account]["aws"]
-            bucket = backend.buckets.get(bucket_name)
-            if bucket is None:
-                logger.warning(
-                    "object %s of bucket %s not restored: the bucket is gone", key_name, bucket_name
-                )
+            if (account, bucket_name) not in buckets:
+                backend = s3_backends[account]["aws"]
+                bucket = backend.buckets.get(bucket_name)
+                made = None if bucket is None else (backend, bucket, _KeyFactory(backend, bucket))
+                buckets[(account, bucket_name)] = made
+                if bucket is None:
+                    logger.warning("objects of bucket %s not restored: the bucket is gone", bucket_name)
+            found = buckets[(account, bucket_name)]
+            if found is None:
                 continue
-            versions = [self._restored_version(backend, bucket, key_name, record) for record in _loads(text)]
-            bucket.keys.setlist(key_name, versions)
+            backend, bucket, make = found
+            versions = [self._restored_version(backend, make, key_name, record) for record in _loads(text)]
+            dict.__setitem__(bucket.keys, key_name, versions)  # setlist, without disposing anything
             restored += 1
+        for found in buckets.values():
+            if found is not None:
+                found[2].close()
         return restored
 
-    def _restored_version(self, backend: Any, bucket: Any, key_name: str, record: dict[str, Any]) -> Any:
-        from moto.s3.models import FakeDeleteMarker, FakeKey, FakeMultipart
+    def _restored_version(
+        self, backend: Any, make: _KeyFactory, key_name: str, record: dict[str, Any]
+    ) -> Any:
+        from moto.s3.models import FakeDeleteMarker, FakeMultipart
 
         if record.get("delete_marker"):
-            marker = FakeDeleteMarker(
-                FakeKey(key_name, b"", account_id=backend.account_id, region_name=bucket.region_name)
-            )
+            marker: Any = FakeDeleteMarker(make.key(key_name))
             marker._version_id = record["version_id"]
-            marker.last_modified = record["last_modified"]
+            marker.last_modified = _parse_time(record["last_modified"])
             return marker
-        key: Any = FakeKey(
-            key_name,
-            b"",
-            account_id=backend.account_id,
-            region_name=bucket.region_name,
-            storage=record["storage"],
-            etag=record["etag"],
-            is_versioned=record["is_versioned"],
-            version_id=record["version_id"],
-            bucket_name=bucket.name,
-        )
+        key = make.key(key_name)
         for name in _KEY_FIELDS:
             setattr(key, name, record[name])
-        key.last_modified = record["last_modified"]
-        key._expiry = record["expiry"]
+        key._etag = record["etag"]
+        key._version_id = record["version_id"]
+        key._is_versioned = record["is_versioned"]
+        key._storage_class = record["storage"]
+        key.last_modified = _parse_time(record["last_modified"])
+        key._expiry = _parse_time(record["expiry"])
         key._metadata.update(record["metadata"])
         key.contentsize = record["size"]
-        key._value_buffer.close()
-        key._value_buffer = BlobBuffer(self._blob_path(record["blob"]), 0, record["size"])
+        key._value_buffer = BlobBuffer(self._blob_file(record["blob"]), 0, record["size"])
         if record["multipart"] is not None:
             no_metadata: Any = {}
             multipart: Any = FakeMultipart(
-                key_name, no_metadata, account_id=backend.account_id, region_name=bucket.region_name
+                key_name, no_metadata, account_id=backend.account_id, region_name=make.region
             )
             multipart.id = record["multipart"]["id"]
             for number, etag, size in record["multipart"]["parts"]:
-                part = FakeKey(
-                    number, b"", account_id=backend.account_id, region_name=bucket.region_name, etag=etag
-                )
-                part.contentsize = size
+                part = make.key(number)
+                part._etag, part.contentsize = etag, size
                 multipart.parts[number] = part
                 multipart.partlist.append(number)
             key.multipart = multipart
@@ -607,7 +620,7 @@ class StateStore:
                 )
                 key.contentsize = part["size"]
                 key._value_buffer.close()
-                key._value_buffer = BlobBuffer(self._blob_path(part["blob"]), 0, part["size"])
+                key._value_buffer = BlobBuffer(self._blob_file(part["blob"]), 0, part["size"])
                 upload.parts[part["number"]] = key
                 upload.partlist.append(part["number"])
             bucket.multiparts[upload_id] = upload
@@ -647,6 +660,40 @@ _KEY_FIELDS = (
 )
 
 
+class _KeyFactory:
+    """FakeKeys of one bucket, copied from one built the slow way.
+
+    moto's FakeKey constructor builds a buffer, an ACL and a state machine per key (a tenth of a
+    millisecond); a restart rebuilds every stored object, so keys are cloned from a prototype
+    and given their own mutable parts instead.
+    """
+
+    def __init__(self, backend: Any, bucket: Any) -> None:
+        from moto.s3.models import FakeKey
+
+        self.region = bucket.region_name
+        self._prototype = FakeKey(
+            "", b"", account_id=backend.account_id, region_name=self.region, bucket_name=bucket.name
+        )
+        self._fields = dict(self._prototype.__dict__)
+
+    def key(self, name: Any) -> Any:
+        from moto.s3.models import FakeKey
+        from moto.utilities.utils import LowercaseDict
+
+        key: Any = FakeKey.__new__(FakeKey)
+        key.__dict__.update(self._fields)
+        key.name = name
+        key.lock = threading.Lock()
+        key._metadata = LowercaseDict()
+        key.multipart = None
+        key.disposed = False
+        return key
+
+    def close(self) -> None:
+        self._prototype.dispose()
+
+
 def _blobs_of_versions(versions: list[dict[str, Any]]) -> set[str]:
     return {version["blob"] for version in versions if "blob" in version}
 
@@ -682,6 +729,15 @@ def _item_key(hash_key: Any, range_key: Any) -> str:
     )
 
 
+def _attribute(value: Any) -> dict[str, Any]:
+    """A DynamoType as DynamoDB JSON, as moto holds it (a binary is base64 text, or bytes when nested)."""
+    if value.type == "M":
+        return {"M": {name: _attribute(item) for name, item in value.value.items()}}
+    if value.type == "L":
+        return {"L": [_attribute(item) for item in value.value]}
+    return {value.type: value.value}
+
+
 def _ddb_item_rows(changes: Changes) -> list[tuple[str, str, str | None]]:
     from moto.dynamodb.models import dynamodb_backends
 
@@ -689,7 +745,9 @@ def _ddb_item_rows(changes: Changes) -> list[tuple[str, str, str | None]]:
     for account, region, table_name, hash_key, range_key in changes.ddb_items:
         table = dynamodb_backends[account][region].tables.get(table_name)
         item = None if table is None else table.get_item(hash_key, range_key)
-        attributes = None if item is None else _dumps(item.to_json()["Attributes"])
+        attributes = (
+            None if item is None else _dumps({name: _attribute(value) for name, value in item.attrs.items()})
+        )
         rows.append((f"{account}/{region}/{table_name}", _item_key(hash_key, range_key), attributes))
     return rows
 
@@ -764,18 +822,40 @@ def _restore_tables(configs: dict[str, Any]) -> None:
         table.ttl = config["ttl"]
 
 
+def _dynamo_type(document: dict[str, Any]) -> Any:
+    """``DynamoType(document)`` without its constructor's per-value checks (a third of a restart)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    ((kind, value),) = document.items()
+    made: Any = DynamoType.__new__(DynamoType)
+    made.type = kind
+    if kind == "M":
+        value = {name: _dynamo_type(item) for name, item in value.items()}
+    elif kind == "L":
+        value = [_dynamo_type(item) for item in value]
+    made.value = value
+    return made
+
+
 def _restore_items(db: sqlite3.Connection) -> int:
     from moto.dynamodb.models import dynamodb_backends
-    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
 
     restored = 0
+    tables: dict[str, Any] = {}
     for scope, key, text in db.execute("SELECT scope, key, item FROM ddb_items"):
-        account, region, name = scope.split("/", 2)
-        table: Any = dynamodb_backends[account][region].tables[name]
-        hash_json, range_json = json.loads(key)
-        hash_key = DynamoType(hash_json)
-        range_key = None if range_json is None else DynamoType(range_json)
-        item = Item(hash_key, range_key, _loads(text))
+        table = tables.get(scope)
+        if table is None:
+            account, region, name = scope.split("/", 2)
+            table = tables[scope] = dynamodb_backends[account][region].tables[name]
+        hash_json, range_json = _loads(key)
+        hash_key = _dynamo_type(hash_json)
+        range_key = None if range_json is None else _dynamo_type(range_json)
+        # Item() checks the 400 KB limit attribute by attribute (quadratic); a stored item passed it.
+        item: Any = Item.__new__(Item)
+        item.hash_key, item.range_key = hash_key, range_key
+        item.attrs = LimitedSizeDict()
+        dict.update(item.attrs, {name: _dynamo_type(value) for name, value in _loads(text).items()})
         if range_key is None:
             table.items[hash_key] = item
         else:
@@ -845,8 +925,8 @@ def _restore_queues(configs: dict[str, Any]) -> None:
 def _message_record(message: Any) -> dict[str, Any]:
     return {
         "body": message.body,
-        "attributes": message.message_attributes,
-        "system": message.system_attributes,
+        "attributes": _tag_bytes(message.message_attributes),
+        "system": _tag_bytes(message.system_attributes),
         "sender": message.sender_id,
         "sent": message.sent_timestamp,
         "first_receive": message.approximate_first_receive_timestamp,
@@ -866,16 +946,19 @@ def _restore_messages(db: sqlite3.Connection) -> int:
 
     now = time.time() * 1000
     restored = 0
+    queues: dict[str, Any] = {}
     for message_id, queue_scope, text in db.execute(
         "SELECT id, queue, message FROM sqs_messages ORDER BY rowid"
     ):
-        account, region, name = queue_scope.split("/", 2)
-        queue = sqs_backends[account][region].queues.get(name)
+        if queue_scope not in queues:
+            account, region, name = queue_scope.split("/", 2)
+            queues[queue_scope] = sqs_backends[account][region].queues.get(name)
+        queue = queues[queue_scope]
         if queue is None:
             continue
         record = _loads(text)
-        message = Message(message_id, record["body"], record["system"])
-        message.message_attributes = record["attributes"]
+        message = Message(message_id, record["body"], _untag_bytes(record["system"]))
+        message.message_attributes = _untag_bytes(record["attributes"])
         message.sender_id = record["sender"]
         message.sent_timestamp = record["sent"]
         message.approximate_first_receive_timestamp = record["first_receive"]
