@@ -1,6 +1,6 @@
 """What the local cloud changes in moto's models: SQS made thread-safe and cheap, and change tracking.
 
-moto's models are plain Python objects shared by every request thread. Three things in them
+moto's models are plain Python objects shared by every request thread. Four things in them
 are wrong for a cloud that many threads use for hours:
 
 - **SQS is not thread-safe.** Two concurrent ReceiveMessage calls can both see a message as
@@ -13,6 +13,8 @@ are wrong for a cloud that many threads use for hours:
   received message (the retention check) and a delete scanned every message's receipt handles.
   Sends and retention checks read the one attribute they need; deletes find the message
   through an index of receipt handles.
+- **S3 keys' etags are computed without their lock**, which matters once persisting reads keys
+  that another request is still answering for.
 - **Nothing says what a request changed.** Persistence (``persistence``) needs to write what
   each request changed before the response leaves. Hooks on the models record the DynamoDB
   items and SQS messages a request touched, side effects included (an S3 upload notifying a
@@ -273,6 +275,43 @@ def _record_changed(message: Any) -> None:
         changes.sqs_messages[message.id] = (ref, message)
 
 
+def _patch_s3() -> None:
+    """An S3 key's etag is computed under its lock: persisting reads keys other requests are answering.
+
+    moto computes an etag lazily by seeking through the key's buffer; two threads doing it at
+    once (a request answering, another persisting the same multipart upload) interleave their
+    seeks and cache a wrong etag. The key's lock becomes re-entrant, since the ranged-GET server
+    holds it while reading the etag.
+    """
+    from moto.s3.models import FakeKey
+
+    original_init = FakeKey.__init__
+
+    def init_with_reentrant_lock(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.lock = threading.RLock()
+
+    FakeKey.__init__ = init_with_reentrant_lock  # type: ignore[method-assign]
+
+    original_setstate = FakeKey.__setstate__
+
+    def setstate_with_reentrant_lock(self: Any, state: dict[str, Any]) -> None:
+        original_setstate(self, state)
+        self.lock = threading.RLock()
+
+    FakeKey.__setstate__ = setstate_with_reentrant_lock  # type: ignore[method-assign]
+
+    etag: Callable[[Any], str] = FakeKey.etag.fget  # type: ignore[attr-defined]
+
+    def locked_etag(self: Any) -> str:
+        if self._etag is not None:
+            return f'"{self._etag}"'
+        with self.lock:
+            return etag(self)
+
+    FakeKey.etag = property(locked_etag)  # type: ignore[method-assign,assignment]
+
+
 def _patch_dynamodb() -> None:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
@@ -321,6 +360,7 @@ def install() -> None:
         if _installed:
             return
         _patch_sqs()
+        _patch_s3()
         _patch_dynamodb()
         _installed = True
 

@@ -51,6 +51,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,17 @@ def _parse_time(value: str | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromisoformat(value)
 
 
+@dataclass
+class _Rows:
+    """What one request's changes look like as rows (None: the row goes)."""
+
+    s3_keys: dict[tuple[str, str, str], list[dict[str, Any]]]
+    s3_uploads: dict[tuple[str, str], dict[str, dict[str, Any]]]
+    ddb_items: list[tuple[str, str, str | None]]
+    sqs_messages: list[tuple[str, str, str]]
+    configs: dict[str, dict[str, str]]
+
+
 class StateStore:
     """``<data_dir>/state``: see the module docstring."""
 
@@ -254,16 +266,37 @@ class StateStore:
         """Write what one request changed; returns once it would survive the process being killed."""
         if not changes:
             return
-        s3_keys = self._s3_key_rows(changes)  # bodies are written here, outside the lock
-        s3_uploads = self._s3_upload_rows(changes)
-        ddb_items = _ddb_item_rows(changes)
-        sqs_messages = [
-            ("/".join(ref), message_id, _dumps(_message_record(message)))
-            for message_id, (ref, message) in changes.sqs_messages.items()
-        ]
-        configs = {service: _CONFIG_SNAPSHOTS[service]() for service in changes.configs}
+        touched = self._touched_keys(changes)
+        # Bodies first, outside the lock (they can be large); rows then read moto's state inside
+        # it, so that of two requests changing one thing, the one persisted last wrote it last.
+        self._store_bodies(touched, changes)
+        with self._lock:
+            rows = _Rows(
+                s3_keys=self._s3_key_rows(touched),
+                s3_uploads=self._s3_upload_rows(changes),
+                ddb_items=_ddb_item_rows(changes),
+                sqs_messages=[
+                    ("/".join(ref), message_id, _dumps(_message_record(message)))
+                    for message_id, (ref, message) in changes.sqs_messages.items()
+                ],
+                configs={service: _CONFIG_SNAPSHOTS[service]() for service in changes.configs},
+            )
+            dropped = self._write(changes, rows)
+        for name in dropped:
+            with contextlib.suppress(FileNotFoundError):
+                self._blob_path(name).unlink()
+
+    def _write(self, changes: Changes, rows: _Rows) -> set[str]:
+        """One transaction; returns the body files no row names any more."""
+        s3_keys, s3_uploads, ddb_items, sqs_messages, configs = (
+            rows.s3_keys,
+            rows.s3_uploads,
+            rows.ddb_items,
+            rows.sqs_messages,
+            rows.configs,
+        )
         dropped: set[str] = set()
-        with self._lock, self._transaction() as db:
+        with self._transaction() as db:
             for request in changes.s3_bucket_requests:
                 dropped |= self._apply_bucket_request(db, request)
             for (account, bucket, key), versions in s3_keys.items():
@@ -310,11 +343,11 @@ class StateStore:
                 "ON CONFLICT (id) DO UPDATE SET queue = excluded.queue, message = excluded.message",
                 [(message_id, queue, text) for queue, message_id, text in sqs_messages],
             )
-            for service, rows in configs.items():
+            for service, snapshot in configs.items():
                 db.execute("DELETE FROM config WHERE service = ?", (service,))
                 db.executemany(
                     "INSERT INTO config VALUES (?, ?, ?)",
-                    [(service, scope, body) for scope, body in rows.items()],
+                    [(service, scope, body) for scope, body in snapshot.items()],
                 )
             if "dynamodb" in configs:  # items of deleted tables go with them
                 db.execute(
@@ -329,9 +362,7 @@ class StateStore:
             dropped -= _blobs_of_versions(versions)
         for uploads in s3_uploads.values():
             dropped -= {part["blob"] for upload in uploads.values() for part in upload["parts"]}
-        for name in dropped:
-            with contextlib.suppress(FileNotFoundError):
-                self._blob_path(name).unlink()
+        return dropped
 
     def _apply_bucket_request(self, db: sqlite3.Connection, request: dict[str, Any]) -> set[str]:
         """One bucket-level request: a setting stored or removed, or the whole bucket gone."""
@@ -357,7 +388,8 @@ class StateStore:
             db.execute(f"DELETE FROM {table} WHERE bucket = ?", (bucket,))
         return dropped
 
-    def _s3_key_rows(self, changes: Changes) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    def _touched_keys(self, changes: Changes) -> set[tuple[str, str]]:
+        """(bucket, key) of every S3 key the request may have changed."""
         from moto.s3.models import s3_backends
 
         touched = set(changes.s3_keys)
@@ -367,6 +399,28 @@ class StateStore:
                 bucket = s3_backends[account]["aws"].buckets.get(bucket_name)
                 if bucket is not None:
                     touched |= {(bucket_name, key) for key in list(bucket.keys.keys())}
+        return touched
+
+    def _store_bodies(self, touched: set[tuple[str, str]], changes: Changes) -> None:
+        """Write the bodies of the touched keys' versions and of the changed uploads' parts to files."""
+        from moto.s3.models import FakeKey, s3_backends
+
+        for account in list(s3_backends.keys()):
+            buckets = s3_backends[account]["aws"].buckets
+            for bucket_name, key_name in touched:
+                bucket = buckets.get(bucket_name)
+                for version in list(bucket.keys.getlist(key_name, [])) if bucket is not None else []:
+                    if isinstance(version, FakeKey):
+                        self._stored_body(version)
+            for bucket_name in changes.s3_uploads | changes.s3_buckets_resync:
+                bucket = buckets.get(bucket_name)
+                for upload in list(bucket.multiparts.values()) if bucket is not None else []:
+                    for part in list(upload.parts.values()):
+                        self._stored_body(part)
+
+    def _s3_key_rows(self, touched: set[tuple[str, str]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+        from moto.s3.models import s3_backends
+
         rows: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for account in list(s3_backends.keys()):
             backend = s3_backends[account]["aws"]
@@ -684,7 +738,7 @@ class _KeyFactory:
         key: Any = FakeKey.__new__(FakeKey)
         key.__dict__.update(self._fields)
         key.name = name
-        key.lock = threading.Lock()
+        key.lock = threading.RLock()
         key._metadata = LowercaseDict()
         key.multipart = None
         key.disposed = False

@@ -294,3 +294,23 @@ def test_resetting_moto_under_the_cloud_is_refused(tmp_path: Path, servers: list
     response = requests.post(f"{url}/moto-api/reset", timeout=10)
     assert response.status_code == 403
     assert "keeps its state" in response.json()["message"]
+
+
+def test_a_file_uploaded_in_parallel_parts_is_whole_after_a_crash(
+    tmp_path: Path, servers: list[MotoServer]
+) -> None:
+    # Given: six parts sent at once, as boto3's upload_file sends them
+    from boto3.s3.transfer import TransferConfig
+
+    source = tmp_path / "input.bin"
+    source.write_bytes(os.urandom(6 * PART))
+    s3 = aws("s3", start(servers, tmp_path / "data"))
+    s3.create_bucket(Bucket="batch-bucket")
+    parallel = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=6)
+    s3.upload_file(str(source), "batch-bucket", "input/m/parallel.bin", Config=parallel)
+    # When
+    s3 = aws("s3", start(servers, tmp_path / "data"))
+    # Then
+    assert (
+        s3.get_object(Bucket="batch-bucket", Key="input/m/parallel.bin")["Body"].read() == source.read_bytes()
+    )
