@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mlambda_local.cloud.errors import FunctionInvocationError
-from mlambda_local.cloud.functions import LocalFunction
+from mlambda_local.cloud.functions import Function
 
 logger = logging.getLogger("mlambda.local")
 
@@ -118,7 +118,7 @@ def failed_message_ids(result: Any, message_ids: list[str]) -> set[str] | None:
 class QueuePoller:
     """Threads polling one queue for one function; subclasses turn messages into invocations."""
 
-    def __init__(self, name: str, sqs: Any, queue_url: str, function: LocalFunction, threads: int) -> None:
+    def __init__(self, name: str, sqs: Any, queue_url: str, function: Function, threads: int) -> None:
         self.name = name
         self.sqs = sqs
         self.queue_url = queue_url
@@ -217,7 +217,7 @@ class SqsEventSourcePoller(QueuePoller):
         self,
         mapping: SqsMapping,
         sqs: Any,
-        function: LocalFunction,
+        function: Function,
         region: str,
         batches_dir: Path | None = None,
     ) -> None:

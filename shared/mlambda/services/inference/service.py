@@ -11,9 +11,14 @@ request values win, and a feature still missing after the merge is a 422 naming 
 imputation: a default the model never saw in training is a wrong answer, not a degraded one).
 
 Failure policy: model failures and timeouts answer the endpoint's fallback when it has one
-(else 502/504); a failing prediction cache, prediction log, tracking write, exclusion lookup or
-shadow variant never fails a request (each is counted); a failing opt-out lookup does (502),
-because serving an opted-out entity is not a degradation we may choose silently.
+(else 502/504); a failing prediction cache, exclusion lookup or shadow variant never fails a
+request (each is counted); a failing opt-out lookup does (502), because serving an opted-out
+entity is not a degradation we may choose silently.
+
+Nothing on the path waits for a write the answer does not depend on: the prediction log (every
+served and shadow row) and what the entity was served (the tracking store's record) leave as one
+record on the function's output (``prediction_log``), which the archiver receives through the
+log subscription and writes to the lake and the tracking table.
 """
 
 from __future__ import annotations
@@ -35,10 +40,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import orjson
 
-from mlambda.errors import MlambdaError, NotFoundError, PayloadTooLargeError, UpstreamError
+from mlambda.errors import ConflictError, MlambdaError, NotFoundError, PayloadTooLargeError, UpstreamError
 from mlambda.observability import MetricUnit, logger, metrics
 from mlambda.ports import ModelCatalog
-from mlambda.schemas.inference import PredictRequest, PredictResponse
+from mlambda.schemas.inference import ExplainOptions, PredictRequest, PredictResponse
 from mlambda.schemas.registry import (
     PRODUCTION,
     CachePolicy,
@@ -47,10 +52,18 @@ from mlambda.schemas.registry import (
     ServingRules,
     Variant,
 )
+from mlambda.services.inference.explain import Explainers
 from mlambda.services.inference.prediction_cache import PredictionCache, cache_key
-from mlambda.services.inference.prediction_log import PredictionLog, prediction_envelope
+from mlambda.services.inference.prediction_log import LoggedRequest, PredictionLog, Scored
 from mlambda.services.inference.routing import Router
-from mlambda.services.inference.scoring import NUMPY_TYPES, predictions, rows_to_feed, validate_rows
+from mlambda.services.inference.scoring import (
+    NUMPY_TYPES,
+    columns_to_feed,
+    predictions,
+    probability_matrix,
+    rows_to_feed,
+    validate_rows,
+)
 from mlambda.services.inference.serving_rules import (
     EXCLUDED_RECENTLY_SEEN,
     enriched,
@@ -100,7 +113,7 @@ class ItemMetadataSource(Protocol):
 
 
 class EntityTracking(Protocol):
-    """What the tracking store knows about an entity, and where served predictions are recorded."""
+    """What the tracking store knows about an entity (what it was served is written by the archiver)."""
 
     def is_opted_out(self, entity_id: str) -> bool:
         """Whether the entity opted out of personalised predictions."""
@@ -108,19 +121,6 @@ class EntityTracking(Protocol):
 
     def seen_items(self, entity_id: str, hours: float, kinds: Sequence[str]) -> set[str]:
         """Item ids the entity interacted with (``kinds``) in the last ``hours``."""
-        ...
-
-    def record_predictions(
-        self,
-        entity_id: str,
-        *,
-        model: str,
-        version: int,
-        variant: str,
-        request_id: str,
-        predictions: Sequence[Mapping[str, Any]],
-    ) -> None:
-        """Remember what was served to the entity (labels join on ``request_id``)."""
         ...
 
 
@@ -180,6 +180,7 @@ METRIC_UNITS = {
     "ModelMs": "Milliseconds",
     "CacheHits": "Count",
     "CacheMisses": "Count",
+    "ExplainMs": "Milliseconds",
 }
 """The per-request figures ``emit_request_metrics`` writes, and their CloudWatch units."""
 
@@ -327,6 +328,7 @@ class InferenceService:
         tracking: EntityTracking | None = None,
         items: ItemMetadataSource | None = None,
         cache: PredictionCache | None = None,
+        explainers: Explainers | None = None,
         max_instances: int = 1000,
         max_body_bytes: int = 6 * 1024 * 1024,
         config_ttl_seconds: float = 10.0,
@@ -340,6 +342,7 @@ class InferenceService:
         self._tracking = tracking
         self._items = items
         self._cache = cache
+        self._explainers = explainers
         self.max_instances = max_instances
         self.max_body_bytes = max_body_bytes
         self._rng = rng or random.Random()
@@ -351,30 +354,29 @@ class InferenceService:
         """The service on the stores template.yaml gives the predict function."""
         from mlambda.adapters.dynamodb import DynamoTable
         from mlambda.adapters.features import DynamoFeatureStore, DynamoItemStore
-        from mlambda.adapters.messaging import Queue
         from mlambda.adapters.model_sessions import ModelSessions
         from mlambda.adapters.prediction_cache import PredictionCacheTable
         from mlambda.adapters.registry import DynamoModelCatalog
         from mlambda.adapters.s3 import ObjectStore
         from mlambda.adapters.tracking import DynamoTrackingStore
 
+        artifacts = ObjectStore(settings.artifacts_bucket, settings)
         return cls(
             DynamoModelCatalog(DynamoTable(settings.registry_table, settings)),
             ModelSessions(
-                ObjectStore(settings.artifacts_bucket, settings),
+                artifacts,
                 max_models=settings.model_cache_max_models,
                 max_bytes=settings.model_cache_max_bytes,
                 intra_op_threads=settings.intra_op_threads,
             ),
-            PredictionLog(
-                Queue(settings.archive_queue_url, settings), max_buffered=settings.log_max_buffered
-            ),
+            PredictionLog(overflow=ObjectStore(settings.data_bucket, settings)),
             features=DynamoFeatureStore(DynamoTable(settings.features_table, settings)),
             tracking=DynamoTrackingStore(DynamoTable(settings.tracking_table, settings)),
             items=DynamoItemStore(DynamoTable(settings.features_table, settings)),
             cache=PredictionCache(
                 PredictionCacheTable(DynamoTable(settings.prediction_cache_table, settings))
             ),
+            explainers=Explainers(artifacts),
             max_instances=settings.max_instances,
             max_body_bytes=settings.max_body_bytes,
             config_ttl_seconds=settings.config_ttl_seconds,
@@ -453,45 +455,37 @@ class InferenceService:
 
         latency_ms = (time.perf_counter() - started) * 1000
         timestamp = orjson.dumps(datetime.now(UTC))[1:-1].decode()  # isoformat() at half the cost
-        envelopes = [
-            prediction_envelope(
+        logged = range(len(rows)) if scored_index is None else scored_index
+        shadow = None
+        if router.shadow is not None and scored_rows and router.shadow_sampled(self._rng):
+            shadow = self._shadow(model, router.shadow.target, scored_rows)
+        self._log.publish(
+            LoggedRequest(
                 request_id=request_id,
-                row=i,
                 model=model,
-                version=version.version,
-                variant=variant.name,
-                shadow=False,
                 timestamp=timestamp,
                 entity_id=entity_id,
-                features=rows[i],
-                prediction=served[i],
-                latency_ms=latency_ms,
+                positions=logged,
+                inputs=scored_rows,
+                served=Scored(
+                    version.version,
+                    variant.name,
+                    latency_ms,
+                    served if scored_index is None else [served[i] for i in scored_index],
+                ),
+                shadow=shadow,
             )
-            for i in range(len(rows))
-            if "excluded" not in served[i]
-        ]
-        if router.shadow is not None and scored_rows and router.shadow_sampled(self._rng):
-            envelopes.extend(
-                self._shadow(
-                    model,
-                    router.shadow.target,
-                    rows=scored_rows,
-                    index=scored_index,
-                    request_id=request_id,
-                    entity_id=entity_id,
-                    timestamp=timestamp,
-                )
-            )
-        self._log.publish(envelopes)
-        if entity_id is not None and self._tracking is not None:
-            self._record(
-                entity_id, model=model, version=version, variant=variant, request_id=request_id, served=served
-            )
+        )
 
         figures: dict[str, float] = {"Predictions": len(rows), "LatencyMs": latency_ms, "ModelMs": model_ms}
         if cache_hits is not None:
             figures["CacheHits"] = cache_hits
             figures["CacheMisses"] = len(scored_rows) - cache_hits
+        options = request.explain_options
+        if options is not None:
+            explain_started = time.perf_counter()
+            served = self._explained(prepared, rows, served, options)
+            figures["ExplainMs"] = (time.perf_counter() - explain_started) * 1000
         emit_request_metrics(model, variant.name, figures)
         return PredictResponse(
             model=model,
@@ -618,18 +612,65 @@ class InferenceService:
         merged = [dict(hits[k]) if k in hits else new_entries[k] for k in keys]
         return _Scored(merged, len(keys) - len(misses), model_ms)
 
-    def _shadow(
+    def _explained(
         self,
-        model: str,
-        target: str,
-        *,
+        prepared: PreparedVersion,
         rows: list[dict[str, Any]],
-        index: list[int] | None,
-        request_id: str,
-        entity_id: str | None,
-        timestamp: str,
+        served: list[dict[str, Any]],
+        options: ExplainOptions,
     ) -> list[dict[str, Any]]:
-        """Score the shadow variant and return its log envelopes; its failures never reach the caller."""
+        """``served`` with an ``explanation`` on every prediction the model made (not on excluded or fallback rows).
+
+        After the prediction log: explanations go to the caller only. Attributions are computed on
+        the same feature matrix the model scored (``mlambda.services.inference.explain``).
+        """
+        version = prepared.version
+        if self._explainers is None:
+            raise ConflictError("this deployment does not serve explanations", code="explainer_unavailable")
+        explainer = self._explainers.get(version)
+        signature = version.signature
+        wanted = [
+            i for i, answer in enumerate(served) if "excluded" not in answer and "fallback" not in answer
+        ]
+        if not wanted:
+            return served
+        explainer.check_budget(len(wanted), options.output)
+        feed = prepared.feed([rows[i] for i in wanted])
+        schema = prepared.schema
+        if schema.mode == "tensor":
+            matrix = feed[schema.tensor_input or "input"]
+        else:
+            matrix = np.column_stack([feed[name].reshape(-1) for name in schema.names])
+        labels = signature.class_labels
+        classes: list[int] | None = None
+        if signature.task == "classification":
+            chosen = explainer.class_index(options.class_label, labels)
+            if chosen is not None:
+                classes = [chosen] * len(wanted)
+            else:
+                known = {str(label): i for i, label in enumerate(labels or range(explainer.n_classes))}
+                classes = [known[str(served[i]["label"])] for i in wanted]
+
+        def score(perturbed: np.ndarray) -> np.ndarray:
+            perturbed_feed = (
+                {schema.tensor_input or "input": perturbed.astype(matrix.dtype)}
+                if schema.mode == "tensor"
+                else columns_to_feed(schema, {name: perturbed[:, j] for j, name in enumerate(schema.names)})
+            )
+            outputs = self._models.get(version).run(perturbed_feed, prepared.outputs)
+            if signature.task == "classification":
+                return probability_matrix(signature, outputs).astype(np.float64)
+            return np.asarray(outputs[prepared.outputs[0]], dtype=np.float64).reshape(perturbed.shape[0], -1)
+
+        explanations = explainer.explain(matrix, classes, score=score, output=options.output)
+        answers = explanations.as_json(prepared.names, labels)
+        explained = list(served)
+        for position, answer in zip(wanted, answers, strict=True):
+            explained[position] = {**served[position], "explanation": answer}
+        return explained
+
+    def _shadow(self, model: str, target: str, rows: list[dict[str, Any]]) -> Scored | None:
+        """Score the shadow variant on the scored rows; its failures never reach the caller."""
         started = time.perf_counter()
         try:
             version = self._catalog.resolve(model, target)
@@ -639,26 +680,9 @@ class InferenceService:
         except MlambdaError as exc:
             metrics.add_metric(name="ShadowErrors", unit=MetricUnit.Count, value=1)
             logger.warning("shadow variant failed", extra={"target": target, "error": exc.message})
-            return []
-        latency_ms = (time.perf_counter() - started) * 1000
+            return None
         metrics.add_metric(name="ShadowPredictions", unit=MetricUnit.Count, value=len(rows))
-        positions = index if index is not None else list(range(len(rows)))
-        return [
-            prediction_envelope(
-                request_id=request_id,
-                row=position,
-                model=model,
-                version=version.version,
-                variant=f"shadow:{target}",
-                shadow=True,
-                timestamp=timestamp,
-                entity_id=entity_id,
-                features=row,
-                prediction=answer,
-                latency_ms=latency_ms,
-            )
-            for position, row, answer in zip(positions, rows, answers, strict=True)
-        ]
+        return Scored(version.version, f"shadow:{target}", (time.perf_counter() - started) * 1000, answers)
 
     def _enrich(
         self, rules: ServingRules, rows: Sequence[Mapping[str, Any]], served: list[dict[str, Any]]
@@ -677,28 +701,3 @@ class InferenceService:
             logger.warning("item metadata lookup failed; serving unenriched", extra={"error": exc.message})
             return served
         return enriched(rule, rows, served, metadata)
-
-    def _record(
-        self,
-        entity_id: str,
-        *,
-        model: str,
-        version: ModelVersion,
-        variant: Variant,
-        request_id: str,
-        served: Sequence[Mapping[str, Any]],
-    ) -> None:
-        if self._tracking is None:
-            return
-        try:
-            self._tracking.record_predictions(
-                entity_id,
-                model=model,
-                version=version.version,
-                variant=variant.name,
-                request_id=request_id,
-                predictions=served,
-            )
-        except MlambdaError as exc:
-            metrics.add_metric(name="TrackingWriteErrors", unit=MetricUnit.Count, value=1)
-            logger.warning("recording served predictions failed", extra={"error": exc.message})
