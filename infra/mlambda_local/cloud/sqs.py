@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlambda_local.cloud.control import write_private_json
 from mlambda_local.cloud.errors import FunctionInvocationError
 from mlambda_local.cloud.functions import Function
 
@@ -278,11 +278,7 @@ class SqsEventSourcePoller(QueuePoller):
         if self.batches_dir is None:
             return None
         self.batches_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = self.batches_dir / f"{uuid.uuid4().hex}.json"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            json.dump(records, stream)
-        return path
+        return write_private_json(self.batches_dir / f"{uuid.uuid4().hex}.json", records)
 
     def _deliver(self, records: list[dict[str, Any]], saved: Path | None) -> None:
         """Invoke with the batch, then delete what succeeded; the saved batch goes once that is settled."""

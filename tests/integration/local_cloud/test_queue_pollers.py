@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -163,3 +164,25 @@ def test_a_delivered_batch_leaves_nothing_saved(tmp_path: Path) -> None:
     poller.poll_once()
     assert function.batches == [["0", "1", "2"]]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_crash_while_a_batch_is_being_saved_leaves_no_half_written_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: a poller killed while writing its batch to disk (before any invocation)
+    queue, function = TricklingQueue(total=12, interval=1e-9), RecordingFunction()
+
+    def dump_half(document: Any, stream: Any, **_: Any) -> None:
+        stream.write(json.dumps(document)[:40])
+        raise SystemExit("killed")
+
+    monkeypatch.setattr("mlambda_local.cloud.control.json.dump", dump_half)
+    dying = SqsEventSourcePoller(mapping(100, 0), queue, function, "us-east-1", batches_dir=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(SystemExit):
+        dying.poll_once()
+    monkeypatch.undo()
+    # When: the next start looks for interrupted batches
+    again = SqsEventSourcePoller(mapping(100, 0), queue, function, "us-east-1", batches_dir=tmp_path)  # type: ignore[arg-type]
+    redelivered = again.redeliver_interrupted()
+    # Then: no batch was ever handed to the function, so none is delivered (the queue has them back)
+    assert (redelivered, function.batches) == (0, [])
