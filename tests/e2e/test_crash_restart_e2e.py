@@ -2,9 +2,10 @@
 
 Real processes, as a user runs them: the local cloud is killed once while a file is being
 uploaded in parts, and once while the job that file started is being scored and events are
-being archived. After each restart the work goes on: the upload completes, the job finishes
-with rows in = scored + rejected and every chunk counted once, and each archived event is in
-the lake exactly once.
+being archived and predictions served (their log on its way to the archiver through the log
+subscription). After each restart the work goes on: the upload completes, the job finishes
+with rows in = scored + rejected and every chunk counted once, and each archived event and
+each served prediction row is in the lake exactly once.
 """
 
 from __future__ import annotations
@@ -71,10 +72,24 @@ def send_events(cloud: Cloud, prefix: str, count: int) -> list[str]:
     return [line["event_id"] for line in lines]
 
 
-def archived_ids(cloud: Cloud) -> list[str]:
+def predict(cloud: Cloud, prefix: str, count: int) -> list[str]:
+    """``count`` requests of one to three rows; the ids their rows get in the prediction log."""
+    ids: list[str] = []
+    for i in range(count):
+        request_id, rows = f"{prefix}{i}", 1 + i % 3
+        instances = [{f"f{j}": float(i + j + row) for j in range(20)} for row in range(rows)]
+        answer = cloud.api.post(
+            "/models/churn/predict", {"instances": instances, "request_id": request_id, "entity_id": "u1"}
+        )
+        assert len(answer["predictions"]) == rows, answer
+        ids.extend(f"{request_id}:{row}" for row in range(rows))
+    return ids
+
+
+def archived_ids(cloud: Cloud, kind: str = "interaction") -> list[str]:
     bucket = cloud.outputs["DataBucketName"]
     ids: list[str] = []
-    for page in cloud.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="type=interaction/"):
+    for page in cloud.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"type={kind}/"):
         for entry in page.get("Contents", []):
             body = cloud.s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
             ids.extend(pq.read_table(io.BytesIO(body)).column("id").to_pylist())
@@ -133,8 +148,10 @@ def test_kill_9_during_an_upload_and_during_a_job_loses_nothing_and_duplicates_n
             Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
         )
         job_id = job_id_for(bucket, key, completed["ETag"].strip('"'), "production")
-        # When: killed again while the job is scoring and new events are on their way to the archive
+        # When: killed again while the job is scoring, and new events and predictions are on their
+        # way to the archive
         during = send_events(cloud, "during-", 100)
+        served = predict(cloud, "during-", 30)
         running = wait_for(
             lambda: (job := job_of(cloud, job_id)) and 0 < job["done_chunks"] < job["total_chunks"] and job,
             120,
@@ -165,8 +182,16 @@ def test_kill_9_during_an_upload_and_during_a_job_loses_nothing_and_duplicates_n
             120,
             "all events archived",
         )
+        # and every row served before the kill, and after, exactly once
+        served += predict(cloud, "after-", 5)
+        wait_for(
+            lambda: len(archived_ids(cloud, "prediction")) >= len(served),
+            120,
+            "all predictions archived",
+        )
         time.sleep(6)  # one more archive batching window: a late duplicate would land now
         assert sorted(archived_ids(cloud)) == wanted, f"{len(found)} rows for {len(wanted)} events"
+        assert sorted(archived_ids(cloud, "prediction")) == sorted(served)
     finally:
         for cloud in clouds:
             if cloud.process.poll() is None:
