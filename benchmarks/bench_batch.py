@@ -12,7 +12,8 @@ For CSV and for Parquet (10 row groups), in the same run on the same machine:
   S3-notification and SQS polling delays).
 
 Memory: the local cloud's peak (its process and every process it started, sampled every 50 ms
-during each upload and job) is printed per job. One worker scoring one chunk is also run in a
+during each upload and job) is printed per job, with who held it (``local up`` itself, which runs
+moto, and each function's workers) and the peak of ``local up`` alone. One worker scoring one chunk is also run in a
 fresh subprocess; its peak RSS minus its RSS after imports is the chunk's working set (ru_maxrss; it includes Arrow's C buffers, which
 tracemalloc does not see; tracemalloc's peak is printed too, for the Python-visible part).
 
@@ -327,7 +328,8 @@ def main() -> int:
                     )
                 print(
                     f"    local cloud (mlambda local up and the processes it started) peak RSS "
-                    f"{memory.peak_kb / 1024:.0f} MB during upload + job"
+                    f"{memory.peak_kb / 1024:.0f} MB during upload + job: {memory.at_peak()}; "
+                    f"local up alone (runner and moto) peak {memory.runner_peak_kb / 1024:.0f} MB"
                 )
             for path in (csv_path, parquet_path):
                 path.unlink()

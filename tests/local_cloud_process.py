@@ -111,9 +111,26 @@ class LocalCloudProcess:
 
     def rss_kb(self) -> int:
         """Resident memory of the cloud's process and every process it started, now."""
+        return sum(self.rss_by_process_kb().values())
+
+    def rss_by_process_kb(self) -> dict[int, int]:
+        """Resident memory of the cloud's process and of each process it started (by pid), now."""
         if self.process is None or self.process.poll() is not None:
-            return 0
-        return sum(_rss_kb(pid) for pid in _descendants(self.process.pid))
+            return {}
+        return {pid: _rss_kb(pid) for pid in _descendants(self.process.pid)}
+
+    def label(self, pid: int) -> str:
+        """``local up`` for the cloud's own process (runner and moto), else the function a worker runs."""
+        if self.process is not None and pid == self.process.pid:
+            return "local up"
+        try:
+            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return "gone"
+        for variable in environment:
+            if variable.startswith(b"AWS_LAMBDA_FUNCTION_NAME="):
+                return variable.split(b"=", 1)[1].decode().removeprefix("mlambda-local-")
+        return "other"
 
 
 def _descendants(root: int) -> list[int]:
@@ -142,19 +159,39 @@ def _rss_kb(pid: int) -> int:
 
 
 class PeakMemory:
-    """The highest ``rss_kb`` of a cloud seen while this is running (sampled every 50 ms)."""
+    """The highest ``rss_kb`` of a cloud seen while this is running (sampled every 50 ms), and who held it."""
 
     def __init__(self, cloud: LocalCloudProcess, interval: float = 0.05) -> None:
         self.cloud = cloud
         self.interval = interval
         self.peak_kb = 0
+        self.runner_peak_kb = 0  # the cloud's own process (runner, moto), alone
+        self._at_peak: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, self.cloud.rss_kb())
+            by_process = self.cloud.rss_by_process_kb()
+            total = sum(by_process.values())
+            if total > self.peak_kb:
+                self.peak_kb, self._at_peak = total, by_process
+            if self.cloud.process is not None:
+                self.runner_peak_kb = max(self.runner_peak_kb, by_process.get(self.cloud.process.pid, 0))
             self._stop.wait(self.interval)
+
+    def at_peak(self) -> str:
+        """Who held the peak: ``local up 700 MB, BatchWorkerFunction 2 x 450 MB, ...``."""
+        groups: dict[str, list[int]] = {}
+        for pid, kb in self._at_peak.items():
+            groups.setdefault(self.cloud.label(pid), []).append(kb)
+        parts = sorted(groups.items(), key=lambda item: -sum(item[1]))
+        return ", ".join(
+            f"{label} {len(kbs)} x {sum(kbs) / len(kbs) / 1024:.0f} MB"
+            if len(kbs) > 1
+            else f"{label} {kbs[0] / 1024:.0f} MB"
+            for label, kbs in parts
+        )
 
     def __enter__(self) -> Self:
         self._thread.start()
