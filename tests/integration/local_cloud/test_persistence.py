@@ -11,12 +11,14 @@ import json
 import os
 import stat
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from mlambda_local.cloud.lifecycle import ExpirationRule, LifecycleSweeper
 from mlambda_local.cloud.moto_server import MotoServer
 
 PART = 5 * 1024 * 1024  # S3's smallest part but the last
@@ -314,3 +316,30 @@ def test_a_file_uploaded_in_parallel_parts_is_whole_after_a_crash(
     assert (
         s3.get_object(Bucket="batch-bucket", Key="input/m/parallel.bin")["Body"].read() == source.read_bytes()
     )
+
+
+def test_versions_keep_their_age_across_a_crash_so_lifecycle_expiry_is_not_postponed(
+    tmp_path: Path, servers: list[MotoServer]
+) -> None:
+    # Given: a versioned bucket with a replaced object and a deleted one, and an expiry rule of a day
+    s3 = aws("s3", start(servers, tmp_path))
+    s3.create_bucket(Bucket="uploads")
+    s3.put_bucket_versioning(Bucket="uploads", VersioningConfiguration={"Status": "Enabled"})
+    for body in (b"v1", b"v2"):
+        s3.put_object(Bucket="uploads", Key="pending/a", Body=body)
+    s3.put_object(Bucket="uploads", Key="pending/b", Body=b"b")
+    s3.delete_object(Bucket="uploads", Key="pending/b")
+    before = s3.list_object_versions(Bucket="uploads")
+    # When: the cloud restarts after a crash, and the sweeper runs two days later
+    s3 = aws("s3", start(servers, tmp_path))
+    after = s3.list_object_versions(Bucket="uploads")
+    rule = ExpirationRule("uploads", "expire", "pending/", expiration_days=1, noncurrent_days=1)
+    later = max(v["LastModified"] for v in before["Versions"]) + timedelta(days=2)
+    LifecycleSweeper(s3, [rule], clock=lambda: later).sweep()
+    # Then: every version and delete marker has the age it had, and all of them are expired by now
+    for kind in ("Versions", "DeleteMarkers"):
+        assert sorted((v["VersionId"], v["LastModified"]) for v in after[kind]) == sorted(
+            (v["VersionId"], v["LastModified"]) for v in before[kind]
+        )
+    left = s3.list_object_versions(Bucket="uploads")
+    assert (left.get("Versions", []), left.get("DeleteMarkers", [])) == ([], [])
