@@ -241,7 +241,11 @@ class LocalCloud:
     def _start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         template = load_template(
-            self.template_path, stack_name=self.stack_name, parameters=self.parameters, region=self.region
+            self.template_path,
+            stack_name=self.stack_name,
+            parameters=self.parameters,
+            region=self.region,
+            cache_dir=self.data_dir,
         )
         self.template = template
         validate_event_sources(template, IntrinsicResolver(template))
