@@ -15,6 +15,10 @@ are wrong for a cloud that many threads use for hours:
   through an index of receipt handles.
 - **S3 keys' etags are computed without their lock**, which matters once persisting reads keys
   that another request is still answering for.
+- **A completed multipart upload is built in memory**, twice (a bytearray of every part, then
+  its bytes) and a third time in the key's in-memory buffer before it spills to disk: 600 MB of
+  the cloud's memory for a 200 MB upload. The parts are copied into a temporary file instead,
+  which the key keeps as its buffer (persistence then moves it to the store's files).
 - **Nothing says what a request changed.** Persistence (``persistence``) needs to write what
   each request changed before the response leaves. Hooks on the models record the DynamoDB
   items and SQS messages a request touched, side effects included (an S3 upload notifying a
@@ -25,11 +29,12 @@ are wrong for a cloud that many threads use for hours:
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 SQS_LOCK = threading.RLock()
 # Notified whenever a message is added or made visible: long polls wait on it (moto_server).
@@ -310,6 +315,70 @@ def _patch_s3() -> None:
             return etag(self)
 
     FakeKey.etag = property(locked_etag)  # type: ignore[method-assign,assignment]
+    _patch_multipart_completion()
+
+
+class _FileValue:
+    """A completed multipart upload's body, in a temporary file: a key adopts the file as its buffer."""
+
+    def __init__(self, file: IO[bytes], size: int) -> None:
+        self.file = file
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def _patch_multipart_completion() -> None:
+    """``FakeMultipart.complete`` as moto's (same checks, etag and checksum), concatenating into a file."""
+    from moto.s3 import models as s3_models
+    from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
+    from moto.s3.models import FakeKey, FakeMultipart, MultipartChecksumBuilder
+    from moto.utilities.utils import md5_hash
+
+    def complete(self: Any, body: Iterable[tuple[int, str]]) -> tuple[_FileValue, str, Any]:
+        builder = MultipartChecksumBuilder(
+            self.metadata.get("x-amz-checksum-algorithm"), self.metadata.get("x-amz-checksum-type")
+        )
+        total = tempfile.TemporaryFile()  # noqa: SIM115 (the key keeps it open as its body)
+        try:
+            md5s = bytearray()
+            last = None
+            count = 0
+            for number, etag in body:
+                part = self.parts.get(number)
+                if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
+                    raise InvalidPart()
+                if last is not None and last.contentsize < s3_models.S3_UPLOAD_PART_MIN_SIZE:  # type: ignore[attr-defined]
+                    raise EntityTooSmall()
+                md5s.extend(bytes.fromhex(part.etag.replace('"', "")))
+                value = part.value  # one part in memory at a time
+                total.write(value)
+                builder.addPart(value)
+                last = part
+                count += 1
+            if count == 0:
+                raise MalformedXML()
+        except BaseException:
+            total.close()
+            raise
+        full_etag = md5_hash()
+        full_etag.update(bytes(md5s))
+        return _FileValue(total, total.tell()), f"{full_etag.hexdigest()}-{count}", builder.build()
+
+    FakeMultipart.complete = complete  # type: ignore[method-assign,assignment]
+
+    value_property: Any = FakeKey.value
+
+    def set_value(self: Any, new_value: Any) -> None:
+        if isinstance(new_value, _FileValue):
+            self._value_buffer.close()
+            self._value_buffer = new_value.file
+            self.contentsize = new_value.size
+            return
+        value_property.fset(self, new_value)
+
+    FakeKey.value = property(value_property.fget, set_value)  # type: ignore[method-assign,assignment]
 
 
 def _patch_dynamodb() -> None:

@@ -170,3 +170,62 @@ def test_a_send_does_not_scan_the_queue(moto_url: str, monkeypatch: pytest.Monke
     )
     # Then: no message of the queue was looked at
     assert checks == []
+
+
+def test_a_completed_multipart_upload_is_s3s_whole_body_etag_and_checksum(s3: Any) -> None:
+    # Given: two parts with SHA-256 checksums (the first at S3's 5 MB minimum)
+    import base64
+    import hashlib
+
+    parts = [BODY[: 5 * 1024 * 1024], BODY[5 * 1024 * 1024 : 5 * 1024 * 1024 + 1000]]
+    upload = s3.create_multipart_upload(Bucket="data", Key="in/parts.csv", ChecksumAlgorithm="SHA256")
+    sent = [
+        s3.upload_part(
+            Bucket="data",
+            Key="in/parts.csv",
+            UploadId=upload["UploadId"],
+            PartNumber=number,
+            Body=body,
+            ChecksumAlgorithm="SHA256",
+        )
+        for number, body in enumerate(parts, start=1)
+    ]
+    listed = [
+        {"PartNumber": n, "ETag": p["ETag"], "ChecksumSHA256": p["ChecksumSHA256"]}
+        for n, p in enumerate(sent, start=1)
+    ]
+    # When
+    completed = s3.complete_multipart_upload(
+        Bucket="data", Key="in/parts.csv", UploadId=upload["UploadId"], MultipartUpload={"Parts": listed}
+    )
+    # Then: the body is the parts in order, the etag and checksum are S3's composite ones
+    got = s3.get_object(Bucket="data", Key="in/parts.csv", ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"".join(parts)
+    md5s = b"".join(hashlib.md5(body).digest() for body in parts)
+    assert completed["ETag"].strip('"') == got["ETag"].strip('"') == f"{hashlib.md5(md5s).hexdigest()}-2"
+    digests = b"".join(hashlib.sha256(body).digest() for body in parts)
+    assert got["ChecksumSHA256"].split("-")[0] == base64.b64encode(hashlib.sha256(digests).digest()).decode()
+
+
+def test_a_multipart_upload_with_a_wrong_or_small_part_is_refused_as_s3_refuses_it(s3: Any) -> None:
+    # Given: an upload whose first part is under 5 MB
+    upload = s3.create_multipart_upload(Bucket="data", Key="in/bad.csv")
+    etags = [
+        s3.upload_part(
+            Bucket="data", Key="in/bad.csv", UploadId=upload["UploadId"], PartNumber=n, Body=b"x" * 100
+        )["ETag"]
+        for n in (1, 2)
+    ]
+    # When / Then: a wrong etag is InvalidPart, a small part before the last EntityTooSmall
+    for listed, code in (
+        ([{"PartNumber": 1, "ETag": '"0123"'}], "InvalidPart"),
+        ([{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags, strict=True)], "EntityTooSmall"),
+    ):
+        with pytest.raises(ClientError) as error:
+            s3.complete_multipart_upload(
+                Bucket="data",
+                Key="in/bad.csv",
+                UploadId=upload["UploadId"],
+                MultipartUpload={"Parts": listed},
+            )
+        assert error.value.response["Error"]["Code"] == code
