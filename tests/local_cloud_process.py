@@ -167,12 +167,15 @@ class PeakMemory:
         self.peak_kb = 0
         self.runner_peak_kb = 0  # the cloud's own process (runner, moto), alone
         self._at_peak: dict[int, int] = {}
+        self._labels: dict[int, str] = {}  # read when a process is first seen: it may be gone at the end
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.is_set():
             by_process = self.cloud.rss_by_process_kb()
+            for pid in by_process.keys() - self._labels.keys():
+                self._labels[pid] = self.cloud.label(pid)
             total = sum(by_process.values())
             if total > self.peak_kb:
                 self.peak_kb, self._at_peak = total, by_process
@@ -184,7 +187,7 @@ class PeakMemory:
         """Who held the peak: ``local up 700 MB, BatchWorkerFunction 2 x 450 MB, ...``."""
         groups: dict[str, list[int]] = {}
         for pid, kb in self._at_peak.items():
-            groups.setdefault(self.cloud.label(pid), []).append(kb)
+            groups.setdefault(self._labels.get(pid, "gone"), []).append(kb)
         parts = sorted(groups.items(), key=lambda item: -sum(item[1]))
         return ", ".join(
             f"{label} {len(kbs)} x {sum(kbs) / len(kbs) / 1024:.0f} MB"
