@@ -49,7 +49,16 @@ bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench
 bench-registry: install
 	$(BENCH) benchmarks/bench_registry.py
 
-bench-predict: install
+# MLflow, the peer of bench-predict and bench-http, lives in its own virtualenv: never a dependency of the project.
+MLFLOW_VENV := .venv-bench-mlflow
+$(MLFLOW_VENV)/.installed-stamp:
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=3,<4' scikit-learn pandas
+	touch $@
+
+# The 1,000-row columnar figures are printed beside MLflow's (its virtualenv: see bench-http).
+bench-predict: install $(MLFLOW_VENV)/.installed-stamp  ## in process and over HTTP, 1,000-row columnar requests beside raw onnxruntime and MLflow
 	$(BENCH) benchmarks/bench_predict.py
 
 bench-ingest: install
@@ -60,14 +69,6 @@ bench-batch: install
 
 bench-monitor: install
 	$(BENCH) benchmarks/bench_monitor.py
-
-# MLflow, the peer of bench-http, lives in its own virtualenv: never a dependency of the project.
-MLFLOW_VENV := .venv-bench-mlflow
-$(MLFLOW_VENV)/.installed-stamp:
-	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
-	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=3,<4' scikit-learn pandas
-	touch $@
 
 bench-http: install $(MLFLOW_VENV)/.installed-stamp  ## one-row and 1,000-row predict over HTTP, cold start: mlambda beside mlflow models serve
 	$(BENCH) benchmarks/bench_http.py

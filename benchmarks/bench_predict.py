@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -178,6 +179,17 @@ def api_event(body: bytes) -> dict[str, Any]:
     return event
 
 
+def v2_event(body: bytes) -> dict[str, Any]:
+    """The Open Inference Protocol's infer route, as API Gateway sends it."""
+    event = api_event(body)
+    event.update(resource="/v2/models/{name}/infer", path="/v2/models/bench/infer")
+    return event
+
+
+COLUMNAR: dict[str, float] = {}
+"""rows/s of the 1,000-row columnar figures, for the summary beside MLflow."""
+
+
 class Context:
     function_name = "predict"
     function_version = "$LATEST"
@@ -328,6 +340,24 @@ def batch_section(data: bytes, X: np.ndarray, n: int) -> None:
             f"{rate / raw_rate:.0%} of raw ORT",
         )
     from mlambda.schemas.inference import PredictRequest
+
+    split_body = orjson.dumps(
+        {"dataframe_split": {"columns": FEATURES, "data": A.astype(np.float64).tolist()}}
+    )
+    v2_body = orjson.dumps(
+        {"inputs": [{"name": name, "shape": [1000, 20], "datatype": "FP32", "data": A.ravel().tolist()}]}
+    )
+    for label, event in (
+        (f"handler, dataframe_split (columnar), {len(split_body) // 1024} KB body", api_event(split_body)),
+        (f"handler, Open Inference Protocol tensor, {len(v2_body) // 1024} KB", v2_event(v2_body)),
+    ):
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert predict_app.handler(event, context, service)["statusCode"] == 200
+            p = timed(lambda e=event: predict_app.handler(e, context, service), n, warmup=5)
+        rate = 1000 / (p[0] / 1e6)
+        record(label, f"{rate:,.0f} rows/s", f"{rate / raw_rate:.0%} of raw ORT (goal >= 50%)")
+        COLUMNAR[label.split(",")[1].strip()] = rate
+    COLUMNAR["raw ORT"] = raw_rate
 
     body = orjson.dumps({"instances": [row_of(x) for x in A]})
     parse = timed(lambda: PredictRequest.model_validate_json(body), n, warmup=5)
@@ -573,6 +603,114 @@ def cold_start_section(cloud: Any) -> None:
     event_path.unlink()
 
 
+def columnar_http_section(onnx: bytes, X: np.ndarray, calls: int, mlflow_python: Path) -> None:
+    """1,000 rows per request over local HTTP: ``mlambda local up`` beside ``mlflow models serve``, one run.
+
+    Both servers in their own processes, the same kept-alive ``http.client`` client
+    (benchmarks/bench_http.py), the same model trained with the same seed (ONNX here, the sklearn
+    flavour in MLflow, whose own format is ``dataframe_split``).
+    """
+    from benchmarks import bench_http
+
+    print(f"\n== 1,000 rows per request over local HTTP, {calls} requests each (beside MLflow)")
+    A = X[:1000].astype(np.float32)
+    v2 = orjson.dumps(
+        {"inputs": [{"name": "X", "shape": [1000, 20], "datatype": "FP32", "data": A.ravel().tolist()}]}
+    )
+
+    def rate(endpoint: Any, body: bytes) -> float:
+        connection = endpoint.connection()
+        endpoint.call(connection, body)
+        started = time.perf_counter()
+        for _ in range(calls):
+            endpoint.call(connection, body)
+        elapsed = time.perf_counter() - started
+        connection.close()
+        return calls * 1000 / elapsed
+
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        data_dir = scratch / "mlambda"
+        process = bench_http.mlambda_up(data_dir, bench_http.free_port())
+        try:
+            bench_http.wait_until(
+                lambda: bench_http.api_url_of(data_dir) is not None, 180, "mlambda local up"
+            )
+            api_url, key = bench_http.mlambda_setup(data_dir, onnx, X)
+            headers = {"x-api-key": key}
+            predict = bench_http.Endpoint(
+                "mlambda", f"{api_url}/models/bench/predict", headers, bench_http.instances
+            )
+            infer = bench_http.Endpoint(
+                "mlambda", f"{api_url}/v2/models/bench/infer", headers, bench_http.instances
+            )
+            name = json.loads(_get(f"{api_url}/v2/models/bench", headers))["inputs"][0]["name"]
+            figures["mlambda dataframe_split"] = rate(predict, bench_http.dataframe_split(A))
+            figures["mlambda Open Inference Protocol tensor"] = rate(
+                infer, v2.replace(b'"X"', orjson.dumps(name))
+            )
+            figures["mlambda instances (rows by name)"] = rate(predict, bench_http.instances(A))
+        finally:
+            bench_http.mlambda_down(process)
+        model_dir = scratch / "mlflow-model"
+        version = (
+            subprocess.run(
+                [str(mlflow_python), "-c", bench_http.SAVE_MLFLOW, str(model_dir)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        port = bench_http.free_port()
+        endpoint = bench_http.Endpoint(
+            "mlflow", f"http://127.0.0.1:{port}/invocations", {}, bench_http.dataframe_split
+        )
+        server = subprocess.Popen(
+            [
+                str(mlflow_python.parent / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(model_dir),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--env-manager",
+                "local",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PATH": f"{mlflow_python.parent}:{os.environ['PATH']}"},
+            start_new_session=True,
+        )
+        try:
+            bench_http.wait_until(
+                lambda: bench_http.answers(endpoint, bench_http.dataframe_split(A[:1])),
+                180,
+                "mlflow models serve",
+            )
+            figures[f"MLflow {version} dataframe_split"] = rate(endpoint, bench_http.dataframe_split(A))
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+    theirs = next(v for k, v in figures.items() if k.startswith("MLflow"))
+    for label, value in figures.items():
+        note = "" if label.startswith("MLflow") else f"{value / theirs:.2f}x MLflow (goal >= 2x)"
+        record(f"HTTP 1,000 rows: {label}", f"{value:,.0f} rows/s", note)
+
+
+def _get(url: str, headers: dict[str, str]) -> str:
+    import requests
+
+    response = requests.get(url, headers=headers, timeout=30)
+    response.raise_for_status()
+    return response.text
+
+
 train_cache: dict[str, Any] = {}
 
 
@@ -580,6 +718,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer iterations, for a smoke run")
     parser.add_argument("--skip-http", action="store_true", help="in-process figures only")
+    parser.add_argument("--columnar-only", action="store_true", help="the 1,000-row columnar figures only")
+    parser.add_argument("--mlflow-python", default=str(REPO / ".venv-bench-mlflow" / "bin" / "python"))
     args = parser.parse_args()
     n = 500 if args.quick else 5000
     print(
@@ -587,19 +727,24 @@ def main() -> int:
     )
     data, model, X = train()
     train_cache["X"] = X
-    session_options_section(data, X[:1], n)
-    figures = in_process_section(data, X, n)
-    explain_section(data, model, X, n)
+    figures: dict[str, float] = {}
+    if not args.columnar_only:
+        session_options_section(data, X[:1], n)
+        figures = in_process_section(data, X, n)
+        explain_section(data, model, X, n)
     batch_section(data, X, 20 if args.quick else 100)
     if not args.skip_http:
-        http_section(data, X, 200 if args.quick else 1000)
+        if not args.columnar_only:
+            http_section(data, X, 200 if args.quick else 1000)
+        columnar_http_section(data, X, 10 if args.quick else 50, Path(args.mlflow_python))
     print("\n== summary")
     for name, value, note in ROWS:
         print(f"{name:60} {value:>24}  {note}")
-    print(
-        f"\ngoals: handler p50 <= 3x minimal -> {figures['handler_p50'] / figures['minimal_p50']:.2f}x; "
-        f"handler p99 < 1 ms -> {figures['handler_p99']:.0f} µs"
-    )
+    if figures:
+        print(
+            f"\ngoals: handler p50 <= 3x minimal -> {figures['handler_p50'] / figures['minimal_p50']:.2f}x; "
+            f"handler p99 < 1 ms -> {figures['handler_p99']:.0f} µs"
+        )
     return 0
 
 

@@ -25,6 +25,16 @@ Shape (``v`` 1)::
      "columns": ["f0", "f1"], "values": [[0.1, 2], [0.3, 4]],
      "predictions": [{"label": 1, "probabilities": {"0": 0.2, "1": 0.8}}, …],
      "shadow_predictions": [{…}, …]}                 # with "shadow"
+
+``v`` 2 is the columnar request path's record (``dataframe_split``, tensors, Open Inference
+Protocol): the same header, ``values`` as the matrix the model scored, and the predictions as one
+block of columns instead of an object per row (``shadow_predictions`` likewise)::
+
+     "predictions": {"label": [1, 0], "classes": ["0", "1"], "probabilities": [[0.2, 0.8], [0.9, 0.1]]}
+     "predictions": {"value": [3.5, 1.25]}                                          # regressors
+
+(a list of objects when the endpoint's fallback answered). ``expand`` turns both versions into
+the same archive rows, so the archiver, the lake and monitoring read either.
 """
 
 from __future__ import annotations
@@ -57,13 +67,50 @@ class ScoredBy(BaseModel):
     latency_ms: float = Field(ge=0)
 
 
+class PredictionBlock(BaseModel):
+    """A piece's predictions as columns (``v`` 2): labels + class probabilities, or values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: list[Any] | None = None
+    classes: list[str] | None = None
+    probabilities: list[list[float]] | None = None
+    value: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PredictionBlock:
+        if self.value is None:
+            if self.label is None or self.classes is None or self.probabilities is None:
+                raise ValueError("a block holds 'value', or 'label' with 'classes' and 'probabilities'")
+            if len(self.probabilities) != len(self.label) or any(
+                len(p) != len(self.classes) for p in self.probabilities
+            ):
+                raise ValueError("probabilities must hold one list per label, one value per class")
+        elif self.label is not None or self.probabilities is not None:
+            raise ValueError("a block holds 'value', or 'label' with 'classes' and 'probabilities'")
+        return self
+
+    def __len__(self) -> int:
+        return len(self.value if self.value is not None else self.label or [])
+
+    def as_rows(self) -> list[dict[str, Any]]:
+        """One prediction object per row, as predict answers them (``{label, probabilities}`` or ``{value}``)."""
+        if self.value is not None:
+            return [{"value": v} for v in self.value]
+        classes = self.classes or []
+        return [
+            {"label": label, "probabilities": dict(zip(classes, row, strict=True))}
+            for label, row in zip(self.label or [], self.probabilities or [], strict=True)
+        ]
+
+
 class PredictionLogRecord(BaseModel):
     """One piece of a request's prediction log record (see the module doc)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mlambda_log: Literal["prediction"]
-    v: Literal[1]
+    v: Literal[1, 2]
     request_id: str = Field(min_length=1, max_length=200)
     piece: int = Field(ge=0)
     pieces: int = Field(ge=1, le=100_000)
@@ -76,8 +123,8 @@ class PredictionLogRecord(BaseModel):
     rows: list[int]
     columns: list[str] = Field(default_factory=list)
     values: list[list[Any]] = Field(default_factory=list)
-    predictions: list[dict[str, Any]] = Field(default_factory=list)
-    shadow_predictions: list[dict[str, Any]] | None = None
+    predictions: list[dict[str, Any]] | PredictionBlock = Field(default_factory=list)
+    shadow_predictions: list[dict[str, Any]] | PredictionBlock | None = None
     ref: str | None = Field(None, description="data bucket key of this piece, when its row was too large")
     features_truncated_bytes: int | None = Field(
         None, description="set when a too-large row could not be stored: its features are not logged"
@@ -97,6 +144,11 @@ class PredictionLogRecord(BaseModel):
                 raise ValueError("ref must name an object under the overflow prefix")
             return self
         rows = len(self.rows)
+        if self.v == 1 and (
+            isinstance(self.predictions, PredictionBlock)
+            or isinstance(self.shadow_predictions, PredictionBlock)
+        ):
+            raise ValueError("predictions as columns need v 2")
         if len(self.predictions) != rows:
             raise ValueError(f"{len(self.predictions)} predictions for {rows} rows")
         if self.features_truncated_bytes is None and (
@@ -110,12 +162,21 @@ class PredictionLogRecord(BaseModel):
         return self
 
     @property
+    def served_predictions(self) -> list[dict[str, Any]]:
+        """The served prediction of each row, as an object (whichever form the record holds)."""
+        return _as_rows(self.predictions)
+
+    @property
     def features(self) -> list[dict[str, Any]]:
         """Each row's features by name (``{}`` for rows whose features were too large to keep)."""
         if self.features_truncated_bytes is not None:
             return [{} for _ in self.rows]
         columns = self.columns
         return [dict(zip(columns, values, strict=True)) for values in self.values]
+
+
+def _as_rows(predictions: list[dict[str, Any]] | PredictionBlock) -> list[dict[str, Any]]:
+    return predictions.as_rows() if isinstance(predictions, PredictionBlock) else predictions
 
 
 def prediction_envelope(
@@ -168,9 +229,9 @@ def expand(record: PredictionLogRecord) -> list[ArchiveEnvelope]:
     if record.ref is not None:
         raise ValueError("a reference piece is expanded once its object is read")
     features = record.features
-    answered = [(record.served, record.predictions, False)]
+    answered = [(record.served, record.served_predictions, False)]
     if record.shadow is not None and record.shadow_predictions is not None:
-        answered.append((record.shadow, record.shadow_predictions, True))
+        answered.append((record.shadow, _as_rows(record.shadow_predictions), True))
     return [
         prediction_envelope(
             request_id=record.request_id,
