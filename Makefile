@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration
+.PHONY: install demo up test test-triton unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ integration: install
 
 e2e: install
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+# tritonclient (the Open Inference Protocol's reference client) in its own virtualenv, never a dependency.
+TRITON_VENV := .venv-test-triton
+$(TRITON_VENV)/.installed-stamp:
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --quiet 'tritonclient[http]>=2.40'
+	touch $@
+
+test-triton: install $(TRITON_VENV)/.installed-stamp  ## tritonclient against the local cloud's /v2 routes
+	MLAMBDA_TRITON_PYTHON=$(TRITON_VENV)/bin/python $(BIN)/pytest tests/e2e/test_triton_client_e2e.py $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -93,4 +103,4 @@ package-check: install  ## build, fail on any function over 90% of Lambda's limi
 	$(BIN)/python -m mlambda_local.packaging
 
 clean:
-	rm -rf $(VENV) $(MLFLOW_VENV) $(EVIDENTLY_VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(MLFLOW_VENV) $(EVIDENTLY_VENV) $(TRITON_VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -21,6 +21,7 @@ from mlambda.schemas.prediction_log import PredictionBlock
 from mlambda.schemas.registry import DecisionRule, Fallback, ServingRules, Shadow, Threshold
 from mlambda.services.inference.open_inference import OpenInference
 from mlambda.services.inference.prediction_log import PredictionLog
+from tests.conftest import load_event
 from tests.unit.fakes_predict import FEATURES, BrokenModel, RecordingOutput, classifier, regressor, row
 from tests.unit.test_predict_service import Harness, endpoint, harness
 
@@ -414,3 +415,40 @@ def test_a_columnar_record_over_the_event_limit_is_cut_into_pieces_that_expand_t
     assert all(len(line) <= 20_000 for line in output.lines)
     ids = [e["id"] for e in output.envelopes()]
     assert sorted(ids) == sorted(f"big:{i}" for i in range(1000))
+
+
+def test_request_bodies_made_by_mlflow_and_pandas_are_served_alike() -> None:
+    # Given: bodies MLflow's own serving-input helper and pandas produced (tests/events)
+    samples = {k: v for k, v in load_event("mlflow_scoring_requests").items() if not k.startswith("_")}
+    h = harness()
+    _, model, _ = classifier(0)
+    rows = np.array([[0.5, -1.25, 2.0, 0.75], [1.5, 0.25, -2.0, 3.0]])
+    expected = model.predict(rows).tolist()
+    # When / Then
+    for name, body in samples.items():
+        answer = predict(h, body)
+        predictions = answer["predictions"]
+        labels = [p["label"] for p in predictions] if isinstance(predictions[0], dict) else predictions
+        assert labels == expected, name
+
+
+def test_request_bodies_made_by_tritonclient_are_served_like_sklearn() -> None:
+    # Given: bodies tritonclient[http] built (tests/events), the model's ONNX input being 'X'
+    samples = {k: v for k, v in load_event("open_inference_requests").items() if not k.startswith("_")}
+    h = harness()
+    _, model, _ = classifier(0)
+    rows = np.array([[0.5, -1.25, 2.0, 0.75], [1.5, 0.25, -2.0, 3.0]])
+    assert h.catalog.resolve("churn", "production").feature_schema.tensor_input == "X"
+    # When / Then
+    for name, body in samples.items():
+        outputs = {o["name"]: o for o in infer(h, body)["outputs"]}
+        wanted = [o["name"] for o in body.get("outputs", [])] or ["label", "probabilities"]
+        assert list(outputs) == wanted, name
+        if "label" in outputs:
+            assert np.asarray(outputs["label"]["data"]).tolist() == model.predict(rows).tolist(), name
+        if "probabilities" in outputs:
+            np.testing.assert_allclose(
+                np.asarray(outputs["probabilities"]["data"]).reshape(2, 2),
+                model.predict_proba(rows),
+                atol=1e-5,
+            )

@@ -41,6 +41,7 @@ Datatype = Literal[
 ]
 INTEGER_TYPES = frozenset(("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"))
 FLOAT_TYPES = frozenset(("FP16", "FP32", "FP64"))
+NUMERIC_TYPES = FLOAT_TYPES | INTEGER_TYPES
 ACCEPTED_FOR_FEATURE: dict[str, frozenset[str]] = {
     "float": FLOAT_TYPES | INTEGER_TYPES,
     "int": INTEGER_TYPES,

@@ -28,21 +28,31 @@ Shape (``v`` 1)::
 
 ``v`` 2 is the columnar request path's record (``dataframe_split``, tensors, Open Inference
 Protocol): the same header, ``values`` as the matrix the model scored, and the predictions as one
-block of columns instead of an object per row (``shadow_predictions`` likewise)::
+block of columns instead of an object per row (``shadow_predictions`` likewise). Numeric arrays
+are ``EncodedArray``: base64 of their little-endian bytes with dtype and shape, which costs a
+tenth of writing the numbers as JSON text (0.15 ms against 1.0 ms for 1,000 x 20 float32, the
+largest cost of the columnar path after the model and the parse) and half the bytes::
 
-     "predictions": {"label": [1, 0], "classes": ["0", "1"], "probabilities": [[0.2, 0.8], [0.9, 0.1]]}
-     "predictions": {"value": [3.5, 1.25]}                                          # regressors
+     "values": {"dtype": "float32", "shape": [2, 20], "base64": "…"},
+     "predictions": {"label": {"dtype": "int64", "shape": [2], "base64": "…"}, "classes": ["0", "1"],
+                     "probabilities": {"dtype": "float32", "shape": [2, 2], "base64": "…"}}
+     "predictions": {"value": {"dtype": "float64", "shape": [2], "base64": "…"}}    # regressors
 
-(a list of objects when the endpoint's fallback answered). ``expand`` turns both versions into
+Plain JSON lists are read too; labels that are strings stay a list; ``predictions`` is a list of
+objects when the endpoint's fallback answered. ``expand`` turns both versions into
 the same archive rows, so the archiver, the lake and monitoring read either.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlambda.schemas.archive import PREDICTION_TYPE, ArchiveEnvelope
@@ -67,24 +77,80 @@ class ScoredBy(BaseModel):
     latency_ms: float = Field(ge=0)
 
 
+ENCODED_DTYPES = {"float32": "<f4", "float64": "<f8", "int64": "<i8", "int32": "<i4"}
+
+
+class EncodedArray(BaseModel):
+    """A numeric array as base64 of its little-endian bytes (C order), with its dtype and shape."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: Literal["float32", "float64", "int64", "int32"]
+    shape: list[int] = Field(min_length=1, max_length=2)
+    base64: str
+
+    @model_validator(mode="after")
+    def _size(self) -> EncodedArray:
+        if any(d < 0 for d in self.shape):
+            raise ValueError("shape dimensions must be 0 or more")
+        expected = math.prod(self.shape) * np.dtype(ENCODED_DTYPES[self.dtype]).itemsize
+        if len(self.base64) != 4 * math.ceil(expected / 3):
+            raise ValueError(f"base64 must hold {expected} bytes for shape {self.shape} of {self.dtype}")
+        return self
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> dict[str, Any]:
+        """The JSON form of ``array`` (what the writer emits; orjson writes the dict)."""
+        little = np.ascontiguousarray(array, dtype=ENCODED_DTYPES[array.dtype.name])
+        return {
+            "dtype": array.dtype.name,
+            "shape": list(array.shape),
+            "base64": base64.b64encode(little.tobytes()).decode(),
+        }
+
+    def array(self) -> np.ndarray:
+        """The decoded array."""
+        try:
+            raw = base64.b64decode(self.base64, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"base64 is not valid: {exc}") from exc
+        return np.frombuffer(raw, dtype=ENCODED_DTYPES[self.dtype]).reshape(self.shape)
+
+    def tolist(self) -> list[Any]:
+        """The values as Python numbers (nested for a matrix)."""
+        values: list[Any] = self.array().tolist()
+        return values
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+def _plain(values: list[Any] | EncodedArray) -> list[Any]:
+    return values.tolist() if isinstance(values, EncodedArray) else values
+
+
 class PredictionBlock(BaseModel):
     """A piece's predictions as columns (``v`` 2): labels + class probabilities, or values."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    label: list[Any] | None = None
+    label: list[Any] | EncodedArray | None = None
     classes: list[str] | None = None
-    probabilities: list[list[float]] | None = None
-    value: list[float] | None = None
+    probabilities: list[list[float]] | EncodedArray | None = None
+    value: list[float] | EncodedArray | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> PredictionBlock:
         if self.value is None:
             if self.label is None or self.classes is None or self.probabilities is None:
                 raise ValueError("a block holds 'value', or 'label' with 'classes' and 'probabilities'")
-            if len(self.probabilities) != len(self.label) or any(
-                len(p) != len(self.classes) for p in self.probabilities
-            ):
+            probabilities = self.probabilities
+            widths = (
+                {probabilities.shape[-1]}
+                if isinstance(probabilities, EncodedArray)
+                else {len(row) for row in probabilities}
+            )
+            if len(probabilities) != len(self.label) or not widths <= {len(self.classes)}:
                 raise ValueError("probabilities must hold one list per label, one value per class")
         elif self.label is not None or self.probabilities is not None:
             raise ValueError("a block holds 'value', or 'label' with 'classes' and 'probabilities'")
@@ -96,11 +162,11 @@ class PredictionBlock(BaseModel):
     def as_rows(self) -> list[dict[str, Any]]:
         """One prediction object per row, as predict answers them (``{label, probabilities}`` or ``{value}``)."""
         if self.value is not None:
-            return [{"value": v} for v in self.value]
+            return [{"value": v} for v in _plain(self.value)]
         classes = self.classes or []
         return [
             {"label": label, "probabilities": dict(zip(classes, row, strict=True))}
-            for label, row in zip(self.label or [], self.probabilities or [], strict=True)
+            for label, row in zip(_plain(self.label or []), _plain(self.probabilities or []), strict=True)
         ]
 
 
@@ -122,7 +188,7 @@ class PredictionLogRecord(BaseModel):
     shadow: ScoredBy | None = None
     rows: list[int]
     columns: list[str] = Field(default_factory=list)
-    values: list[list[Any]] = Field(default_factory=list)
+    values: list[list[Any]] | EncodedArray = Field(default_factory=list)
     predictions: list[dict[str, Any]] | PredictionBlock = Field(default_factory=list)
     shadow_predictions: list[dict[str, Any]] | PredictionBlock | None = None
     ref: str | None = Field(None, description="data bucket key of this piece, when its row was too large")
@@ -151,7 +217,10 @@ class PredictionLogRecord(BaseModel):
             raise ValueError("predictions as columns need v 2")
         if len(self.predictions) != rows:
             raise ValueError(f"{len(self.predictions)} predictions for {rows} rows")
-        if self.features_truncated_bytes is None and (
+        if isinstance(self.values, EncodedArray):
+            if self.v == 1 or self.values.shape != [rows, len(self.columns)]:
+                raise ValueError("values must hold one row per row, one value per column (v 2)")
+        elif self.features_truncated_bytes is None and (
             len(self.values) != rows or any(len(values) != len(self.columns) for values in self.values)
         ):
             raise ValueError("values must hold one list per row, one value per column")
@@ -172,7 +241,7 @@ class PredictionLogRecord(BaseModel):
         if self.features_truncated_bytes is not None:
             return [{} for _ in self.rows]
         columns = self.columns
-        return [dict(zip(columns, values, strict=True)) for values in self.values]
+        return [dict(zip(columns, values, strict=True)) for values in _plain(self.values)]
 
 
 def _as_rows(predictions: list[dict[str, Any]] | PredictionBlock) -> list[dict[str, Any]]:

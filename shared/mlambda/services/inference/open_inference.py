@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from itertools import chain
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Strict, TypeAdapter, ValidationError
 
 from mlambda.errors import NotFoundError, UnprocessableError, UpstreamError
 from mlambda.schemas.inference import DEFAULT_EXPLAIN, RequestTable
@@ -23,6 +24,7 @@ from mlambda.schemas.open_inference import (
     DATATYPE_OF_TENSOR,
     FLOAT_TYPES,
     INTEGER_TYPES,
+    NUMERIC_TYPES,
     InferInput,
     InferRequest,
     InferResponse,
@@ -34,6 +36,13 @@ from mlambda.services.inference.service import InferenceService, Served
 
 EXPLANATION_KEYS = ("method", "exact", "output", "covers", "coalitions", "reference_rows")
 """What one request's explanations share, answered once in the response parameters."""
+_ELEMENTS: dict[str, TypeAdapter[list[Any]]] = {
+    "float": TypeAdapter(list[Annotated[float, Strict()]]),
+    "int": TypeAdapter(list[Annotated[int, Strict()]]),
+    "BOOL": TypeAdapter(list[Annotated[bool, Strict()]]),
+    "BYTES": TypeAdapter(list[Annotated[str, Strict()]]),
+}
+"""What each kind of tensor's data may hold (JSON numbers for FP, integers for INT and UINT)."""
 _VERSION_PATH = re.compile(r"^(?:v?(\d{1,9})|([A-Za-z][A-Za-z0-9_-]{0,31}))$")
 
 
@@ -76,23 +85,17 @@ def _flat(tensor: InferInput, field: str) -> list[Any]:
             code="shape_mismatch",
             details=[{"field": f"{field}.shape", "message": f"{expected} values expected, {len(data)} sent"}],
         )
-    types = set(map(type, data))
     datatype = tensor.datatype
-    if datatype in FLOAT_TYPES:
-        allowed: set[type] = {float, int}
-    elif datatype in INTEGER_TYPES:
-        allowed = {int}
-    elif datatype == "BOOL":
-        allowed = {bool}
-    else:
-        allowed = {str}
-    if not types <= allowed:
-        wrong = next(value for value in data if type(value) not in allowed)
+    kind = "float" if datatype in FLOAT_TYPES else "int" if datatype in INTEGER_TYPES else datatype
+    try:
+        _ELEMENTS[kind].validate_python(data)  # in Rust: ints and floats for FP, ints for INT, no bools
+    except ValidationError as exc:
+        index = exc.errors()[0]["loc"][0]
         raise UnprocessableError(
-            f"{field}.data: {datatype} data holds {type(wrong).__name__} values",
+            f"{field}.data[{index}]: {datatype} data holds {type(data[int(index)]).__name__} values",
             code="wrong_datatype",
-            details=[{"field": f"{field}.data", "message": f"{type(wrong).__name__} in {datatype} data"}],
-        )
+            details=[{"field": f"{field}.data[{index}]", "message": f"not a {datatype} value"}],
+        ) from exc
     if datatype.startswith("UINT") and data and min(data) < 0:
         raise UnprocessableError(
             f"{field}.data: {datatype} data holds negative values",
@@ -115,6 +118,7 @@ def table_of(request: InferRequest) -> RequestTable:
             values=[flat[i * width : (i + 1) * width] for i in range(rows)],
             tensor_name=tensor.name,
             datatypes=[tensor.datatype],
+            numbers_checked=tensor.datatype in NUMERIC_TYPES,
         )
     columns = []
     for index, tensor in enumerate(inputs):
@@ -139,6 +143,7 @@ def table_of(request: InferRequest) -> RequestTable:
         values=list(zip(*columns, strict=True)),
         name_fields=[f"inputs[{i}].name" for i in range(len(inputs))],
         datatypes=[tensor.datatype for tensor in inputs],
+        numbers_checked=all(tensor.datatype in NUMERIC_TYPES for tensor in inputs),
     )
 
 

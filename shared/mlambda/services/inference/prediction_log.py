@@ -29,7 +29,14 @@ import orjson
 
 from mlambda.errors import MlambdaError
 from mlambda.observability import MetricUnit, logger, metrics
-from mlambda.schemas.prediction_log import OVERFLOW_PREFIX, PIECE_BYTES, RECORD_KIND, RECORD_MARKER
+from mlambda.schemas.prediction_log import (
+    ENCODED_DTYPES,
+    OVERFLOW_PREFIX,
+    PIECE_BYTES,
+    RECORD_KIND,
+    RECORD_MARKER,
+    EncodedArray,
+)
 from mlambda.services.inference.scoring import PredictionColumns
 
 
@@ -120,13 +127,13 @@ def _prediction_block(
     if not isinstance(predictions, PredictionColumns):
         return list(predictions[start:stop])
     if predictions.values is not None:
-        return {"value": predictions.values[start:stop]}
+        return {"value": EncodedArray.of(predictions.values[start:stop])}
     assert predictions.labels is not None and predictions.probabilities is not None
     labels = predictions.labels[start:stop]
     return {
-        "label": labels if labels.dtype.kind in "iufb" else labels.tolist(),
+        "label": EncodedArray.of(labels) if labels.dtype.name in ENCODED_DTYPES else labels.tolist(),
         "classes": predictions.classes,
-        "probabilities": predictions.probabilities[start:stop],
+        "probabilities": EncodedArray.of(predictions.probabilities[start:stop]),
     }
 
 
@@ -231,7 +238,7 @@ class PredictionLog:
             **header,
             "rows": list(request.positions[start:stop]),
             "columns": block.names,
-            "values": block.matrix[start:stop],
+            "values": EncodedArray.of(block.matrix[start:stop]),
             "predictions": _prediction_block(request.served.predictions, start, stop),
         }
         if request.shadow is not None:
