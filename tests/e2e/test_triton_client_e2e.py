@@ -49,8 +49,10 @@ result = client.infer("churn", [x], headers=headers, request_id="triton-live",
 out["id"] = result.get_response()["id"]
 out["label"] = result.as_numpy("label").tolist()
 out["probabilities"] = result.as_numpy("probabilities").tolist()
+wrong = http.InferInput("pixels", [1, 20], "FP32")
+wrong.set_data_from_numpy(rows[:1], binary_data=False)
 try:
-    client.infer("churn", [http.InferInput("pixels", [1, 20], "FP32")], headers=headers)
+    client.infer("churn", [wrong], headers=headers)
 except Exception as exc:
     out["error"] = str(exc)
 print(json.dumps(out))
