@@ -639,53 +639,19 @@ def cold_start_section(cloud: Any) -> None:
 def columnar_http_section(onnx: bytes, X: np.ndarray, calls: int, mlflow_python: Path) -> None:
     """1,000 rows per request over local HTTP: ``mlambda local up`` beside ``mlflow models serve``, one run.
 
-    Both servers in their own processes, the same kept-alive ``http.client`` client
-    (benchmarks/bench_http.py), the same model trained with the same seed (ONNX here, the sklearn
-    flavour in MLflow, whose own format is ``dataframe_split``).
+    Both servers up at once in their own processes, called in turn request by request with the
+    same kept-alive ``http.client`` client (benchmarks/bench_http.py), medians compared: on a
+    shared machine the load changes by the second. The same model trained with the same seed
+    (ONNX here, the sklearn flavour in MLflow, whose own format is ``dataframe_split``).
     """
     from benchmarks import bench_http
 
-    print(f"\n== 1,000 rows per request over local HTTP, {calls} requests each (beside MLflow)")
+    print(f"\n== 1,000 rows per request over local HTTP, {calls} requests each, interleaved (beside MLflow)")
     A = X[:1000].astype(np.float32)
-    v2 = orjson.dumps(
-        {"inputs": [{"name": "X", "shape": [1000, 20], "datatype": "FP32", "data": A.ravel().tolist()}]}
-    )
-
-    def rate(endpoint: Any, body: bytes) -> float:
-        connection = endpoint.connection()
-        endpoint.call(connection, body)
-        started = time.perf_counter()
-        for _ in range(calls):
-            endpoint.call(connection, body)
-        elapsed = time.perf_counter() - started
-        connection.close()
-        return calls * 1000 / elapsed
-
-    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         data_dir = scratch / "mlambda"
         process = bench_http.mlambda_up(data_dir, bench_http.free_port())
-        try:
-            bench_http.wait_until(
-                lambda: bench_http.api_url_of(data_dir) is not None, 180, "mlambda local up"
-            )
-            api_url, key = bench_http.mlambda_setup(data_dir, onnx, X)
-            headers = {"x-api-key": key}
-            predict = bench_http.Endpoint(
-                "mlambda", f"{api_url}/models/bench/predict", headers, bench_http.instances
-            )
-            infer = bench_http.Endpoint(
-                "mlambda", f"{api_url}/v2/models/bench/infer", headers, bench_http.instances
-            )
-            name = json.loads(_get(f"{api_url}/v2/models/bench", headers))["inputs"][0]["name"]
-            figures["mlambda dataframe_split"] = rate(predict, bench_http.dataframe_split(A))
-            figures["mlambda Open Inference Protocol tensor"] = rate(
-                infer, v2.replace(b'"X"', orjson.dumps(name))
-            )
-            figures["mlambda instances (rows by name)"] = rate(predict, bench_http.instances(A))
-        finally:
-            bench_http.mlambda_down(process)
         model_dir = scratch / "mlflow-model"
         version = (
             subprocess.run(
@@ -698,9 +664,6 @@ def columnar_http_section(onnx: bytes, X: np.ndarray, calls: int, mlflow_python:
             .splitlines()[-1]
         )
         port = bench_http.free_port()
-        endpoint = bench_http.Endpoint(
-            "mlflow", f"http://127.0.0.1:{port}/invocations", {}, bench_http.dataframe_split
-        )
         server = subprocess.Popen(
             [
                 str(mlflow_python.parent / "mlflow"),
@@ -722,18 +685,55 @@ def columnar_http_section(onnx: bytes, X: np.ndarray, calls: int, mlflow_python:
         )
         try:
             bench_http.wait_until(
-                lambda: bench_http.answers(endpoint, bench_http.dataframe_split(A[:1])),
+                lambda: bench_http.api_url_of(data_dir) is not None, 180, "mlambda local up"
+            )
+            api_url, key = bench_http.mlambda_setup(data_dir, onnx, X)
+            headers = {"x-api-key": key}
+            predict = bench_http.Endpoint(
+                "mlambda", f"{api_url}/models/bench/predict", headers, bench_http.instances
+            )
+            infer = bench_http.Endpoint(
+                "mlambda", f"{api_url}/v2/models/bench/infer", headers, bench_http.instances
+            )
+            name = json.loads(_get(f"{api_url}/v2/models/bench", headers))["inputs"][0]["name"]
+            v2 = orjson.dumps(
+                {
+                    "inputs": [
+                        {"name": name, "shape": [1000, 20], "datatype": "FP32", "data": A.ravel().tolist()}
+                    ]
+                }
+            )
+            mlflow = bench_http.Endpoint(
+                "mlflow", f"http://127.0.0.1:{port}/invocations", {}, bench_http.dataframe_split
+            )
+            bench_http.wait_until(
+                lambda: bench_http.answers(mlflow, bench_http.dataframe_split(A[:1])),
                 180,
                 "mlflow models serve",
             )
-            figures[f"MLflow {version} dataframe_split"] = rate(endpoint, bench_http.dataframe_split(A))
+            targets = {
+                "mlambda dataframe_split": (predict, bench_http.dataframe_split(A)),
+                "mlambda Open Inference Protocol tensor": (infer, v2),
+                "mlambda instances (rows by name)": (predict, bench_http.instances(A)),
+                f"MLflow {version} dataframe_split": (mlflow, bench_http.dataframe_split(A)),
+            }
+            connections = {label: endpoint.connection() for label, (endpoint, _) in targets.items()}
+            medians = interleaved(
+                {
+                    label: (lambda e=endpoint, c=connections[label], b=body: e.call(c, b))
+                    for label, (endpoint, body) in targets.items()
+                },
+                calls,
+            )
         finally:
+            bench_http.mlambda_down(process)
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-    theirs = next(v for k, v in figures.items() if k.startswith("MLflow"))
-    for label, value in figures.items():
-        note = "" if label.startswith("MLflow") else f"{value / theirs:.2f}x MLflow (goal >= 2x)"
-        record(f"HTTP 1,000 rows: {label}", f"{value:,.0f} rows/s", note)
+    theirs = next(1000 / v for k, v in medians.items() if k.startswith("MLflow"))
+    for label, seconds in medians.items():
+        rate = 1000 / seconds
+        note = "" if label.startswith("MLflow") else f"{rate / theirs:.2f}x MLflow (goal >= 2x)"
+        record(f"HTTP 1,000 rows: {label}", f"{rate:,.0f} rows/s", note)
 
 
 def _get(url: str, headers: dict[str, str]) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
+import mlambda
 from functions.predict import app as predict_app
 from mlambda.adapters.dynamodb import DynamoTable
 from mlambda.adapters.model_sessions import ModelSessions
@@ -434,7 +435,7 @@ def test_v2_versioned_routes_metadata_ready_and_health(world: World) -> None:
     assert call_route(service, "GET", "/v2/health/ready", "/v2/health/ready") == (200, {"ready": True})
     assert call_route(service, "GET", "/v2/health/live", "/v2/health/live") == (200, {"live": True})
     status, server = call_route(service, "GET", "/v2", "/v2")
-    assert status == 200 and server["name"] == "mlambda"
+    assert status == 200 and server["name"] == "mlambda" and server["version"] == mlambda.__version__
     status, missing = call_route(
         service,
         "GET",

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from itertools import chain
 from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Strict, TypeAdapter, ValidationError
 
+import mlambda
 from mlambda.errors import NotFoundError, UnprocessableError, UpstreamError
 from mlambda.schemas.inference import DEFAULT_EXPLAIN, RequestTable
 from mlambda.schemas.open_inference import (
@@ -60,11 +59,7 @@ def version_ref(version: str | None) -> str | None:
 
 def server_metadata() -> dict[str, Any]:
     """``GET /v2``: the server's name, version and extensions (none)."""
-    try:
-        release = package_version("mlambda")
-    except PackageNotFoundError:
-        release = "unknown"
-    return {"name": "mlambda", "version": release, "extensions": []}
+    return {"name": "mlambda", "version": mlambda.__version__, "extensions": []}
 
 
 def _flat(tensor: InferInput, field: str) -> list[Any]:
