@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test test-triton unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration
+.PHONY: install demo up test test-triton unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,7 +54,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http  ## every benchmark, figures printed
+bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-queues bench-restart  ## every benchmark, figures printed
 
 bench-registry: install
 	$(BENCH) benchmarks/bench_registry.py
@@ -79,6 +79,12 @@ bench-batch: install
 
 bench-monitor: install
 	$(BENCH) benchmarks/bench_monitor.py
+
+bench-queues: install  ## one SQS call on the local moto with 20 and 10,000 messages queued
+	$(BENCH) benchmarks/bench_local_queues.py
+
+bench-restart: install  ## kill -9 of local up, then local up: time to serving with 0, 1,000 and 10,000 objects/items/messages stored
+	$(BENCH) benchmarks/bench_restart.py
 
 bench-http: install $(MLFLOW_VENV)/.installed-stamp  ## one-row and 1,000-row predict over HTTP, cold start: mlambda beside mlflow models serve
 	$(BENCH) benchmarks/bench_http.py
