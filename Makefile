@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor
+.PHONY: install demo up test unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-cold-start
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ bench-batch: install
 
 bench-monitor: install
 	$(BENCH) benchmarks/bench_monitor.py
+
+bench-cold-start: install  ## predict, batch_worker, monitor: fresh process to first answer from the built artifact, before (f454d5d) and now
+	$(BENCH) benchmarks/bench_cold_start.py --before f454d5d
 
 build: install  ## build every function as sam build lays it out (.aws-sam/build), sizes printed
 	$(BIN)/python -m mlambda_local.packaging --build-only

@@ -308,8 +308,9 @@ def size_problems(rows: Sequence[SizeRow], built: Mapping[str, Path], layers: Se
 # -- alone: import and answer ---------------------------------------------------------------------
 
 # Runs in the fresh interpreter: argv = [handler, event file, sys.path entries...]. Prints one line:
-# the stage reached, the answer or the error, the import and handler times and the wall clock at the
-# answer (the parent, which noted the clock before starting the process, takes process-to-answer).
+# the stage reached, the answer or the error, the import and handler times, the process's CPU time
+# so far and the wall clock at the answer (the parent, which noted the clock before starting the
+# process, takes process-to-answer).
 _BOOTSTRAP = """
 import time
 started = time.perf_counter()
@@ -331,6 +332,7 @@ class Context:
 
 def report(outcome):
     outcome["answered_at"] = time.time()
+    outcome["cpu_seconds"] = time.process_time()
     print(json.dumps(outcome, default=str))
 
 try:
@@ -453,6 +455,12 @@ class Alone:
     @property
     def handler_seconds(self) -> float:
         return float(self.outcome.get("handler_seconds", float("nan")))
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of the process (all threads) from its start to the answer: less moved by a busy
+        machine than the wall clock."""
+        return float(self.outcome.get("cpu_seconds", float("nan")))
 
 
 def run_alone(
