@@ -1,7 +1,8 @@
 """Online inference, measured: handler vs minimal path vs raw onnxruntime, HTTP, cold start, batch.
 
 All figures come from one run on this machine with a 20-feature GradientBoostingClassifier
-(100 trees) exported from scikit-learn. Prints a table; asserts nothing.
+(100 trees) exported from scikit-learn, explanations of it included (TreeSHAP beside shap's own).
+Prints a table; asserts nothing.
 
     make bench-predict            # or: .venv/bin/python benchmarks/bench_predict.py [--quick]
 """
@@ -361,6 +362,68 @@ def batch_section(data: bytes, X: np.ndarray, n: int) -> None:
     )
 
 
+def explain_section(data: bytes, model: Any, X: np.ndarray, n: int) -> None:
+    """One-row explanations of the same model: TreeSHAP in numpy, through the handler, kernel_shap, shap."""
+    import shap
+
+    from functions.predict import app as predict_app
+    from mlambda.adapters.model_sessions import ModelSessions
+    from mlambda.services.inference.explain import Explainers
+    from mlambda.services.inference.prediction_log import PredictionLog
+    from mlambda.services.inference.service import InferenceService
+    from tests.explain_support import explained, with_explainer
+
+    print(f"\n== explanations: one row of the same model, {n} calls each")
+    started = time.perf_counter()
+    e = explained(model, X[:5000])
+    build_ms = (time.perf_counter() - started) * 1000
+    record(
+        "build the explainer (registration, 5,000 reference rows)",
+        f"{build_ms:,.0f} ms",
+        f"{len(e.artifact) // 1024} KB .npz",
+    )
+    x = X[:1]
+    tree = timed(lambda: e.explainer.explain(x, [1], score=e.score), n)
+    record("TreeSHAP path-dependent, 1 row (explainer.explain)", us(tree), "numpy, 100 trees x 8 leaves")
+    peer = shap.TreeExplainer(model)
+    shap_p = timed(lambda: peer.shap_values(x), max(100, n // 5))
+    record("  shap.TreeExplainer(sklearn model).shap_values, 1 row", us(shap_p), "shap's C++ TreeSHAP")
+    rows = X[:1000]
+    many = timed(lambda: e.explainer.explain(rows, [1] * 1000, score=e.score), 20, warmup=2)
+    record("TreeSHAP, 1,000 rows", f"{1000 / (many[0] / 1e6):,.0f} rows/s", f"p50 {many[0] / 1000:.1f} ms")
+    kernel = timed(lambda: e.explainer.explain(x, [1], score=e.score, output="probability"), 20, warmup=2)
+    record(
+        "kernel_shap, 1 row (output: probability)",
+        f"p50 {kernel[0] / 1000:6.1f} ms",
+        "16,384 model rows in one ORT call",
+    )
+
+    artifacts = MemoryArtifacts({})
+    version = with_explainer(model_version(data), data, X[:5000], artifacts)
+    artifacts.objects[version.artifact_key] = data
+    service = InferenceService(
+        MemoryCatalog(version),
+        ModelSessions(artifacts),
+        PredictionLog(NullSink()),
+        explainers=Explainers(artifacts),
+    )
+    context = Context()
+    plain = api_event(orjson.dumps({"instances": [row_of(X[0])]}))
+    asked = api_event(orjson.dumps({"instances": [row_of(X[0])], "explain": True}))
+    with contextlib.redirect_stdout(io.StringIO()) as sink:
+        assert predict_app.handler(asked, context, service)["statusCode"] == 200
+
+        def handler(event: dict[str, Any]) -> Any:
+            sink.seek(0)
+            sink.truncate()
+            return predict_app.handler(event, context, service)
+
+        without = timed(lambda: handler(plain), n)
+        with_explain = timed(lambda: handler(asked), n)
+    record("handler, 1 row, no explain (same service)", us(without))
+    record("handler, 1 row, explain: true", us(with_explain), f"+{with_explain[0] - without[0]:.0f} µs")
+
+
 def http_section(data: bytes, X: np.ndarray, n: int) -> None:
     import requests
 
@@ -520,10 +583,11 @@ def main() -> int:
     print(
         f"mlambda predict benchmark: python {sys.version.split()[0]}, onnxruntime {ort.__version__}, {os.cpu_count()} CPUs"
     )
-    data, _, X = train()
+    data, model, X = train()
     train_cache["X"] = X
     session_options_section(data, X[:1], n)
     figures = in_process_section(data, X, n)
+    explain_section(data, model, X, n)
     batch_section(data, X, 20 if args.quick else 100)
     if not args.skip_http:
         http_section(data, X, 200 if args.quick else 1000)

@@ -129,3 +129,46 @@ def test_unknown_variant_is_400(client: ApiClient) -> None:
     with pytest.raises(ApiError) as error:
         client.post(f"/models/{MODEL}/predict", {"instances": rows(X[:1]), "variant": "ghost"})
     assert (error.value.status, error.value.code) == (400, "unknown_variant")
+
+
+def test_explanations_over_http_add_up_and_match_shap(platform: Platform) -> None:
+    # Given: a GBM registered with its training set as the reference sample
+    import shap
+
+    name = "e2e-explained"
+    data, model, X = trained(0)
+    admin = platform.admin
+    admin.post("/models", {"name": name})
+    ticket = admin.post(f"/models/{name}/uploads", {"filename": "model.onnx"})
+    requests.put(ticket["url"], data=data, timeout=30).raise_for_status()
+    reference = admin.post(f"/models/{name}/uploads", {"filename": "reference.csv", "kind": "reference"})
+    csv = ",".join(FEATURES) + "\n" + "\n".join(",".join(repr(float(v)) for v in x) for x in X) + "\n"
+    requests.put(reference["url"], data=csv.encode(), timeout=30).raise_for_status()
+    version = admin.post(
+        f"/models/{name}/versions",
+        {
+            "upload_key": ticket["upload_key"],
+            "reference_key": reference["upload_key"],
+            "feature_names": FEATURES,
+        },
+    )
+    admin.request("PUT", f"/models/{name}/aliases/production", body={"version": version["version"]})
+    key = admin.post("/keys", {"name": "explainer", "scopes": ["predict"]})
+    client = platform.client(key["api_key"])
+    # When
+    body = client.post(f"/models/{name}/predict", {"instances": rows(X[:3]), "explain": {"class": "1"}})
+    # Then
+    expected = shap.TreeExplainer(model).shap_values(X[:3])
+    for prediction, want, margin in zip(
+        body["predictions"], expected, model.decision_function(X[:3]), strict=True
+    ):
+        explanation = prediction["explanation"]
+        assert (explanation["method"], explanation["output"], explanation["class"]) == (
+            "tree_shap_path_dependent",
+            "log_odds",
+            "1",
+        )
+        got = [explanation["attributions"][f] for f in FEATURES]
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert explanation["value"] == pytest.approx(margin, abs=1e-4)
+        assert explanation["baseline"] + sum(got) == pytest.approx(explanation["value"], abs=1e-9)

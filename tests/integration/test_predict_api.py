@@ -33,6 +33,7 @@ from mlambda.schemas.registry import (
 from mlambda.services.inference.service import InferenceService
 from mlambda_local.cloud.functions import LambdaContext
 from tests.conftest import load_event
+from tests.explain_support import with_explainer
 from tests.registry_support import publish
 from tests.unit.fakes_predict import classifier, row, version_of
 
@@ -300,3 +301,35 @@ def test_model_sessions_fetch_verify_and_reuse(world: World) -> None:
     bad = version.model_copy(update={"artifact_sha256": hashlib.sha256(b"other").hexdigest(), "version": 9})
     with pytest.raises(Exception, match="sha256"):
         sessions.get(bad.model_copy(update={"artifact_key": version.artifact_key}))
+
+
+def test_explanations_over_the_handler_read_the_explainer_from_the_artifacts_bucket(world: World) -> None:
+    # Given: a version registered with an explainer beside its model (as the registry writes it)
+    data, model, X = classifier(0)
+    version = with_explainer(version_of("scored", 1, data), data, X, world.artifacts)
+    world.seed(version, data, "production")
+    service = world.service()
+    # When
+    status, body = call(
+        service, {"instances": [row(x) for x in X[:3]], "explain": {"class": "1"}}, model="scored"
+    )
+    unknown_status, unknown = call(
+        service, {"instances": [row(X[0])], "explain": {"class": "9"}}, model="scored"
+    )
+    # Then
+    assert status == 200
+    for prediction, x in zip(body["predictions"], X[:3], strict=True):
+        explanation = prediction["explanation"]
+        assert (explanation["method"], explanation["output"], explanation["class"]) == (
+            "linear",
+            "log_odds",
+            "1",
+        )
+        assert explanation["value"] == pytest.approx(model.decision_function(x[None])[0], abs=1e-4)
+    assert (unknown_status, unknown["code"]) == (422, "invalid_explain_class")
+    assert all("explanation" not in e["payload"]["prediction"] for e in world.messages())
+
+
+def test_explaining_a_version_registered_without_a_reference_is_a_409(world: World) -> None:
+    status, body = call(world.service(), {"instances": [row([0, 0, 0, 0])], "explain": True})
+    assert (status, body["code"]) == (409, "explainer_unavailable")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -234,3 +235,31 @@ def test_events_are_emitted_after_each_change_and_a_failed_publish_does_not_undo
     assert [t for t, _ in registry.events.events] == ["Model Version Registered"]
     assert moved.version == 1
     assert registry.store.aliases[("cancer", "staging")].version == 1
+
+
+def test_register_with_a_reference_stores_an_explainer_beside_the_model(registry: Registry) -> None:
+    # Given: a scaler -> logistic regression pipeline registered with its reference sample
+    from mlambda.services.inference.explain import Explainer
+
+    trained = breast_cancer()
+    # When
+    version = registry.register("cancer")
+    # Then
+    assert version.explainer_key == "models/cancer/v1/explainer.npz"
+    explainer = Explainer.from_bytes(
+        registry.artifacts.objects[version.explainer_key], model_sha256=version.artifact_sha256
+    )
+    rows = trained.frame[trained.features].to_numpy(np.float32)[:3]
+    explanation = explainer.explain(rows, [1, 1, 1], score=lambda m: m)
+    assert explanation.method == "linear" and explanation.output == "log_odds"
+    np.testing.assert_allclose(explanation.values, trained.estimator.decision_function(rows), atol=1e-4)
+
+
+def test_register_without_a_reference_has_no_explainer(registry: Registry) -> None:
+    trained = breast_cancer()
+    request = RegisterVersionRequest(
+        upload_key=registry.upload("cancer", trained.onnx), feature_names=trained.features
+    )
+    version = registry.service.register_version("cancer", request, "tester")
+    assert version.explainer_key is None
+    assert not any(key.endswith("explainer.npz") for key in registry.artifacts.objects)

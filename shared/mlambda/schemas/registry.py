@@ -134,6 +134,11 @@ class ModelVersion(BaseModel):
     reference_profile_key: str | None = Field(
         None, description="artifacts-bucket key of the reference profile JSON"
     )
+    explainer_key: str | None = Field(
+        None,
+        description="artifacts-bucket key of the explainer (.npz) built from the reference sample; "
+        "None: predictions of this version cannot be explained",
+    )
     smoke_cases: list[SmokeCase] = Field(default_factory=list, max_length=50)
     created_at: datetime
     created_by: str

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import orjson
 
-from mlambda.errors import MlambdaError, NotFoundError, PayloadTooLargeError, UpstreamError
+from mlambda.errors import ConflictError, MlambdaError, NotFoundError, PayloadTooLargeError, UpstreamError
 from mlambda.observability import MetricUnit, logger, metrics
 from mlambda.ports import ModelCatalog
-from mlambda.schemas.inference import PredictRequest, PredictResponse
+from mlambda.schemas.inference import ExplainOptions, PredictRequest, PredictResponse
 from mlambda.schemas.registry import (
     PRODUCTION,
     CachePolicy,
@@ -47,10 +47,18 @@ from mlambda.schemas.registry import (
     ServingRules,
     Variant,
 )
+from mlambda.services.inference.explain import Explainers
 from mlambda.services.inference.prediction_cache import PredictionCache, cache_key
 from mlambda.services.inference.prediction_log import PredictionLog, prediction_envelope
 from mlambda.services.inference.routing import Router
-from mlambda.services.inference.scoring import NUMPY_TYPES, predictions, rows_to_feed, validate_rows
+from mlambda.services.inference.scoring import (
+    NUMPY_TYPES,
+    columns_to_feed,
+    predictions,
+    probability_matrix,
+    rows_to_feed,
+    validate_rows,
+)
 from mlambda.services.inference.serving_rules import (
     EXCLUDED_RECENTLY_SEEN,
     enriched,
@@ -180,6 +188,7 @@ METRIC_UNITS = {
     "ModelMs": "Milliseconds",
     "CacheHits": "Count",
     "CacheMisses": "Count",
+    "ExplainMs": "Milliseconds",
 }
 """The per-request figures ``emit_request_metrics`` writes, and their CloudWatch units."""
 
@@ -327,6 +336,7 @@ class InferenceService:
         tracking: EntityTracking | None = None,
         items: ItemMetadataSource | None = None,
         cache: PredictionCache | None = None,
+        explainers: Explainers | None = None,
         max_instances: int = 1000,
         max_body_bytes: int = 6 * 1024 * 1024,
         config_ttl_seconds: float = 10.0,
@@ -340,6 +350,7 @@ class InferenceService:
         self._tracking = tracking
         self._items = items
         self._cache = cache
+        self._explainers = explainers
         self.max_instances = max_instances
         self.max_body_bytes = max_body_bytes
         self._rng = rng or random.Random()
@@ -358,10 +369,11 @@ class InferenceService:
         from mlambda.adapters.s3 import ObjectStore
         from mlambda.adapters.tracking import DynamoTrackingStore
 
+        artifacts = ObjectStore(settings.artifacts_bucket, settings)
         return cls(
             DynamoModelCatalog(DynamoTable(settings.registry_table, settings)),
             ModelSessions(
-                ObjectStore(settings.artifacts_bucket, settings),
+                artifacts,
                 max_models=settings.model_cache_max_models,
                 max_bytes=settings.model_cache_max_bytes,
                 intra_op_threads=settings.intra_op_threads,
@@ -375,6 +387,7 @@ class InferenceService:
             cache=PredictionCache(
                 PredictionCacheTable(DynamoTable(settings.prediction_cache_table, settings))
             ),
+            explainers=Explainers(artifacts),
             max_instances=settings.max_instances,
             max_body_bytes=settings.max_body_bytes,
             config_ttl_seconds=settings.config_ttl_seconds,
@@ -492,6 +505,11 @@ class InferenceService:
         if cache_hits is not None:
             figures["CacheHits"] = cache_hits
             figures["CacheMisses"] = len(scored_rows) - cache_hits
+        options = request.explain_options
+        if options is not None:
+            explain_started = time.perf_counter()
+            served = self._explained(prepared, rows, served, options)
+            figures["ExplainMs"] = (time.perf_counter() - explain_started) * 1000
         emit_request_metrics(model, variant.name, figures)
         return PredictResponse(
             model=model,
@@ -617,6 +635,63 @@ class InferenceService:
             self._cache.store(new_entries, endpoint.cache.ttl_seconds)
         merged = [dict(hits[k]) if k in hits else new_entries[k] for k in keys]
         return _Scored(merged, len(keys) - len(misses), model_ms)
+
+    def _explained(
+        self,
+        prepared: PreparedVersion,
+        rows: list[dict[str, Any]],
+        served: list[dict[str, Any]],
+        options: ExplainOptions,
+    ) -> list[dict[str, Any]]:
+        """``served`` with an ``explanation`` on every prediction the model made (not on excluded or fallback rows).
+
+        After the prediction log: explanations go to the caller only. Attributions are computed on
+        the same feature matrix the model scored (``mlambda.services.inference.explain``).
+        """
+        version = prepared.version
+        if self._explainers is None:
+            raise ConflictError("this deployment does not serve explanations", code="explainer_unavailable")
+        explainer = self._explainers.get(version)
+        signature = version.signature
+        wanted = [
+            i for i, answer in enumerate(served) if "excluded" not in answer and "fallback" not in answer
+        ]
+        if not wanted:
+            return served
+        explainer.check_budget(len(wanted), options.output)
+        feed = prepared.feed([rows[i] for i in wanted])
+        schema = prepared.schema
+        if schema.mode == "tensor":
+            matrix = feed[schema.tensor_input or "input"]
+        else:
+            matrix = np.column_stack([feed[name].reshape(-1) for name in schema.names])
+        labels = signature.class_labels
+        classes: list[int] | None = None
+        if signature.task == "classification":
+            chosen = explainer.class_index(options.class_label, labels)
+            if chosen is not None:
+                classes = [chosen] * len(wanted)
+            else:
+                known = {str(label): i for i, label in enumerate(labels or range(explainer.n_classes))}
+                classes = [known[str(served[i]["label"])] for i in wanted]
+
+        def score(perturbed: np.ndarray) -> np.ndarray:
+            perturbed_feed = (
+                {schema.tensor_input or "input": perturbed.astype(matrix.dtype)}
+                if schema.mode == "tensor"
+                else columns_to_feed(schema, {name: perturbed[:, j] for j, name in enumerate(schema.names)})
+            )
+            outputs = self._models.get(version).run(perturbed_feed, prepared.outputs)
+            if signature.task == "classification":
+                return probability_matrix(signature, outputs).astype(np.float64)
+            return np.asarray(outputs[prepared.outputs[0]], dtype=np.float64).reshape(perturbed.shape[0], -1)
+
+        explanations = explainer.explain(matrix, classes, score=score, output=options.output)
+        answers = explanations.as_json(prepared.names, labels)
+        explained = list(served)
+        for position, answer in zip(wanted, answers, strict=True):
+            explained[position] = {**served[position], "explanation": answer}
+        return explained
 
     def _shadow(
         self,

@@ -349,11 +349,13 @@ class RegistryService:
         schema = feature_schema(signature, request.feature_names, request.feature_types, frame)
         sample_rows: list[dict[str, Any]] = []
         profile: bytes | None = None
+        digest = hashlib.sha256(data).hexdigest()
+        explainer: bytes | None = None
         if frame is not None:
             sample_rows, profile = self._reference(data, signature, schema, frame)
+            explainer = self._explainer(data, digest, signature, schema, frame)
         smoke_rows = list(request.smoke_inputs) if request.smoke_inputs else sample_rows[: self.smoke_rows]
         smoke = self._smoke_cases(data, signature, schema, smoke_rows)
-        digest = hashlib.sha256(data).hexdigest()
 
         for attempt in range(MAX_REGISTER_ATTEMPTS):
             number = self._store.latest_version(name) + 1
@@ -377,6 +379,7 @@ class RegistryService:
                 reference_profile_key=(
                     f"models/{name}/v{number}/reference_profile.json" if profile is not None else None
                 ),
+                explainer_key=f"models/{name}/v{number}/explainer.npz" if explainer is not None else None,
                 smoke_cases=smoke,
                 created_at=now,
                 created_by=actor,
@@ -405,6 +408,8 @@ class RegistryService:
         self._artifacts.put(version.artifact_key, data)
         if profile is not None and version.reference_profile_key:
             self._artifacts.put(version.reference_profile_key, profile, content_type="application/json")
+        if explainer is not None and version.explainer_key:
+            self._artifacts.put(version.explainer_key, explainer)
         self._emit(
             VERSION_REGISTERED,
             {
@@ -459,6 +464,45 @@ class RegistryService:
             for index in head
         ]
         return rows, profile.to_json()
+
+    def _explainer(
+        self,
+        data: bytes,
+        digest: str,
+        signature: Signature,
+        schema: FeatureSchema,
+        frame: Mapping[str, np.ndarray],
+    ) -> bytes | None:
+        """The version's explainer artifact from its reference sample (None when its features are not numeric).
+
+        Built here, once, so that predict only loads it (``mlambda.services.inference.explain``).
+        """
+        from mlambda.services.inference.explain_build import UnsupportedModelError, build_explainer
+        from mlambda.services.monitoring.profiling import present
+
+        if any(spec.dtype == "string" for spec in schema.features):
+            return None
+        complete = np.logical_and.reduce([present(frame[name]) for name in schema.names])
+        if not complete.any():
+            return None
+        try:
+            matrix = np.column_stack(
+                [np.asarray(frame[name][complete], dtype=np.float64) for name in schema.names]
+            )
+        except (ValueError, TypeError):
+            return None  # _reference already refused columns that do not fit the model
+        try:
+            return build_explainer(
+                data,
+                signature,
+                schema,
+                matrix,
+                lambda feed: self._runtime.run(data, feed),
+                model_sha256=digest,
+            )
+        except UnsupportedModelError as exc:
+            logger.info("no explainer for this version", extra={"reason": str(exc)})
+            return None
 
     def _smoke_cases(
         self, data: bytes, signature: Signature, schema: FeatureSchema, rows: Sequence[Mapping[str, Any]]
