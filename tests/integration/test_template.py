@@ -181,6 +181,18 @@ def test_every_function_has_a_log_group_with_a_retention(
         assert group["Properties"].get("RetentionInDays"), logical_id
 
 
+def test_no_two_log_groups_claim_the_same_name(template: Template, resolver: IntrinsicResolver) -> None:
+    # Given every log group the stack creates
+    names = [
+        resolver.resolve(group["Properties"].get("LogGroupName"))
+        for group in resources_of(template, "AWS::Logs::LogGroup").values()
+    ]
+
+    # Then each name is created once: a second resource with the same name fails the deploy
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    assert not duplicates, f"log groups created twice: {duplicates}"
+
+
 def test_every_function_alarms_on_its_errors_and_throttles(
     template: Template, resolver: IntrinsicResolver
 ) -> None:
