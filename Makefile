@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-cold-start
+.PHONY: install demo up test unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart bench-cold-start
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-cold-start  ## every benchmark, figures printed
+bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-queues bench-restart bench-cold-start  ## every benchmark, figures printed
 
 bench-registry: install
 	$(BENCH) benchmarks/bench_registry.py
@@ -63,6 +63,12 @@ bench-monitor: install
 
 bench-cold-start: install  ## predict, batch_worker, monitor: fresh process to first answer from the built artifact, before (f454d5d) and now
 	$(BENCH) benchmarks/bench_cold_start.py --before f454d5d
+
+bench-queues: install  ## one SQS call on the local moto with 20 and 10,000 messages queued
+	$(BENCH) benchmarks/bench_local_queues.py
+
+bench-restart: install  ## kill -9 of local up, then local up: time to serving with 0, 1,000 and 10,000 objects/items/messages stored
+	$(BENCH) benchmarks/bench_restart.py
 
 # MLflow, the peer of bench-http, lives in its own virtualenv: never a dependency of the project.
 MLFLOW_VENV := .venv-bench-mlflow
