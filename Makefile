@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test test-triton unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart
+.PHONY: install demo up test test-triton unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart bench-cold-start
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,7 +54,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-queues bench-restart  ## every benchmark, figures printed
+bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-queues bench-restart bench-cold-start  ## every benchmark, figures printed
 
 bench-registry: install
 	$(BENCH) benchmarks/bench_registry.py
@@ -79,6 +79,9 @@ bench-batch: install
 
 bench-monitor: install
 	$(BENCH) benchmarks/bench_monitor.py
+
+bench-cold-start: install  ## predict, batch_worker, monitor: fresh process to first answer from the built artifact, before (f454d5d) and now
+	$(BENCH) benchmarks/bench_cold_start.py --before f454d5d
 
 bench-queues: install  ## one SQS call on the local moto with 20 and 10,000 messages queued
 	$(BENCH) benchmarks/bench_local_queues.py
