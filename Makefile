@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor
+.PHONY: install demo up test unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor  ## every benchmark, figures printed
+bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http  ## every benchmark, figures printed
 
 bench-registry: install
 	$(BENCH) benchmarks/bench_registry.py
@@ -61,6 +61,17 @@ bench-batch: install
 bench-monitor: install
 	$(BENCH) benchmarks/bench_monitor.py
 
+# MLflow, the peer of bench-http, lives in its own virtualenv: never a dependency of the project.
+MLFLOW_VENV := .venv-bench-mlflow
+$(MLFLOW_VENV)/.installed-stamp:
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=3,<4' scikit-learn pandas
+	touch $@
+
+bench-http: install $(MLFLOW_VENV)/.installed-stamp  ## one-row and 1,000-row predict over HTTP, cold start: mlambda beside mlflow models serve
+	$(BENCH) benchmarks/bench_http.py
+
 build: install  ## build every function as sam build lays it out (.aws-sam/build), sizes printed
 	$(BIN)/python -m mlambda_local.packaging --build-only
 
@@ -68,4 +79,4 @@ package-check: install  ## build, fail on any function over 90% of Lambda's limi
 	$(BIN)/python -m mlambda_local.packaging
 
 clean:
-	rm -rf $(VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(MLFLOW_VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache .aws-sam

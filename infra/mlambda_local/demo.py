@@ -72,16 +72,18 @@ def run_demo(template: Path, data_dir: Path) -> int:
     """Run every step on a fresh local cloud in ``data_dir``; stops the cloud whatever happens."""
     from mlambda_local.bootstrap import ensure_admin_key
     from mlambda_local.cloud import LocalCloud
+    from mlambda_local.cloud.logs import LOG_DIRECTORY
 
     shutil.rmtree(data_dir, ignore_errors=True)
     started = time.perf_counter()
-    say("== Starting the local cloud (moto server + function runner, no Docker)")
-    function_log = data_dir / "function-logs.jsonl"
-    with LocalCloud(template, data_dir, function_log=function_log) as cloud:
+    say("== Starting the local cloud (moto server + one worker process per function instance, no Docker)")
+    with LocalCloud(template, data_dir) as cloud:
         say(
             f"  AWS endpoint {cloud.endpoint_url}, API {cloud.api_url} ({time.perf_counter() - started:.1f} s)"
         )
-        say(f"  the functions' own logs and EMF metrics go to {function_log}")
+        say(
+            f"  each function's log group (its logs, EMF metrics and REPORT lines): {data_dir / LOG_DIRECTORY}/<function>/"
+        )
         key = ensure_admin_key(data_dir, cloud.outputs["ApiKeysTableName"], cloud.endpoint_url)
         workdir = data_dir / "work"
         workdir.mkdir(parents=True, exist_ok=True)

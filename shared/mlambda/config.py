@@ -138,9 +138,9 @@ class PredictSettings(FunctionSettings):
     prediction_cache_table: str = Field(
         alias="PREDICTION_CACHE_TABLE", description="Cached predictions keyed by (model, version, features)."
     )
-    archive_queue_url: str = Field(
-        alias="ARCHIVE_QUEUE_URL",
-        description="SQS queue the prediction log (served and shadow rows) goes to.",
+    data_bucket: str = Field(
+        alias="DATA_BUCKET",
+        description="The offline store: where a prediction-log row too large for one log event is kept.",
     )
     max_instances: int = Field(
         1000,
@@ -173,12 +173,6 @@ class PredictSettings(FunctionSettings):
     )
     intra_op_threads: int = Field(
         1, alias="INTRA_OP_THREADS", ge=1, le=16, description="onnxruntime intra-op threads per session."
-    )
-    log_max_buffered: int = Field(
-        10_000,
-        alias="LOG_MAX_BUFFERED",
-        ge=0,
-        description="Prediction-log records kept in memory for retry while the archive queue fails.",
     )
     metrics_namespace: str = Field(
         "mlambda",
@@ -249,11 +243,12 @@ class IngestSettings(FunctionSettings):
 
 
 class ArchiverSettings(FunctionSettings):
-    """The archiver: archive queue -> partitioned Parquet in the data bucket."""
+    """The archiver: archive queue and predict's log subscription -> partitioned Parquet in the data bucket."""
 
     data_bucket: str = Field(alias="DATA_BUCKET", description="The offline store (Parquet partitions).")
     tracking_table: str = Field(
-        alias="TRACKING_TABLE", description="Where purge requests are recorded (read per batch)."
+        alias="TRACKING_TABLE",
+        description="Purge requests (read per batch), and what predict served each entity (written).",
     )
 
 

@@ -34,9 +34,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from mlambda_local.cloud import LocalCloud
 
     data_dir = tmp_path_factory.mktemp("batch-cloud")
-    with LocalCloud(
-        REPO_ROOT / "template.yaml", data_dir, function_log=data_dir / "function-logs.jsonl"
-    ) as running:
+    with LocalCloud(REPO_ROOT / "template.yaml", data_dir, mode="in-process") as running:
         session = boto3.session.Session(
             region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
         )

@@ -90,7 +90,8 @@ def start_up(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     printed: dict[str, str] = {}
-    deadline = time.monotonic() + 60
+    # Worker processes start while the cloud provisions: on a loaded 2-core machine that takes a while.
+    deadline = time.monotonic() + 180
     assert process.stdout is not None
     while time.monotonic() < deadline:
         line = process.stdout.readline()

@@ -135,6 +135,20 @@ def test_queue_sends_batches_of_any_size(aws: None) -> None:
     assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "23"
 
 
+def test_queue_splits_batches_under_sqs_byte_limit(aws: None) -> None:
+    # Given six bodies of 240 KiB: 1.4 MiB, over SendMessageBatch's 1 MiB (defect 8: it jammed)
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="big")["QueueUrl"]
+    bodies = [f"{i}" + "x" * (240 * 1024) for i in range(6)]
+    # When
+    Queue(url, SETTINGS).send_batch(bodies)
+    # Then every one arrived
+    received = []
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        received += [m["Body"][0] for m in got]
+    assert sorted(received) == [str(i) for i in range(6)]
+
+
 def test_missing_queue_is_not_found(aws: None) -> None:
     with pytest.raises(NotFoundError):
         Queue("https://sqs.us-east-1.amazonaws.com/123456789012/nope", SETTINGS).send("x")

@@ -1,5 +1,6 @@
-"""The archiver on moto: events accepted by ingest and prediction logs, through the real queue, into
-Parquet that monitoring and the point-in-time helper read back."""
+"""The archiver on moto: events accepted by ingest (through the real queue) and predict's prediction
+log (as its log subscription delivers it), into Parquet that monitoring and the point-in-time helper
+read back."""
 
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ from mlambda.adapters.s3 import ObjectStore
 from mlambda.adapters.tracking import DynamoPurgeLog
 from mlambda.config import ArchiverSettings, function_environment
 from mlambda.errors import UpstreamError
-from mlambda.services.inference.prediction_log import pack, prediction_envelope
+from mlambda.services.inference.prediction_log import LoggedRequest, PredictionLog, Scored
 from mlambda.services.ingestion.archiving import ArchivingService
 from mlambda.services.ingestion.point_in_time import training_frame_from_archive
 from mlambda.services.monitoring.service import join_labels
 from mlambda_local.cloud.functions import LambdaContext
+from mlambda_local.cloud.log_subscription import awslogs_event
 from mlambda_local.cloud.sqs import sqs_record
 from tests.integration.conftest import Stack
 from tests.integration.test_ingest_api import NOW, api, click, event
@@ -92,31 +94,40 @@ def parquet_ids(settings: ArchiverSettings, prefix: str = "") -> list[str]:
     ]
 
 
+def prediction_log_event(*requests: LoggedRequest) -> dict[str, Any]:
+    """What the log subscription delivers for these requests: predict's records as CloudWatch Logs events."""
+    lines: list[str] = []
+    for request in requests:
+        PredictionLog(lambda text: lines.extend(text.splitlines())).publish(request)
+    return awslogs_event(
+        owner="123456789012",
+        log_group="/aws/lambda/predict",
+        log_stream="2026/01/01/[$LATEST]abc",
+        filter_name="prediction-log-to-archiver",
+        events=[{"id": f"{i:056d}", "timestamp": 0, "message": line} for i, line in enumerate(lines)],
+    )
+
+
+def served(request_id: str, rows: int, entity_id: str | None = "u1") -> LoggedRequest:
+    answers = [{"label": i % 2, "probabilities": {"0": 0.5, "1": 0.5}} for i in range(rows)]
+    return LoggedRequest(
+        request_id=request_id,
+        model="churn",
+        timestamp=NOW.isoformat(),
+        entity_id=entity_id,
+        positions=list(range(rows)),
+        inputs=[{"f0": float(i)} for i in range(rows)],
+        served=Scored(1, "v1", 1.0, answers),
+    )
+
+
 def test_labels_and_predictions_archived_are_what_monitoring_reads(
     stack: Stack, settings: ArchiverSettings
 ) -> None:
     # Given two served rows logged by predict, and a label for one of them sent as an event
-    envelopes = [
-        prediction_envelope(
-            request_id="req-1",
-            row=i,
-            model="churn",
-            version=1,
-            variant="v1",
-            shadow=False,
-            timestamp=NOW.isoformat(),
-            entity_id="u1",
-            features={"f0": float(i)},
-            prediction={"label": i, "probabilities": {"0": 0.5, "1": 0.5}},
-            latency_ms=1.0,
-        )
-        for i in range(2)
-    ]
-    boto3.client("sqs").send_message(
-        QueueUrl=stack.outputs["ArchiveQueueUrl"], MessageBody=pack([orjson.dumps(e) for e in envelopes])[0]
-    )
     api(stack, "POST", "/events", {"events": [event("lab", "label", request_id="req-1", row=1, value=1)]})
-    # When the archiver gets the queue's messages
+    # When the archiver gets predict's log records and the queue's messages
+    stack.invoke("ArchiverFunction", prediction_log_event(served("req-1", 2)))
     assert deliver(stack, receive_all(stack)) == set()
     # Then monitoring's reader finds both, and joins the label to row 1
     reader = S3ArchiveReader(ObjectStore(settings.data_bucket, settings))
@@ -127,6 +138,41 @@ def test_labels_and_predictions_archived_are_what_monitoring_reads(
     joined = join_labels(predictions, labels)
     assert joined.count == 1
     assert list(joined.truth[predictions["row"] == 1]) == [1]
+
+
+def test_a_log_delivery_lands_once_however_often_it_is_retried_and_records_what_was_served(
+    stack: Stack, settings: ArchiverSettings
+) -> None:
+    # Given one delivery of three requests (one without an entity)
+    delivery = prediction_log_event(served("a", 2), served("b", 1, entity_id="u2"), served("c", 3, None))
+    # When it is invoked three times (the first try, Lambda's two retries)
+    results = [stack.invoke("ArchiverFunction", delivery) for _ in range(3)]
+    # Then
+    assert results[0] == {"events": 3, "rows": 6}
+    assert sorted(parquet_ids(settings, "type=prediction/")) == ["a:0", "a:1", "b:0", "c:0", "c:1", "c:2"]
+    tracking = DynamoTable(settings.tracking_table, settings)
+    items = list(tracking.query_all("pk = :pk", {":pk": "entity#u1"}))
+    assert [(i["kind"], i["request_id"], i["rows"]) for i in items] == [("prediction", "a", 2)]
+    assert [p["label"] for p in items[0]["predictions"]] == [0, 1]
+
+
+def test_a_failed_log_delivery_redriven_from_the_dead_letter_queue_is_archived(
+    stack: Stack, settings: ArchiverSettings
+) -> None:
+    # Given Lambda's destination record of a delivery that failed three times, now in the archive queue
+    record = {
+        "version": "1.0",
+        "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": prediction_log_event(served("late", 2)),
+        "responsePayload": {"errorType": "UpstreamError", "errorMessage": "bucket unavailable"},
+    }
+    boto3.client("sqs").send_message(
+        QueueUrl=stack.outputs["ArchiveQueueUrl"], MessageBody=orjson.dumps(record).decode()
+    )
+    # When
+    assert deliver(stack, receive_all(stack)) == set()
+    # Then
+    assert sorted(parquet_ids(settings, "type=prediction/")) == ["late:0", "late:1"]
 
 
 def test_every_accepted_event_is_in_exactly_one_row_despite_archiver_failures(

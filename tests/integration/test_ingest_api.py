@@ -16,6 +16,7 @@ from mlambda.adapters.s3 import ObjectStore
 from mlambda.config import PredictSettings
 from mlambda.schemas.archive import ArchiveEnvelope
 from mlambda.schemas.events import event_body
+from mlambda.schemas.prediction_log import PredictionLogRecord
 from mlambda.schemas.registry import (
     EndpointConfig,
     EnrichItems,
@@ -299,7 +300,9 @@ def predict(stack: Stack, body: dict[str, Any]) -> tuple[int, Any]:
     )
 
 
-def test_predict_merges_features_written_through_events(stack: Stack, churn: None) -> None:
+def test_predict_merges_features_written_through_events(
+    stack: Stack, churn: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given the entity's features sent in two groups, f3 also in the request
     api(
         stack,
@@ -317,8 +320,12 @@ def test_predict_merges_features_written_through_events(stack: Stack, churn: Non
     missing, error = predict(stack, {"entity_id": "stranger", "features": {"f3": 0.25}})
     # Then the stored values filled the gaps and the request's value won
     assert status == 200
-    logged = [e for e in archived(stack) if e.type == "prediction"]
-    assert logged[0].payload["features"] == {"f0": 0.5, "f1": -1.0, "f2": 2.0, "f3": 0.25}
+    (record,) = [
+        PredictionLogRecord.model_validate_json(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith('{"mlambda_log":')
+    ]
+    assert record.features == [{"f0": 0.5, "f1": -1.0, "f2": 2.0, "f3": 0.25}]
     assert set(body["predictions"][0]) == {"label", "probabilities"}
     assert (missing, error["code"]) == (422, "invalid_features")
     assert sorted(FEATURES) == ["f0", "f1", "f2", "f3"]

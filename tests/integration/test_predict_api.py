@@ -22,7 +22,7 @@ from mlambda.adapters.prediction_cache import PredictionCacheTable
 from mlambda.adapters.registry import DynamoRegistryStore
 from mlambda.adapters.s3 import ObjectStore
 from mlambda.config import PredictSettings, function_environment
-from mlambda.schemas.archive import ArchiveEnvelope
+from mlambda.schemas.prediction_log import PredictionLogRecord, expand
 from mlambda.schemas.registry import (
     CachePolicy,
     EndpointConfig,
@@ -51,6 +51,7 @@ ENV = {
     "FEATURES_TABLE": "features",
     "TRACKING_TABLE": "tracking",
     "PREDICTION_CACHE_TABLE": "prediction-cache",
+    "DATA_BUCKET": "data",
     "MAX_INSTANCES": "50",
     "MAX_BODY_BYTES": "65536",
 }
@@ -61,16 +62,10 @@ class World:
     settings: PredictSettings
     registry: DynamoRegistryStore
     artifacts: ObjectStore
-    queue_url: str
-    sqs: Any
 
     def seed(self, version: ModelVersion, data: bytes, *aliases: str) -> None:
         self.artifacts.put(version.artifact_key, data)
         publish(self.registry, version, aliases)
-
-    def messages(self) -> list[dict[str, Any]]:
-        response = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
-        return [envelope for m in response.get("Messages", []) for envelope in json.loads(m["Body"])]
 
     def service(self) -> InferenceService:
         return InferenceService.from_settings(self.settings)
@@ -116,15 +111,11 @@ def world() -> Iterator[World]:
     with mock_aws():
         create_tables(boto3.client("dynamodb", region_name="us-east-1"))
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="artifacts")
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        queue_url = sqs.create_queue(QueueName="archive")["QueueUrl"]
-        settings = PredictSettings.load({**ENV, "ARCHIVE_QUEUE_URL": queue_url})
+        settings = PredictSettings.load(ENV)
         world = World(
             settings=settings,
             registry=DynamoRegistryStore(DynamoTable("registry", settings)),
             artifacts=ObjectStore("artifacts", settings),
-            queue_url=queue_url,
-            sqs=sqs,
         )
         data, _, _ = classifier(0)
         world.seed(version_of("churn", 1, data), data, "production")
@@ -150,7 +141,18 @@ def call(
     return response["statusCode"], json.loads(response["body"])
 
 
-def test_predictions_over_the_handler_match_sklearn_and_are_logged(world: World) -> None:
+def logged_records(output: str) -> list[PredictionLogRecord]:
+    """The prediction-log records among what the function printed (its log stream)."""
+    return [
+        PredictionLogRecord.model_validate_json(line)
+        for line in output.splitlines()
+        if line.startswith('{"mlambda_log":')
+    ]
+
+
+def test_predictions_over_the_handler_match_sklearn_and_are_logged(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given
     _, model, X = classifier(0)
     # When
@@ -165,14 +167,14 @@ def test_predictions_over_the_handler_match_sklearn_and_are_logged(world: World)
         "production",
         "r1",
     )
-    logged = [ArchiveEnvelope.model_validate(e) for e in world.messages()]
-    assert sorted(e.id for e in logged) == [f"r1:{i}" for i in range(10)]
+    (record,) = logged_records(capsys.readouterr().out)
+    assert sorted(e.id for e in expand(record)) == sorted(f"r1:{i}" for i in range(10))
 
 
 def test_the_handler_builds_its_service_from_the_environment(world: World) -> None:
     predict_app.service.cache_clear()
     try:
-        with function_environment({**ENV, "ARCHIVE_QUEUE_URL": world.queue_url}):
+        with function_environment(ENV):
             status, body = call(None, {"instances": [row([0, 0, 0, 0])]})
     finally:
         predict_app.service.cache_clear()
@@ -216,7 +218,9 @@ def test_unknown_model_is_404(world: World) -> None:
 @pytest.mark.parametrize(
     ("method", "resource"), [("GET", "/models/{name}/predict"), ("POST", "/models/{name}/versions")]
 )
-def test_any_other_method_or_route_is_a_404_naming_it(world: World, method: str, resource: str) -> None:
+def test_any_other_method_or_route_is_a_404_naming_it(
+    world: World, method: str, resource: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given an event the function's one route does not match
     event = load_event("predict_request", httpMethod=method, resource=resource, path="/models/churn/x")
     # When
@@ -226,7 +230,7 @@ def test_any_other_method_or_route_is_a_404_naming_it(world: World, method: str,
     assert (response["statusCode"], body["code"]) == (404, "no_route")
     assert body["message"] == f"no route for {method} /models/churn/x"
     assert response["multiValueHeaders"] == {"Content-Type": ["application/json"]}
-    assert world.messages() == []
+    assert logged_records(capsys.readouterr().out) == []
 
 
 def test_a_base64_encoded_body_is_decoded(world: World) -> None:
@@ -250,7 +254,9 @@ def test_predicting_needs_the_predict_scope(world: World) -> None:
     assert (status, error["code"]) == (403, "forbidden")
 
 
-def test_a_corrupt_artifact_is_a_500_and_never_served(world: World) -> None:
+def test_a_corrupt_artifact_is_a_500_and_never_served(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given the artifact was overwritten after registration
     world.artifacts.put("models/churn/1/model.onnx", b"tampered")
     # When
@@ -258,7 +264,7 @@ def test_a_corrupt_artifact_is_a_500_and_never_served(world: World) -> None:
     # Then
     assert (status, error["code"]) == (500, "artifact_corrupt")
     assert "sha256" not in error["message"]  # 5xx bodies stay generic
-    assert world.messages() == []
+    assert logged_records(capsys.readouterr().out) == []
 
 
 def test_endpoint_variants_and_cache_through_the_registry_table(world: World) -> None:
@@ -303,7 +309,9 @@ def test_model_sessions_fetch_verify_and_reuse(world: World) -> None:
         sessions.get(bad.model_copy(update={"artifact_key": version.artifact_key}))
 
 
-def test_explanations_over_the_handler_read_the_explainer_from_the_artifacts_bucket(world: World) -> None:
+def test_explanations_over_the_handler_read_the_explainer_from_the_artifacts_bucket(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given: a version registered with an explainer beside its model (as the registry writes it)
     data, model, X = classifier(0)
     version = with_explainer(version_of("scored", 1, data), data, X, world.artifacts)
@@ -327,7 +335,9 @@ def test_explanations_over_the_handler_read_the_explainer_from_the_artifacts_buc
         )
         assert explanation["value"] == pytest.approx(model.decision_function(x[None])[0], abs=1e-4)
     assert (unknown_status, unknown["code"]) == (422, "invalid_explain_class")
-    assert all("explanation" not in e["payload"]["prediction"] for e in world.messages())
+    records = logged_records(capsys.readouterr().out)
+    assert records
+    assert all("explanation" not in p for record in records for p in record.predictions)
 
 
 def test_explaining_a_version_registered_without_a_reference_is_a_409(world: World) -> None:

@@ -228,3 +228,47 @@ def event(
 ) -> dict[str, Any]:
     """A raw event as a client sends it (at ``NOW`` for ``u1`` unless told)."""
     return event_body(event_id, event_type, entity, when, **payload)
+
+
+class InMemoryServed:
+    """ServedPredictions: one item per (entity, serving time, request), as the tracking table keys it."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, datetime, str], dict[str, Any]] = {}
+        self.fail = False
+
+    def record_predictions(
+        self,
+        entity_id: str,
+        *,
+        model: str,
+        version: int,
+        variant: str,
+        request_id: str,
+        predictions: Sequence[Mapping[str, Any]],
+        rows: int,
+        at: datetime,
+    ) -> None:
+        if self.fail:
+            raise UpstreamError("tracking table unavailable")
+        self.items[(entity_id, at, request_id)] = {
+            "model": model,
+            "version": version,
+            "variant": variant,
+            "predictions": list(predictions),
+            "rows": rows,
+        }
+
+
+class InMemoryBucket:
+    """ObjectReader over a dict of bytes."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes:
+        from mlambda.errors import NotFoundError
+
+        if key not in self.objects:
+            raise NotFoundError(f"no object {key}")
+        return self.objects[key]

@@ -16,6 +16,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from mlambda.adapters.onnx import inspect_model
 from mlambda.errors import NotFoundError, UpstreamError
+from mlambda.schemas.prediction_log import PredictionLogRecord, expand
 from mlambda.schemas.registry import (
     EndpointConfig,
     FeatureSchema,
@@ -123,25 +124,22 @@ class InMemoryArtifacts:
         self.objects[key] = body
 
 
-class RecordingSink:
-    """MessageSink that keeps bodies, failing the first ``failures`` sends."""
+class RecordingOutput:
+    """The function's output as predict's PredictionLog writes it: the lines, parsed back on demand."""
 
-    def __init__(self, failures: int = 0) -> None:
-        self.bodies: list[str] = []
-        self.failures = failures
-        self.attempts = 0
+    def __init__(self) -> None:
+        self.lines: list[str] = []
 
-    def send_batch(self, bodies: Sequence[str]) -> None:
-        self.attempts += 1
-        if self.failures > 0:
-            self.failures -= 1
-            raise UpstreamError("queue unavailable")
-        self.bodies.extend(bodies)
+    def write(self, text: str) -> int:
+        self.lines.extend(text.splitlines())
+        return len(text)
+
+    def records(self) -> list[PredictionLogRecord]:
+        return [PredictionLogRecord.model_validate_json(line) for line in self.lines]
 
     def envelopes(self) -> list[dict[str, Any]]:
-        import json
-
-        return [envelope for body in self.bodies for envelope in json.loads(body)]
+        """The archive envelopes the archiver makes of the records (JSON-ready, as archived)."""
+        return [e.model_dump(mode="json") for record in self.records() for e in expand(record)]
 
 
 class InMemoryCacheStore:
@@ -187,12 +185,11 @@ class InMemoryItems:
 
 
 class InMemoryTracking:
-    """EntityTracking with opted-out entities, seen items and recorded predictions."""
+    """EntityTracking with opted-out entities and seen items."""
 
     def __init__(self) -> None:
         self.opted_out: set[str] = set()
         self.seen: dict[str, set[str]] = {}
-        self.recorded: list[dict[str, Any]] = []
         self.fail_lookups = False
 
     def is_opted_out(self, entity_id: str) -> bool:
@@ -204,25 +201,6 @@ class InMemoryTracking:
         if self.fail_lookups:
             raise UpstreamError("tracking table unavailable")
         return set(self.seen.get(entity_id, set()))
-
-    def record_predictions(
-        self,
-        entity_id: str,
-        *,
-        model: str,
-        version: int,
-        variant: str,
-        request_id: str,
-        predictions: Sequence[Mapping[str, Any]],
-    ) -> None:
-        self.recorded.append(
-            {
-                "entity_id": entity_id,
-                "model": model,
-                "request_id": request_id,
-                "predictions": list(predictions),
-            }
-        )
 
 
 class BrokenModel:

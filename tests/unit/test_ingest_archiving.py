@@ -5,9 +5,18 @@ from __future__ import annotations
 import json
 import random
 from datetime import timedelta
+from typing import Any
 
+from mlambda.services.inference.prediction_log import LoggedRequest, PredictionLog, Scored
 from mlambda.services.ingestion.archiving import ArchiveMessage, ArchivingService
-from tests.unit.fakes_ingest import NOW, InMemoryObjects, InMemoryPurgeLog, at
+from tests.unit.fakes_ingest import (
+    NOW,
+    InMemoryBucket,
+    InMemoryObjects,
+    InMemoryPurgeLog,
+    InMemoryServed,
+    at,
+)
 
 
 def envelope(
@@ -161,3 +170,134 @@ def test_partition_hours_follow_event_time_not_arrival() -> None:
     # Then
     (key,) = objects.objects
     assert key.startswith(f"type=interaction/date={(NOW - timedelta(days=1)):%Y-%m-%d}/hour=12/part-")
+
+
+# ---------------------------------------------------------------- the prediction log (log subscription input)
+
+
+def log_lines(
+    rows: int, *, entity: str | None = "u1", request_id: str = "req", width: int = 1, overflow: Any = None
+) -> list[str]:
+    """What predict writes for one request of ``rows`` rows (its log record, in pieces when large)."""
+    out: list[str] = []
+    answers = [{"label": i % 2} for i in range(rows)]
+    PredictionLog(lambda text: out.extend(text.splitlines()), overflow=overflow).publish(
+        LoggedRequest(
+            request_id=request_id,
+            model="churn",
+            timestamp=at(0).isoformat(),
+            entity_id=entity,
+            positions=list(range(rows)),
+            inputs=[{"f0": float(i), "f1": "x" * width} for i in range(rows)],
+            served=Scored(3, "main", 0.5, answers),
+            shadow=Scored(4, "shadow:staging", 0.7, answers),
+        )
+    )
+    return out
+
+
+def log_messages(lines: list[str]) -> list[ArchiveMessage]:
+    return [ArchiveMessage(f"event-{i}", line, kind="prediction_log") for i, line in enumerate(lines)]
+
+
+def test_a_prediction_log_record_lands_as_served_and_shadow_rows_and_records_what_was_served() -> None:
+    # Given
+    objects, served = InMemoryObjects(), InMemoryServed()
+    service = ArchivingService(objects, InMemoryPurgeLog(), served=served)
+    # When
+    outcome = service.archive(log_messages(log_lines(3)))
+    # Then
+    assert outcome.failed == set()
+    assert sorted(objects.row_ids()) == sorted(
+        ["req:0", "req:1", "req:2", "req:0:shadow", "req:1:shadow", "req:2:shadow"]
+    )
+    (key,) = objects.objects
+    assert key.startswith("type=prediction/model=churn/date=2026-03-01/hour=12/")
+    row = next(r for r in objects.objects[key] if r["id"] == "req:1:shadow")
+    assert (row["features.f0"], row["prediction.label"], row["version"], row["shadow"]) == (1.0, 1, 4, True)
+    assert served.items == {
+        ("u1", at(0), "req"): {
+            "model": "churn",
+            "version": 3,
+            "variant": "main",
+            "predictions": [{"label": 0}, {"label": 1}, {"label": 0}],
+            "rows": 3,
+        }
+    }
+
+
+def test_a_record_in_pieces_lands_once_whatever_the_order_and_redeliveries() -> None:
+    # Given: a large request's pieces, delivered shuffled, one of them twice
+    lines = log_lines(400, width=2000)
+    assert len(lines) > 2
+    objects = InMemoryObjects()
+    service = ArchivingService(objects, InMemoryPurgeLog(), served=InMemoryServed())
+    messages = log_messages(lines)
+    shuffled = random.Random(1).sample(messages, len(messages)) + messages[:1]
+    # When
+    outcome = service.archive(shuffled)
+    again = service.archive(shuffled)
+    # Then
+    assert outcome.failed == again.failed == set()
+    assert len(objects.row_ids()) == len(set(objects.row_ids())) == 800
+
+
+def test_a_piece_stored_by_reference_is_read_from_the_bucket() -> None:
+    # Given
+    bucket = InMemoryBucket()
+
+    class Overflow:
+        def put(self, key: str, body: bytes, *, content_type: str = "") -> None:
+            bucket.objects[key] = body
+
+    lines = log_lines(1, width=300_000, overflow=Overflow())
+    objects = InMemoryObjects()
+    service = ArchivingService(objects, InMemoryPurgeLog(), overflow=bucket)
+    # When
+    outcome = service.archive(log_messages(lines))
+    # Then
+    assert outcome.failed == set()
+    assert sorted(objects.row_ids()) == ["req:0", "req:0:shadow"]
+    assert all(len(r["features.f1"]) == 300_000 for rows in objects.objects.values() for r in rows)
+
+
+def test_a_record_of_a_purged_entity_is_neither_archived_nor_recorded() -> None:
+    # Given
+    purges, served, objects = InMemoryPurgeLog(), InMemoryServed(), InMemoryObjects()
+    purges.record("u1", at(1), "test")
+    service = ArchivingService(objects, purges, served=served)
+    # When
+    outcome = service.archive(log_messages(log_lines(2)))
+    # Then
+    assert outcome.purged == 4
+    assert objects.objects == {} and served.items == {}
+
+
+def test_a_failing_tracking_write_fails_the_record_so_it_comes_back() -> None:
+    # Given
+    served, objects = InMemoryServed(), InMemoryObjects()
+    served.fail = True
+    service = ArchivingService(objects, InMemoryPurgeLog(), served=served)
+    # When
+    outcome = service.archive(log_messages(log_lines(2)))
+    # Then: nothing of it is left behind, so its redelivery cannot duplicate a row
+    assert outcome.failed == {"event-0"}
+    assert objects.objects == {}
+    # When the table is back
+    served.fail = False
+    assert service.archive(log_messages(log_lines(2))).failed == set()
+    assert len(objects.row_ids()) == 4
+
+
+def test_a_line_that_is_not_a_record_fails_alone() -> None:
+    # Given
+    service = ArchivingService(InMemoryObjects(), InMemoryPurgeLog())
+    messages = [
+        *log_messages(log_lines(1)),
+        ArchiveMessage("bad", '{"mlambda_log": "prediction"}', "prediction_log"),
+    ]
+    # When
+    outcome = service.archive(messages)
+    # Then
+    assert outcome.failed == {"bad"}
+    assert outcome.rows == 2

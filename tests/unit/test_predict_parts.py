@@ -1,18 +1,18 @@
-"""The inference service's parts: session LRU, prediction log packing and buffering, decision rules."""
+"""The inference service's parts: session LRU, the prediction log record, decision rules."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 
-import orjson
 import pytest
 
 from mlambda.adapters.model_sessions import ModelSessions
-from mlambda.schemas.archive import ArchiveEnvelope
+from mlambda.errors import UpstreamError
+from mlambda.schemas.prediction_log import PIECE_BYTES, PredictionLogRecord, expand
 from mlambda.schemas.registry import DecisionRule, ModelVersion, Threshold
-from mlambda.services.inference.prediction_log import PredictionLog, pack, prediction_envelope
+from mlambda.services.inference.prediction_log import LoggedRequest, PredictionLog, Scored
 from mlambda.services.inference.serving_rules import decide
-from tests.unit.fakes_predict import InMemoryArtifacts, RecordingSink, classifier, version_of
+from tests.unit.fakes_predict import InMemoryArtifacts, classifier, version_of
 
 
 def loaded_sessions(
@@ -45,57 +45,134 @@ def test_sessions_are_evicted_by_bytes_but_the_newest_always_stays() -> None:
     assert sessions.loaded == [("m", 2)]
 
 
-def envelope(row: int, features: dict[str, object] | None = None) -> dict[str, object]:
-    return prediction_envelope(
+def logged(
+    rows: int,
+    features: dict[str, object] | None = None,
+    *,
+    shadow: bool = False,
+    positions: list[int] | None = None,
+) -> LoggedRequest:
+    inputs = [dict(features or {"f0": float(i)}) for i in range(rows)]
+    answers = [{"label": 1, "probabilities": {"0": 0.25, "1": 0.75}} for _ in range(rows)]
+    return LoggedRequest(
         request_id="r",
-        row=row,
         model="m",
-        version=1,
-        variant="main",
-        shadow=False,
-        timestamp="2026-01-01T00:00:00+00:00",
-        entity_id=None,
-        features=features or {"f0": 1.0},
-        prediction={"value": 1.0},
-        latency_ms=0.1,
+        timestamp="2026-01-01T00:00:00.000001+00:00",
+        entity_id="e",
+        positions=positions if positions is not None else list(range(rows)),
+        inputs=inputs,
+        served=Scored(1, "main", 0.1, answers),
+        shadow=Scored(2, "shadow:staging", 0.2, answers) if shadow else None,
     )
 
 
-def test_envelopes_are_packed_as_json_lists_under_the_message_budget() -> None:
-    records = [orjson.dumps(envelope(i, {"f": "x" * 1000})) for i in range(50)]
-    bodies = pack(records, budget=10_000)
-    assert all(len(body.encode()) <= 10_000 for body in bodies)
-    decoded = [ArchiveEnvelope.model_validate(e) for body in bodies for e in json.loads(body)]
-    assert [e.id for e in decoded] == [f"r:{i}" for i in range(50)]
+class Lines:
+    """A function's output: what was written, line by line."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> int:
+        assert text.endswith("\n")
+        self.lines.extend(text.splitlines())
+        return len(text)
+
+    def records(self) -> list[PredictionLogRecord]:
+        return [PredictionLogRecord.model_validate_json(line) for line in self.lines]
 
 
-def test_an_envelope_too_large_for_a_message_keeps_its_prediction_only() -> None:
-    sink = RecordingSink()
-    PredictionLog(sink).publish([envelope(0, {"blob": "x" * 300_000})])
-    (logged,) = sink.envelopes()
-    assert logged["payload"]["features"] == {}
-    assert logged["payload"]["prediction"] == {"value": 1.0}
-    assert logged["payload"]["features_truncated_bytes"] > 300_000
+class Bucket:
+    """The data bucket as the log's overflow store (failing when asked to)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.fail = fail
+
+    def put(self, key: str, body: bytes, *, content_type: str = "application/json") -> None:
+        if self.fail:
+            raise UpstreamError("bucket unavailable")
+        self.objects[key] = body
 
 
-def test_the_retry_buffer_is_bounded_and_drops_the_oldest() -> None:
-    sink = RecordingSink(failures=100)
-    log = PredictionLog(sink, max_buffered=3, sleep=lambda _s: None)
-    for i in range(5):
-        assert log.publish([envelope(i)]) is False
-    assert log.buffered == 3
-    sink.failures = 0
-    assert log.publish([]) is True
-    assert [e["id"] for e in sink.envelopes()] == ["r:2", "r:3", "r:4"]
+def test_a_small_request_is_one_line_that_expands_to_its_served_and_shadow_rows() -> None:
+    # Given
+    out = Lines()
+    # When
+    pieces = PredictionLog(out.write).publish(logged(3, shadow=True, positions=[0, 2, 5]))
+    # Then
+    assert pieces == 1
+    (record,) = out.records()
+    envelopes = expand(record)
+    assert [e.id for e in envelopes] == ["r:0", "r:2", "r:5", "r:0:shadow", "r:2:shadow", "r:5:shadow"]
+    assert envelopes[1].payload["features"] == {"f0": 1.0}
+    assert envelopes[4].payload == {
+        **envelopes[1].payload,
+        "version": 2,
+        "variant": "shadow:staging",
+        "shadow": True,
+        "latency_ms": 0.2,
+    }
+    assert all(e.entity_id == "e" and e.model == "m" for e in envelopes)
 
 
-def test_a_failing_sink_is_tried_once_per_invocation_until_it_recovers() -> None:
-    sink = RecordingSink(failures=100)
-    log = PredictionLog(sink, retry_delays=(0.01, 0.02), sleep=lambda _s: None)
-    log.publish([envelope(0)])
-    assert sink.attempts == 3  # first try + two inline retries
-    log.publish([envelope(1)])
-    assert sink.attempts == 4  # known to be failing: one try, no backoff
+def test_defect_8_a_1000_row_40_feature_request_is_logged_whole_in_pieces_under_the_event_limit() -> None:
+    # Given: 1,000 rows of 40 features (1.4 MB as per-row envelopes; the old log jammed on it:
+    # its SQS batch of 1.3 MB was refused, kept for retry ahead of every later record)
+    out = Lines()
+    request = logged(1000, {f"feature_{j:02d}": 0.123456789 * j for j in range(40)}, shadow=True)
+    # When
+    pieces = PredictionLog(out.write).publish(request)
+    # Then: several CloudWatch-sized lines, which together give back every row, served and shadow
+    assert pieces == len(out.lines) > 1
+    assert all(len(line.encode()) <= PIECE_BYTES for line in out.lines)
+    records = out.records()
+    assert [(r.piece, r.pieces) for r in records] == [(i, pieces) for i in range(pieces)]
+    ids = [e.id for r in records for e in expand(r)]
+    assert sorted(ids) == sorted([f"r:{i}" for i in range(1000)] + [f"r:{i}:shadow" for i in range(1000)])
+    assert {r.row_count for r in records} == {1000}
+
+
+def test_a_row_too_large_for_an_event_is_stored_by_reference() -> None:
+    # Given
+    out, bucket = Lines(), Bucket()
+    # When
+    PredictionLog(out.write, overflow=bucket).publish(logged(2, {"blob": "x" * 300_000}))
+    # Then: each row's piece is in the bucket, and the log names it
+    records = out.records()
+    assert [r.ref for r in records] == sorted(bucket.objects)
+    stored = [PredictionLogRecord.model_validate_json(bucket.objects[r.ref or ""]) for r in records]
+    assert [e.payload["features"]["blob"][:3] for r in stored for e in expand(r)] == ["xxx", "xxx"]
+
+
+def test_a_row_that_cannot_be_stored_keeps_its_prediction_and_says_what_was_not_logged() -> None:
+    # Given
+    out = Lines()
+    # When
+    PredictionLog(out.write, overflow=Bucket(fail=True)).publish(logged(1, {"blob": "x" * 300_000}))
+    # Then
+    (record,) = out.records()
+    (row,) = expand(record)
+    assert row.payload["features"] == {}
+    assert row.payload["prediction"]["label"] == 1
+    assert row.payload["features_truncated_bytes"] > 300_000
+
+
+def test_rows_with_different_keys_share_one_set_of_columns() -> None:
+    # Given
+    request = dataclasses.replace(logged(2), inputs=[{"a": 1, "b": 2}, {"b": 3, "c": 4}])
+    out = Lines()
+    # When
+    PredictionLog(out.write).publish(request)
+    # Then
+    (record,) = out.records()
+    assert record.columns == ["a", "b", "c"]
+    assert record.features == [{"a": 1, "b": 2, "c": None}, {"a": None, "b": 3, "c": 4}]
+
+
+def test_nothing_is_written_for_a_request_without_logged_rows() -> None:
+    out = Lines()
+    assert PredictionLog(out.write).publish(logged(0)) == 0
+    assert out.lines == []
 
 
 @pytest.mark.parametrize(
@@ -114,11 +191,3 @@ def test_decisions_take_the_highest_threshold_reached(prediction: dict[str, obje
         default="allow",
     )
     assert decide(rule, prediction) == decision
-
-
-def test_upstream_errors_from_the_sink_are_what_triggers_buffering() -> None:
-    sink = RecordingSink(failures=1)
-    log = PredictionLog(sink, retry_delays=(), sleep=lambda _s: None)
-    assert log.publish([envelope(0)]) is False
-    assert log.publish([]) is True
-    assert [e["id"] for e in sink.envelopes()] == ["r:0"]

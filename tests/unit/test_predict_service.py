@@ -46,7 +46,7 @@ from tests.unit.fakes_predict import (
     InMemoryItems,
     InMemoryTracking,
     ManualClock,
-    RecordingSink,
+    RecordingOutput,
     classifier,
     regressor,
     row,
@@ -58,7 +58,7 @@ from tests.unit.fakes_predict import (
 class Harness:
     catalog: InMemoryCatalog
     artifacts: InMemoryArtifacts
-    sink: RecordingSink
+    sink: RecordingOutput
     cache: InMemoryCacheStore
     features: InMemoryFeatures
     tracking: InMemoryTracking
@@ -86,7 +86,6 @@ def harness(
     endpoint: EndpointConfig | None = None,
     *,
     broken: dict[int, ServingModel] | None = None,
-    sink_failures: int = 0,
     max_instances: int = 100,
 ) -> Harness:
     catalog, artifacts = InMemoryCatalog(), InMemoryArtifacts()
@@ -101,13 +100,13 @@ def harness(
     catalog.add(version, "production")
     if endpoint is not None:
         catalog.endpoints[endpoint.model] = endpoint
-    sink, cache, clock = RecordingSink(sink_failures), InMemoryCacheStore(), ManualClock()
+    sink, cache, clock = RecordingOutput(), InMemoryCacheStore(), ManualClock()
     features, tracking, items = InMemoryFeatures(), InMemoryTracking(), InMemoryItems()
     models = OverrideModels(ModelSessions(artifacts), broken or {})
     service = InferenceService(
         catalog,
         models,
-        PredictionLog(sink, sleep=lambda _s: None),
+        PredictionLog(sink.write),
         features=features,
         tracking=tracking,
         items=items,
@@ -407,7 +406,7 @@ def test_opted_out_entities_get_the_fallback_or_403() -> None:
         h.tracking.opted_out.add("u1")
     body = with_fallback.predict({"entity_id": "u1", "features": row([0, 0, 0, 0])})
     assert body["predictions"] == [{"label": 0, "fallback": "opted_out"}]
-    assert with_fallback.sink.envelopes() == [] and with_fallback.tracking.recorded == []
+    assert with_fallback.sink.lines == []
     with pytest.raises(ForbiddenError) as error:
         without.predict({"entity_id": "u1", "features": row([0, 0, 0, 0])})
     assert error.value.code == "opted_out"
@@ -448,12 +447,12 @@ def test_the_feature_store_is_not_read_when_the_request_is_complete() -> None:
     assert h.features.reads == 0
 
 
-def test_served_predictions_are_recorded_for_the_entity() -> None:
+def test_what_an_entity_was_served_leaves_in_the_log_record_not_by_a_tracking_write() -> None:
     h = harness()
     body = h.predict({"entity_id": "u1", "features": row([1, 2, 3, 4]), "request_id": "r-9"})
-    assert h.tracking.recorded == [
-        {"entity_id": "u1", "model": "churn", "request_id": "r-9", "predictions": body["predictions"]}
-    ]
+    (record,) = h.sink.records()
+    assert (record.entity_id, record.request_id, record.model) == ("u1", "r-9", "churn")
+    assert record.predictions == body["predictions"]
 
 
 # ---------------------------------------------------------------- registry reads, log
@@ -484,17 +483,17 @@ def test_every_served_row_is_logged_as_an_archive_envelope() -> None:
     assert {"request_id", "row", "version", "variant", "shadow", "prediction", "latency_ms"} <= set(payload)
 
 
-def test_a_failing_log_never_fails_the_request_and_is_resent_later() -> None:
-    # Given a queue that fails three sends in a row (the first try and two inline retries)
-    h = harness(sink_failures=3)
+def test_one_record_per_request_holds_the_inputs_as_a_columnar_block() -> None:
     # When
-    body = h.predict({"instances": [row([0, 0, 0, 0])], "request_id": "first"})
-    # Then the caller got an answer and the record waits in the buffer
-    assert body["predictions"]
-    assert h.sink.bodies == []
-    # When the queue recovers, the next request sends both
-    h.predict({"instances": [row([0, 0, 0, 0])], "request_id": "second"})
-    assert [e["id"] for e in h.sink.envelopes()] == ["first:0", "second:0"]
+    h = harness()
+    h.predict({"instances": [row([0, 0, 0, 0]), row([1, 2, 3, 4])], "request_id": "abc"})
+    # Then: one line, one header, the rows as a matrix
+    assert len(h.sink.lines) == 1
+    (record,) = h.sink.records()
+    assert (record.piece, record.pieces, record.row_count, record.rows) == (0, 1, 2, [0, 1])
+    assert record.columns == ["f0", "f1", "f2", "f3"]
+    assert record.values == [[0, 0, 0, 0], [1, 2, 3, 4]]
+    assert (record.served.version, record.served.variant) == (1, "production")
 
 
 def test_a_corrupt_artifact_is_refused_and_never_served() -> None:
@@ -504,4 +503,4 @@ def test_a_corrupt_artifact_is_refused_and_never_served() -> None:
     with pytest.raises(MlambdaError) as error:
         h.predict({"instances": [row([0, 0, 0, 0])]})
     assert (error.value.status, error.value.code) == (500, "artifact_corrupt")
-    assert h.sink.bodies == []
+    assert h.sink.lines == []

@@ -20,11 +20,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mlambda_local.cloud.errors import FunctionInvocationError, TemplateError
-from mlambda_local.cloud.functions import LocalFunction
+from mlambda_local.cloud.functions import Function
 from mlambda_local.cloud.template import IntrinsicResolver, Template
 
 logger = logging.getLogger("mlambda.local")
@@ -84,7 +85,7 @@ class Authorizer:
 
     name: str
     type: str  # "request" | "token"
-    function: LocalFunction
+    function: Function
     identity_sources: tuple[str, ...]
     ttl_seconds: int
     validation_expression: str | None = None
@@ -98,7 +99,7 @@ class Route:
     resource: str
     pattern: re.Pattern[str]
     integration: str  # "aws_proxy" | "mock"
-    function: LocalFunction | None
+    function: Function | None
     authorizer: Authorizer | None
     mock_status: int = 200
     mock_headers: tuple[tuple[str, str], ...] = ()
@@ -160,7 +161,7 @@ class RestApi:
         logical_id: str,
         template: Template,
         resolver: IntrinsicResolver,
-        functions: Mapping[str, LocalFunction],
+        functions: Mapping[str, Function],
     ) -> RestApi:
         """Read routes, authorizers and gateway responses from the RestApi's swagger ``Body``."""
         properties = template.resources[logical_id].get("Properties") or {}
@@ -173,7 +174,7 @@ class RestApi:
             logger.info("API %s: reading an OpenAPI 3 definition with the swagger 2 extensions", logical_id)
         stage = cls._stage_name(logical_id, template, resolver)
 
-        def function_for(uri: Any, where: str) -> LocalFunction:
+        def function_for(uri: Any, where: str) -> Function:
             function_id = resolver.logical_id_for_function_arn(str(uri))
             if function_id is None or function_id not in functions:
                 raise TemplateError(
@@ -540,8 +541,7 @@ class RestApi:
             try:
                 result = authorizer.function.invoke(authorizer_event)
             except FunctionInvocationError as exc:
-                cause = exc.__cause__
-                if cause is not None and str(cause) == "Unauthorized":
+                if exc.error_message == "Unauthorized":
                     return self.gateway_response("UNAUTHORIZED", "Unauthorized", request_id)
                 return self.gateway_response(
                     "AUTHORIZER_CONFIGURATION_ERROR", "Internal server error", request_id
@@ -585,9 +585,16 @@ def _context_value(value: Any) -> Any:
     return value if isinstance(value, str) else str(value)
 
 
+@lru_cache(maxsize=1024)
+def _arn_pattern(pattern: str) -> re.Pattern[str]:
+    """An IAM resource pattern (``*``, ``?`` wildcards) compiled once: policies are evaluated per request."""
+    return re.compile(
+        "".join(".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern)
+    )
+
+
 def _arn_matches(pattern: str, arn: str) -> bool:
-    regex = "".join(".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern)
-    return re.fullmatch(regex, arn) is not None
+    return _arn_pattern(pattern).fullmatch(arn) is not None
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -1,9 +1,9 @@
-"""Send what functions print (powertools' JSON logs, EMF metric lines) where the host wants it.
+"""In-process mode: send what a function prints (powertools' JSON logs, EMF lines, its log records) to its log group.
 
-On Lambda each function's stdout goes to its own CloudWatch log group. Here every function
-shares the host's stdout, so ``mlambda demo`` (or any host) would drown in JSON lines; a host
-that passes a sink gets them in a file instead, while its own prints stay on the terminal.
-Routing is per invocation thread (a contextvar), so concurrent invocations don't interfere.
+On Lambda (and in the local cloud's worker processes) each function's stdout is its own log
+stream. In process every function shares the runner's stdout, so each invocation's thread
+routes it to the function's stream (a contextvar), while the runner's own prints stay on the
+terminal and concurrent invocations don't interfere.
 """
 
 from __future__ import annotations
@@ -14,9 +14,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TextIO
+from typing import Protocol, TextIO
 
-_sink: ContextVar[TextIO | None] = ContextVar("mlambda_local_function_output", default=None)
+
+class Writer(Protocol):
+    """Where a function's output goes (``logs.LineWriter``, or any text stream)."""
+
+    def write(self, text: str) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+_sink: ContextVar[Writer | None] = ContextVar("mlambda_local_function_output", default=None)
 _install_lock = threading.Lock()
 
 
@@ -32,9 +41,7 @@ class _RoutingStream:
         if sink is None:
             return self.terminal.write(text)
         with self._write_lock:
-            written = sink.write(text)
-            sink.flush()
-        return written
+            return sink.write(text)
 
     def flush(self) -> None:
         sink = _sink.get()
@@ -61,7 +68,7 @@ def _install() -> _RoutingStream:
 
 
 @contextmanager
-def function_output(sink: TextIO | None) -> Iterator[None]:
+def function_output(sink: Writer | None) -> Iterator[None]:
     """While the block runs (in this thread), route stdout to ``sink``; ``None`` leaves it alone."""
     if sink is None:
         yield

@@ -1,10 +1,15 @@
-"""Run the template's Lambda functions in-process, each with its own environment and a Lambda context.
+"""The template's functions as the runner sees them (``FunctionSpec``), and the in-process mode.
 
-Lambda gives each function its own process and environment; here every function shares one
-process, so each invocation runs in a worker thread with the function's variables overlaid
-through ``mlambda.config.function_environment`` (a contextvar the shared layer's settings read).
-Handlers are loaded from ``<template dir>/<CodeUri>/<module>.py`` under a unique module name,
-because every function calls its module ``app.py``.
+``Function`` is what every trigger (API, queues, schedules, log subscriptions) calls: ``invoke``
+(synchronous), ``submit`` (asynchronous), ``status`` and ``close``. Two kinds implement it:
+
+- ``execution.FunctionPool``, the default: worker processes behind the Lambda Runtime API;
+- ``LocalFunction``, the in-process mode kept for fast tests: every function shares the runner's
+  process, each invocation runs in a thread with the function's variables overlaid through
+  ``mlambda.config.function_environment`` (a contextvar the shared layer's settings read), and
+  its output goes to the function's log group like a worker's. Handlers are loaded from
+  ``<template dir>/<CodeUri>/<module>.py`` under a unique module name, because every function
+  calls its module ``app.py``. No Timeout kill, no MemorySize, one process for all.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from mlambda.config import function_environment
 from mlambda.observability import logger as function_logger
 from mlambda_local.cloud.errors import FunctionInvocationError, TemplateError
 from mlambda_local.cloud.function_output import function_output
+from mlambda_local.cloud.logs import LineWriter, LogGroup
 from mlambda_local.cloud.template import NO_VALUE, IntrinsicResolver, Template
 
 logger = logging.getLogger("mlambda.local")
@@ -37,6 +43,7 @@ logger = logging.getLogger("mlambda.local")
 DEFAULT_CONCURRENCY = 4
 DEFAULT_TIMEOUT_SECONDS = 3
 DEFAULT_MEMORY_MB = 128
+DEFAULT_RUNTIME = "python3.12"
 
 Handler = Callable[[Any, Any], Any]
 
@@ -82,6 +89,8 @@ class FunctionSpec:
     timeout: float
     memory_mb: int
     reserved_concurrency: int | None
+    runtime: str = DEFAULT_RUNTIME
+    layer_dirs: tuple[Path, ...] = ()  # each local layer's content directory, in the template's order
 
     @property
     def module_path(self) -> Path:
@@ -107,6 +116,21 @@ def _environment_value(value: Any) -> str:
     return str(value)
 
 
+def _layer_dirs(template: Template, logical_id: str, layers: Any) -> tuple[Path, ...]:
+    """The content directories of the function's layers declared in this template (``!Ref``)."""
+    found: list[Path] = []
+    for layer in layers or []:
+        name = layer.get("Ref") if isinstance(layer, dict) else None
+        resource = template.sam_resource(name) if isinstance(name, str) else {}
+        content = (resource.get("Properties") or {}).get("ContentUri")
+        if not isinstance(content, str) or content.startswith("s3://"):
+            raise TemplateError(
+                f"function {logical_id}: layer {layer!r} is not a layer of this template with a local ContentUri"
+            )
+        found.append((template.directory / content).resolve())
+    return tuple(found)
+
+
 def function_specs(template: Template, resolver: IntrinsicResolver) -> list[FunctionSpec]:
     """Every enabled AWS::Lambda::Function, with CodeUri from the SAM resource (or Globals)."""
     specs: list[FunctionSpec] = []
@@ -130,6 +154,7 @@ def function_specs(template: Template, resolver: IntrinsicResolver) -> list[Func
             raise TemplateError(f"function {logical_id}: Handler {handler!r} is not '<module>.<function>'")
         variables = resolver.resolve((properties.get("Environment") or {}).get("Variables") or {})
         reserved = resolver.resolve(properties.get("ReservedConcurrentExecutions"))
+        layers = sam_properties.get("Layers", globals_function.get("Layers"))
         specs.append(
             FunctionSpec(
                 logical_id=logical_id,
@@ -145,18 +170,26 @@ def function_specs(template: Template, resolver: IntrinsicResolver) -> list[Func
                 timeout=float(resolver.resolve(properties.get("Timeout", DEFAULT_TIMEOUT_SECONDS))),
                 memory_mb=int(resolver.resolve(properties.get("MemorySize", DEFAULT_MEMORY_MB))),
                 reserved_concurrency=None if reserved is None else int(reserved),
+                runtime=str(resolver.resolve(properties.get("Runtime", DEFAULT_RUNTIME))),
+                layer_dirs=_layer_dirs(template, logical_id, layers),
             )
         )
     return specs
 
 
-def load_handler(spec: FunctionSpec) -> Handler:
-    """Import the function's module under ``mlambda_fn_<LogicalId>`` and return its handler."""
+def check_code(spec: FunctionSpec) -> Path:
+    """The handler's module file; TemplateError naming the function when it or its directory is missing."""
     if not spec.code_dir.is_dir():
         raise TemplateError(f"function {spec.logical_id}: CodeUri directory {spec.code_dir} does not exist")
     path = spec.module_path
     if not path.is_file():
         raise TemplateError(f"function {spec.logical_id}: handler module {path} does not exist")
+    return path
+
+
+def load_handler(spec: FunctionSpec) -> Handler:
+    """Import the function's module under ``mlambda_fn_<LogicalId>`` and return its handler."""
+    path = check_code(spec)
     module_name = f"mlambda_fn_{spec.logical_id}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     if module_spec is None or module_spec.loader is None:
@@ -201,8 +234,36 @@ def lambda_log_keys(spec: FunctionSpec, context: LambdaContext) -> Iterator[None
         function_logger.thread_safe_clear_keys()
 
 
+class Function(Protocol):
+    """A function of the template as its triggers see it (``LocalFunction`` or ``execution.FunctionPool``)."""
+
+    spec: FunctionSpec
+    group: LogGroup
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The variables the function sees (its template's, and Lambda's own)."""
+        ...
+
+    def invoke(self, event: Any) -> Any:
+        """Run ``event`` synchronously; the result, or FunctionInvocationError."""
+        ...
+
+    def submit(self, event: Any) -> Future[Any]:
+        """Start an asynchronous invocation."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """Counters for ``mlambda local status``."""
+        ...
+
+    def close(self) -> None:
+        """Stop running it."""
+        ...
+
+
 class LocalFunction:
-    """One loaded function: a bounded worker pool, counters, and the Lambda calling convention."""
+    """One function run in this process: a bounded thread pool, counters, and the Lambda calling convention."""
 
     def __init__(
         self,
@@ -210,10 +271,12 @@ class LocalFunction:
         handler: Handler,
         concurrency: int,
         base_environment: Mapping[str, str],
-        output: TextIO | None = None,
+        group: LogGroup,
     ) -> None:
         self.spec = spec
-        self.output = output
+        self.group = group
+        self._stream = group.new_stream()
+        self.output = LineWriter(self._stream)
         self.handler = handler
         self.concurrency = max(1, concurrency)
         self._environment = {
@@ -293,9 +356,16 @@ class LocalFunction:
             with self._lock:
                 self.errors += 1
                 self.last_error = f"Task timed out after {self.spec.timeout:.2f} seconds"
-            raise FunctionInvocationError(self.spec.logical_id, self.last_error) from exc
+            raise FunctionInvocationError(
+                self.spec.logical_id, self.last_error, error_type="Sandbox.Timedout"
+            ) from exc
         except Exception as exc:
-            raise FunctionInvocationError(self.spec.logical_id, f"{type(exc).__name__}: {exc}") from exc
+            raise FunctionInvocationError(
+                self.spec.logical_id,
+                f"{type(exc).__name__}: {exc}",
+                error_type=type(exc).__name__,
+                error_message=str(exc),
+            ) from exc
 
     def status(self) -> dict[str, Any]:
         """Counters for ``LocalCloud.status()``."""
@@ -304,6 +374,7 @@ class LocalFunction:
                 "name": self.spec.name,
                 "handler": self.spec.handler,
                 "code_dir": str(self.spec.code_dir),
+                "mode": "in-process",
                 "concurrency": self.concurrency,
                 "invocations": self.invocations,
                 "errors": self.errors,

@@ -1,8 +1,14 @@
 """``LocalCloud``: the template running on one machine, without Docker.
 
 Start order: read and validate the template (so a bad function fails before anything runs),
-start moto (unless an endpoint is given), load every function, provision resources, then open
-the triggers (HTTP API, SQS pollers, S3 pollers, scheduler) and write ``state.json``.
+start moto (unless an endpoint is given), set up every function, provision resources, then open
+the triggers (HTTP API, SQS pollers, S3 pollers, scheduler, log subscriptions) and write
+``state.json``.
+
+Functions run in worker processes behind the Lambda Runtime API (``execution``), from the
+source tree or from ``sam build``'s artifacts (``from_build``); ``mode="in-process"`` runs them
+in threads of this process instead, for fast tests. Either way each function's output goes to
+its log group under ``<data_dir>/logs`` (``logs``), where subscriptions deliver from.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TextIO
+from typing import Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 import boto3
@@ -33,9 +39,32 @@ from mlambda_local.cloud.errors import (
     TemplateError,
     UnknownTargetError,
 )
-from mlambda_local.cloud.functions import DEFAULT_CONCURRENCY, LocalFunction, function_specs, load_handler
+from mlambda_local.cloud.execution import INIT_LIMIT_SECONDS, FunctionPool, Watchdog, WorkerLaunch
+from mlambda_local.cloud.functions import (
+    DEFAULT_CONCURRENCY,
+    Function,
+    FunctionSpec,
+    LocalFunction,
+    check_code,
+    function_specs,
+    load_handler,
+)
+from mlambda_local.cloud.log_subscription import (
+    FilterPattern,
+    SubscriptionDelivery,
+    SubscriptionFilter,
+    SubscriptionRunner,
+    subscription_error,
+)
+from mlambda_local.cloud.logs import LOG_DIRECTORY, LogGroup, LogTail
 from mlambda_local.cloud.moto_server import MotoServer
 from mlambda_local.cloud.provision import Inventory, Provisioner
+from mlambda_local.cloud.runtimes import (
+    built_launch,
+    runtime_python,
+    runtime_support,
+    source_launch,
+)
 from mlambda_local.cloud.schedule import (
     ScheduledRule,
     Scheduler,
@@ -53,6 +82,7 @@ SUPPORTED_EVENT_TYPES = frozenset({"Api", "SQS", "S3", "Schedule"})
 DEFAULT_SQS_CONCURRENCY = 2
 S3_POLLER_THREADS = 2
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+Mode = Literal["process", "in-process"]
 
 
 def validate_event_sources(template: Template, resolver: IntrinsicResolver) -> None:
@@ -92,6 +122,16 @@ def validate_event_sources(template: Template, resolver: IntrinsicResolver) -> N
                 )
             if targets:
                 validate_schedule(logical_id, str(resolver.resolve(properties["ScheduleExpression"])))
+        elif kind == "AWS::Logs::SubscriptionFilter":
+            destination = str(resolver.resolve(properties.get("DestinationArn", "")))
+            if resolver.logical_id_for_function_arn(destination) is None:
+                raise subscription_error(
+                    logical_id, f"destination {destination!r} is not a function of this template"
+                )
+            try:
+                FilterPattern.parse(str(resolver.resolve(properties.get("FilterPattern", ""))))
+            except ValueError as exc:
+                raise subscription_error(logical_id, f"filter pattern: {exc}") from exc
 
 
 def _function_ref(properties: dict[str, Any]) -> str:
@@ -117,11 +157,41 @@ class LocalCloud:
         moto_port: int = 0,
         clock: Callable[[], datetime] = utc_now,
         schedule_check_interval: float = 5.0,
-        function_log: Path | None = None,
+        mode: Mode = "process",
+        from_build: Path | str | None = None,
+        python: str | None = None,
+        max_instances: int = DEFAULT_CONCURRENCY,
+        idle_seconds: float = 300.0,
+        echo_logs: bool = False,
+        prewarm: bool = False,
+        log_poll_seconds: float = 1.0,
     ) -> None:
-        self.template_path = Path(template_path)
-        self.function_log = function_log
-        self._function_log_file: TextIO | None = None
+        """``template_path`` is ignored with ``from_build`` (the build folder's template is the one).
+
+        ``mode``: worker processes (``process``, Lambda's way) or threads of this process
+        (``in-process``, for fast tests). ``python``: the workers' interpreter in source mode.
+        ``max_instances``: concurrency of a function with no reserved or mapping concurrency.
+        ``echo_logs``: print the functions' log lines on this process's stdout. ``prewarm``:
+        start one worker of each function behind the API while the rest comes up.
+        ``log_poll_seconds``: how often log subscriptions look for new lines.
+        """
+        if mode not in ("process", "in-process"):
+            raise MlambdaLocalError(f"mode must be 'process' or 'in-process', not {mode!r}")
+        if from_build is not None and mode != "process":
+            raise MlambdaLocalError(
+                "built artifacts run in worker processes: from_build needs mode='process'"
+            )
+        self.from_build = None if from_build is None else Path(from_build)
+        self.template_path = (
+            Path(template_path) if self.from_build is None else self.from_build / "template.yaml"
+        )
+        self.mode: Mode = mode
+        self.python = python
+        self.max_instances = max_instances
+        self.idle_seconds = idle_seconds
+        self.echo_logs = echo_logs
+        self.prewarm = prewarm
+        self.log_poll_seconds = log_poll_seconds
         self.data_dir = Path(data_dir)
         self._endpoint_url = endpoint_url
         self.api_port = api_port
@@ -133,10 +203,13 @@ class LocalCloud:
         self.schedule_check_interval = schedule_check_interval
         self.template: Template | None = None
         self.resolver: IntrinsicResolver | None = None
-        self.functions: dict[str, LocalFunction] = {}
+        self.functions: dict[str, Function] = {}
         self.apis: list[RestApi] = []
         self.pollers: list[QueuePoller] = []
         self.scheduler: Scheduler | None = None
+        self.subscriptions: SubscriptionRunner | None = None
+        self._watchdog: Watchdog | None = None
+        self._echo: _LogEcho | None = None
         self._inventory: Inventory | None = None
         self._outputs: dict[str, Any] = {}
         self._moto: MotoServer | None = None
@@ -180,22 +253,7 @@ class LocalCloud:
         self.resolver = resolver
         session = self._session()
         mappings = self._sqs_mappings(template, resolver)
-        base_environment = {
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_ENDPOINT_URL": endpoint,
-        }
-        if self.function_log is not None:
-            self.function_log.parent.mkdir(parents=True, exist_ok=True)
-            self._function_log_file = self.function_log.open("a", encoding="utf-8")
-        for spec in function_specs(template, resolver):
-            concurrency = spec.reserved_concurrency or max(
-                (m.maximum_concurrency for m in mappings if m.function_logical_id == spec.logical_id),
-                default=DEFAULT_CONCURRENCY,
-            )
-            self.functions[spec.logical_id] = LocalFunction(
-                spec, load_handler(spec), concurrency, base_environment, self._function_log_file
-            )
+        self._set_up_functions(function_specs(template, resolver), mappings, endpoint)
         rules = self._scheduled_rules(template, resolver)
         apis = [
             RestApi.from_template(logical_id, template, resolver, self.functions)
@@ -208,6 +266,8 @@ class LocalCloud:
                 f"two APIs deploy the same stage name ({stages}); the local server mounts APIs by stage"
             )
         self.apis = apis
+        if self.prewarm:
+            self._prewarm_api_functions()
         provisioner = Provisioner(
             template,
             resolver,
@@ -220,6 +280,10 @@ class LocalCloud:
         self._server = LocalHttpServer(apis, self._control, port=self.api_port)
         self._server.start()
         self._start_pollers(session, endpoint, mappings)
+        self.subscriptions = SubscriptionRunner(
+            self._subscriptions(template, resolver, session, endpoint), interval=self.log_poll_seconds
+        )
+        self.subscriptions.start()
         self.scheduler = Scheduler(
             rules,
             self.region,
@@ -230,6 +294,159 @@ class LocalCloud:
         self.scheduler.start()
         write_state(self.data_dir, self._state(pid=os.getpid()))
         logger.info("local cloud %s up: API %s, endpoint %s", self.stack_name, self.api_url, endpoint)
+
+    def _set_up_functions(self, specs: list[FunctionSpec], mappings: list[SqsMapping], endpoint: str) -> None:
+        """One ``Function`` per spec: worker pools (from source or build), or in-process runners."""
+        base_environment = self._function_base_environment(endpoint)
+        # In process the functions share this process's environment (set by _set_environment).
+        in_process_environment = {
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ENDPOINT_URL": endpoint,
+        }
+        launches: dict[str, WorkerLaunch] = {}
+        if self.mode == "process" and self.from_build is not None:
+            pythons = {runtime: runtime_python(runtime) for runtime in {spec.runtime for spec in specs}}
+            supports = {
+                runtime: runtime_support(python, runtime, self.data_dir)
+                for runtime, python in pythons.items()
+            }
+            launches = {
+                spec.logical_id: built_launch(spec, pythons[spec.runtime], supports[spec.runtime])
+                for spec in specs
+            }
+        for spec in specs:
+            concurrency = spec.reserved_concurrency or max(
+                (m.maximum_concurrency for m in mappings if m.function_logical_id == spec.logical_id),
+                default=self.max_instances,
+            )
+            group = LogGroup(self.data_dir, spec.name)
+            if self.mode == "in-process":
+                self.functions[spec.logical_id] = LocalFunction(
+                    spec, load_handler(spec), concurrency, in_process_environment, group
+                )
+                continue
+            check_code(spec)  # what is missing fails now; an import error is the worker's init error
+            launch = launches.get(spec.logical_id) or source_launch(spec, self.python)
+            self.functions[spec.logical_id] = FunctionPool(
+                spec,
+                launch,
+                group,
+                concurrency=concurrency,
+                base_environment=base_environment,
+                idle_seconds=self.idle_seconds,
+            )
+        pools = [f for f in self.functions.values() if isinstance(f, FunctionPool)]
+        if pools:
+            self._watchdog = Watchdog(pools)
+            self._watchdog.start()
+        if self.echo_logs:
+            self._echo = _LogEcho({fid: f.group for fid, f in self.functions.items()})
+            self._echo.start()
+
+    def _prewarm_api_functions(self) -> None:
+        """One worker of each function behind the API starts now: its imports overlap provisioning."""
+        behind_api = {
+            function.spec.logical_id: function
+            for api in self.apis
+            for route in api.routes
+            for function in (route.function, route.authorizer.function if route.authorizer else None)
+            if function is not None
+        }
+        for function in behind_api.values():
+            if isinstance(function, FunctionPool):
+                function.prewarm()
+
+    def _function_base_environment(self, endpoint: str) -> dict[str, str]:
+        """What every worker sees besides its function's variables: Lambda's basics, the endpoint, credentials.
+
+        Not this process's environment: a function sees what Lambda would give it. With moto the
+        credentials are fake and the host's AWS config files are hidden, so no profile leaks in.
+        """
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ENDPOINT_URL": endpoint,
+        }
+        if self._moto is not None:
+            environment |= {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            }
+        else:
+            for key, value in os.environ.items():
+                if (key.startswith("AWS_") and key not in environment) or key == "HOME":
+                    environment[key] = value
+        return environment
+
+    def _subscriptions(
+        self, template: Template, resolver: IntrinsicResolver, session: boto3.session.Session, endpoint: str
+    ) -> list[SubscriptionDelivery]:
+        """Every log subscription filter to a function, with its destination's async retry settings."""
+        groups = {f.spec.name: f.group for f in self.functions.values()}
+        deliveries: list[SubscriptionDelivery] = []
+        sqs = session.client("sqs", endpoint_url=endpoint)
+        for logical_id, resource in template.resources.items():
+            if resource.get("Type") != "AWS::Logs::SubscriptionFilter" or not resolver.is_enabled(resource):
+                continue
+            properties = resolver.resolve(resource.get("Properties") or {})
+            group_name = str(properties.get("LogGroupName", ""))
+            group = groups.get(group_name.removeprefix("/aws/lambda/"))
+            if group is None:
+                raise subscription_error(
+                    logical_id, f"log group {group_name!r} is not a function's log group"
+                )
+            destination_id = resolver.logical_id_for_function_arn(str(properties["DestinationArn"]))
+            assert destination_id is not None  # validate_event_sources checked it
+            retries, queue = self._async_invoke_config(template, resolver, destination_id)
+            subscription = SubscriptionFilter(
+                logical_id=logical_id,
+                name=str(properties.get("FilterName") or resolver.physical_name(logical_id)),
+                group=group,
+                pattern=FilterPattern.parse(str(properties.get("FilterPattern", ""))),
+                destination=self.functions[destination_id],
+                max_retries=retries,
+                on_failure_queue_url=queue,
+            )
+            deliveries.append(
+                SubscriptionDelivery(
+                    subscription,
+                    self.data_dir / LOG_DIRECTORY / ".subscriptions",
+                    account_id=template.account_id,
+                    send_to_queue=lambda url, body: sqs.send_message(QueueUrl=url, MessageBody=body),
+                )
+            )
+        return deliveries
+
+    def _async_invoke_config(
+        self, template: Template, resolver: IntrinsicResolver, function_id: str
+    ) -> tuple[int, str | None]:
+        """``AWS::Lambda::EventInvokeConfig`` of a function: retries, and the OnFailure queue's URL."""
+        for resource in template.resources.values():
+            if resource.get("Type") != "AWS::Lambda::EventInvokeConfig":
+                continue
+            properties = resolver.resolve(resource.get("Properties") or {})
+            name = str(properties.get("FunctionName", ""))
+            if (
+                resolver.logical_id_for_function_arn(f"function:{name}") != function_id
+                and name != function_id
+            ):
+                continue
+            retries = int(properties.get("MaximumRetryAttempts", 2))
+            destination = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
+                "Destination"
+            )
+            queue = None
+            if isinstance(destination, str) and destination.startswith("arn:aws:sqs:"):
+                queue = resolver.queue_url(destination.rsplit(":", 1)[-1])
+            return retries, queue
+        return 2, None
 
     def stop(self) -> None:
         """Stop triggers, functions and moto, and mark the state file stopped; safe to call twice."""
@@ -247,11 +464,20 @@ class LocalCloud:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self.subscriptions is not None:
+            # A delivery in flight fails when its function stops, and stays journaled for the next start.
+            self.subscriptions.signal_stop()
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
         for function in self.functions.values():
             function.close()
-        if self._function_log_file is not None:
-            self._function_log_file.close()
-            self._function_log_file = None
+        if self.subscriptions is not None:
+            self.subscriptions.stop()
+            self.subscriptions = None
+        if self._echo is not None:
+            self._echo.stop()
+            self._echo = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -450,6 +676,7 @@ class LocalCloud:
             "api_url": self.api_url,
             "resources": self._inventory.as_dict() if self._inventory else None,
             "functions": {logical_id: function.status() for logical_id, function in self.functions.items()},
+            "log_subscriptions": self.subscriptions.status() if self.subscriptions else [],
             "triggers": {
                 "api": [
                     {
@@ -486,7 +713,11 @@ class LocalCloud:
             for fired in self.scheduler.fire(rule):
                 function = self.functions[fired.function]
                 try:
-                    results.append(fired.future.result(timeout=function.spec.timeout + 1.0))
+                    results.append(
+                        fired.future.result(timeout=INIT_LIMIT_SECONDS + function.spec.timeout + 1.0)
+                    )
+                except FunctionInvocationError:
+                    raise
                 except Exception as exc:
                     raise FunctionInvocationError(fired.function, f"{type(exc).__name__}: {exc}") from exc
         return results
@@ -526,3 +757,33 @@ class LocalCloud:
         return HttpResponse.json(
             404, {"code": "not_found", "message": f"no control route {request.method} {parts}"}
         )
+
+
+class _LogEcho:
+    """Prints every function's new log lines on stdout, prefixed with the function (``local up``)."""
+
+    def __init__(self, groups: dict[str, LogGroup], interval: float = 0.2) -> None:
+        self._tails = {logical_id: LogTail(group) for logical_id, group in groups.items()}
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mlambda-log-echo", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._echo()
+
+    def _echo(self) -> None:
+        for logical_id, tail in self._tails.items():
+
+            def show(_stream: str, line: str, name: str = logical_id) -> None:
+                print(f"[{name}] {line}", flush=True)
+
+            tail.read_new(show)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._echo()

@@ -27,7 +27,9 @@ from mlambda_local.cloud.template import IntrinsicResolver, Template
 logger = logging.getLogger("mlambda.local")
 
 # Run by the local cloud itself rather than created on the endpoint.
-RUNNER_TYPES = frozenset({"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping"})
+RUNNER_TYPES = frozenset(
+    {"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::Logs::SubscriptionFilter"}
+)
 # Nothing to create locally: IAM is not enforced, API Gateway is emulated by the HTTP server.
 SKIPPED_TYPES = frozenset(
     {

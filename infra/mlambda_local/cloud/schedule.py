@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlambda_local.cloud.errors import TemplateError
-from mlambda_local.cloud.functions import LocalFunction
+from mlambda_local.cloud.functions import Function
 
 logger = logging.getLogger("mlambda.local")
 
@@ -173,7 +173,7 @@ def parse_schedule(expression: str) -> CronExpression | RateExpression:
 
 @dataclass(frozen=True)
 class ScheduleTarget:
-    function: LocalFunction
+    function: Function
     input: str | None = None
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlambda_local.cloud.errors import FunctionInvocationError
-from mlambda_local.cloud.functions import LocalFunction
+from mlambda_local.cloud.functions import Function
 
 logger = logging.getLogger("mlambda.local")
 
@@ -106,7 +106,7 @@ def failed_message_ids(result: Any, message_ids: list[str]) -> set[str] | None:
 class QueuePoller:
     """Threads polling one queue for one function; subclasses turn messages into invocations."""
 
-    def __init__(self, name: str, sqs: Any, queue_url: str, function: LocalFunction, threads: int) -> None:
+    def __init__(self, name: str, sqs: Any, queue_url: str, function: Function, threads: int) -> None:
         self.name = name
         self.sqs = sqs
         self.queue_url = queue_url
@@ -179,7 +179,7 @@ class QueuePoller:
 class SqsEventSourcePoller(QueuePoller):
     """Emulates Lambda's SQS event source mapping for one mapping."""
 
-    def __init__(self, mapping: SqsMapping, sqs: Any, function: LocalFunction, region: str) -> None:
+    def __init__(self, mapping: SqsMapping, sqs: Any, function: Function, region: str) -> None:
         super().__init__(mapping.logical_id, sqs, mapping.queue_url, function, mapping.maximum_concurrency)
         self.mapping = mapping
         self.region = region

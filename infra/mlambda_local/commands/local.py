@@ -17,7 +17,18 @@ def local_up(args: argparse.Namespace) -> int:
     from mlambda_local.cloud import LocalCloud
 
     data_dir = Path(args.data_dir)
-    cloud = LocalCloud(Path(args.template), data_dir, endpoint_url=args.endpoint_url, api_port=args.api_port)
+    cloud = LocalCloud(
+        Path(args.template),
+        data_dir,
+        endpoint_url=args.endpoint_url,
+        api_port=args.api_port,
+        mode="in-process" if args.in_process else "process",
+        from_build=args.from_build,
+        python=args.python,
+        max_instances=args.max_instances,
+        echo_logs=not args.quiet,
+        prewarm=not args.no_prewarm,
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -25,6 +36,9 @@ def local_up(args: argparse.Namespace) -> int:
     try:
         key = ensure_admin_key(data_dir, cloud.outputs["ApiKeysTableName"], cloud.endpoint_url)
         print(f"mlambda local cloud is up (data dir {data_dir})")
+        source = f"built artifacts in {args.from_build}" if args.from_build else "the source tree"
+        mode = "in this process" if args.in_process else f"worker processes, from {source}"
+        print(f"  functions:    {mode}; logs in {data_dir / 'logs'}/<function>/")
         print(f"  API URL:      {cloud.api_url}")
         print(f"  AWS endpoint: {cloud.endpoint_url}")
         print(f"  admin key:    {key}")
@@ -60,6 +74,28 @@ def register(groups: Any) -> None:
     up = local.add_parser("up", help="run the local cloud in the foreground")
     up.add_argument("--api-port", type=int, default=0, help="HTTP port of the API (default: a free one)")
     up.add_argument("--endpoint-url", help="use this AWS endpoint (LocalStack...) instead of starting moto")
+    up.add_argument(
+        "--from-build",
+        nargs="?",
+        const=".aws-sam/build",
+        metavar="DIR",
+        help="run `sam build`'s artifacts (DIR/template.yaml, default .aws-sam/build) with the template's "
+        "Python runtime, instead of the source tree",
+    )
+    up.add_argument(
+        "--python", help="interpreter of the workers run from the source tree (default: this one)"
+    )
+    up.add_argument(
+        "--max-instances",
+        type=int,
+        default=4,
+        help="workers per function without reserved or mapping concurrency (default 4)",
+    )
+    up.add_argument(
+        "--in-process", action="store_true", help="run functions in threads of this process (fast tests only)"
+    )
+    up.add_argument("--no-prewarm", action="store_true", help="start no worker before its first request")
+    up.add_argument("--quiet", action="store_true", help="do not print the functions' log lines here")
     up.set_defaults(run=local_up)
     local.add_parser("status", help="what the running local cloud holds").set_defaults(run=local_status)
     trigger = local.add_parser("trigger", help="fire a schedule now")

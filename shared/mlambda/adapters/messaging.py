@@ -11,6 +11,7 @@ from mlambda.config import FunctionSettings
 from mlambda.errors import UpstreamError
 
 SQS_BATCH_LIMIT = 10
+SQS_BATCH_BYTES = 1024 * 1024  # SendMessageBatch refuses more than 1 MiB of bodies in one call
 EVENTS_BATCH_LIMIT = 10
 
 
@@ -34,12 +35,9 @@ class Queue(AwsResource):
             return str(self.client.send_message(**kwargs)["MessageId"])
 
     def send_batch(self, bodies: Sequence[str]) -> None:
-        """Send every body, 10 a call; raises UpstreamError naming what SQS refused (nothing dropped silently)."""
-        for start in range(0, len(bodies), SQS_BATCH_LIMIT):
-            entries = [
-                {"Id": str(i), "MessageBody": body}
-                for i, body in enumerate(bodies[start : start + SQS_BATCH_LIMIT])
-            ]
+        """Send every body, at most 10 and 1 MiB a call; UpstreamError naming what SQS refused (nothing dropped)."""
+        for chunk in _batches(bodies):
+            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)]
             with aws_errors(f"queue {self.url}"):
                 response = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
             failed = response.get("Failed") or []
@@ -48,6 +46,23 @@ class Queue(AwsResource):
                     f"queue {self.url}: {len(failed)} of {len(entries)} messages refused",
                     details=[{"id": f.get("Id"), "code": f.get("Code")} for f in failed],
                 )
+
+
+def _batches(bodies: Sequence[str]) -> list[list[str]]:
+    """``bodies`` in order, in calls SendMessageBatch accepts (a count and a byte cap)."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for body in bodies:
+        length = len(body.encode())
+        if current and (len(current) == SQS_BATCH_LIMIT or size + length > SQS_BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(body)
+        size += length
+    if current:
+        batches.append(current)
+    return batches
 
 
 class Topic(AwsResource):

@@ -47,7 +47,7 @@ def purge_pk(entity_id: str) -> str:
 
 
 class DynamoTrackingStore:
-    """``ports.TrackingStore`` for ingest and predict's ``EntityTracking``."""
+    """``TrackingStore`` for ingest, ``EntityTracking`` for predict, ``ServedPredictions`` for the archiver."""
 
     def __init__(
         self,
@@ -133,9 +133,10 @@ class DynamoTrackingStore:
         variant: str,
         request_id: str,
         predictions: Sequence[Mapping[str, Any]],
+        rows: int,
+        at: datetime,
     ) -> None:
-        """One item per served request (its first rows), expiring with the interactions."""
-        at = datetime.fromtimestamp(self._clock(), UTC)
+        """One item per served request (its first rows), keyed by its serving time: a redelivery overwrites it."""
         self._table.put(
             {
                 "pk": entity_pk(entity_id),
@@ -145,7 +146,7 @@ class DynamoTrackingStore:
                 "model": model,
                 "version": version,
                 "variant": variant,
-                "rows": len(predictions),
+                "rows": rows,
                 "predictions": [dict(p) for p in predictions[:MAX_RECORDED_ROWS]],
                 "expires_at": epoch_seconds(at + self._ttl),
             }

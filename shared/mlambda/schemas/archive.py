@@ -1,8 +1,9 @@
 """What goes to the archive queue and how the archiver lays it out as Parquet (the offline store).
 
-Producers (ingest for events, predict for prediction logs) send one ``ArchiveEnvelope`` per
-JSON message body, or a JSON list of them (one SQS message may carry up to 256 KB). The
-archiver writes each batch as Parquet objects under
+Ingest sends its events to the archive queue as ``ArchiveEnvelope`` s, JSON lists of them
+packed under ``MESSAGE_BUDGET`` per message (``pack``); predict's prediction log reaches the
+archiver through its log subscription instead (``mlambda.schemas.prediction_log``) and is
+expanded into the same envelopes. The archiver writes each batch as Parquet objects under
 ``type=<type>/[model=<model>/]date=YYYY-MM-DD/hour=HH/part-<digest>.parquet`` in the data
 bucket, one row per envelope, with ``flatten_payload`` turning the payload into columns:
 nested mappings become dotted column names (``features.age``, ``prediction.proba.1``).
@@ -12,7 +13,7 @@ Monitoring and the point-in-time helper read those columns back.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -22,6 +23,8 @@ ArchiveType = Literal["feature_update", "interaction", "label", "prediction"]
 Scalar = str | int | float | bool | None
 
 PREDICTION_TYPE: ArchiveType = "prediction"
+SQS_MESSAGE_LIMIT = 256 * 1024
+MESSAGE_BUDGET = SQS_MESSAGE_LIMIT - 8 * 1024  # headroom for SQS's own attribute accounting
 
 
 class ArchiveEnvelope(BaseModel):
@@ -84,3 +87,19 @@ def object_key(prefix: str, ids: Iterable[str]) -> str:
     object, so a redelivered batch overwrites what it wrote instead of adding a copy."""
     digest = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:32]
     return f"{prefix}part-{digest}.parquet"
+
+
+def pack(records: Sequence[bytes], budget: int = MESSAGE_BUDGET) -> list[str]:
+    """Serialised envelopes as JSON-list message bodies, each under ``budget`` bytes."""
+    bodies: list[str] = []
+    current: list[bytes] = []
+    size = 2
+    for record in records:
+        if current and size + len(record) + 1 > budget:
+            bodies.append((b"[" + b",".join(current) + b"]").decode())
+            current, size = [], 2
+        current.append(record)
+        size += len(record) + 1
+    if current:
+        bodies.append((b"[" + b",".join(current) + b"]").decode())
+    return bodies

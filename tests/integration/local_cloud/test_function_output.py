@@ -1,4 +1,4 @@
-"""Functions' stdout (logs, EMF lines) goes to the host's sink, per invocation thread."""
+"""In process, functions' stdout (logs, EMF lines) goes to their log group, per invocation thread."""
 
 from __future__ import annotations
 
@@ -65,8 +65,8 @@ def test_no_sink_leaves_stdout_alone(capsys: pytest.CaptureFixture[str]) -> None
 def test_concurrent_functions_log_with_their_own_service_and_lambda_keys(tmp_path: Path) -> None:
     from mlambda.observability import logger as shared_logger
     from mlambda_local.cloud.functions import FunctionSpec, LocalFunction
+    from mlambda_local.cloud.logs import LogGroup
 
-    sink = io.StringIO()
     both_inside = threading.Barrier(2, timeout=5)
 
     def handler(event: dict[str, str], context: object) -> None:
@@ -86,7 +86,10 @@ def test_concurrent_functions_log_with_their_own_service_and_lambda_keys(tmp_pat
             reserved_concurrency=None,
         )
 
-    functions = [LocalFunction(spec(name), handler, 1, {}, sink) for name in ("Predict", "Ingest")]
+    functions = [
+        LocalFunction(spec(name), handler, 1, {}, LogGroup(tmp_path, f"stack-{name}"))
+        for name in ("Predict", "Ingest")
+    ]
     try:
         futures = [f.submit({"who": f.spec.name}) for f in functions]
         for future in futures:
@@ -94,7 +97,12 @@ def test_concurrent_functions_log_with_their_own_service_and_lambda_keys(tmp_pat
     finally:
         for function in functions:
             function.close()
-    lines = [json.loads(line) for line in sink.getvalue().splitlines()]
+    lines = [
+        json.loads(line)
+        for function in functions
+        for path in function.group.stream_files()
+        for line in path.read_text().splitlines()
+    ]
     assert sorted((line["from"], line["service"], line["function_name"]) for line in lines) == [
         ("stack-Ingest", "ingest", "stack-Ingest"),
         ("stack-Predict", "predict", "stack-Predict"),

@@ -37,12 +37,12 @@ def _template(
     return path
 
 
-def test_missing_handler_attribute_fails_at_start_naming_the_function(tmp_path: Path) -> None:
-    # Given
+def test_in_process_missing_handler_attribute_fails_at_start_naming_the_function(tmp_path: Path) -> None:
+    # Given (in worker processes it is the first invocation's init error, as on Lambda)
     template = _template(tmp_path, handler="app.main")
     # When / Then
     with pytest.raises(TemplateError, match=r"function Thing: app\.py has no callable 'main'"):
-        LocalCloud(template, tmp_path / "data").start()
+        LocalCloud(template, tmp_path / "data", mode="in-process").start()
 
 
 def test_missing_module_or_code_dir_fails_at_start_naming_the_function(tmp_path: Path) -> None:
@@ -69,7 +69,7 @@ def test_unsupported_trigger_fails_at_start_naming_the_function(tmp_path: Path) 
 
 def test_failed_start_leaves_nothing_running(tmp_path: Path) -> None:
     # Given
-    cloud = LocalCloud(_template(tmp_path, handler="app.main"), tmp_path / "data")
+    cloud = LocalCloud(_template(tmp_path, handler="missing.handler"), tmp_path / "data")
     # When
     with pytest.raises(TemplateError):
         cloud.start()
@@ -116,7 +116,8 @@ def test_restart_restores_pending_messages_once_and_does_not_redeliver_consumed_
     template_dir = tmp_path / "stack"
     shutil.copytree(FIXTURE_DIR, template_dir)
     template, data_dir = template_dir / FIXTURE_TEMPLATE.name, tmp_path / "data"
-    with LocalCloud(template, data_dir, stack_name="again") as first:
+    # In process: the fixture's 1 s visibility timeout is shorter than a worker's cold start.
+    with LocalCloud(template, data_dir, stack_name="again", mode="in-process") as first:
         table = boto3.resource("dynamodb", endpoint_url=first.endpoint_url, region_name="us-east-1").Table(
             first.outputs["RecordsTableName"]
         )
@@ -128,7 +129,7 @@ def test_restart_restores_pending_messages_once_and_does_not_redeliver_consumed_
         wait_for(lambda: table.get_item(Key={"id": "s3#in/first.csv"}).get("Item"))
         wait_for(lambda: table.get_item(Key={"id": "sqs#first"}).get("Item"))
     # When: restarted, and new work arrives behind whatever was restored
-    with LocalCloud(template, data_dir, stack_name="again") as second:
+    with LocalCloud(template, data_dir, stack_name="again", mode="in-process") as second:
         table = boto3.resource("dynamodb", endpoint_url=second.endpoint_url, region_name="us-east-1").Table(
             second.outputs["RecordsTableName"]
         )

@@ -28,7 +28,12 @@ def clock() -> FakeClock:
 def cloud(tmp_path_factory: pytest.TempPathFactory, clock: FakeClock) -> Iterator[LocalCloud]:
     data_dir = tmp_path_factory.mktemp("cloud")
     with LocalCloud(
-        FIXTURE_TEMPLATE, data_dir, stack_name="fx", clock=clock, schedule_check_interval=0.05
+        FIXTURE_TEMPLATE,
+        data_dir,
+        stack_name="fx",
+        clock=clock,
+        schedule_check_interval=0.05,
+        mode="in-process",
     ) as running:
         yield running
 

@@ -1,172 +1,219 @@
-"""The prediction log: every served and shadow prediction, one ``ArchiveEnvelope`` per row, to the archive queue.
+"""The prediction log, written to the function's output: no network call on the predict path.
 
-Envelopes are packed as JSON lists into messages under SQS's 256 KB cap and sent in batches.
-Delivery is at least once: ids are ``<request_id>:<row>`` (shadow rows ``<request_id>:<row>:shadow``),
-so the archiver and monitoring can drop duplicates.
+Every served (and shadow) prediction must reach the lake exactly once, and Lambda freezes the
+process once it has answered, so neither a synchronous send nor a background thread fits. The
+record is written to stdout instead (``sys.stdout`` as it is at each write, so the local cloud
+and tests can redirect it): on Lambda that is the function's CloudWatch log stream, durable once
+written, and a subscription filter delivers it to the archiver (at least once; the archiver
+lands it once). The format, one record per request with the inputs as a columnar block, split
+into pieces under CloudWatch's event limit, is ``mlambda.schemas.prediction_log``.
 
-When the queue fails the request still answers. The send is retried inline with a short, bounded
-backoff (``retry_delays``); what still fails is kept in an in-memory buffer (bounded by
-``max_buffered`` records) and re-sent ahead of the next invocation's records. While the sink is
-known to be failing, invocations try once, without backoff, so an outage does not add latency to
-every request. Every failure, buffered count and drop is a metric.
-
-What can be lost: the buffer lives in the Lambda instance, so records still buffered when the
-instance is recycled (after an SQS outage longer than the retries and no later invocation on
-that instance) are gone, as are the oldest records when the buffer overflows. Both are visible:
-``PredictionLogBuffered`` (records at risk after each invocation) and ``PredictionLogDropped``.
+A row too large for one log event on its own is stored in the data bucket (``OverflowStore``,
+one synchronous put on that rare request) and its piece carries the object's key; if even that
+fails, the piece keeps the prediction and says how many bytes of features were not logged
+(``features_truncated_bytes``), counted as ``PredictionLogTruncated``: never dropped silently.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
+import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from itertools import chain
+from operator import itemgetter
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 
 from mlambda.errors import MlambdaError
 from mlambda.observability import MetricUnit, logger, metrics
-from mlambda.schemas.archive import PREDICTION_TYPE
-
-SQS_MESSAGE_LIMIT = 256 * 1024
-MESSAGE_BUDGET = SQS_MESSAGE_LIMIT - 8 * 1024  # headroom for SQS's own attribute accounting
+from mlambda.schemas.prediction_log import OVERFLOW_PREFIX, PIECE_BYTES, RECORD_KIND, RECORD_MARKER
 
 
-class MessageSink(Protocol):
-    """Where log messages go (the archive queue)."""
+class OverflowStore(Protocol):
+    """Where a row too large for one log event is kept (the data bucket)."""
 
-    def send_batch(self, bodies: Sequence[str]) -> None:
-        """Send every body; raise MlambdaError naming what was refused."""
+    def put(self, key: str, body: bytes, *, content_type: str = "application/json") -> None:
+        """Store ``body`` under ``key``; MlambdaError when it cannot."""
         ...
 
 
-def prediction_envelope(
-    *,
-    request_id: str,
-    row: int,
-    model: str,
-    version: int,
-    variant: str,
-    shadow: bool,
-    timestamp: str,
-    entity_id: str | None,
-    features: Mapping[str, Any],
-    prediction: Mapping[str, Any],
-    latency_ms: float,
-) -> dict[str, Any]:
-    """One row's ``ArchiveEnvelope`` as JSON-ready data (built directly: thousands per batch request).
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One version's answers for the logged rows."""
 
-    ``timestamp`` is ISO 8601 text, formatted once per request: orjson spends ~1 µs on each
-    datetime it writes, a millisecond on a 1,000-row request.
-    """
-    return {
-        "id": f"{request_id}:{row}:shadow" if shadow else f"{request_id}:{row}",
-        "type": PREDICTION_TYPE,
-        "timestamp": timestamp,
-        "entity_id": entity_id,
-        "model": model,
-        "payload": {
-            "request_id": request_id,
-            "row": row,
-            "version": version,
-            "variant": variant,
-            "shadow": shadow,
-            "features": features,
-            "prediction": prediction,
-            "latency_ms": latency_ms,
-        },
-    }
+    version: int
+    variant: str
+    latency_ms: float
+    predictions: Sequence[Mapping[str, Any]]
 
 
-def pack(records: Sequence[bytes], budget: int = MESSAGE_BUDGET) -> list[str]:
-    """Serialised envelopes as JSON-list message bodies, each under ``budget`` bytes."""
-    bodies: list[str] = []
-    current: list[bytes] = []
-    size = 2
-    for record in records:
-        if current and size + len(record) + 1 > budget:
-            bodies.append((b"[" + b",".join(current) + b"]").decode())
-            current, size = [], 2
-        current.append(record)
-        size += len(record) + 1
-    if current:
-        bodies.append((b"[" + b",".join(current) + b"]").decode())
-    return bodies
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """What one request logs: its rows (request positions and model inputs) and who answered them."""
+
+    request_id: str
+    model: str
+    timestamp: str  # ISO 8601, formatted once per request
+    entity_id: str | None
+    positions: Sequence[int]
+    inputs: Sequence[Mapping[str, Any]]
+    served: Scored
+    shadow: Scored | None = None
 
 
-def _fit(envelope: Mapping[str, Any], budget: int) -> bytes:
-    """The envelope as JSON; one too large for a message keeps its prediction and drops its features."""
-    data = orjson.dumps(envelope)
-    if len(data) + 2 <= budget:
-        return data
-    payload = {**envelope["payload"], "features": {}, "features_truncated_bytes": len(data)}
-    return orjson.dumps({**envelope, "payload": payload})
+def _default(value: Any) -> Any:
+    """What orjson cannot write natively: DynamoDB's Decimals, numpy scalars."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _dumps(document: Any) -> bytes:
+    return orjson.dumps(document, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _columns(inputs: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Any]]:
+    """Column names (first row's order, then any other key) and one value list per row."""
+    if not inputs:
+        return [], []
+    first = inputs[0]
+    columns = list(first)
+    keys = first.keys()
+    if all(row.keys() == keys for row in inputs):
+        if len(columns) == 1:
+            name = columns[0]
+            return columns, [[row[name]] for row in inputs]
+        getter = itemgetter(*columns)
+        return columns, list(map(getter, inputs))
+    columns = list(dict.fromkeys(chain.from_iterable(inputs)))
+    return columns, [[row.get(name) for name in columns] for row in inputs]
 
 
 class PredictionLog:
-    """Sends prediction envelopes to the sink with inline retries and a bounded retry buffer."""
+    """Writes each request's record, in pieces under the event limit, to the function's output."""
 
     def __init__(
         self,
-        sink: MessageSink,
+        output: Callable[[str], Any] | None = None,
         *,
-        max_buffered: int = 10_000,
-        retry_delays: Sequence[float] = (0.02, 0.08),
-        sleep: Callable[[float], None] = time.sleep,
+        overflow: OverflowStore | None = None,
+        piece_bytes: int = PIECE_BYTES,
     ) -> None:
-        self._sink = sink
-        self._buffer: deque[bytes] = deque()
-        self._max_buffered = max_buffered
-        self._retry_delays = tuple(retry_delays)
-        self._sleep = sleep
-        self._healthy = True
-        self._lock = threading.Lock()
+        self._output = output
+        self._overflow = overflow
+        self._piece_bytes = piece_bytes
 
-    @property
-    def buffered(self) -> int:
-        """Records waiting for a retry."""
-        return len(self._buffer)
+    def _write(self, text: str) -> None:
+        (self._output or sys.stdout.write)(text)
 
-    def publish(self, envelopes: Sequence[Mapping[str, Any]]) -> bool:
-        """Send ``envelopes`` and anything buffered before them; False when records stay buffered."""
-        records = [_fit(envelope, MESSAGE_BUDGET) for envelope in envelopes]
-        if self._buffer:  # only after a failed send; the lock is not worth taking otherwise
-            with self._lock:
-                records = [*self._buffer, *records]
-                self._buffer.clear()
-        if not records:
-            return True
-        bodies = pack(records)
-        delays = self._retry_delays if self._healthy else ()
-        for attempt in range(len(delays) + 1):
+    def publish(self, request: LoggedRequest) -> int:
+        """Write the request's record (nothing when no row was logged); the number of pieces."""
+        if not request.positions:
+            return 0
+        columns, values = _columns(request.inputs)
+        served, shadow = request.served, request.shadow
+        header: dict[str, Any] = {
+            RECORD_MARKER: RECORD_KIND,
+            "v": 1,
+            "request_id": request.request_id,
+            "piece": 0,
+            "pieces": 1,
+            "model": request.model,
+            "timestamp": request.timestamp,
+            "entity_id": request.entity_id,
+            "row_count": len(request.positions),
+            "served": {"version": served.version, "variant": served.variant, "latency_ms": served.latency_ms},
+        }
+        if shadow is not None:
+            header["shadow"] = {
+                "version": shadow.version,
+                "variant": shadow.variant,
+                "latency_ms": shadow.latency_ms,
+            }
+        whole = self._piece(header, columns, request, values, range(len(request.positions)))
+        if len(whole) <= self._piece_bytes:
+            self._write(whole.decode() + "\n")
+            return 1
+        return self._publish_in_pieces(header, columns, request, values)
+
+    def _piece(
+        self,
+        header: dict[str, Any],
+        columns: list[str],
+        request: LoggedRequest,
+        values: Sequence[Any],
+        span: Sequence[int],
+    ) -> bytes:
+        piece = {
+            **header,
+            "rows": [request.positions[i] for i in span],
+            "columns": columns,
+            "values": [values[i] for i in span],
+            "predictions": [request.served.predictions[i] for i in span],
+        }
+        if request.shadow is not None:
+            piece["shadow_predictions"] = [request.shadow.predictions[i] for i in span]
+        return _dumps(piece)
+
+    def _publish_in_pieces(
+        self, header: dict[str, Any], columns: list[str], request: LoggedRequest, values: Sequence[Any]
+    ) -> int:
+        """Consecutive rows grouped greedily under the budget; a row over it alone goes by reference."""
+        overhead = (
+            len(_dumps({**header, "rows": [], "columns": columns, "values": [], "predictions": []})) + 64
+        )
+        spans: list[list[int]] = []
+        current: list[int] = []
+        size = overhead
+        for i in range(len(request.positions)):
+            row = [values[i], request.served.predictions[i]]
+            if request.shadow is not None:
+                row.append(request.shadow.predictions[i])
+            cost = len(_dumps(row)) + 12  # its position and separators
+            if current and size + cost > self._piece_bytes:
+                spans.append(current)
+                current, size = [], overhead
+            current.append(i)
+            size += cost
+        if current:
+            spans.append(current)
+        header = {**header, "pieces": len(spans)}
+        for number, span in enumerate(spans):
+            piece = self._piece({**header, "piece": number}, columns, request, values, span)
+            if len(piece) > self._piece_bytes:
+                piece = self._by_reference({**header, "piece": number}, request, piece, span)
+            self._write(piece.decode() + "\n")
+        metrics.add_metric(name="PredictionLogPieces", unit=MetricUnit.Count, value=len(spans))
+        return len(spans)
+
+    def _by_reference(
+        self, header: dict[str, Any], request: LoggedRequest, piece: bytes, span: Sequence[int]
+    ) -> bytes:
+        """A one-row piece too large for an event: stored, and referenced from the log."""
+        rows = [request.positions[i] for i in span]
+        key = f"{OVERFLOW_PREFIX}{request.model}/{request.request_id}/{header['piece']}.json"
+        stub: dict[str, Any] = {**header, "rows": rows}
+        if self._overflow is not None:
             try:
-                self._sink.send_batch(bodies)
+                self._overflow.put(key, piece)
             except MlambdaError as exc:
-                metrics.add_metric(name="PredictionLogFailures", unit=MetricUnit.Count, value=1)
-                logger.warning(
-                    "prediction log send failed",
-                    extra={"attempt": attempt + 1, "records": len(records), "error": exc.message},
+                logger.error(
+                    "prediction log row too large for the log and not stored; features not logged",
+                    extra={"request_id": request.request_id, "rows": rows, "error": exc.message},
                 )
-                if attempt < len(delays):
-                    self._sleep(delays[attempt])
-                continue
-            self._healthy = True
-            return True
-        self._healthy = False
-        self._keep(records)
-        return False
-
-    def _keep(self, records: Sequence[bytes]) -> None:
-        with self._lock:
-            self._buffer.extend(records)
-            dropped = 0
-            while len(self._buffer) > self._max_buffered:
-                self._buffer.popleft()
-                dropped += 1
-            buffered = len(self._buffer)
-        metrics.add_metric(name="PredictionLogBuffered", unit=MetricUnit.Count, value=buffered)
-        if dropped:
-            metrics.add_metric(name="PredictionLogDropped", unit=MetricUnit.Count, value=dropped)
-            logger.error("prediction log buffer full: oldest records dropped", extra={"dropped": dropped})
+            else:
+                metrics.add_metric(name="PredictionLogOverflows", unit=MetricUnit.Count, value=1)
+                return _dumps({**stub, "ref": key})
+        metrics.add_metric(name="PredictionLogTruncated", unit=MetricUnit.Count, value=len(rows))
+        stub |= {
+            "predictions": [request.served.predictions[i] for i in span],
+            "features_truncated_bytes": len(piece),
+        }
+        if request.shadow is not None:
+            stub["shadow_predictions"] = [request.shadow.predictions[i] for i in span]
+        return _dumps(stub)

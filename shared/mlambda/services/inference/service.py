@@ -11,9 +11,14 @@ request values win, and a feature still missing after the merge is a 422 naming 
 imputation: a default the model never saw in training is a wrong answer, not a degraded one).
 
 Failure policy: model failures and timeouts answer the endpoint's fallback when it has one
-(else 502/504); a failing prediction cache, prediction log, tracking write, exclusion lookup or
-shadow variant never fails a request (each is counted); a failing opt-out lookup does (502),
-because serving an opted-out entity is not a degradation we may choose silently.
+(else 502/504); a failing prediction cache, exclusion lookup or shadow variant never fails a
+request (each is counted); a failing opt-out lookup does (502), because serving an opted-out
+entity is not a degradation we may choose silently.
+
+Nothing on the path waits for a write the answer does not depend on: the prediction log (every
+served and shadow row) and what the entity was served (the tracking store's record) leave as one
+record on the function's output (``prediction_log``), which the archiver receives through the
+log subscription and writes to the lake and the tracking table.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from mlambda.schemas.registry import (
 )
 from mlambda.services.inference.explain import Explainers
 from mlambda.services.inference.prediction_cache import PredictionCache, cache_key
-from mlambda.services.inference.prediction_log import PredictionLog, prediction_envelope
+from mlambda.services.inference.prediction_log import LoggedRequest, PredictionLog, Scored
 from mlambda.services.inference.routing import Router
 from mlambda.services.inference.scoring import (
     NUMPY_TYPES,
@@ -108,7 +113,7 @@ class ItemMetadataSource(Protocol):
 
 
 class EntityTracking(Protocol):
-    """What the tracking store knows about an entity, and where served predictions are recorded."""
+    """What the tracking store knows about an entity (what it was served is written by the archiver)."""
 
     def is_opted_out(self, entity_id: str) -> bool:
         """Whether the entity opted out of personalised predictions."""
@@ -116,19 +121,6 @@ class EntityTracking(Protocol):
 
     def seen_items(self, entity_id: str, hours: float, kinds: Sequence[str]) -> set[str]:
         """Item ids the entity interacted with (``kinds``) in the last ``hours``."""
-        ...
-
-    def record_predictions(
-        self,
-        entity_id: str,
-        *,
-        model: str,
-        version: int,
-        variant: str,
-        request_id: str,
-        predictions: Sequence[Mapping[str, Any]],
-    ) -> None:
-        """Remember what was served to the entity (labels join on ``request_id``)."""
         ...
 
 
@@ -362,7 +354,6 @@ class InferenceService:
         """The service on the stores template.yaml gives the predict function."""
         from mlambda.adapters.dynamodb import DynamoTable
         from mlambda.adapters.features import DynamoFeatureStore, DynamoItemStore
-        from mlambda.adapters.messaging import Queue
         from mlambda.adapters.model_sessions import ModelSessions
         from mlambda.adapters.prediction_cache import PredictionCacheTable
         from mlambda.adapters.registry import DynamoModelCatalog
@@ -378,9 +369,7 @@ class InferenceService:
                 max_bytes=settings.model_cache_max_bytes,
                 intra_op_threads=settings.intra_op_threads,
             ),
-            PredictionLog(
-                Queue(settings.archive_queue_url, settings), max_buffered=settings.log_max_buffered
-            ),
+            PredictionLog(overflow=ObjectStore(settings.data_bucket, settings)),
             features=DynamoFeatureStore(DynamoTable(settings.features_table, settings)),
             tracking=DynamoTrackingStore(DynamoTable(settings.tracking_table, settings)),
             items=DynamoItemStore(DynamoTable(settings.features_table, settings)),
@@ -466,40 +455,27 @@ class InferenceService:
 
         latency_ms = (time.perf_counter() - started) * 1000
         timestamp = orjson.dumps(datetime.now(UTC))[1:-1].decode()  # isoformat() at half the cost
-        envelopes = [
-            prediction_envelope(
+        logged = range(len(rows)) if scored_index is None else scored_index
+        shadow = None
+        if router.shadow is not None and scored_rows and router.shadow_sampled(self._rng):
+            shadow = self._shadow(model, router.shadow.target, scored_rows)
+        self._log.publish(
+            LoggedRequest(
                 request_id=request_id,
-                row=i,
                 model=model,
-                version=version.version,
-                variant=variant.name,
-                shadow=False,
                 timestamp=timestamp,
                 entity_id=entity_id,
-                features=rows[i],
-                prediction=served[i],
-                latency_ms=latency_ms,
+                positions=logged,
+                inputs=scored_rows,
+                served=Scored(
+                    version.version,
+                    variant.name,
+                    latency_ms,
+                    served if scored_index is None else [served[i] for i in scored_index],
+                ),
+                shadow=shadow,
             )
-            for i in range(len(rows))
-            if "excluded" not in served[i]
-        ]
-        if router.shadow is not None and scored_rows and router.shadow_sampled(self._rng):
-            envelopes.extend(
-                self._shadow(
-                    model,
-                    router.shadow.target,
-                    rows=scored_rows,
-                    index=scored_index,
-                    request_id=request_id,
-                    entity_id=entity_id,
-                    timestamp=timestamp,
-                )
-            )
-        self._log.publish(envelopes)
-        if entity_id is not None and self._tracking is not None:
-            self._record(
-                entity_id, model=model, version=version, variant=variant, request_id=request_id, served=served
-            )
+        )
 
         figures: dict[str, float] = {"Predictions": len(rows), "LatencyMs": latency_ms, "ModelMs": model_ms}
         if cache_hits is not None:
@@ -693,18 +669,8 @@ class InferenceService:
             explained[position] = {**served[position], "explanation": answer}
         return explained
 
-    def _shadow(
-        self,
-        model: str,
-        target: str,
-        *,
-        rows: list[dict[str, Any]],
-        index: list[int] | None,
-        request_id: str,
-        entity_id: str | None,
-        timestamp: str,
-    ) -> list[dict[str, Any]]:
-        """Score the shadow variant and return its log envelopes; its failures never reach the caller."""
+    def _shadow(self, model: str, target: str, rows: list[dict[str, Any]]) -> Scored | None:
+        """Score the shadow variant on the scored rows; its failures never reach the caller."""
         started = time.perf_counter()
         try:
             version = self._catalog.resolve(model, target)
@@ -714,26 +680,9 @@ class InferenceService:
         except MlambdaError as exc:
             metrics.add_metric(name="ShadowErrors", unit=MetricUnit.Count, value=1)
             logger.warning("shadow variant failed", extra={"target": target, "error": exc.message})
-            return []
-        latency_ms = (time.perf_counter() - started) * 1000
+            return None
         metrics.add_metric(name="ShadowPredictions", unit=MetricUnit.Count, value=len(rows))
-        positions = index if index is not None else list(range(len(rows)))
-        return [
-            prediction_envelope(
-                request_id=request_id,
-                row=position,
-                model=model,
-                version=version.version,
-                variant=f"shadow:{target}",
-                shadow=True,
-                timestamp=timestamp,
-                entity_id=entity_id,
-                features=row,
-                prediction=answer,
-                latency_ms=latency_ms,
-            )
-            for position, row, answer in zip(positions, rows, answers, strict=True)
-        ]
+        return Scored(version.version, f"shadow:{target}", (time.perf_counter() - started) * 1000, answers)
 
     def _enrich(
         self, rules: ServingRules, rows: Sequence[Mapping[str, Any]], served: list[dict[str, Any]]
@@ -752,28 +701,3 @@ class InferenceService:
             logger.warning("item metadata lookup failed; serving unenriched", extra={"error": exc.message})
             return served
         return enriched(rule, rows, served, metadata)
-
-    def _record(
-        self,
-        entity_id: str,
-        *,
-        model: str,
-        version: ModelVersion,
-        variant: Variant,
-        request_id: str,
-        served: Sequence[Mapping[str, Any]],
-    ) -> None:
-        if self._tracking is None:
-            return
-        try:
-            self._tracking.record_predictions(
-                entity_id,
-                model=model,
-                version=version.version,
-                variant=variant.name,
-                request_id=request_id,
-                predictions=served,
-            )
-        except MlambdaError as exc:
-            metrics.add_metric(name="TrackingWriteErrors", unit=MetricUnit.Count, value=1)
-            logger.warning("recording served predictions failed", extra={"error": exc.message})

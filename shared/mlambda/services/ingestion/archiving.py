@@ -1,4 +1,10 @@
-"""The archiver's logic: one SQS batch of envelopes -> one Parquet object per partition.
+"""The archiver's logic: a batch of envelopes or prediction-log records -> one Parquet object per partition.
+
+Two inputs, one path: ingest's events come as SQS messages (JSON lists of envelopes), predict's
+prediction log as CloudWatch Logs events (one record piece each, ``schemas.prediction_log``)
+expanded into the same envelopes, a piece stored by reference read from the data bucket first.
+A prediction record's first piece also records what the entity was served in the tracking
+table (``ServedPredictions``), keyed by the request's serving time, so a redelivery overwrites it.
 
 Exactly one row per accepted envelope, whatever fails:
 
@@ -10,10 +16,11 @@ Exactly one row per accepted envelope, whatever fails:
   objects already written that hold rows of a failed message are deleted, and their other
   messages fail too, until no written object holds a row of a failed message. A failed message
   therefore leaves no row behind, and its redelivery cannot duplicate one;
-- a message that is not a list of valid envelopes fails alone (and reaches the DLQ after the
-  queue's maxReceiveCount) instead of being dropped;
-- rows of a purged entity stamped at or before its purge are dropped (purge requests apply to
-  new writes).
+- a message that is not a list of valid envelopes (or a valid record) fails alone (and reaches
+  the DLQ after the queue's maxReceiveCount, or the OnFailure destination of the asynchronous
+  invocation) instead of being dropped;
+- rows (and served records) of a purged entity stamped at or before its purge are dropped
+  (purge requests apply to new writes).
 """
 
 from __future__ import annotations
@@ -23,27 +30,33 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
 from mlambda.errors import MlambdaError
 from mlambda.observability import MetricUnit, logger, metrics
 from mlambda.schemas.archive import ArchiveEnvelope, archive_row, object_key, partition_prefix
-from mlambda.services.ingestion.ports import ArchiveObjects, PurgeLog
+from mlambda.schemas.prediction_log import PredictionLogRecord, expand
+from mlambda.services.ingestion.ports import ArchiveObjects, ObjectReader, PurgeLog, ServedPredictions
 
 if TYPE_CHECKING:
     from mlambda.config import ArchiverSettings
 
 WRITE_THREADS = 8
+RECORDED_ROWS = 20  # what the tracking item keeps of a served request (DynamoDB items are capped at 400 KB)
 
 
 @dataclass(frozen=True, slots=True)
 class ArchiveMessage:
-    """One SQS message: its id (stable across redeliveries) and body."""
+    """One SQS message or log event: its id (stable across redeliveries), body and kind.
+
+    ``envelopes``: a JSON list of envelopes (or one); ``prediction_log``: one record piece.
+    """
 
     message_id: str
     body: str
+    kind: Literal["envelopes", "prediction_log"] = "envelopes"
 
 
 @dataclass
@@ -78,12 +91,29 @@ def parse_message(body: str) -> list[ArchiveEnvelope]:
         raise ValueError(str(exc.errors(include_url=False, include_input=False)[:3])) from exc
 
 
+def parse_record(body: str | bytes) -> PredictionLogRecord:
+    """One prediction-log piece; ValueError naming the problem."""
+    try:
+        return PredictionLogRecord.model_validate_json(body)
+    except ValidationError as exc:
+        raise ValueError(str(exc.errors(include_url=False, include_input=False)[:3])) from exc
+
+
 class ArchivingService:
     """Writes batches of archive messages to the data bucket (see the module doc for the guarantees)."""
 
-    def __init__(self, objects: ArchiveObjects, purges: PurgeLog) -> None:
+    def __init__(
+        self,
+        objects: ArchiveObjects,
+        purges: PurgeLog,
+        *,
+        served: ServedPredictions | None = None,
+        overflow: ObjectReader | None = None,
+    ) -> None:
         self._objects = objects
         self._purges = purges
+        self._served = served
+        self._overflow = overflow
 
     @classmethod
     def from_settings(cls, settings: ArchiverSettings) -> ArchivingService:
@@ -91,27 +121,34 @@ class ArchivingService:
         from mlambda.adapters.archive import ParquetArchive
         from mlambda.adapters.dynamodb import DynamoTable
         from mlambda.adapters.s3 import ObjectStore
-        from mlambda.adapters.tracking import DynamoPurgeLog
+        from mlambda.adapters.tracking import DynamoPurgeLog, DynamoTrackingStore
 
+        data = ObjectStore(settings.data_bucket, settings)
+        tracking = DynamoTable(settings.tracking_table, settings)
         return cls(
-            ParquetArchive(ObjectStore(settings.data_bucket, settings)),
-            DynamoPurgeLog(DynamoTable(settings.tracking_table, settings)),
+            ParquetArchive(data),
+            DynamoPurgeLog(tracking),
+            served=DynamoTrackingStore(tracking),
+            overflow=data,
         )
 
     def archive(self, messages: Sequence[ArchiveMessage]) -> ArchiveOutcome:
         """Write the batch; the outcome names the messages that must come back."""
         outcome = ArchiveOutcome()
         rows: dict[str, tuple[ArchiveEnvelope, set[str]]] = {}
+        served: list[tuple[PredictionLogRecord, str]] = []
         for message in messages:
             try:
-                envelopes = parse_message(message.body)
-            except ValueError as exc:
+                envelopes, record = self._parse(message)
+            except (ValueError, MlambdaError) as exc:
                 logger.error(
-                    "archive message is not a list of envelopes; left for the DLQ",
-                    extra={"message_id": message.message_id, "error": str(exc)[:500]},
+                    "archive message is not a list of envelopes nor a prediction-log record; left for retry",
+                    extra={"message_id": message.message_id, "kind": message.kind, "error": str(exc)[:500]},
                 )
                 outcome.failed.add(message.message_id)
                 continue
+            if record is not None and record.piece == 0 and record.entity_id:
+                served.append((record, message.message_id))
             for envelope in envelopes:
                 held = rows.get(envelope.id)
                 if held is not None:
@@ -119,8 +156,10 @@ class ArchivingService:
                 owners = held[1] if held else set()
                 owners.add(message.message_id)
                 rows[envelope.id] = (envelope, owners)
-        kept = self._without_purged(rows, outcome)
-        partitions = self._partitions(kept)
+        purged = self._purged(rows, served)
+        kept = self._without_purged(rows, purged, outcome)
+        self._record_served(served, purged, outcome)
+        partitions = self._partitions([(e, owners) for e, owners in kept if not owners <= outcome.failed])
         written = self._write(partitions, outcome)
         self._undo_tainted(written, outcome)
         survivors = [p for p in written if not (p.owners & outcome.failed)]
@@ -136,11 +175,67 @@ class ArchivingService:
                 metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         return outcome
 
+    def _parse(self, message: ArchiveMessage) -> tuple[list[ArchiveEnvelope], PredictionLogRecord | None]:
+        """The message's envelopes, and its prediction-log record when it is one."""
+        if message.kind == "envelopes":
+            return parse_message(message.body), None
+        record = parse_record(message.body)
+        if record.ref is not None:
+            if self._overflow is None:
+                raise ValueError("a piece stored by reference, and no store to read it from")
+            stored = parse_record(self._overflow.get(record.ref))
+            if (stored.request_id, stored.piece, stored.ref) != (record.request_id, record.piece, None):
+                raise ValueError(
+                    f"object {record.ref} does not hold piece {record.piece} of {record.request_id}"
+                )
+            record = stored
+        return expand(record), record
+
+    def _purged(
+        self, rows: dict[str, tuple[ArchiveEnvelope, set[str]]], served: list[tuple[PredictionLogRecord, str]]
+    ) -> dict[str, datetime]:
+        entities = {e.entity_id for e, _ in rows.values() if e.entity_id}
+        entities |= {record.entity_id for record, _ in served if record.entity_id}
+        return self._purges.purged_at(sorted(entities)) if entities else {}
+
+    def _record_served(
+        self,
+        served: list[tuple[PredictionLogRecord, str]],
+        purged: dict[str, datetime],
+        outcome: ArchiveOutcome,
+    ) -> None:
+        """What each entity was served, in the tracking table; a failure fails its message (retried)."""
+        if self._served is None:
+            return
+        for record, owner in served:
+            assert record.entity_id is not None
+            at = purged.get(record.entity_id)
+            if at is not None and record.timestamp <= at:
+                continue
+            try:
+                self._served.record_predictions(
+                    record.entity_id,
+                    model=record.model,
+                    version=record.served.version,
+                    variant=record.served.variant,
+                    request_id=record.request_id,
+                    predictions=record.predictions[:RECORDED_ROWS],
+                    rows=record.row_count,
+                    at=record.timestamp,
+                )
+            except MlambdaError as exc:
+                logger.warning(
+                    "served predictions not recorded; the record will be retried",
+                    extra={"request_id": record.request_id, "error": exc.message},
+                )
+                outcome.failed.add(owner)
+
     def _without_purged(
-        self, rows: dict[str, tuple[ArchiveEnvelope, set[str]]], outcome: ArchiveOutcome
+        self,
+        rows: dict[str, tuple[ArchiveEnvelope, set[str]]],
+        purged: dict[str, datetime],
+        outcome: ArchiveOutcome,
     ) -> list[tuple[ArchiveEnvelope, set[str]]]:
-        entities = sorted({e.entity_id for e, _ in rows.values() if e.entity_id})
-        purged: dict[str, datetime] = self._purges.purged_at(entities) if entities else {}
         kept = []
         for envelope, owners in rows.values():
             at = purged.get(envelope.entity_id or "")

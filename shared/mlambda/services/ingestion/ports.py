@@ -100,6 +100,41 @@ class EventLedger(Protocol):
         ...
 
 
+class ServedPredictions(Protocol):
+    """What predict served each entity, recorded by the archiver from the prediction log (the tracking table)."""
+
+    def record_predictions(
+        self,
+        entity_id: str,
+        *,
+        model: str,
+        version: int,
+        variant: str,
+        request_id: str,
+        predictions: Sequence[Mapping[str, Any]],
+        rows: int,
+        at: datetime,
+    ) -> None:
+        """One item per served request (its first rows); the same request lands on the same item."""
+        ...
+
+
+class ObjectReader(Protocol):
+    """Objects of the data bucket read by key (prediction-log rows stored by reference)."""
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; NotFoundError when absent."""
+        ...
+
+
+class MessageSink(Protocol):
+    """Where archive messages go (the archive queue)."""
+
+    def send_batch(self, bodies: Sequence[str]) -> None:
+        """Send every body; raise MlambdaError naming what was refused."""
+        ...
+
+
 class ArchiveObjects(Protocol):
     """The data bucket as the archiver writes it: Parquet objects of flattened rows."""
 

@@ -36,6 +36,7 @@ import orjson
 from mlambda.errors import InvalidInputError, MlambdaError, PayloadTooLargeError
 from mlambda.http import require_body_within
 from mlambda.observability import MetricUnit, logger, metrics
+from mlambda.schemas.archive import pack
 from mlambda.schemas.events import (
     CONSENT_KINDS,
     ITEM_KINDS,
@@ -54,8 +55,14 @@ from mlambda.schemas.events import (
     TrackingWrite,
     validate_event,
 )
-from mlambda.services.inference.prediction_log import MESSAGE_BUDGET, MessageSink, pack
-from mlambda.services.ingestion.ports import EventLedger, FeatureStore, ItemStore, PurgeLog, TrackingStore
+from mlambda.services.ingestion.ports import (
+    EventLedger,
+    FeatureStore,
+    ItemStore,
+    MessageSink,
+    PurgeLog,
+    TrackingStore,
+)
 
 if TYPE_CHECKING:
     from mlambda.config import IngestSettings
@@ -297,7 +304,7 @@ class IngestionService:
         events = [event for _, event in claimed]
         try:
             self._write_online(events, now)
-            self._archive.send_batch(pack([orjson.dumps(envelope(e)) for e in events], MESSAGE_BUDGET))
+            self._archive.send_batch(pack([orjson.dumps(envelope(e)) for e in events]))
         except MlambdaError as exc:
             logger.warning("events could not be applied; released", extra={"error": exc.message})
             self._ledger.release([e.event_id for e in events], token=token)
