@@ -28,7 +28,7 @@ import numpy as np
 
 from mlambda.adapters import tabular
 from mlambda.adapters.tabular import Table
-from mlambda.schemas.batch import REJECT_COLUMNS, ChunkRecord, InputFormat
+from mlambda.schemas.batch import REJECT_COLUMNS, ChunkRecord, InputFormat, RejectedRow
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec, Signature
 from mlambda.services.batch import planning
 from mlambda.services.batch.planning import Source
@@ -430,6 +430,21 @@ def rejects_csv(rejects: Sequence[Reject], chunk: ChunkRecord) -> bytes:
         offset = "" if reject.byte_offset is None else reject.byte_offset
         writer.writerow([row, chunk.index, reject.chunk_row, offset, reject.reason])
     return buffer.getvalue().encode("utf-8")
+
+
+def read_rejects_csv(body: bytes) -> list[RejectedRow]:
+    """The rows of a rejects file ``rejects_csv`` wrote."""
+    reader = csv.DictReader(io.StringIO(body.decode("utf-8")))
+    return [
+        RejectedRow(
+            row=int(line["row"]) if line.get("row") else None,
+            chunk=int(line["chunk"]),
+            chunk_row=int(line["chunk_row"]),
+            byte_offset=int(line["byte_offset"]) if line.get("byte_offset") else None,
+            reason=line.get("reason") or "",
+        )
+        for line in reader
+    ]
 
 
 def score_chunk(

@@ -89,13 +89,14 @@ async function rejectsView(ctx, jobId, total) {
   const tableElement = h(
     "div",
     { class: "table-wrap" },
-    h("table", {}, h("caption", {}, "Rejected rows and why"), h("thead", {}, h("tr", {}, ["File row", "Chunk", "Reason"].map((label) => h("th", { scope: "col" }, label)))), body),
+    h("table", {}, h("caption", {}, "Rejected rows and why"), h("thead", {}, h("tr", {}, ["File row", "Chunk", "Row in chunk", "Byte offset", "Reason"].map((label) => h("th", { scope: "col" }, label)))), body),
   );
   const load = async () => {
     more.disabled = true;
     const page = await api(`/jobs/${jobId}/rejects`, { query: { offset, limit: REJECTS_PAGE }, signal: ctx.signal });
     for (const row of page.rows || []) {
-      body.append(h("tr", {}, h("th", { scope: "row" }, row.row === null || row.row === undefined ? "–" : String(row.row)), h("td", {}, String(row.chunk)), h("td", {}, row.reason)));
+      const known = (value) => (value === null || value === undefined ? "–" : formatNumber(value));
+      body.append(h("tr", {}, h("th", { scope: "row" }, known(row.row)), h("td", {}, String(row.chunk)), h("td", {}, known(row.chunk_row)), h("td", {}, known(row.byte_offset)), h("td", {}, row.reason)));
     }
     offset += (page.rows || []).length;
     more.hidden = offset >= (page.total ?? total) || !(page.rows || []).length;
@@ -186,7 +187,13 @@ async function detail(ctx) {
       ),
     );
   }
-  if (view.job.rows_rejected) blocks.push(section("Rejected rows", await rejectsView(ctx, jobId, view.job.rows_rejected)));
+  if (view.job.rows_rejected) {
+    const rejected = await rejectsView(ctx, jobId, view.job.rows_rejected).catch((error) => {
+      if (isAbort(error)) throw error;
+      return h("p", { role: "alert" }, describeError(error));
+    });
+    blocks.push(section("Rejected rows", h("p", { class: "hint" }, "File rows are known for Parquet inputs; CSV chunks are byte ranges, so a CSV row is found by its byte offset."), rejected));
+  }
   else blocks.push(section("Rejected rows", h("p", {}, "No row was rejected.")));
   replace(rest, ...blocks);
 }
