@@ -5,7 +5,7 @@ import { api, isAbort } from "../api.js";
 import { add, definitions, formatNumber, h, replace, routeWithQuery, section, table, time } from "../dom.js";
 import { describeError, field, form, input } from "../forms.js";
 
-const ENTITY_PATTERN = /^[A-Za-z0-9._:@-]{1,256}$/;
+const ENTITY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@\/-]{0,255}$/;
 
 function valueText(value) {
   if (value === null || value === undefined) return "–";
@@ -47,7 +47,7 @@ export async function render(ctx) {
     fields,
     submitLabel: "Show features",
     className: "filters",
-    validate: ({ entity }) => (ENTITY_PATTERN.test(entity) ? {} : { entity: "Entity ids are 1-256 letters, digits or . _ : @ -" }),
+    validate: ({ entity }) => (ENTITY_PATTERN.test(entity) ? {} : { entity: "Entity ids are 1-256 letters, digits or . _ : @ / - (starting with a letter or digit)" }),
     submit: async ({ entity }) => ctx.navigate(routeWithQuery(["features"], { entity })),
   });
   const result = h("div", { "aria-live": "polite" });
