@@ -9,7 +9,7 @@ import { describeError, field, form, input, select, setFieldError } from "../for
 import { isReady } from "../views.js";
 import { endpointOf, modelPath } from "./model.js";
 
-const ENTITY_PATTERN = /^[A-Za-z0-9._:@-]{1,256}$/;
+const ENTITY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@\/-]{0,255}$/;
 const logistic = (x) => 1 / (1 + Math.exp(-x));
 
 // ---------------------------------------------------------------- choosing a model
@@ -171,7 +171,7 @@ export async function render(ctx) {
     validate: (values) => {
       const problems = {};
       const entityId = values.entity_id;
-      if (entityId && !ENTITY_PATTERN.test(entityId)) problems.entity_id = "Entity ids are 1-256 letters, digits or . _ : @ -";
+      if (entityId && !ENTITY_PATTERN.test(entityId)) problems.entity_id = "Entity ids are 1-256 letters, digits or . _ : @ / - (starting with a letter or digit)";
       for (const feature of features) {
         const text = values[feature.name];
         if (text === "") {
