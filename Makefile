@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http
+.PHONY: install demo up test unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,19 @@ $(MLFLOW_VENV)/.installed-stamp:
 bench-http: install $(MLFLOW_VENV)/.installed-stamp  ## one-row and 1,000-row predict over HTTP, cold start: mlambda beside mlflow models serve
 	$(BENCH) benchmarks/bench_http.py
 
+# Evidently (the peer) lives in its own virtualenv, never in the project's dependencies;
+# pandas<3: Evidently 0.7.23 imports a pandas internal that pandas 3 removed.
+EVIDENTLY_VENV := .venv-bench-evidently
+$(EVIDENTLY_VENV)/.installed-stamp:
+	test -x $(EVIDENTLY_VENV)/bin/python || $(PYTHON) -m venv $(EVIDENTLY_VENV)
+	$(EVIDENTLY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(EVIDENTLY_VENV)/bin/python -m pip install --quiet 'evidently==0.7.23' 'pandas<3' scikit-learn
+	touch $@
+
+TRIALS ?= 200
+bench-monitor-calibration: install $(EVIDENTLY_VENV)/.installed-stamp  ## alarm rates, detection, coverage vs Evidently
+	$(BENCH) benchmarks/bench_monitor_calibration.py --trials $(TRIALS)
+
 build: install  ## build every function as sam build lays it out (.aws-sam/build), sizes printed
 	$(BIN)/python -m mlambda_local.packaging --build-only
 
@@ -79,4 +92,4 @@ package-check: install  ## build, fail on any function over 90% of Lambda's limi
 	$(BIN)/python -m mlambda_local.packaging
 
 clean:
-	rm -rf $(VENV) $(MLFLOW_VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(MLFLOW_VENV) $(EVIDENTLY_VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache .aws-sam

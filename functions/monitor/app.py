@@ -95,6 +95,8 @@ def scheduled(event: dict[str, Any]) -> dict[str, Any]:
                 include={
                     "model",
                     "version",
+                    "source",
+                    "job_id",
                     "at",
                     "status",
                     "reason",

@@ -345,11 +345,12 @@ class BatchWorkerSettings(BatchSettings):
 class MonitorSettings(FunctionSettings):
     """Scheduled monitoring and ``GET /models/{name}/monitoring``.
 
-    Thresholds here are the defaults; a version's tags override them per model or per column:
-    ``monitor:psi``, ``monitor:jensen_shannon``, ``monitor:alpha`` (every column) and
-    ``monitor:psi:<column>``... (one feature or output column, e.g. ``monitor:psi:age`` or
-    ``monitor:jensen_shannon:prediction.label``). ``MONITOR_COLUMN_THRESHOLDS`` does the same
-    for every model: JSON ``{"age": {"psi": 0.3}}``.
+    Effect-size floors here are the defaults; a version's tags override them per model or per
+    column: ``monitor:wasserstein``, ``monitor:total_variation``, ``monitor:psi`` (every column)
+    and ``monitor:wasserstein:<column>``... (one feature or output column, e.g.
+    ``monitor:wasserstein:age`` or ``monitor:total_variation:prediction.label``).
+    ``MONITOR_COLUMN_THRESHOLDS`` does the same for every model: JSON ``{"age": {"wasserstein": 0.1}}``.
+    The significance level is not per column: ``MONITOR_FDR_Q`` is the run's one budget.
     """
 
     registry_table: str = Field(
@@ -360,6 +361,12 @@ class MonitorSettings(FunctionSettings):
         alias="DATA_BUCKET", description="Archived prediction logs and labels (Parquet)."
     )
     alerts_topic_arn: str = Field(alias="ALERTS_TOPIC_ARN", description="SNS topic alerts are published to.")
+    jobs_table: str | None = Field(
+        None,
+        alias="JOBS_TABLE",
+        description="Batch jobs: completed ones are monitored too (unset: traffic only).",
+    )
+    batch_bucket: str | None = Field(None, alias="BATCH_BUCKET", description="Batch inputs and scored parts.")
     window_hours: float = Field(
         24.0,
         gt=0,
@@ -373,18 +380,29 @@ class MonitorSettings(FunctionSettings):
         alias="MONITOR_MIN_ROWS",
         description="Below this many rows (per column): not_enough_data.",
     )
-    large_sample: int = Field(
-        1000,
-        ge=10,
-        alias="MONITOR_LARGE_SAMPLE",
-        description="From this many rows on, drift is judged by distance (PSI/JS) instead of p-values.",
+    fdr_q: float = Field(
+        0.01,
+        gt=0,
+        le=0.05,
+        alias="MONITOR_FDR_Q",
+        description=(
+            "One alarm budget per run: every p-value (drift, data quality, model quality, estimated "
+            "performance, traffic split) in one Benjamini-Hochberg at this q; on unchanged data a run "
+            "alarms at most this often."
+        ),
     )
-    psi_threshold: float = Field(0.2, gt=0, alias="MONITOR_PSI_THRESHOLD", description="Numeric drift (PSI).")
-    js_threshold: float = Field(
-        0.1, gt=0, le=1, alias="MONITOR_JS_THRESHOLD", description="Categorical drift (Jensen-Shannon)."
+    wasserstein_floor: float = Field(
+        0.05, ge=0, alias="MONITOR_WASSERSTEIN_FLOOR", description="Numeric drift needs W1/sd at least this."
     )
-    alpha: float = Field(
-        0.01, gt=0, lt=1, alias="MONITOR_ALPHA", description="Small windows: BH-adjusted p-value level."
+    total_variation_floor: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        alias="MONITOR_TOTAL_VARIATION_FLOOR",
+        description="Categorical drift needs this total variation distance of the shares.",
+    )
+    psi_floor: float | None = Field(
+        None, gt=0, alias="MONITOR_PSI_FLOOR", description="Optional: drift also needs PSI at least this."
     )
     drift_share: float = Field(
         0.5,
@@ -396,27 +414,42 @@ class MonitorSettings(FunctionSettings):
     column_thresholds: str = Field(
         "{}",
         alias="MONITOR_COLUMN_THRESHOLDS",
-        description='JSON per-column overrides: {"age": {"psi": 0.3}}.',
+        description='JSON per-column floors: {"age": {"wasserstein": 0.1}}.',
     )
     max_missing_increase: float = Field(
-        0.05, ge=0, le=1, alias="MONITOR_MAX_MISSING_INCREASE", description="Completeness: tolerated rise."
+        0.01,
+        ge=0,
+        le=1,
+        alias="MONITOR_MAX_MISSING_INCREASE",
+        description="Completeness: a significant rise of the missing share must also reach this.",
     )
     max_out_of_range: float = Field(
-        0.01, ge=0, le=1, alias="MONITOR_MAX_OUT_OF_RANGE", description="Share outside the reference range."
+        0.001,
+        ge=0,
+        le=1,
+        alias="MONITOR_MAX_OUT_OF_RANGE",
+        description="Values outside the reference range: beyond chance and at least this share.",
     )
     max_new_category: float = Field(
-        0.01, ge=0, le=1, alias="MONITOR_MAX_NEW_CATEGORY", description="Share of never-seen categories."
+        0.001,
+        ge=0,
+        le=1,
+        alias="MONITOR_MAX_NEW_CATEGORY",
+        description="Never-seen categories: beyond chance and at least this share.",
     )
     min_labels: int = Field(
         100, ge=1, alias="MONITOR_MIN_LABELS", description="Labelled rows needed for model quality."
     )
     quality_tolerance: float = Field(
-        0.05,
+        0.02,
         ge=0,
         alias="MONITOR_QUALITY_TOLERANCE",
-        description="Tolerated drop from registered metrics (absolute for scores, relative for errors).",
+        description=(
+            "A significant drop from the baseline must also exceed this (absolute for scores, relative "
+            "for errors) to count as degraded."
+        ),
     )
-    bootstrap_resamples: int = Field(200, ge=20, le=5000, alias="MONITOR_BOOTSTRAP_RESAMPLES")
+    bootstrap_resamples: int = Field(2000, ge=2000, le=20000, alias="MONITOR_BOOTSTRAP_RESAMPLES")
     alert_cooldown_hours: float = Field(
         24.0,
         ge=0,

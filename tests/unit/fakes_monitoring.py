@@ -14,6 +14,7 @@ import pandas as pd
 
 from mlambda.adapters import tabular
 from mlambda.errors import NotFoundError, UpstreamError
+from mlambda.schemas.batch import Job, JobInput
 from mlambda.schemas.monitoring import MonitoringSummary
 from mlambda.schemas.registry import (
     EndpointConfig,
@@ -23,7 +24,12 @@ from mlambda.schemas.registry import (
     Signature,
     TensorSpec,
 )
-from mlambda.services.monitoring.profiling import compute_profile, prediction_columns
+from mlambda.services.monitoring.profiling import (
+    ReferenceOutputs,
+    compute_profile,
+    prediction_columns,
+    reference_profile,
+)
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NUMERIC = ["f0", "f1", "f2", "f3"]
@@ -111,6 +117,7 @@ class FakeMonitoringStore:
     def __init__(self) -> None:
         self.rows: dict[str, list[MonitoringSummary]] = {}
         self.alerts: dict[tuple[str, str, str], datetime] = {}
+        self.jobs_claimed: set[tuple[str, str]] = set()
 
     def put_summary(self, summary: MonitoringSummary) -> None:
         self.rows.setdefault(summary.model, []).append(summary)
@@ -128,6 +135,65 @@ class FakeMonitoringStore:
     def release_alert(self, model: str, check: str, feature: str, at: datetime) -> None:
         if self.alerts.get((model, check, feature)) == at:
             del self.alerts[(model, check, feature)]
+
+    def claim_job(self, model: str, job_id: str, at: datetime) -> bool:
+        if (model, job_id) in self.jobs_claimed:
+            return False
+        self.jobs_claimed.add((model, job_id))
+        return True
+
+    def release_job(self, model: str, job_id: str) -> None:
+        self.jobs_claimed.discard((model, job_id))
+
+
+class FakeBatch:
+    """BatchResults over prepared jobs: job id -> (job, input rows, scored rows)."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, tuple[Job, pd.DataFrame, pd.DataFrame]] = {}
+
+    def completed_jobs(self, model: str, since: datetime) -> list[Job]:
+        return [
+            job
+            for job, _, _ in self.jobs.values()
+            if job.model == model and job.completed_at is not None and job.completed_at >= since
+        ]
+
+    def job_rows(
+        self, job: Job, max_rows: int
+    ) -> tuple[dict[str, np.ndarray[Any, Any]], dict[str, np.ndarray[Any, Any]]]:
+        _, inputs, scored = self.jobs[job.job_id]
+        return columns_of(inputs.head(max_rows)), columns_of(scored.head(max_rows))
+
+
+def batch_job(
+    job_id: str, frame: pd.DataFrame, *, model: str = "churn", version_number: int = 1
+) -> tuple[Job, pd.DataFrame, pd.DataFrame]:
+    """A completed job over ``frame`` as the batch worker leaves it: the input file and scored parts."""
+    labels, probability = score(frame)
+    job = Job(
+        job_id=job_id,
+        status="completed",
+        model=model,
+        alias="production",
+        model_version=version_number,
+        input=JobInput(bucket="batch", key=f"input/{model}/{job_id}.csv", etag="e", size=1, format="csv"),
+        submitted_by="tests",
+        chunk_rows=100_000,
+        rows_in=len(frame),
+        rows_scored=len(frame),
+        created_at=NOW - timedelta(hours=2),
+        completed_at=NOW - timedelta(hours=1),
+    )
+    scored = pd.DataFrame(
+        {
+            "customer": np.arange(len(frame)),
+            "label": labels,
+            "proba_0": 1 - probability,
+            "proba_1": probability,
+        }
+    )
+    return job, frame.assign(customer=np.arange(len(frame))), scored
 
 
 class FakeArtifacts:
@@ -229,14 +295,29 @@ def version(
     )
 
 
-def reference_profile_json(rng: np.random.Generator, n: int = 5000) -> bytes:
-    """The profile of a reference sample and the model's outputs on it."""
+def reference_profile_json(rng: np.random.Generator, n: int = 5000, *, target: bool = False) -> bytes:
+    """The profile of a reference sample and the model's outputs on it; with ``target``, the
+    reference's labels too (drawn from the model's own probabilities: a calibrated model)."""
     frame = features(rng, n)
     labels, probability = score(frame)
-    outputs = prediction_columns(
+    if target:
+        outputs = ReferenceOutputs(
+            labels=labels, probabilities=np.c_[1 - probability, probability], class_labels=[0, 1]
+        )
+        truth = (rng.random(n) < probability).astype(np.int64)
+        profile, _ = reference_profile(
+            {c: frame[c].to_numpy() for c in frame.columns},
+            SCHEMA,
+            task="classification",
+            target=truth,
+            outputs=outputs,
+            now=NOW,
+        )
+        return profile.to_json()
+    outputs_columns = prediction_columns(
         labels=labels, probabilities=np.c_[1 - probability, probability], class_labels=[0, 1]
     )
-    return compute_profile(frame, SCHEMA, outputs, now=NOW).to_json()
+    return compute_profile(frame, SCHEMA, outputs_columns, now=NOW).to_json()
 
 
 def served(
@@ -270,6 +351,20 @@ def served(
         "latency_ms": 1.0,
     }
     return pd.DataFrame(columns)
+
+
+def labels_from_model(rows: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Labels as the reference's were drawn: from the model's own probabilities (nothing changed)."""
+    truth = (rng.random(len(rows)) < rows["prediction.probabilities.1"].to_numpy()).astype(int)
+    return pd.DataFrame(
+        {
+            "id": [f"l{i}" for i in range(len(rows))],
+            "timestamp": [NOW - timedelta(minutes=10)] * len(rows),
+            "entity_id": None,
+            "request_id": rows["request_id"].to_numpy(),
+            "value": [str(v) for v in truth],
+        }
+    )
 
 
 def labels_for(rows: pd.DataFrame, rng: np.random.Generator, *, accuracy: float) -> pd.DataFrame:

@@ -16,12 +16,15 @@ from tests.unit.fakes_monitoring import (
     NOW,
     FakeArchive,
     FakeArtifacts,
+    FakeBatch,
     FakeCatalog,
     FakeMonitoringStore,
     FakeRecorder,
     FakeTopic,
+    batch_job,
     features,
     labels_for,
+    labels_from_model,
     reference_profile_json,
     served,
     version,
@@ -31,7 +34,7 @@ from tests.unit.fakes_monitoring import (
 class World:
     """One service over fakes, with a production model ``churn`` and its profile."""
 
-    def __init__(self, **version_args: object) -> None:
+    def __init__(self, *, target: bool = False, **version_args: object) -> None:
         self.rng = np.random.default_rng(11)
         self.catalog = FakeCatalog()
         self.archive = FakeArchive()
@@ -39,7 +42,8 @@ class World:
         self.artifacts = FakeArtifacts()
         self.topic = FakeTopic()
         self.recorder = FakeRecorder()
-        self.add_model("churn", **version_args)
+        self.batch = FakeBatch()
+        self.add_model("churn", target=target, **version_args)
         self.service = MonitoringService(
             self.catalog,
             self.archive,
@@ -48,13 +52,16 @@ class World:
             self.topic,
             config=MonitorConfig(),
             recorder=self.recorder,
+            batch=self.batch,
         )
 
-    def add_model(self, name: str, **version_args: object) -> None:
+    def add_model(self, name: str, *, target: bool = False, **version_args: object) -> None:
         model_version = version(name, **version_args)  # type: ignore[arg-type]
         self.catalog.production[name] = model_version
         assert model_version.reference_profile_key
-        self.artifacts.objects[model_version.reference_profile_key] = reference_profile_json(self.rng)
+        self.artifacts.objects[model_version.reference_profile_key] = reference_profile_json(
+            self.rng, target=target
+        )
 
     def serve(self, name: str = "churn", rows: int = 2000, **feature_args: object) -> pd.DataFrame:
         frame = served(features(self.rng, rows, **feature_args), model=name)  # type: ignore[arg-type]
@@ -132,6 +139,78 @@ def test_model_quality_against_registered_metrics_with_labels() -> None:
     assert summary.status == "drift" and "model quality" in summary.reason
 
 
+def test_labels_like_the_reference_are_no_alarm_and_degraded_labels_are_against_the_reference() -> None:
+    # Given a profile with the reference's target (the quality baseline and the calibration)
+    world = World(target=True)
+    rows = world.serve()
+    world.archive.label_frame = labels_from_model(rows, world.rng)
+    # When labels behave as on the reference
+    [summary] = world.service.run(at=NOW)
+    report = world.report(summary.report_key)
+    quality, estimated = report.model_quality, report.estimated_performance
+    # Then quality is compared with the reference's own, nothing alarms, and CBPE's estimate is close to realised
+    assert quality is not None and quality.baseline == "reference" and quality.degraded == []
+    assert quality.metrics["accuracy"].reference is not None
+    assert quality.confusion and quality.curves and quality.probability_histograms
+    assert report.label_drift is not None and report.label_drift.drifted == []
+    assert estimated is not None and estimated.degraded == []
+    accuracy = estimated.metrics["accuracy"]
+    assert accuracy.error is not None and abs(accuracy.error) < 0.03
+    assert summary.status == "ok", summary.reason
+    # And when the labels disagree with half of the predictions, accuracy is degraded against the reference
+    world.archive.label_frame = labels_for(rows, world.rng, accuracy=0.5)
+    [later] = world.service.run(at=NOW + timedelta(hours=1))
+    degraded = world.report(later.report_key).model_quality
+    assert degraded is not None and "accuracy" in degraded.degraded
+    assert later.status == "drift" and "model quality" in later.reason
+
+
+def test_fallback_answers_are_counted_apart_and_kept_out_of_every_figure() -> None:
+    # Given 300 of 2,000 answers served by the endpoint's fallback (label -1), with labels for every row
+    world = World()
+    rows = world.serve()
+    rows.loc[:299, "prediction.label"] = -1
+    rows.loc[:299, "prediction.probabilities.1"] = np.nan
+    rows["fallback"] = None
+    rows.loc[:299, "fallback"] = "model_failed"
+    world.archive.label_frame = labels_for(rows, world.rng, accuracy=0.9)
+    # When monitored
+    [summary] = world.service.run(at=NOW)
+    report = world.report(summary.report_key)
+    # Then they are counted, and neither prediction drift nor model quality saw them
+    assert report.fallback_rows == 300 and summary.fallback_rows == 300
+    assert report.rows == 1700
+    assert report.model_quality is not None and report.model_quality.labelled == 1700
+    assert not any("does not know" in note for note in report.notes)
+    assert report.prediction_drift is not None and report.prediction_drift.drifted == []
+    assert summary.status == "ok", summary.reason
+
+
+def test_a_completed_batch_job_is_monitored_once_with_its_own_report() -> None:
+    # Given served traffic like the reference, and a batch job whose f3 moved by 0.5 (a quarter of its range)
+    world = World(target=True)
+    world.serve()
+    frame = features(world.rng, 3000)
+    frame["f3"] = frame["f3"] + 0.5
+    job = batch_job("0123456789abcdef0123", frame)
+    world.batch.jobs["0123456789abcdef0123"] = job
+    # When the schedule runs twice
+    first = world.service.run(at=NOW)
+    second = world.service.run(at=NOW + timedelta(hours=1))
+    # Then the job got one report of its own, under the job's key, with the drift the traffic does not have
+    batch = [s for s in first if s.source == "batch"]
+    assert [s.job_id for s in batch] == ["0123456789abcdef0123"]
+    assert [s.source for s in second] == ["traffic"]
+    report = world.report(batch[0].report_key)
+    assert batch[0].report_key == "monitoring/churn/jobs/0123456789abcdef0123/report.json"
+    assert report.source == "batch" and report.rows == 3000
+    assert report.feature_drift is not None and report.feature_drift.drifted == ["f3"]
+    assert report.estimated_performance is not None and "accuracy" in report.estimated_performance.metrics
+    assert report.prediction_drift is not None
+    traffic = world.report(next(s for s in first if s.source == "traffic").report_key)
+    assert traffic.feature_drift is not None and traffic.feature_drift.drifted == []
+
+
 def test_few_labels_give_not_enough_data_for_quality_only() -> None:
     world = World()
     rows = world.serve()
@@ -192,7 +271,7 @@ def test_all_nan_feature_is_a_quality_violation_and_the_rest_is_still_judged() -
     report = world.report(summary.report_key)
     assert report.data_quality is not None
     checks = {(v.check, v.feature) for v in report.data_quality.violations}
-    assert ("missing_column", "f2") in checks and ("extra_column", "debug") in checks
+    assert ("completeness", "f2") in checks and ("extra_column", "debug") in checks
     assert report.feature_drift is not None
     assert {c.name: c.status for c in report.feature_drift.columns}["f2"] == "not_enough_data"
     assert summary.status == "drift"

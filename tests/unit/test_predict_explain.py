@@ -22,7 +22,7 @@ from tests.unit.fakes_predict import (
     BrokenModel,
     InMemoryArtifacts,
     InMemoryCatalog,
-    RecordingSink,
+    RecordingOutput,
     classifier,
     regressor,
     row,
@@ -42,7 +42,7 @@ class World:
     def __init__(
         self, *, broken: dict[str, ServingModel] | None = None, endpoint: EndpointConfig | None = None
     ):
-        self.catalog, self.artifacts, self.sink = InMemoryCatalog(), InMemoryArtifacts(), RecordingSink()
+        self.catalog, self.artifacts, self.sink = InMemoryCatalog(), InMemoryArtifacts(), RecordingOutput()
         data, self.classifier, self.X = classifier(0)
         self.catalog.add(
             with_explainer(version_of("churn", 1, data), data, self.X, self.artifacts), "production"
@@ -61,7 +61,7 @@ class World:
         self.service = InferenceService(
             self.catalog,
             Models(ModelSessions(self.artifacts), broken or {}),
-            PredictionLog(self.sink, sleep=lambda _s: None),
+            PredictionLog(self.sink.write),
             explainers=Explainers(self.artifacts),
             rng=random.Random(0),
         )

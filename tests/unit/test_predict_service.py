@@ -391,6 +391,19 @@ def test_model_failure_or_timeout_answers_the_fallback(code: str) -> None:
     assert body["predictions"] == [{"label": 0, "probabilities": {"0": 1.0, "1": 0.0}, "fallback": code}] * 2
 
 
+def test_fallback_answers_are_marked_as_such_in_the_prediction_log() -> None:
+    # Given an endpoint whose model fails and whose fallback answers label -1
+    fallback = Fallback(response={"label": -1})
+    broken = harness(endpoint(rules=ServingRules(fallback=fallback)), broken={1: BrokenModel("model_failed")})
+    healthy = harness()
+    # When both answer
+    broken.predict({"instances": [row([0, 0, 0, 0])] * 2})
+    healthy.predict({"instances": [row([0, 0, 0, 0])]})
+    # Then the log says which answers came from the fallback (and why), so monitoring can leave them out
+    assert [e["payload"]["fallback"] for e in broken.sink.envelopes()] == ["model_failed", "model_failed"]
+    assert [e["payload"]["fallback"] for e in healthy.sink.envelopes()] == [None]
+
+
 def test_model_failure_without_fallback_is_an_upstream_error() -> None:
     h = harness(broken={1: BrokenModel()})
     with pytest.raises(UpstreamError) as error:

@@ -31,7 +31,8 @@ def monitor_run(args: argparse.Namespace) -> int:
     for result in results:
         for summary in (result or {}).get("results", []):
             alerts = f", {summary.get('alerts_sent', 0)} alerts sent" if summary.get("alerts_sent") else ""
-            print(f"{summary['model']:24} {summary['status']:16} {summary.get('reason', '')}{alerts}")
+            job = f" (batch job {summary['job_id']})" if summary.get("job_id") else ""
+            print(f"{summary['model']:24} {summary['status']:16} {summary.get('reason', '')}{alerts}{job}")
     return 0
 
 
@@ -43,7 +44,10 @@ def monitor_show(args: argparse.Namespace) -> int:
         return 0
     for summary in view["history"]:
         drifted = ",".join(summary.get("drifted_features", [])) or "-"
-        print(f"{summary['at']}  {summary['status']:16} rows={summary['rows']:<8} drifted={drifted}")
+        source = f"job {summary['job_id']}" if summary.get("job_id") else "traffic"
+        print(
+            f"{summary['at']}  {source:24} {summary['status']:16} rows={summary['rows']:<8} drifted={drifted}"
+        )
     return 0
 
 

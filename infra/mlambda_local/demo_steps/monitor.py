@@ -123,6 +123,11 @@ def run_monitoring(ctx: DemoContext) -> None:
         f"prediction drift {bool((latest.get('prediction_drift') or {}).get('drifted'))}, "
         f"A/B: {(latest.get('ab') or {}).get('reason', 'n/a')}"
     )
+    budget = latest.get("budget") or {}
+    say(
+        f"    alarm budget: {budget.get('tests', 0)} p-values in one Benjamini-Hochberg at q={budget.get('q')}, "
+        f"{budget.get('alarms', 0)} alarms (significant and beyond their effect floor)"
+    )
     import requests
 
     target = ctx.admin.target

@@ -18,9 +18,11 @@ import numpy as np
 
 from mlambda.adapters import tabular
 from mlambda.adapters.dynamodb import DynamoTable
+from mlambda.adapters.jobs import DynamoJobStore
 from mlambda.adapters.s3 import ObjectStore
 from mlambda.errors import ConflictError, MlambdaError
 from mlambda.observability import logger
+from mlambda.schemas.batch import Job, Manifest, manifest_key
 from mlambda.schemas.monitoring import MonitoringSummary, iso
 
 FETCH_THREADS = 8
@@ -131,6 +133,11 @@ def summary_sk(at: datetime) -> str:
     return f"monitoring#{iso(at)}"
 
 
+def job_claim_sk(job_id: str) -> str:
+    """Sort key of the record that a batch job was monitored."""
+    return f"monitored-job#{job_id}"
+
+
 def alert_sk(check: str, feature: str) -> str:
     """Sort key of an alert's de-duplication state."""
     return f"alert#{check}#{feature}"
@@ -181,6 +188,26 @@ class DynamoMonitoringStore:
             return False
         return True
 
+    def claim_job(self, model: str, job_id: str, at: datetime) -> bool:
+        """Conditional put: only the first run to see a completed job monitors it."""
+        try:
+            self._table.update(
+                {"pk": f"model#{model}", "sk": job_claim_sk(job_id)},
+                "SET monitored_at = :at",
+                condition="attribute_not_exists(monitored_at)",
+                values={":at": iso(at)},
+            )
+        except ConflictError:
+            return False
+        return True
+
+    def release_job(self, model: str, job_id: str) -> None:
+        """Forget a job claim so the next run tries again."""
+        try:
+            self._table.update({"pk": f"model#{model}", "sk": job_claim_sk(job_id)}, "REMOVE monitored_at")
+        except MlambdaError as exc:
+            logger.warning("could not release a job claim", extra={"job_id": job_id, "error": exc.message})
+
     def release_alert(self, model: str, check: str, feature: str, at: datetime) -> None:
         """Forget the claim made at ``at`` so the next run tries again."""
         try:
@@ -192,3 +219,51 @@ class DynamoMonitoringStore:
             )
         except MlambdaError as exc:
             logger.warning("could not release an alert claim", extra={"check": check, "error": exc.message})
+
+
+JOB_PAGES = 20
+JOB_LOOKBACK = timedelta(days=7)
+
+
+class S3BatchResults:
+    """Completed jobs from the jobs table, their input file and scored parts from the batch bucket
+    (``ports.BatchResults``)."""
+
+    def __init__(self, jobs: DynamoJobStore, bucket: ObjectStore) -> None:
+        self._jobs = jobs
+        self._bucket = bucket
+
+    def completed_jobs(self, model: str, since: datetime) -> list[Job]:
+        """Jobs completed at or after ``since``; pages newest first, stopping a week before ``since``."""
+        found: list[Job] = []
+        token: str | None = None
+        for _ in range(JOB_PAGES):
+            jobs, token = self._jobs.list_by_model(model, limit=100, after=token)
+            for job in jobs:
+                if job.status == "completed" and job.completed_at is not None and job.completed_at >= since:
+                    found.append(job)
+            if token is None or (jobs and jobs[-1].created_at < since - JOB_LOOKBACK):
+                break
+        return found
+
+    def job_rows(self, job: Job, max_rows: int) -> tuple[tabular.Columns, tabular.Columns]:
+        """(the input's rows, the manifest's scored parts), each capped at ``max_rows``."""
+        body = self._bucket.get(job.input.key)
+        if job.input.format == "parquet" or job.input.key.endswith(".parquet"):
+            inputs = tabular.read_parquet_table(body).to_columns()
+        else:
+            inputs = tabular.read_csv_table(body).to_columns()
+        manifest = Manifest.model_validate_json(self._bucket.get(manifest_key(job.job_id)))
+        parts: list[tabular.Columns] = []
+        rows = 0
+        for part in manifest.parts:
+            if rows >= max_rows:
+                break
+            parts.append(tabular.read_parquet_table(self._bucket.get(part.key)).to_columns())
+            rows += part.rows
+        scored = tabular.concat(parts) if parts else {}
+        return _head(inputs, max_rows), _head(scored, max_rows)
+
+
+def _head(columns: tabular.Columns, rows: int) -> tabular.Columns:
+    return {name: values[:rows] for name, values in columns.items()}

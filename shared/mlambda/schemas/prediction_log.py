@@ -133,7 +133,12 @@ def prediction_envelope(
     latency_ms: float,
     features_truncated_bytes: int | None = None,
 ) -> ArchiveEnvelope:
-    """One served or shadow row as the archive stores it (the payload monitoring reads)."""
+    """One served or shadow row as the archive stores it (the payload monitoring reads).
+
+    ``fallback`` is why the endpoint's fallback answered instead of a model (None: the model
+    answered; predict puts the reason in the answer's ``fallback``): monitoring keeps those rows
+    out of drift and quality figures and counts them apart.
+    """
     payload: dict[str, Any] = {
         "request_id": request_id,
         "row": row,
@@ -143,6 +148,7 @@ def prediction_envelope(
         "features": features,
         "prediction": prediction,
         "latency_ms": latency_ms,
+        "fallback": prediction.get("fallback"),
     }
     if features_truncated_bytes is not None:
         payload["features_truncated_bytes"] = features_truncated_bytes

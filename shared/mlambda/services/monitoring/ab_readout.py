@@ -4,8 +4,11 @@ the significance of each variant's difference from the control, and a sample-rat
 The control is the variant with the largest configured weight. Classifiers are compared on
 accuracy with a two-proportion z-test, regressors on mean absolute error with a Welch z-test.
 Sample-ratio mismatch is a chi-square of served requests (the unit the router assigns; a
-50-row request is one assignment, not 50) against the configured weights at ``srm_alpha``
-(0.001 by default, the usual level: an SRM means the split itself is broken).
+50-row request is one assignment, not 50) against the configured weights (a specification, not a
+sample: the one goodness-of-fit test against fixed shares); its p-value joins the run's alarm
+budget. Rows for unconfigured or zero-weight variants are a mismatch outright. Each comparison
+says which way a significant difference goes (``better``/``worse`` than the control, by the
+metric's direction), so a report never shows a significantly worse variant as fine.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ class AbSettings:
 
     min_rows: int = 100
     alpha: float = 0.05
-    srm_alpha: float = 0.001
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,21 @@ def _compare(
         z, p = st.welch_z(a, b)
         test = "welch z"
     p_value = finite(p)
+    difference = finite(float(b.mean() - a.mean()))
+    significant = p_value is not None and p_value < alpha
+    direction = "none"
+    if significant and difference is not None and difference != 0:
+        higher_better = task == "classification"  # accuracy up is better; mean absolute error down is
+        direction = "better" if (difference > 0) == higher_better else "worse"
     return VariantComparison(
         variant=name,
         control=control,
         metric=metric,
-        difference=finite(float(b.mean() - a.mean())),
+        difference=difference,
         statistic=finite(z),
         p_value=p_value,
-        significant=p_value is not None and p_value < alpha,
+        significant=significant,
+        direction=direction,
         test=test,
     )
 
@@ -162,15 +171,17 @@ def ab_readout(
         starved = counts[weights == 0].sum()
         statistic, _, p = st.chi_square(counts[weights > 0], weights[weights > 0], min_expected=0.0)
         srm_chi, srm_p = finite(statistic), finite(p)
-        mismatch = bool(unexpected) or starved > 0 or (srm_p is not None and srm_p < settings.srm_alpha)
+        mismatch = bool(unexpected) or starved > 0
         if mismatch:
             reasons.append(
-                f"sample ratio mismatch (p={srm_p if srm_p is not None else float('nan'):.2g}"
-                + (f", rows for unconfigured variants {unexpected}" if unexpected else "")
-                + (f", {int(starved)} requests for zero-weight variants" if starved else "")
+                "sample ratio mismatch ("
+                + ", ".join(
+                    ([f"rows for unconfigured variants {unexpected}"] if unexpected else [])
+                    + ([f"{int(starved)} requests for zero-weight variants"] if starved else [])
+                )
                 + ")"
             )
-    significant = [c.variant for c in comparisons if c.significant]
+    significant = [f"{c.variant} ({c.direction})" for c in comparisons if c.significant]
     if significant:
         reasons.append(f"significant differences from {control}: {', '.join(significant)}")
     return AbSection(

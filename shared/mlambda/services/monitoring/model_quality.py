@@ -1,10 +1,20 @@
-"""Model quality on labelled rows: classifier and regressor metrics in numpy, with intervals.
+"""Model quality on labelled rows: classifier and regressor metrics in numpy, with honest intervals.
 
-No sklearn in a Lambda: the metrics are written here and checked against sklearn in the tests.
-Intervals are percentile bootstraps. For confusion-matrix metrics (accuracy, precision, recall,
-F1) resampling rows is the same as drawing the confusion matrix from a multinomial, so the
-bootstrap costs O(resamples x classes^2) whatever the row count; AUC uses the Hanley-McNeil
-standard error; regression metrics resample error vectors in chunks.
+No sklearn in a Lambda: the metrics are written here and checked against sklearn in the tests;
+the intervals' coverage is checked in simulation (``make bench-monitor-calibration``).
+
+- Confusion-matrix metrics (accuracy, precision, recall, F1): resampling rows is drawing the
+  confusion matrix from a multinomial, so the bootstrap costs O(resamples x classes^2) whatever
+  the row count; the interval is BCa (bias-corrected and accelerated), the acceleration from the
+  jackknife, which for a confusion matrix is one value per cell weighted by its count.
+- AUC (binary, and one-vs-rest macro): DeLong's variance, from each row's placement values (the
+  influence function, which also gives the macro average's variance across classes), with the
+  interval on the logit scale so it stays in (0, 1) and follows the skew near 1.
+- MAE and RMSE: studentized (bootstrap-t) intervals, RMSE's on the log scale of the mean
+  squared error: the bootstrap of a mean of heavy-tailed values is skewed and percentile
+  intervals under-cover. Up to ``BOOTSTRAP_ROWS`` rows; above that the same pivots are normal.
+
+Every bootstrap draws at least 2,000 resamples from a generator the caller seeds per run.
 """
 
 from __future__ import annotations
@@ -16,9 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from mlambda.schemas.monitoring import MetricEstimate, ModelQualitySection
-from mlambda.services.monitoring.profiling import FloatArray
+from mlambda.schemas.monitoring import ClassMetrics, Curve, MetricEstimate, ProbabilityHistogram
+from mlambda.services.monitoring import statistics as st
 
+FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 LOWER_IS_BETTER = frozenset({"mae", "rmse"})
 METRIC_ALIASES = {
@@ -34,17 +45,28 @@ METRIC_ALIASES = {
     "r_squared": "r2",
 }
 METRIC_PREFIXES = ("test_", "val_", "validation_", "holdout_", "eval_")
-Z_95 = 1.959963984540054
+CONFIDENCE = 0.95
+MIN_RESAMPLES = 2000
+BOOTSTRAP_ROWS = 5_000
+BOOTSTRAP_CELLS = 4_000_000  # resamples x rows drawn at once
+CURVE_POINTS = 200
+HISTOGRAM_BINS = 20
+MAX_CURVE_CLASSES = 6
+
+Estimates = dict[str, MetricEstimate]
 
 
 @dataclass(frozen=True)
 class QualitySettings:
-    """Minimum labels, bootstrap size and the tolerated drop against registered metrics."""
+    """Minimum labels, bootstrap size and the drop that counts as material."""
 
     min_labels: int = 100
-    resamples: int = 200
-    tolerance: float = 0.05
-    seed: int = 7
+    resamples: int = MIN_RESAMPLES
+    tolerance: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.resamples < MIN_RESAMPLES:
+            raise ValueError(f"at least {MIN_RESAMPLES} resamples, got {self.resamples}")
 
 
 def canonical_metric(name: str) -> str:
@@ -54,6 +76,9 @@ def canonical_metric(name: str) -> str:
         if key.startswith(prefix):
             key = key[len(prefix) :]
     return METRIC_ALIASES.get(key, key)
+
+
+# ------------------------------------------------------------------ point metrics
 
 
 def confusion_matrix(y_true: IntArray, y_pred: IntArray, classes: int) -> IntArray:
@@ -99,6 +124,24 @@ def confusion_metrics(matrices: npt.NDArray[np.float64]) -> dict[str, FloatArray
     }
 
 
+def per_class_metrics(matrix: IntArray, classes: Sequence[str]) -> dict[str, ClassMetrics]:
+    """Precision, recall, F1 and support of every class."""
+    cells = matrix.astype(np.float64)
+    true_positive = np.diagonal(cells)
+    precision = _safe_divide(true_positive, cells.sum(axis=0))
+    recall = _safe_divide(true_positive, cells.sum(axis=1))
+    f1 = _safe_divide(2 * precision * recall, precision + recall)
+    return {
+        name: ClassMetrics(
+            precision=round(float(precision[i]), 6),
+            recall=round(float(recall[i]), 6),
+            f1=round(float(f1[i]), 6),
+            support=int(matrix[i].sum()),
+        )
+        for i, name in enumerate(classes)
+    }
+
+
 def average_ranks(values: FloatArray) -> FloatArray:
     """1-based ranks with ties sharing their average rank."""
     order = np.argsort(values, kind="mergesort")
@@ -121,16 +164,6 @@ def roc_auc(positive: npt.NDArray[np.bool_], scores: FloatArray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def hanley_mcneil_se(auc: float, n_pos: int, n_neg: int) -> float:
-    """Standard error of an AUC (Hanley & McNeil, 1982)."""
-    q1 = auc / (2 - auc)
-    q2 = 2 * auc * auc / (1 + auc)
-    variance = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (
-        n_pos * n_neg
-    )
-    return math.sqrt(max(variance, 0.0))
-
-
 def regression_metrics(y_true: FloatArray, y_pred: FloatArray) -> dict[str, float]:
     """MAE, RMSE and R2 (NaN R2 when the truth is constant)."""
     errors = y_true - y_pred
@@ -142,124 +175,379 @@ def regression_metrics(y_true: FloatArray, y_pred: FloatArray) -> dict[str, floa
     }
 
 
-def _interval(samples: FloatArray) -> tuple[float | None, float | None]:
-    finite = samples[np.isfinite(samples)]
-    if finite.size == 0:
-        return None, None
-    low, high = np.percentile(finite, [2.5, 97.5])
-    return float(low), float(high)
+# ------------------------------------------------------------------ AUC with DeLong's variance
 
 
-def classification_estimates(
+def auc_influence(positive: npt.NDArray[np.bool_], scores: FloatArray) -> tuple[float, FloatArray]:
+    """(AUC, each row's contribution to its error) by DeLong's placement values.
+
+    A positive's placement is the share of negatives it outranks (ties half), a negative's the
+    share of positives that outrank it; AUC - its mean over positives is estimated by
+    sum(influence), so var(AUC) ~ sum(influence^2) (with n/(n-1) per class, DeLong's S10/n1 + S01/n0).
+    """
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    influence = np.zeros(positive.size)
+    if n_pos == 0 or n_neg == 0:
+        return math.nan, influence
+    ranks = average_ranks(scores)
+    ranks_pos = average_ranks(scores[positive])
+    ranks_neg = average_ranks(scores[~positive])
+    placement_pos = (ranks[positive] - ranks_pos) / n_neg  # negatives below each positive
+    placement_neg = 1.0 - (ranks[~positive] - ranks_neg) / n_pos  # positives above each negative
+    auc = float(placement_pos.mean())
+    pos_scale = 1.0 / math.sqrt(n_pos * max(n_pos - 1, 1))
+    neg_scale = 1.0 / math.sqrt(n_neg * max(n_neg - 1, 1))
+    influence[positive] = (placement_pos - auc) * pos_scale
+    influence[~positive] = (placement_neg - auc) * neg_scale
+    return auc, influence
+
+
+def auc_estimate(y_true: IntArray, probabilities: FloatArray, classes: int) -> tuple[float, float]:
+    """(AUC, its standard error): binary on the positive column, else the one-vs-rest macro mean.
+
+    The macro mean's variance sums each row's averaged influence across classes, so the classes'
+    correlation (the same rows in every one-vs-rest split) is accounted for.
+    """
+    wanted = [1] if classes == 2 else list(range(classes))
+    values: list[float] = []
+    total = np.zeros(y_true.size)
+    for index in wanted:
+        auc, influence = auc_influence(y_true == index, probabilities[:, index])
+        if not math.isfinite(auc):
+            continue
+        values.append(auc)
+        total += influence
+    if not values:
+        return math.nan, math.nan
+    average = total / len(values)
+    return float(np.mean(values)), float(math.sqrt(np.sum(average**2)))
+
+
+def logit_interval(value: float, se: float, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """A normal interval for a quantity in (0, 1), built on the logit scale."""
+    if not (math.isfinite(value) and math.isfinite(se)):
+        return math.nan, math.nan
+    z = st.normal_ppf(0.5 + confidence / 2)
+    clipped = min(max(value, 1e-6), 1 - 1e-6)
+    centre = math.log(clipped / (1 - clipped))
+    spread = z * max(se, 1e-12) / (clipped * (1 - clipped))
+    return 1 / (1 + math.exp(-(centre - spread))), 1 / (1 + math.exp(-(centre + spread)))
+
+
+# ------------------------------------------------------------------ bootstrap intervals
+
+
+def bca_interval(
+    boot: FloatArray,
+    point: float,
+    jackknife: FloatArray,
+    weights: FloatArray | None = None,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
+    """Efron's BCa interval from bootstrap replicates and (weighted) jackknife values."""
+    finite = boot[np.isfinite(boot)]
+    if finite.size == 0 or not math.isfinite(point):
+        return math.nan, math.nan
+    share = float(np.count_nonzero(finite < point) + 0.5 * np.count_nonzero(finite == point)) / finite.size
+    below = min(max(share, 1 / (finite.size + 1)), finite.size / (finite.size + 1))
+    z0 = st.normal_ppf(below)
+    w = np.ones(jackknife.size) if weights is None else weights
+    mean = float(np.sum(w * jackknife) / w.sum())
+    spread = mean - jackknife
+    denominator = 6 * float(np.sum(w * spread**2)) ** 1.5
+    acceleration = float(np.sum(w * spread**3)) / denominator if denominator > 0 else 0.0
+    bounds = []
+    for tail in ((1 - confidence) / 2, (1 + confidence) / 2):
+        z = st.normal_ppf(tail)
+        adjusted = st.normal_cdf(z0 + (z0 + z) / (1 - acceleration * (z0 + z)))
+        bounds.append(float(np.quantile(finite, min(max(adjusted, 0.0), 1.0))))
+    return bounds[0], bounds[1]
+
+
+def _confusion_jackknife(matrix: IntArray) -> tuple[dict[str, FloatArray], FloatArray]:
+    """Each metric with one row of each non-empty cell left out, and how many rows each stands for."""
+    k = matrix.shape[0]
+    cells = np.flatnonzero(matrix.ravel() > 0)
+    reduced = np.repeat(matrix[None].astype(np.float64), cells.size, axis=0).reshape(cells.size, k * k)
+    reduced[np.arange(cells.size), cells] -= 1
+    values = confusion_metrics(reduced.reshape(cells.size, k, k))
+    return values, matrix.ravel()[cells].astype(np.float64)
+
+
+def classification_estimates(  # noqa: PLR0917 - the data, then how to resample
     y_true: IntArray,
     y_pred: IntArray,
     classes: int,
     probabilities: FloatArray | None,
     settings: QualitySettings,
-) -> dict[str, tuple[float, float | None, float | None]]:
-    """(value, low, high) per metric; class indices in ``range(classes)``."""
+    rng: np.random.Generator,
+) -> Estimates:
+    """Every classifier metric with its 95% interval and standard error; class indices in ``range(classes)``."""
     matrix = confusion_matrix(y_true, y_pred, classes)
-    point = confusion_metrics(matrix.astype(np.float64))
-    rng = np.random.default_rng(settings.seed)
     n = int(matrix.sum())
+    point = confusion_metrics(matrix.astype(np.float64))
     draws = rng.multinomial(n, (matrix / n).ravel(), size=settings.resamples).reshape(-1, classes, classes)
     boot = confusion_metrics(draws.astype(np.float64))
-    estimates: dict[str, tuple[float, float | None, float | None]] = {
-        name: (float(point[name]), *_interval(boot[name])) for name in point
-    }
+    jackknife, weights = _confusion_jackknife(matrix)
+    estimates: Estimates = {}
+    for name, value in point.items():
+        low, high = bca_interval(boot[name], float(value), jackknife[name], weights)
+        estimates[name] = _estimate(float(value), low, high, float(np.std(boot[name], ddof=1)), "bca", name)
     if probabilities is not None and probabilities.shape[1] == classes:
-        aucs: list[float] = []
-        ses: list[float] = []
-        for index in range(1 if classes == 2 else 0, classes):
-            positive = y_true == index
-            auc = roc_auc(positive, probabilities[:, index])
-            if math.isfinite(auc):
-                aucs.append(auc)
-                ses.append(hanley_mcneil_se(auc, int(positive.sum()), int(positive.size - positive.sum())))
-        if aucs:
-            auc_mean = float(np.mean(aucs))
-            se = float(np.mean(ses))
-            estimates["auc"] = (auc_mean, max(0.0, auc_mean - Z_95 * se), min(1.0, auc_mean + Z_95 * se))
+        auc, se = auc_estimate(y_true, probabilities, classes)
+        if math.isfinite(auc):
+            low, high = logit_interval(auc, se)
+            estimates["auc"] = _estimate(auc, low, high, se, "delong", "auc")
     return estimates
 
 
-def regression_estimates(
-    y_true: FloatArray, y_pred: FloatArray, settings: QualitySettings
-) -> dict[str, tuple[float, float | None, float | None]]:
-    """(value, low, high) for MAE, RMSE, R2."""
-    point = regression_metrics(y_true, y_pred)
-    rng = np.random.default_rng(settings.seed)
-    n = y_true.size
-    chunk = max(1, min(settings.resamples, 2_000_000 // max(n, 1)))
-    samples: dict[str, list[float]] = {name: [] for name in point}
+def _resample_sums(columns: FloatArray, resamples: int, rng: np.random.Generator) -> FloatArray:
+    """Column sums of ``resamples`` bootstrap resamples of the rows, drawn in bounded chunks."""
+    n = columns.shape[0]
+    chunk = max(1, min(resamples, BOOTSTRAP_CELLS // max(n, 1)))
+    sums = np.empty((resamples, columns.shape[1]))
     done = 0
-    while done < settings.resamples:
-        size = min(chunk, settings.resamples - done)
-        index = rng.integers(0, n, size=(size, n))
-        truth, predicted = y_true[index], y_pred[index]
-        errors = truth - predicted
-        ss_res = np.sum(errors**2, axis=1)
-        ss_tot = np.sum((truth - truth.mean(axis=1, keepdims=True)) ** 2, axis=1)
-        samples["mae"].extend(np.mean(np.abs(errors), axis=1).tolist())
-        samples["rmse"].extend(np.sqrt(ss_res / n).tolist())
-        samples["r2"].extend(_safe_divide(ss_tot - ss_res, ss_tot).tolist())
+    while done < resamples:
+        size = min(chunk, resamples - done)
+        index = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
+        weights = np.bincount(index.ravel(), minlength=size * n).reshape(size, n)  # times each row is drawn
+        sums[done : done + size] = weights.astype(np.float64) @ columns
         done += size
-    return {name: (point[name], *_interval(np.asarray(samples[name]))) for name in point}
+    return sums
 
 
-def compare(
-    estimates: Mapping[str, tuple[float, float | None, float | None]],
-    registered: Mapping[str, float],
-    tolerance: float,
-) -> tuple[dict[str, MetricEstimate], list[str]]:
-    """Each estimate with its registered value; degraded when worse by more than ``tolerance``
-    (absolute for scores, relative for errors) and the interval excludes the registered value."""
-    known = {canonical_metric(name): float(value) for name, value in registered.items()}
-    results: dict[str, MetricEstimate] = {}
-    degraded: list[str] = []
-    for name, (value, low, high) in estimates.items():
-        if not math.isfinite(value):
-            continue
-        higher = name not in LOWER_IS_BETTER
-        reference = known.get(name)
-        worse = False
-        if reference is not None and math.isfinite(reference):
-            if higher:
-                worse = value < reference - tolerance and (high is None or high < reference)
-            else:
-                worse = value > reference * (1 + tolerance) and (low is None or low > reference)
-        if worse:
-            degraded.append(name)
-        results[name] = MetricEstimate(
-            value=round(value, 6),
-            low=None if low is None else round(low, 6),
-            high=None if high is None else round(high, 6),
-            registered=reference,
-            higher_is_better=higher,
-            degraded=worse,
+def _studentized(
+    mean: float, se: float, boot_means: FloatArray, boot_ses: FloatArray, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """Bootstrap-t interval of a mean from replicate means and standard errors."""
+    usable = boot_ses > 0
+    t = (boot_means[usable] - mean) / boot_ses[usable]
+    if t.size == 0 or se <= 0:
+        return mean, mean
+    upper_t, lower_t = np.quantile(t, [(1 + confidence) / 2, (1 - confidence) / 2])
+    return mean - float(upper_t) * se, mean - float(lower_t) * se
+
+
+def regression_estimates(
+    y_true: FloatArray, y_pred: FloatArray, settings: QualitySettings, rng: np.random.Generator
+) -> Estimates:
+    """MAE, RMSE (bootstrap-t) and R2 (BCa) with 95% intervals and standard errors."""
+    point = regression_metrics(y_true, y_pred)
+    errors = y_true - y_pred
+    absolute, squared = np.abs(errors), errors**2
+    n = errors.size
+    z = st.normal_ppf(0.5 + CONFIDENCE / 2)
+    mae, mse = float(absolute.mean()), float(squared.mean())
+    mae_se = float(absolute.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+    mse_se = float(squared.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+    log_mse_se = mse_se / mse if mse > 0 else 0.0
+    estimates: Estimates = {}
+    if n <= BOOTSTRAP_ROWS:
+        centred = y_true - y_true.mean()
+        columns = np.column_stack((absolute, absolute**2, squared, squared**2, y_true, y_true**2))
+        sums = _resample_sums(columns, settings.resamples, rng) / n
+        boot_mae = sums[:, 0]
+        boot_mae_se = np.sqrt(np.maximum(sums[:, 1] - boot_mae**2, 0.0) / max(n - 1, 1))
+        boot_mse = sums[:, 2]
+        boot_mse_se = np.sqrt(np.maximum(sums[:, 3] - boot_mse**2, 0.0) / max(n - 1, 1))
+        positive = boot_mse > 0
+        log_low, log_high = _studentized(
+            math.log(mse) if mse > 0 else 0.0,
+            log_mse_se,
+            np.log(boot_mse[positive]),
+            boot_mse_se[positive] / boot_mse[positive],
         )
-    return results, degraded
-
-
-def quality_section(
-    task: str,
-    labelled: int,
-    estimates: Mapping[str, tuple[float, float | None, float | None]],
-    registered: Mapping[str, float],
-    settings: QualitySettings,
-) -> ModelQualitySection:
-    """The model-quality section of a report from computed estimates."""
-    metrics, degraded = compare(estimates, registered, settings.tolerance)
-    if degraded:
-        status, reason = "drift", f"below the registered metrics: {', '.join(degraded)}"
+        mae_low, mae_high = _studentized(mae, mae_se, boot_mae, boot_mae_se)
+        ss_tot = np.maximum(sums[:, 5] - sums[:, 4] ** 2, 0.0) * n
+        boot_r2 = 1 - _safe_divide(sums[:, 2] * n, ss_tot)
+        r2_jack = _r2_jackknife(errors, centred) if n <= 5000 else None
+        r2_low, r2_high = (
+            bca_interval(boot_r2, point["r2"], r2_jack)
+            if r2_jack is not None
+            else tuple(np.quantile(boot_r2[np.isfinite(boot_r2)], [0.025, 0.975]).tolist())
+        )
+        method, r2_method = "studentized", "bca" if r2_jack is not None else "percentile"
+        r2_se = float(np.std(boot_r2, ddof=1))
     else:
-        status, reason = "ok", f"{labelled} labelled rows, no metric degraded"
-    return ModelQualitySection(
-        status=status, reason=reason, task=task, labelled=labelled, metrics=metrics, degraded=degraded
+        mae_low, mae_high = mae - z * mae_se, mae + z * mae_se
+        centre = math.log(mse) if mse > 0 else 0.0
+        log_low, log_high = centre - z * log_mse_se, centre + z * log_mse_se
+        r2_se = _r2_se(errors, y_true)
+        r2_low, r2_high = point["r2"] - z * r2_se, point["r2"] + z * r2_se
+        method, r2_method = "normal", "normal"
+    rmse = point["rmse"]
+    estimates["mae"] = _estimate(mae, mae_low, mae_high, mae_se, method, "mae")
+    estimates["rmse"] = _estimate(
+        rmse,
+        math.sqrt(math.exp(log_low)),
+        math.sqrt(math.exp(log_high)),
+        rmse * log_mse_se / 2,
+        method,
+        "rmse",
+    )
+    if math.isfinite(point["r2"]):
+        estimates["r2"] = _estimate(point["r2"], float(r2_low), float(r2_high), r2_se, r2_method, "r2")
+    return estimates
+
+
+def _r2_jackknife(errors: FloatArray, centred: FloatArray) -> FloatArray:
+    """R2 with each row left out, in closed form (sums minus one term)."""
+    n = errors.size
+    ss_res = float(np.sum(errors**2)) - errors**2
+    total = centred + 0.0
+    # leaving row i out moves the mean by -centred_i / (n - 1)
+    ss_tot = float(np.sum(total**2)) - total**2 - total**2 / (n - 1)
+    result: FloatArray = 1 - _safe_divide(ss_res, ss_tot)
+    return result
+
+
+def _r2_se(errors: FloatArray, y_true: FloatArray) -> float:
+    """Delta-method standard error of R2 = 1 - mean(e^2) / var(y)."""
+    centred = (y_true - y_true.mean()) ** 2
+    var_y, mse = float(centred.mean()), float(np.mean(errors**2))
+    if var_y <= 0:
+        return math.nan
+    influence = (errors**2 - mse) / var_y - mse * (centred - var_y) / var_y**2
+    return float(influence.std(ddof=1) / math.sqrt(errors.size))
+
+
+def _estimate(  # noqa: PLR0917 - an estimate's six fields, in their usual order
+    value: float, low: float, high: float, se: float, method: str, name: str
+) -> MetricEstimate:
+    def rounded(x: float) -> float | None:
+        return round(x, 6) if math.isfinite(x) else None
+
+    return MetricEstimate(
+        value=round(value, 6),
+        low=rounded(low),
+        high=rounded(high),
+        se=rounded(se),
+        method=method,
+        higher_is_better=name not in LOWER_IS_BETTER,
     )
 
 
-def class_indices(values: Sequence[str], classes: Sequence[str]) -> IntArray:
+# ------------------------------------------------------------------ comparison with the baseline
+
+
+def worse_pvalue(window: MetricEstimate, reference: MetricEstimate | float) -> float:
+    """One-sided p-value that the window's metric is worse than the baseline by chance.
+
+    Against a reference estimate (a sample too): both standard errors; against a registered
+    number (no error known): the window's alone.
+    """
+    if isinstance(reference, MetricEstimate):
+        base, base_se = reference.value, reference.se or 0.0
+    else:
+        base, base_se = float(reference), 0.0
+    se = math.sqrt((window.se or 0.0) ** 2 + base_se**2)
+    if not (math.isfinite(base) and se > 0):
+        return math.nan
+    gap = (base - window.value) if window.higher_is_better else (window.value - base)
+    return st.normal_sf(gap / se)
+
+
+def materially_worse(metric: MetricEstimate, baseline: float | None, tolerance: float) -> bool:
+    """Worse than ``baseline`` by more than ``tolerance`` (absolute for scores, relative for errors)."""
+    if baseline is None or not math.isfinite(baseline):
+        return False
+    if metric.higher_is_better:
+        return metric.value < baseline - tolerance
+    return metric.value > baseline * (1 + tolerance)
+
+
+def with_baseline(
+    estimates: Mapping[str, MetricEstimate],
+    reference: Mapping[str, MetricEstimate] | None,
+    registered: Mapping[str, float],
+) -> tuple[dict[str, MetricEstimate], str]:
+    """Each estimate with its baseline value and one-sided p-value; which baseline was used.
+
+    The reference's own metrics (held-out rows with their target) when the profile has them,
+    else the metrics registered with the version.
+    """
+    known = {canonical_metric(name): float(value) for name, value in registered.items()}
+    source = "reference" if reference else ("registered" if known else "")
+    results: dict[str, MetricEstimate] = {}
+    for name, estimate in estimates.items():
+        update: dict[str, object] = {"registered": known.get(name)}
+        base: MetricEstimate | float | None = None
+        if reference and name in reference:
+            base = reference[name]
+            update["reference"] = reference[name].value
+        elif not reference and name in known:
+            base = known[name]
+        if base is not None:
+            p = worse_pvalue(estimate, base)
+            update["p_value"] = p if math.isfinite(p) else None
+        results[name] = estimate.model_copy(update=update)
+    return results, source
+
+
+# ------------------------------------------------------------------ what the report plots
+
+
+def _thin(x: FloatArray, y: FloatArray, points: int = CURVE_POINTS) -> tuple[list[float], list[float]]:
+    if x.size > points:
+        keep = np.unique(np.round(np.linspace(0, x.size - 1, points)).astype(np.int64))
+        x, y = x[keep], y[keep]
+    return [round(float(v), 5) for v in x], [round(float(v), 5) for v in y]
+
+
+def curves(y_true: IntArray, probabilities: FloatArray, classes: Sequence[str]) -> list[Curve]:
+    """ROC and precision-recall curves: the positive class (binary) or each class one-vs-rest."""
+    wanted = [1] if len(classes) == 2 else list(range(min(len(classes), MAX_CURVE_CLASSES)))
+    found: list[Curve] = []
+    for index in wanted:
+        positive = y_true == index
+        n_pos, n_neg = int(positive.sum()), int(positive.size - positive.sum())
+        if n_pos == 0 or n_neg == 0:
+            continue
+        scores = probabilities[:, index]
+        order = np.argsort(-scores, kind="mergesort")
+        ordered = scores[order]
+        hits = positive[order].astype(np.float64)
+        last = np.append(
+            np.flatnonzero(ordered[1:] != ordered[:-1]), ordered.size - 1
+        )  # one point per threshold
+        tp = np.cumsum(hits)[last]
+        fp = (last + 1) - tp
+        tpr = np.concatenate(([0.0], tp / n_pos))
+        fpr = np.concatenate(([0.0], fp / n_neg))
+        precision = tp / (tp + fp)
+        recall = tp / n_pos
+        name = str(classes[index])
+        x, y = _thin(fpr, tpr)
+        found.append(Curve(name=name, kind="roc", x=x, y=y, area=round(roc_auc(positive, scores), 6)))
+        x, y = _thin(np.concatenate(([0.0], recall)), np.concatenate(([precision[0]], precision)))
+        average_precision = float(np.sum(np.diff(np.concatenate(([0.0], recall))) * precision))
+        found.append(Curve(name=name, kind="pr", x=x, y=y, area=round(average_precision, 6)))
+    return found
+
+
+def probability_histograms(
+    y_true: IntArray, probabilities: FloatArray, classes: Sequence[str]
+) -> list[ProbabilityHistogram]:
+    """Predicted probability of each class (binary: the positive one) among its rows and the others."""
+    wanted = [1] if len(classes) == 2 else list(range(min(len(classes), MAX_CURVE_CLASSES)))
+    edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+    found = []
+    for index in wanted:
+        positive = y_true == index
+        scores = np.clip(probabilities[:, index], 0.0, 1.0)
+        found.append(
+            ProbabilityHistogram(
+                name=str(classes[index]),
+                edges=[round(float(e), 4) for e in edges],
+                positives=np.histogram(scores[positive], bins=edges)[0].astype(int).tolist(),
+                negatives=np.histogram(scores[~positive], bins=edges)[0].astype(int).tolist(),
+            )
+        )
+    return found
+
+
+def class_indices(values: Sequence[str] | npt.NDArray[np.object_], classes: Sequence[str]) -> IntArray:
     """Positions of canonical label strings in ``classes`` (-1 for a label the model does not know)."""
     lookup = {name: index for index, name in enumerate(classes)}
     return np.asarray([lookup.get(v, -1) for v in values], dtype=np.int64)

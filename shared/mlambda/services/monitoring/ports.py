@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+    from mlambda.schemas.batch import Job
     from mlambda.schemas.monitoring import MonitoringSummary
 
 
@@ -72,6 +73,26 @@ class MonitoringStore(Protocol):
 
     def release_alert(self, model: str, check: str, feature: str, at: datetime) -> None:
         """Undo a claim made at ``at`` (the alert could not be sent: let the next run retry)."""
+        ...
+
+    def claim_job(self, model: str, job_id: str, at: datetime) -> bool:
+        """Atomically mark a batch job as monitored; False when a run already took it."""
+        ...
+
+    def release_job(self, model: str, job_id: str) -> None:
+        """Undo a job claim (its report could not be made: the next run retries)."""
+        ...
+
+
+class BatchResults(Protocol):
+    """Completed batch jobs and their rows (the jobs table and the batch bucket)."""
+
+    def completed_jobs(self, model: str, since: datetime) -> list[Job]:
+        """The model's jobs completed at or after ``since``, newest first."""
+        ...
+
+    def job_rows(self, job: Job, max_rows: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(the input file's rows, the scored rows of the output parts), at most ``max_rows`` each."""
         ...
 
 

@@ -12,6 +12,7 @@ report with status ``error`` and the reason; the other models are still monitore
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -27,14 +28,11 @@ from mlambda.config import MonitorSettings
 from mlambda.errors import InvalidInputError, MlambdaError, NotFoundError
 from mlambda.observability import logger
 from mlambda.ports import ArtifactStore, ModelCatalog
+from mlambda.schemas.batch import Job
 from mlambda.schemas.monitoring import (
     PREDICTION_PREFIX,
     AbSection,
     Alert,
-    ColumnDrift,
-    DataQualitySection,
-    DriftSection,
-    ModelQualitySection,
     MonitoringReport,
     MonitoringSummary,
     MonitoringView,
@@ -44,30 +42,21 @@ from mlambda.schemas.monitoring import (
     iso,
 )
 from mlambda.schemas.registry import PRODUCTION, ModelVersion
+from mlambda.services.monitoring import analysis
 from mlambda.services.monitoring.ab_readout import AbSettings, ServedRows, ab_readout
-from mlambda.services.monitoring.data_quality import QualityConfig, data_quality
-from mlambda.services.monitoring.drift import ColumnWindow, DriftConfig, column_drift, drift_section
-from mlambda.services.monitoring.model_quality import (
-    QualitySettings,
-    class_indices,
-    classification_estimates,
-    quality_section,
-    regression_estimates,
-)
-from mlambda.services.monitoring.ports import AlertPublisher, ArchiveReader, MonitoringStore
-from mlambda.services.monitoring.profiling import (
-    PROBABILITY_PREFIX,
-    VALUE_COLUMN,
-    canonical_labels,
-    cell_number,
-    present,
-)
+from mlambda.services.monitoring.budget import DEFAULT_Q, settle
+from mlambda.services.monitoring.data_quality import QualityConfig
+from mlambda.services.monitoring.drift import DriftConfig
+from mlambda.services.monitoring.model_quality import QualitySettings
+from mlambda.services.monitoring.ports import AlertPublisher, ArchiveReader, BatchResults, MonitoringStore
+from mlambda.services.monitoring.profiling import VALUE_COLUMN, canonical_labels, cell_number, present
 from mlambda.services.monitoring.report_html import render_report
 
 FEATURE_PREFIX = "features."
 LABEL_COLUMN = f"{PREDICTION_PREFIX}label"
+FALLBACK_COLUMN = "fallback"
 TAG_PREFIX = "monitor:"
-THRESHOLD_NAMES = ("psi", "jensen_shannon", "alpha")
+THRESHOLD_NAMES = ("wasserstein", "total_variation", "psi")
 
 
 class MetricsRecorder(Protocol):
@@ -104,6 +93,7 @@ class MonitorConfig:
     """Everything a run is configured by (built from ``MonitorSettings``)."""
 
     window: timedelta = timedelta(hours=24)
+    q: float = DEFAULT_Q
     drift: DriftConfig = field(default_factory=DriftConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     model_quality: QualitySettings = field(default_factory=QualitySettings)
@@ -111,6 +101,7 @@ class MonitorConfig:
     column_thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     alert_cooldown: timedelta = timedelta(hours=24)
     history: int = 48
+    max_rows: int = 2_000_000
 
     @classmethod
     def from_settings(cls, settings: MonitorSettings) -> MonitorConfig:
@@ -123,12 +114,14 @@ class MonitorConfig:
             raise InvalidInputError("MONITOR_COLUMN_THRESHOLDS must be a JSON object")
         return cls(
             window=timedelta(hours=settings.window_hours),
+            q=settings.fdr_q,
             drift=DriftConfig(
                 min_rows=settings.min_rows,
-                large_sample=settings.large_sample,
                 drift_share=settings.drift_share,
                 defaults=Thresholds(
-                    psi=settings.psi_threshold, jensen_shannon=settings.js_threshold, alpha=settings.alpha
+                    wasserstein=settings.wasserstein_floor,
+                    total_variation=settings.total_variation_floor,
+                    psi=settings.psi_floor,
                 ),
             ),
             quality=QualityConfig(
@@ -146,6 +139,7 @@ class MonitorConfig:
             column_thresholds=overrides,
             alert_cooldown=timedelta(hours=settings.alert_cooldown_hours),
             history=settings.history,
+            max_rows=settings.max_rows,
         )
 
 
@@ -188,7 +182,6 @@ def drift_config_for(
                 notes.append(f"ignored thresholds of {column}: {exc.errors()[0]['msg']}")
     return DriftConfig(
         min_rows=config.drift.min_rows,
-        large_sample=config.drift.large_sample,
         drift_share=config.drift.drift_share,
         defaults=defaults,
         overrides=overrides,
@@ -300,33 +293,104 @@ def join_labels(columns: Columns, labels: Columns) -> Labelled:
     return Labelled(truth=truth, mask=mask, count=int(mask.sum()))
 
 
+def fallback_rows(columns: Columns) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Rows answered by the endpoint's fallback rather than a model: marked in the log's envelope
+    (``fallback``, the reason) and, in logs written before that, in the answer itself."""
+    marked = np.zeros(_rows(columns), dtype=bool)
+    for name in (FALLBACK_COLUMN, f"{PREDICTION_PREFIX}{FALLBACK_COLUMN}"):
+        if name in columns:
+            values = columns[name]
+            given = present(values)
+            if values.dtype == object:
+                given &= np.fromiter(
+                    (str(v).lower() != "false" for v in values.tolist()), dtype=bool, count=len(values)
+                )
+            elif values.dtype == bool:
+                given &= values
+            marked |= given
+    return marked
+
+
+def window_columns(
+    columns: Columns, profile: ReferenceProfile, truth: np.ndarray | None
+) -> analysis.WindowColumns:
+    """The archive's flattened columns as the checks read them: features, outputs, labels."""
+    known = set(profile.feature_names)
+    features = {
+        name: columns[f"{FEATURE_PREFIX}{name}"]
+        for name in profile.feature_names
+        if f"{FEATURE_PREFIX}{name}" in columns
+    }
+    extra = [
+        c[len(FEATURE_PREFIX) :]
+        for c in columns
+        if c.startswith(FEATURE_PREFIX)
+        and c[len(FEATURE_PREFIX) :] not in known
+        and present(columns[c]).any()
+    ]
+    outputs = {c: values for c, values in columns.items() if c.startswith(PREDICTION_PREFIX)}
+    return analysis.WindowColumns(
+        rows=_rows(columns), features=features, outputs=outputs, truth=truth, extra_columns=extra
+    )
+
+
+def batch_columns(inputs: Columns, scored: Columns, profile: ReferenceProfile) -> analysis.WindowColumns:
+    """A batch job as a window: features from its input file, outputs from its scored parts
+    (``label``, ``proba_<class>``, ``value`` named as the prediction log names them)."""
+    features = {name: inputs[name] for name in profile.feature_names if name in inputs}
+    outputs: Columns = {}
+    if "label" in scored:
+        outputs[f"{PREDICTION_PREFIX}label"] = scored["label"]
+    if "value" in scored:
+        outputs[VALUE_COLUMN] = scored["value"]
+    for column, values in scored.items():
+        if column.startswith("proba_"):
+            outputs[f"{PREDICTION_PREFIX}probabilities.{column[len('proba_') :]}"] = values
+    return analysis.WindowColumns(rows=_rows(inputs), features=features, outputs=outputs)
+
+
+def run_seed(version: ModelVersion, at: datetime, job: str = "") -> int:
+    """The run's own seed: a retried run draws the same resamples, two runs never share them."""
+    digest = hashlib.sha256(f"{version.model}:{version.version}:{iso(at)}:{job}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
 def _combine(report: MonitoringReport) -> tuple[Status, str]:
-    """The run's status: ``drift`` when any check crossed its threshold."""
+    """The run's status: ``drift`` when any check alarmed."""
     crossed: list[str] = []
     if report.feature_drift and report.feature_drift.drifted:
         prefix = "dataset drift: " if report.feature_drift.dataset_drift else ""
         crossed.append(prefix + report.feature_drift.reason)
     if report.prediction_drift and report.prediction_drift.drifted:
         crossed.append("prediction drift: " + ", ".join(report.prediction_drift.drifted))
+    if report.label_drift and report.label_drift.drifted:
+        crossed.append("label drift")
     if report.data_quality and report.data_quality.violations:
         crossed.append("data quality: " + report.data_quality.reason)
     if report.model_quality and report.model_quality.degraded:
         crossed.append("model quality " + report.model_quality.reason)
+    if report.estimated_performance and report.estimated_performance.degraded:
+        crossed.append("estimated performance " + report.estimated_performance.reason)
     if report.ab and report.ab.sample_ratio_mismatch:
         crossed.append("A/B: " + report.ab.reason)
     if crossed:
         return "drift", "; ".join(crossed)
     if report.feature_drift and report.feature_drift.status == "not_enough_data":
         return "not_enough_data", report.feature_drift.reason
-    return "ok", "no threshold crossed"
+    return "ok", "no alarm"
 
 
 def crossings(report: MonitoringReport) -> list[Alert]:
-    """Every crossed threshold of ``report`` as an alert candidate."""
+    """Every alarm of ``report`` as an alert candidate."""
     found: list[Alert] = []
     if report.status == "error":
         found.append(Alert(check="monitoring_error", feature="*", message=report.reason))
-    for section, check in ((report.feature_drift, "drift"), (report.prediction_drift, "prediction_drift")):
+    sections = (
+        (report.feature_drift, "drift"),
+        (report.prediction_drift, "prediction_drift"),
+        (report.label_drift, "label_drift"),
+    )
+    for section, check in sections:
         if section is None:
             continue
         for column in section.columns:
@@ -335,11 +399,14 @@ def crossings(report: MonitoringReport) -> list[Alert]:
                     Alert(
                         check=check,
                         feature=column.name,
-                        message=f"{column.name}: {column.test} {column.score:.4g} (threshold {column.threshold:g})"
-                        if column.score is not None and column.threshold is not None
+                        message=(
+                            f"{column.name}: {column.effect_measure} {column.effect:.3g} (floor {column.effect_floor:g}), "
+                            f"{column.test} p={column.p_value_adjusted:.2g} adjusted"
+                        )
+                        if column.effect is not None and column.p_value_adjusted is not None
                         else f"{column.name} drifted",
-                        value=column.score,
-                        threshold=column.threshold,
+                        value=column.effect,
+                        threshold=column.effect_floor,
                     )
                 )
         if check == "drift" and section.dataset_drift:
@@ -360,13 +427,26 @@ def crossings(report: MonitoringReport) -> list[Alert]:
     if report.model_quality:
         for name in report.model_quality.degraded:
             metric = report.model_quality.metrics[name]
+            baseline = metric.reference if metric.reference is not None else metric.registered
             found.append(
                 Alert(
                     check="model_quality",
                     feature=name,
-                    message=f"{name} {metric.value:.4g} vs registered {metric.registered}",
+                    message=f"{name} {metric.value:.4g} vs {report.model_quality.baseline} {baseline}",
                     value=metric.value,
-                    threshold=metric.registered,
+                    threshold=baseline,
+                )
+            )
+    if report.estimated_performance:
+        for name in report.estimated_performance.degraded:
+            estimate = report.estimated_performance.metrics[name]
+            found.append(
+                Alert(
+                    check="estimated_performance",
+                    feature=name,
+                    message=f"estimated {name} {estimate.value:.4g} vs {estimate.reference} on the reference",
+                    value=estimate.value,
+                    threshold=estimate.reference,
                 )
             )
     if report.ab and report.ab.sample_ratio_mismatch:
@@ -400,6 +480,10 @@ def summary_metrics(report: MonitoringReport) -> dict[str, float]:
     if report.model_quality:
         for name, metric in report.model_quality.metrics.items():
             values[f"Quality_{name}"] = metric.value
+    if report.estimated_performance:
+        for name, estimate in report.estimated_performance.metrics.items():
+            values[f"Estimated_{name}"] = estimate.value
+    values["FallbackRows"] = float(report.fallback_rows)
     if report.ab:
         values["SampleRatioMismatch"] = 1.0 if report.ab.sample_ratio_mismatch else 0.0
     return values
@@ -419,7 +503,9 @@ class MonitoringService:
         config: MonitorConfig | None = None,
         recorder: MetricsRecorder | None = None,
         clock: Callable[[], datetime] | None = None,
+        batch: BatchResults | None = None,
     ) -> None:
+        self._batch = batch
         self._catalog = catalog
         self._archive = archive
         self._store = store
@@ -433,12 +519,19 @@ class MonitoringService:
     def from_settings(cls, settings: MonitorSettings) -> MonitoringService:
         """The service on the registry table, the artifacts and data buckets and the alerts topic."""
         from mlambda.adapters.dynamodb import DynamoTable
+        from mlambda.adapters.jobs import DynamoJobStore
         from mlambda.adapters.messaging import Topic
-        from mlambda.adapters.monitoring_store import DynamoMonitoringStore, S3ArchiveReader
+        from mlambda.adapters.monitoring_store import DynamoMonitoringStore, S3ArchiveReader, S3BatchResults
         from mlambda.adapters.registry import DynamoModelCatalog
         from mlambda.adapters.s3 import ObjectStore
 
         registry = DynamoTable(settings.registry_table, settings)
+        batch = None
+        if settings.jobs_table and settings.batch_bucket:
+            batch = S3BatchResults(
+                DynamoJobStore(DynamoTable(settings.jobs_table, settings)),
+                ObjectStore(settings.batch_bucket, settings),
+            )
         return cls(
             DynamoModelCatalog(registry),
             S3ArchiveReader(ObjectStore(settings.data_bucket, settings), max_rows=settings.max_rows),
@@ -446,6 +539,7 @@ class MonitoringService:
             ObjectStore(settings.artifacts_bucket, settings),
             Topic(settings.alerts_topic_arn, settings),
             config=MonitorConfig.from_settings(settings),
+            batch=batch,
         )
 
     # ------------------------------------------------------------------ the scheduled run
@@ -468,7 +562,69 @@ class MonitoringService:
                 )
                 continue
             summaries.append(self.run_model(version, moment))
+            summaries.extend(self.run_batches(name, moment))
         return summaries
+
+    def run_batches(self, model: str, at: datetime) -> list[MonitoringSummary]:
+        """Monitor the model's batch jobs completed within the window and not monitored yet, one report each."""
+        if self._batch is None:
+            return []
+        try:
+            jobs = self._batch.completed_jobs(model, at - self.config.window)
+        except MlambdaError as exc:
+            logger.warning("batch jobs unreadable", extra={"model": model, "error": exc.message})
+            return []
+        summaries: list[MonitoringSummary] = []
+        for job in jobs:
+            if not self._store.claim_job(model, job.job_id, at):
+                continue
+            try:
+                report = self.monitor_job(job)
+                summaries.append(self._persist(report))
+            except Exception:  # one job's failure must not skip the others; the next run retries it
+                logger.exception(
+                    "monitoring a batch job failed", extra={"model": model, "job_id": job.job_id}
+                )
+                self._store.release_job(model, job.job_id)
+        return summaries
+
+    def monitor_job(self, job: Job) -> MonitoringReport:
+        """One completed batch job's report: its input's features and its scored rows against the
+        profile of the version that scored it (nothing written)."""
+        assert self._batch is not None and job.completed_at is not None
+        version = self._catalog.get_version(job.model, job.model_version or 0)
+        report = MonitoringReport(
+            model=job.model,
+            version=version.version,
+            at=job.completed_at,
+            window_start=job.created_at,
+            window_end=job.completed_at,
+            source="batch",
+            job_id=job.job_id,
+            status="ok",
+            rows=job.rows_scored,
+        )
+        profile = self._profile(version)
+        if isinstance(profile, str):
+            return report.model_copy(update={"status": "error", "reason": profile})
+        inputs, scored = self._batch.job_rows(job, self.config.max_rows)
+        notes = []
+        if job.rows_rejected:
+            notes.append(
+                f"{job.rows_rejected} input rows were rejected by the job (their features are still checked)"
+            )
+        if _rows(scored) < self.config.drift.min_rows:
+            return report.model_copy(
+                update={
+                    "status": "not_enough_data",
+                    "reason": f"{_rows(scored)} scored rows, fewer than {self.config.drift.min_rows}",
+                }
+            )
+        columns = batch_columns(inputs, scored, profile)
+        report = report.model_copy(update={"rows": _rows(scored), "notes": notes})
+        return self.evaluate(
+            version, profile, columns, report, seed=run_seed(version, job.completed_at, job.job_id)
+        )
 
     def run_model(self, version: ModelVersion, at: datetime) -> MonitoringSummary:
         """Monitor one model and persist the outcome; never raises."""
@@ -519,7 +675,7 @@ class MonitoringService:
         return profile
 
     def monitor(self, version: ModelVersion, at: datetime) -> MonitoringReport:
-        """Compute one model's report (nothing written)."""
+        """Compute one model's report for the traffic window ending at ``at`` (nothing written)."""
         profile = self._profile(version)
         if isinstance(profile, str):
             return self._bare(version, at, "error", profile)
@@ -537,9 +693,18 @@ class MonitoringService:
             if window.corrupt:
                 reason += f" ({len(window.corrupt)} log objects unreadable)"
             return self._bare(version, at, "not_enough_data", reason, **extra)
+        fallback = fallback_rows(frame)
+        if fallback.any():
+            frame = _select(frame, ~fallback)
         versions = _int_column(frame, "version", -1)
         shadow = _bool_column(frame, "shadow")
         mine = (versions == version.version) & ~shadow
+        fallback_count = int(fallback.sum())
+        if fallback_count:
+            notes.append(
+                f"{fallback_count} answers came from the endpoint's fallback, not a model: "
+                "kept out of drift, data quality and model quality"
+            )
         production = _select(frame, mine)
         labels = self._archive.labels(start, at)
         if labels.corrupt:
@@ -547,136 +712,64 @@ class MonitoringService:
         joined = join_labels(frame, labels.columns)
         ab = self._ab(frame, versions, shadow, joined, version)
         rows = _rows(production)
+        extra["fallback_rows"] = fallback_count
         if rows < self.config.drift.min_rows:
             seen = sorted({int(v) for v in np.unique(versions) if v >= 0})
             reason = f"{rows} rows served by v{version.version}, fewer than {self.config.drift.min_rows}"
             if seen and version.version not in seen:
                 reason += f" (the window has rows of versions {seen})"
             return self._bare(version, at, "not_enough_data", reason, rows=rows, ab=ab, **extra)
-        feature_drift, prediction_drift, quality = self._drift_and_quality(
-            version, profile, production, notes
+        columns = window_columns(production, profile, joined.truth[mine])
+        report = self._bare(version, at, "ok", "", rows=rows, ab=ab, **extra)
+        return self.evaluate(version, profile, columns, report, seed=run_seed(version, at))
+
+    def evaluate(
+        self,
+        version: ModelVersion,
+        profile: ReferenceProfile,
+        window: analysis.WindowColumns,
+        report: MonitoringReport,
+        *,
+        seed: int,
+    ) -> MonitoringReport:
+        """Every check of one window, settled by the run's one alarm budget, on top of ``report``."""
+        notes = list(report.notes)
+        columns = [*profile.feature_names, *(p.name for p in profile.predictions)]
+        drift = drift_config_for(self.config, version, columns, notes)
+        checks = analysis.drift_and_quality(profile, window, drift, self.config.quality)
+        if not profile.predictions:
+            notes.append("the reference profile has no prediction outputs: no prediction drift")
+        if profile.target is None:
+            notes.append("the reference profile has no target: no label drift and no reference baseline")
+        rng = np.random.default_rng(seed)
+        settings = self.config.model_quality
+        quality = analysis.model_quality(
+            version.signature.task,
+            window,
+            profile.baseline,
+            version.metrics,
+            version.signature.class_labels,
+            settings,
+            rng,
+            notes,
         )
-        production_labels = Labelled(
-            truth=joined.truth[mine], mask=joined.mask[mine], count=int(joined.mask[mine].sum())
+        estimated = analysis.estimated_performance(window, profile.baseline, settings, rng)
+        report = report.model_copy(
+            update={
+                "labelled": quality.labelled,
+                "feature_drift": checks.features,
+                "prediction_drift": checks.predictions,
+                "label_drift": checks.labels,
+                "data_quality": checks.quality,
+                "model_quality": quality,
+                "estimated_performance": estimated,
+                "columns": checks.columns,
+                "notes": notes,
+            }
         )
-        model_quality = self._model_quality(version, production, production_labels, notes)
-        report = self._bare(
-            version,
-            at,
-            "ok",
-            "",
-            rows=rows,
-            labelled=model_quality.labelled,
-            feature_drift=feature_drift,
-            prediction_drift=prediction_drift,
-            data_quality=quality,
-            model_quality=model_quality,
-            ab=ab,
-            **extra,
-        )
+        report = settle(report, self.config.q, drift, settings.tolerance)
         status, reason = _combine(report)
         return report.model_copy(update={"status": status, "reason": reason})
-
-    def _drift_and_quality(
-        self, version: ModelVersion, profile: ReferenceProfile, frame: Columns, notes: list[str]
-    ) -> tuple[DriftSection, DriftSection | None, DataQualitySection]:
-        rows = _rows(frame)
-        columns = [*profile.feature_names, *(p.name for p in profile.predictions)]
-        config = drift_config_for(self.config, version, columns, notes)
-        windows = [
-            ColumnWindow.read(p.name, p, frame.get(f"{FEATURE_PREFIX}{p.name}"), rows)
-            for p in profile.features
-        ]
-        feature_columns: list[ColumnDrift] = [
-            column_drift(p, w, config) for p, w in zip(profile.features, windows, strict=True)
-        ]
-        feature_drift = drift_section(feature_columns, config)
-        prediction_drift = None
-        if profile.predictions:
-            outputs = [
-                column_drift(p, ColumnWindow.read(p.name, p, frame.get(p.name), rows), config, "prediction")
-                for p in profile.predictions
-            ]
-            prediction_drift = drift_section(outputs, config)
-        else:
-            notes.append("the reference profile has no prediction outputs: no prediction drift")
-        known = set(profile.feature_names)
-        extra_columns = [
-            c[len(FEATURE_PREFIX) :]
-            for c in frame
-            if c.startswith(FEATURE_PREFIX)
-            and c[len(FEATURE_PREFIX) :] not in known
-            and present(frame[c]).any()
-        ]
-        quality = data_quality(profile.features, windows, extra_columns, rows, self.config.quality)
-        return feature_drift, prediction_drift, quality
-
-    def _model_quality(
-        self, version: ModelVersion, frame: Columns, labels: Labelled, notes: list[str]
-    ) -> ModelQualitySection:
-        settings = self.config.model_quality
-        task = version.signature.task
-        truth, mask = labels.truth, labels.mask
-        labelled = int(mask.sum())
-        if labelled < settings.min_labels:
-            return ModelQualitySection(
-                status="not_enough_data",
-                reason=f"{labelled} labelled rows, fewer than {settings.min_labels}",
-                task=task,
-                labelled=labelled,
-            )
-        if task == "regression":
-            if VALUE_COLUMN not in frame:
-                return ModelQualitySection(
-                    status="error", reason=f"the log has no {VALUE_COLUMN} column", task=task
-                )
-            true_values = _floats(truth[mask])
-            predicted_values = _floats(frame[VALUE_COLUMN][mask])
-            usable = np.isfinite(true_values) & np.isfinite(predicted_values)
-            if (~usable).any():
-                notes.append(f"{int((~usable).sum())} labelled rows without a numeric label or prediction")
-            if usable.sum() < settings.min_labels:
-                return ModelQualitySection(
-                    status="not_enough_data",
-                    reason="too few numeric labels",
-                    task=task,
-                    labelled=int(usable.sum()),
-                )
-            estimates = regression_estimates(true_values[usable], predicted_values[usable], settings)
-            return quality_section(task, int(usable.sum()), estimates, version.metrics, settings)
-        if LABEL_COLUMN not in frame:
-            return ModelQualitySection(
-                status="error", reason=f"the log has no {LABEL_COLUMN} column", task=task
-            )
-        true_labels = canonical_labels(truth[mask])
-        predicted = canonical_labels(frame[LABEL_COLUMN][mask])
-        classes = (
-            canonical_labels(np.array(list(version.signature.class_labels), dtype=object))
-            if version.signature.class_labels
-            else sorted(set(true_labels) | set(predicted))
-        )
-        y_true = class_indices(true_labels, classes)
-        y_pred = class_indices(predicted, classes)
-        usable = (y_true >= 0) & (y_pred >= 0)
-        if (~usable).any():
-            notes.append(f"{int((~usable).sum())} labelled rows with a label the model does not know")
-        if usable.sum() < settings.min_labels:
-            return ModelQualitySection(
-                status="not_enough_data",
-                reason="too few usable labels",
-                task=task,
-                labelled=int(usable.sum()),
-            )
-        probability_columns = [f"{PROBABILITY_PREFIX}{c}" for c in classes]
-        probabilities = None
-        if all(c in frame for c in probability_columns):
-            matrix = np.column_stack([_floats(frame[c][mask]) for c in probability_columns])
-            if np.isfinite(matrix[usable]).all():
-                probabilities = matrix[usable]
-        estimates = classification_estimates(
-            y_true[usable], y_pred[usable], len(classes), probabilities, settings
-        )
-        return quality_section(task, int(usable.sum()), estimates, version.metrics, settings)
 
     def _ab(
         self,
@@ -712,7 +805,10 @@ class MonitoringService:
 
     def _persist(self, report: MonitoringReport) -> MonitoringSummary:
         """Alerts, report.json + report.html, the summary row and the metrics of one run."""
-        prefix = f"monitoring/{report.model}/{iso(report.at)}/"
+        if report.source == "batch":
+            prefix = f"monitoring/{report.model}/jobs/{report.job_id}/"
+        else:
+            prefix = f"monitoring/{report.model}/{iso(report.at)}/"
         report = report.model_copy(
             update={"report_key": f"{prefix}report.json", "html_key": f"{prefix}report.html"}
         )
