@@ -7,7 +7,11 @@ schedule trigger), as a user's tools would: no store is written behind the API's
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +64,20 @@ class World:
 
     def aws(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.cloud.endpoint_url, region_name=self.cloud.region)
+
+
+@dataclass
+class AttachedWorld:
+    """A world another process runs (``python -m tests.browser.world``): its URLs, keys and notes."""
+
+    console_url: str
+    api_url: str
+    keys: dict[str, str]
+    notes: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> AttachedWorld:
+        return cls(**json.loads(path.read_text()))
 
 
 ROLES: dict[str, list[str]] = {
@@ -303,6 +321,16 @@ def _keys(world: World) -> None:
     world.keys["xss"] = admin.post("/keys", {"name": "xss-key", "scopes": ["registry:read"]})["api_key"]
 
 
+def describe(world: World) -> dict[str, Any]:
+    """What ``AttachedWorld`` reads back."""
+    return {
+        "console_url": world.console_url,
+        "api_url": world.api_url,
+        "keys": world.keys,
+        "notes": {"job_id": world.notes.get("job_id")},
+    }
+
+
 @contextmanager
 def running_world(data_dir: Path) -> Iterator[World]:
     """A local cloud of the platform's template with everything above in it."""
@@ -320,3 +348,24 @@ def running_world(data_dir: Path) -> Iterator[World]:
         _serve_and_monitor(world)
         _batch_job(world)
         yield world
+
+
+def serve(argv: list[str] | None = None) -> None:
+    """Run a world until Ctrl-C, its description in <dir>/world.json (for MLAMBDA_CONSOLE_WORLD)."""
+    parser = argparse.ArgumentParser(description=serve.__doc__)
+    parser.add_argument("data_dir", type=Path)
+    args = parser.parse_args(argv)
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with running_world(args.data_dir) as world:
+        (args.data_dir / "world.json").write_text(json.dumps(describe(world)))
+        print(
+            f"console {world.console_url}\nMLAMBDA_CONSOLE_WORLD={args.data_dir / 'world.json'}", flush=True
+        )
+        stop.wait()
+
+
+if __name__ == "__main__":
+    serve()

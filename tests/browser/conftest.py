@@ -1,0 +1,111 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright, against a local cloud
+with real models (``world.py``).
+
+Every page a test opens is watched: an uncaught script error, a dialog (``alert`` from injected
+markup) or a request from the page to any origin but the console's own fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from tests.browser.world import AttachedWorld, World, running_world
+
+CHROMIUM = os.environ.get("MLAMBDA_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1366, "height": 900}  # a laptop screen
+
+pytestmark = pytest.mark.browser
+
+
+def launch(playwright: Playwright) -> Browser:
+    """Chromium from the system (Playwright's own browser download is not used)."""
+    if not Path(CHROMIUM).exists() and shutil.which(CHROMIUM) is None:
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (or set MLAMBDA_CHROMIUM)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World | AttachedWorld]:
+    """The seeded cloud; ``MLAMBDA_CONSOLE_WORLD=<world.json>`` attaches to one already running
+    (``python -m tests.browser.world <dir>`` starts one), to rerun browser tests in seconds."""
+    attached = os.environ.get("MLAMBDA_CONSOLE_WORLD")
+    if attached:
+        yield AttachedWorld.load(Path(attached))
+        return
+    with running_world(tmp_path_factory.mktemp("console-cloud")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+class Watched:
+    """What a page did that a test must not allow."""
+
+    def __init__(self, page: Page, origin: str) -> None:
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.foreign: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("dialog", self._dialog)
+        page.on("request", lambda request: self._request(request, origin))
+
+    def _dialog(self, dialog: object) -> None:
+        self.dialogs.append(getattr(dialog, "message", "?"))
+        dialog.dismiss()  # type: ignore[attr-defined]
+
+    def _request(self, request: object, origin: str) -> None:
+        url = getattr(request, "url", "")
+        navigation = getattr(request, "is_navigation_request", lambda: False)()
+        parts = urlsplit(url)
+        if parts.scheme in ("blob", "data", "about"):
+            return
+        # A download the user starts (a presigned link of the batch bucket) is a navigation;
+        # anything the page fetches or loads itself must stay on the console's origin.
+        if f"{parts.scheme}://{parts.netloc}" != origin and not navigation:
+            self.foreign.append(url)
+
+
+@pytest.fixture
+def page(browser: Browser, world: World | AttachedWorld) -> Iterator[Page]:
+    """A fresh tab (its own sessionStorage) on a laptop-sized screen, watched."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    tab = context.new_page()
+    parts = urlsplit(world.console_url)
+    watched = Watched(tab, f"{parts.scheme}://{parts.netloc}")
+    yield tab
+    context.close()
+    assert watched.errors == [], f"script errors: {watched.errors}"
+    assert watched.dialogs == [], f"dialogs opened: {watched.dialogs}"
+    assert watched.foreign == [], f"requests to other origins: {watched.foreign}"
+
+
+def sign_in(page: Page, world: World | AttachedWorld, role: str, route: str = "") -> None:
+    """Open the console, sign in with ``role``'s key, then go to ``route`` (a ``#/...`` hash)."""
+    page.goto(world.console_url)
+    page.get_by_label("API key").fill(world.keys[role])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    if route:
+        page.goto(world.console_url + route)
