@@ -8,36 +8,15 @@ markup) or a request from the page to any origin but the console's own fails the
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page
 
+from mlambda_local import browser as console_browser
 from tests.browser.world import AttachedWorld, World, running_world
-
-CHROMIUM = os.environ.get("MLAMBDA_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-VIEWPORT = {"width": 1366, "height": 900}  # a laptop screen
-
-pytestmark = pytest.mark.browser
-
-
-def launch(playwright: Playwright) -> Browser:
-    """Chromium from the system (Playwright's own browser download is not used)."""
-    if not Path(CHROMIUM).exists() and shutil.which(CHROMIUM) is None:
-        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (or set MLAMBDA_CHROMIUM)")
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
 
 
 @pytest.fixture(scope="session")
@@ -54,10 +33,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World | Attached
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
+    if console_browser.chromium_path() is None:
+        pytest.fail("no Chromium: apt-get install -y chromium (or set MLAMBDA_CHROMIUM to one)")
+    with console_browser.chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 class Watched:
@@ -90,7 +69,10 @@ class Watched:
 @pytest.fixture
 def page(browser: Browser, world: World | AttachedWorld) -> Iterator[Page]:
     """A fresh tab (its own sessionStorage) on a laptop-sized screen, watched."""
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context = browser.new_context(
+        viewport=console_browser.VIEWPORT,
+        accept_downloads=True,
+    )
     tab = context.new_page()
     parts = urlsplit(world.console_url)
     watched = Watched(tab, f"{parts.scheme}://{parts.netloc}")
@@ -103,9 +85,4 @@ def page(browser: Browser, world: World | AttachedWorld) -> Iterator[Page]:
 
 def sign_in(page: Page, world: World | AttachedWorld, role: str, route: str = "") -> None:
     """Open the console, sign in with ``role``'s key, then go to ``route`` (a ``#/...`` hash)."""
-    page.goto(world.console_url)
-    page.get_by_label("API key").fill(world.keys[role])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-    if route:
-        page.goto(world.console_url + route)
+    console_browser.sign_in(page, world.console_url, world.keys[role], route)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import sign_in
 from tests.browser.world import MODEL, XSS, XSS_MODEL, World
+
+pytestmark = pytest.mark.browser
 
 API_CALL = re.compile(r"/v1/(models|jobs|entities|feature-groups|me)")
 

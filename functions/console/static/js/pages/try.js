@@ -61,6 +61,20 @@ function controlFor(feature) {
   return input({ maxlength: "1000" });
 }
 
+/**
+ * A stored value as the form shows it. Reference rows come as float32 widened to float64
+ * (17.079999923706055): the shortest decimal that is the same float32 (17.08) is what was meant.
+ * A value that is not exactly a float32 is shown as it is.
+ */
+function shown(feature, value) {
+  if (feature.dtype !== "float" || typeof value !== "number" || Math.fround(value) !== value) return String(value);
+  for (let digits = 1; digits <= 9; digits += 1) {
+    const shorter = Number(value.toPrecision(digits));
+    if (Math.fround(shorter) === Math.fround(value)) return String(shorter);
+  }
+  return String(value);
+}
+
 function parseValue(feature, text) {
   if (feature.dtype === "bool") return text === "true";
   if (feature.dtype === "string") return text;
@@ -154,7 +168,7 @@ export async function render(ctx) {
     const row = examples[exampleIndex % examples.length];
     exampleIndex += 1;
     for (const feature of features) {
-      if (row[feature.name] !== undefined && row[feature.name] !== null) featureFields[feature.name].control.value = String(row[feature.name]);
+      if (row[feature.name] !== undefined && row[feature.name] !== null) featureFields[feature.name].control.value = shown(feature, row[feature.name]);
     }
     fillStatus.textContent = `Example ${((exampleIndex - 1) % examples.length) + 1} of ${examples.length}: a row of the reference sample.`;
   });
