@@ -3,14 +3,13 @@
 // to the explained value.
 
 import { ApiError, api, isAbort } from "../api.js";
-import { bars, waterfall } from "../charts.js";
-import { add, badge, definitions, formatNumber, h, notice, replace, route, section, table } from "../dom.js";
+import { explanationView, probabilityBars } from "../explanation.js";
+import { add, definitions, formatNumber, h, notice, replace, route, section } from "../dom.js";
 import { describeError, field, form, input, select, setFieldError } from "../forms.js";
 import { isReady } from "../views.js";
 import { endpointOf, modelPath } from "./model.js";
 
 const ENTITY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@\/-]{0,255}$/;
-const logistic = (x) => 1 / (1 + Math.exp(-x));
 
 // ---------------------------------------------------------------- choosing a model
 
@@ -269,14 +268,7 @@ async function predictAndShow(ctx, name, body, explainClass, classes, output) {
         ["From the cache", answer.cached ? "yes" : null],
         ["Request id", h("code", {}, answer.request_id)],
       ]),
-      prediction.probabilities
-        ? bars({
-            title: "Class probabilities",
-            description: Object.entries(prediction.probabilities).map(([k, v]) => `${k}: ${formatNumber(v, 3)}`).join(", "),
-            items: Object.entries(prediction.probabilities).map(([label, value]) => ({ label, value })),
-            highlight: String(prediction.label),
-          })
-        : null,
+      probabilityBars(prediction),
     ),
   ];
   if (unavailable) {
@@ -287,75 +279,9 @@ async function predictAndShow(ctx, name, body, explainClass, classes, output) {
       ),
     );
   } else if (prediction.explanation) {
-    blocks.push(explanationView(ctx, prediction.explanation, classes, explainClass, async (chosen) => predictAndShow(ctx, name, body, chosen, classes, output)));
+    const rerun = (chosen) => predictAndShow(ctx, name, body, chosen, classes, output).catch((error) => add(output, h("p", { role: "alert" }, describeError(error))));
+    blocks.push(explanationView(prediction.explanation, { classes, explainClass, onClass: rerun }));
   }
   replace(output, ...blocks);
   ctx.announce(prediction.label !== undefined ? `Predicted ${prediction.label}` : "Prediction ready");
 }
-
-function scaleText(explanation) {
-  const { output, value, baseline } = explanation;
-  if (output === "log_odds") {
-    return `Attributions add up in log-odds: from the baseline ${formatNumber(baseline, 4)} (probability ${formatNumber(logistic(baseline), 4)}) to ${formatNumber(value, 4)}, a probability of ${formatNumber(logistic(value), 4)} (the logistic of the value).`;
-  }
-  if (output === "margin") {
-    return `Attributions add up in the class's margin: its score before the softmax (not a probability), from ${formatNumber(baseline, 4)} to ${formatNumber(value, 4)}.`;
-  }
-  if (output === "probability") {
-    return `Attributions add up in probability: from the baseline ${formatNumber(baseline, 4)} to ${formatNumber(value, 4)}.`;
-  }
-  return `Attributions add up in the model's output: from the baseline ${formatNumber(baseline, 4)} to ${formatNumber(value, 4)}.`;
-}
-
-function explanationView(ctx, explanation, classes, explainClass, rerun) {
-  const attributions = explanation.attributions || {};
-  const sorted = Object.entries(attributions).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
-  const classPicker = classes.length ? select([["", "the predicted class"], ...classes.map((c) => [String(c), String(c)])], { id: "explain-class" }) : null;
-  if (classPicker) {
-    classPicker.value = explainClass || "";
-    classPicker.addEventListener("change", () => rerun(classPicker.value || null).catch((error) => add(ctx.root, h("p", { role: "alert" }, describeError(error)))));
-  }
-  const estimate = explanation.exact === false;
-  return section(
-    "Explanation",
-    h(
-      "p",
-      {},
-      badge(explanation.method || "method unknown", "info"),
-      " ",
-      estimate ? badge("estimate", "warn") : badge("exact", "ok"),
-      explanation.class !== undefined ? ` Explaining class ${explanation.class}.` : "",
-    ),
-    estimate
-      ? notice("warn", `These attributions are an estimate (${explanation.method}${explanation.coalitions ? `, ${explanation.coalitions} coalitions` : ""}${explanation.reference_rows ? ` over ${explanation.reference_rows} reference rows` : ""}): close to the exact values, not equal to them.`)
-      : null,
-    classPicker ? h("div", { class: "field" }, h("label", { for: "explain-class" }, "Explain the class"), classPicker) : null,
-    h("p", {}, scaleText(explanation)),
-    h(
-      "figure",
-      { class: "chart-figure" },
-      waterfall({
-        title: `How each feature moved the output from the baseline to the value (${explanation.output})`,
-        description: `Baseline ${formatNumber(explanation.baseline, 4)}, value ${formatNumber(explanation.value, 4)}; largest contributions: ${sorted.slice(0, 3).map(([k, v]) => `${k} ${v >= 0 ? "+" : ""}${formatNumber(v, 3)}`).join(", ")}.`,
-        baseline: explanation.baseline,
-        value: explanation.value,
-        attributions,
-      }),
-      h("figcaption", {}, "Red raises the output, blue lowers it; features in order of their effect's size."),
-    ),
-    h(
-      "details",
-      {},
-      h("summary", {}, "The attributions as a table"),
-      table(
-        [
-          { label: "Feature", value: ([feature]) => feature },
-          { label: "Attribution", numeric: true, value: ([, v]) => `${v >= 0 ? "+" : ""}${formatNumber(v, 5)}` },
-        ],
-        sorted,
-        { caption: `Attributions (${explanation.output}); baseline ${formatNumber(explanation.baseline, 5)}, value ${formatNumber(explanation.value, 5)}` },
-      ),
-    ),
-  );
-}
-
