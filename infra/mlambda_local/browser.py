@@ -27,6 +27,8 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 VIEWPORT: ViewportSize = {"width": 1366, "height": 900}  # a laptop screen
+PATIENCE_MS = 30_000
+"""How long an expectation waits for the page (cold functions on a loaded machine take seconds)."""
 
 
 def chromium_path() -> str | None:
@@ -39,12 +41,15 @@ def chromium_path() -> str | None:
 
 @contextmanager
 def chromium() -> Iterator[Browser]:
-    """A headless Chromium for the duration of the block."""
+    """A headless Chromium for the duration of the block (expectations wait up to PATIENCE_MS)."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
     if executable is None:
         raise RuntimeError("no Chromium: apt-get install -y chromium (or set MLAMBDA_CHROMIUM to one)")
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=PATIENCE_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         try:

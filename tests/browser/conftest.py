@@ -66,6 +66,12 @@ class Watched:
             self.foreign.append(url)
 
 
+def watch(page: Page, world: World | AttachedWorld) -> Watched:
+    """Start recording what ``page`` does that a test must not allow."""
+    parts = urlsplit(world.console_url)
+    return Watched(page, f"{parts.scheme}://{parts.netloc}")
+
+
 @pytest.fixture
 def page(browser: Browser, world: World | AttachedWorld) -> Iterator[Page]:
     """A fresh tab (its own sessionStorage) on a laptop-sized screen, watched."""
@@ -74,8 +80,7 @@ def page(browser: Browser, world: World | AttachedWorld) -> Iterator[Page]:
         accept_downloads=True,
     )
     tab = context.new_page()
-    parts = urlsplit(world.console_url)
-    watched = Watched(tab, f"{parts.scheme}://{parts.netloc}")
+    watched = watch(tab, world)
     yield tab
     context.close()
     assert watched.errors == [], f"script errors: {watched.errors}"

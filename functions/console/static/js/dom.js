@@ -100,6 +100,19 @@ export function formatNumber(value, digits = 4) {
   return Number(value.toPrecision(digits)).toString();
 }
 
+/**
+ * A number that is exactly a float32 (features of float models, widened to float64 on the way:
+ * 17.079999923706055) as the shortest decimal that is the same float32 (17.08); others as they are.
+ */
+export function shortestFloat32(value) {
+  if (typeof value !== "number" || !Number.isFinite(value) || Math.fround(value) !== value) return String(value);
+  for (let digits = 1; digits <= 9; digits += 1) {
+    const shorter = Number(value.toPrecision(digits));
+    if (Math.fround(shorter) === value) return String(shorter);
+  }
+  return String(value);
+}
+
 export function formatPercent(value, digits = 1) {
   if (value === null || value === undefined || !Number.isFinite(value)) return "–";
   return `${(value * 100).toFixed(digits)}%`;

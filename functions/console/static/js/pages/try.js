@@ -4,7 +4,7 @@
 
 import { ApiError, api, isAbort } from "../api.js";
 import { explanationView, probabilityBars } from "../explanation.js";
-import { add, definitions, formatNumber, h, notice, replace, route, section } from "../dom.js";
+import { add, definitions, formatNumber, h, notice, replace, route, section, shortestFloat32 } from "../dom.js";
 import { describeError, field, form, input, select, setFieldError } from "../forms.js";
 import { isReady } from "../views.js";
 import { endpointOf, modelPath } from "./model.js";
@@ -60,18 +60,9 @@ function controlFor(feature) {
   return input({ maxlength: "1000" });
 }
 
-/**
- * A stored value as the form shows it. Reference rows come as float32 widened to float64
- * (17.079999923706055): the shortest decimal that is the same float32 (17.08) is what was meant.
- * A value that is not exactly a float32 is shown as it is.
- */
+/** A stored value as the form shows it (a float feature's float32 as its shortest decimal). */
 function shown(feature, value) {
-  if (feature.dtype !== "float" || typeof value !== "number" || Math.fround(value) !== value) return String(value);
-  for (let digits = 1; digits <= 9; digits += 1) {
-    const shorter = Number(value.toPrecision(digits));
-    if (Math.fround(shorter) === Math.fround(value)) return String(shorter);
-  }
-  return String(value);
+  return feature.dtype === "float" ? shortestFloat32(value) : String(value);
 }
 
 function parseValue(feature, text) {
