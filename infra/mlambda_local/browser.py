@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, ViewportSize
@@ -59,12 +60,11 @@ def chromium() -> Iterator[Browser]:
 
 
 def sign_in(page: Page, console_url: str, api_key: str, route: str = "") -> None:
-    """Open the console, sign in with ``api_key``, then go to ``route`` (a ``#/...`` hash)."""
+    """Open the console's sign-in page, sign in with ``api_key`` and land on ``route`` (a ``#/...``
+    hash; the key's first page without one), as a bookmarked link followed while signed out does."""
     from playwright.sync_api import expect
 
-    page.goto(console_url)
+    page.goto(console_url + (f"#/signin?{urlencode({'next': route})}" if route else ""))
     page.get_by_label("API key").fill(api_key)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-    if route:
-        page.goto(console_url + route)
