@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -16,12 +16,13 @@ from mlambda.auth import require_scope
 from mlambda.config import RegistrySettings
 from mlambda.observability import logger
 from mlambda.schemas.keys import Scope
-from mlambda.schemas.registry import ALIAS_PATTERN, Alias, EndpointConfig, ModelVersion
+from mlambda.schemas.registry import ALIAS_PATTERN, Alias, EndpointConfig, PendingVersion, VersionRecord
 from mlambda.schemas.registry_api import (
     AliasAtTime,
     AliasMove,
     CreateModelRequest,
     EndpointConfigRequest,
+    EndpointPatch,
     HistoryPage,
     ModelDetails,
     ModelPage,
@@ -33,13 +34,17 @@ from mlambda.schemas.registry_api import (
     UploadTicket,
     VersionPage,
 )
-from mlambda.services.registry.service import RegistryService
+from mlambda.services.registry.service import RegistryService, parse_if_match
 
 app = APIGatewayRestResolver(enable_validation=True)
 errors.install(app)
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 Token = Annotated[str | None, Query(max_length=2048)]
+IfMatch = Annotated[
+    str | None,
+    Header(alias="if-match", max_length=64, description="the endpoint's revision as read (its ETag)"),
+]
 
 
 @lru_cache(maxsize=1)
@@ -61,6 +66,16 @@ def writer() -> str:
 def created(body: Any) -> Response[Any]:
     """A 201 with ``body``."""
     return Response(status_code=201, content_type="application/json", body=body)
+
+
+def with_etag(config: EndpointConfig) -> Response[EndpointConfig]:
+    """The endpoint config with its revision as the ETag (send it back in If-Match to change it)."""
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=config,
+        headers={"ETag": f'"{config.revision}"'},
+    )
 
 
 @app.post("/models")
@@ -112,9 +127,16 @@ def request_upload(name: str, body: Annotated[UploadRequest, Body()]) -> Respons
 
 
 @app.post("/models/<name>/versions")
-def register_version(name: str, body: Annotated[RegisterVersionRequest, Body()]) -> Response[ModelVersion]:
-    """Validate an uploaded ONNX artifact and register it as the next version."""
-    return created(service().register_version(name, body, writer()))
+def register_version(name: str, body: Annotated[RegisterVersionRequest, Body()]) -> Response[PendingVersion]:
+    """Register an uploaded ONNX artifact as the next version: 202 PENDING_VALIDATION at once; the
+    validator makes it READY or FAILED (poll GET /models/{name}/versions/{version})."""
+    pending = service().register_version(name, body, writer())
+    return Response(
+        status_code=202,
+        content_type="application/json",
+        body=pending,
+        headers={"Location": f"/models/{name}/versions/{pending.version}"},
+    )
 
 
 @app.get("/models/<name>/versions")
@@ -125,8 +147,8 @@ def list_versions(name: str, limit: Limit = 50, next_token: Token = None) -> Ver
 
 
 @app.get("/models/<name>/versions/<version>")
-def get_version(name: str, version: str) -> ModelVersion:
-    """One version (``3`` or ``v3``)."""
+def get_version(name: str, version: str) -> VersionRecord:
+    """One version (``3`` or ``v3``), READY, PENDING_VALIDATION or FAILED."""
     reader()
     return service().get_version(name, version)
 
@@ -157,16 +179,29 @@ def rollback(name: str, body: Annotated[RollbackRequest, Body()]) -> AliasMove:
 
 
 @app.put("/models/<name>/endpoint")
-def put_endpoint(name: str, body: Annotated[EndpointConfigRequest, Body()]) -> EndpointConfig:
-    """Set the variants, weights, shadow and serving rules predict uses."""
-    return service().put_endpoint(name, body, writer())
+def put_endpoint(
+    name: str, body: Annotated[EndpointConfigRequest, Body()], if_match: IfMatch = None
+) -> Response[EndpointConfig]:
+    """Replace the whole config (variants, weights, shadow, rules, cache); replacing an existing
+    one needs If-Match with its revision (428 without, 409 ``conflict`` when stale)."""
+    actor = writer()
+    return with_etag(service().put_endpoint(name, body, actor, if_match=parse_if_match(if_match)))
+
+
+@app.patch("/models/<name>/endpoint")
+def patch_endpoint(
+    name: str, body: Annotated[EndpointPatch, Body()], if_match: IfMatch = None
+) -> Response[EndpointConfig]:
+    """Change only what the body names (JSON merge patch); If-Match makes it conditional."""
+    actor = writer()
+    return with_etag(service().patch_endpoint(name, body, actor, if_match=parse_if_match(if_match)))
 
 
 @app.get("/models/<name>/endpoint")
-def get_endpoint(name: str) -> EndpointConfig:
-    """The endpoint config."""
+def get_endpoint(name: str) -> Response[EndpointConfig]:
+    """The endpoint config; its revision is the ETag."""
     reader()
-    return service().get_endpoint(name)
+    return with_etag(service().get_endpoint(name))
 
 
 @app.get("/models/<name>/history")

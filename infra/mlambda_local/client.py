@@ -84,6 +84,7 @@ class ApiClient:
         *,
         body: Any = None,
         params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
         expect: tuple[int, ...] = (200, 201, 202, 207),
     ) -> Any:
         """Call ``method path``; the decoded JSON body, or ApiError with the API's code and message."""
@@ -92,6 +93,7 @@ class ApiClient:
             f"{self.target.api_url}{path}",
             json=body,
             params=params,
+            headers=headers,
             timeout=self._timeout,
         )
         try:

@@ -108,14 +108,52 @@ class RegistrySettings(FunctionSettings):
         le=3600,
         description="Lifetime of the presigned PUT URLs handed out for uploads.",
     )
-    smoke_rows: int = Field(
-        20, alias="SMOKE_ROWS", ge=0, le=50, description="Reference rows kept as smoke cases per version."
+    validation_queue_url: str = Field(
+        alias="VALIDATION_QUEUE_URL",
+        description="SQS queue of the validator function: registration queues each new version there.",
     )
     smoke_tolerance: float = Field(
         1e-4,
         alias="SMOKE_TOLERANCE",
         gt=0,
-        description="Absolute tolerance of smoke-case outputs at promotion.",
+        description="Absolute tolerance of smoke-case outputs when the gate reproduces them.",
+    )
+
+
+class ValidatorSettings(FunctionSettings):
+    """The validator: turns PENDING_VALIDATION versions READY or FAILED (SQS-triggered)."""
+
+    registry_table: str = Field(alias="REGISTRY_TABLE", description="DynamoDB table of the registry.")
+    artifacts_bucket: str = Field(
+        alias="ARTIFACTS_BUCKET", description="S3 bucket of uploads, model artifacts and reference profiles."
+    )
+    event_bus_name: str = Field(
+        "default",
+        alias="EVENT_BUS_NAME",
+        description="EventBridge bus that receives Model Version Ready / Failed.",
+    )
+    max_model_bytes: int = Field(
+        100 * 1024 * 1024,
+        alias="MAX_MODEL_BYTES",
+        ge=1,
+        description="Largest ONNX artifact validated (the function holds it in memory).",
+    )
+    max_reference_bytes: int = Field(
+        64 * 1024 * 1024,
+        alias="MAX_REFERENCE_BYTES",
+        ge=1,
+        description="Largest reference sample (Parquet/CSV) validated.",
+    )
+    smoke_rows: int = Field(
+        20, alias="SMOKE_ROWS", ge=0, le=50, description="Reference rows kept as smoke cases per version."
+    )
+    max_attempts: int = Field(
+        3,
+        alias="VALIDATION_MAX_ATTEMPTS",
+        ge=1,
+        le=10,
+        description="Deliveries that may try to validate a version; the next one (the queue's "
+        "maxReceiveCount is one more) records it FAILED instead of leaving it pending.",
     )
 
 

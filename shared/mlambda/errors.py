@@ -60,6 +60,13 @@ class PayloadTooLargeError(InvalidInputError):
     default_code = "payload_too_large"
 
 
+class PreconditionRequiredError(InvalidInputError):
+    """A write that must name the state it read (``If-Match``) did not (428)."""
+
+    status = 428
+    default_code = "precondition_required"
+
+
 class UnauthorizedError(MlambdaError):
     """No credentials, or credentials we do not know (401)."""
 

@@ -14,6 +14,7 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import GradientBoostingClassifier
 
 from mlambda_local.client import ApiClient, ApiError
+from mlambda_local.commands.models import wait_until_ready
 from tests.e2e.conftest import Platform
 
 pytestmark = pytest.mark.e2e
@@ -38,11 +39,11 @@ def register(admin: ApiClient, seed: int) -> int:
     data, _, X = trained(seed)
     ticket = admin.post(f"/models/{MODEL}/uploads", {"filename": "model.onnx"})
     requests.put(ticket["url"], data=data, timeout=30).raise_for_status()
-    version = admin.post(
+    pending = admin.post(
         f"/models/{MODEL}/versions",
         {"upload_key": ticket["upload_key"], "feature_names": FEATURES, "smoke_inputs": rows(X[:5])},
     )
-    return int(version["version"])
+    return int(wait_until_ready(admin, MODEL, int(pending["version"]), timeout=120)["version"])
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +153,7 @@ def test_explanations_over_http_add_up_and_match_shap(platform: Platform) -> Non
             "feature_names": FEATURES,
         },
     )
+    wait_until_ready(admin, name, int(version["version"]), timeout=120)
     admin.request("PUT", f"/models/{name}/aliases/production", body={"version": version["version"]})
     key = admin.post("/keys", {"name": "explainer", "scopes": ["predict"]})
     client = platform.client(key["api_key"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import threading
@@ -20,6 +21,7 @@ import requests
 from moto import mock_aws
 
 from functions.registry import app as registry_app
+from functions.validator import app as validator_app
 from mlambda.adapters.dynamodb import DynamoTable
 from mlambda.adapters.messaging import EventBus
 from mlambda.adapters.registry import (
@@ -27,12 +29,17 @@ from mlambda.adapters.registry import (
     DynamoRegistryStore,
     OnnxRuntime,
     S3RegistryArtifacts,
+    SqsValidationQueue,
 )
 from mlambda.config import RegistrySettings, function_environment
 from mlambda.errors import ConflictError
 from mlambda.schemas.registry_api import MoveAliasRequest, RegisterVersionRequest
 from mlambda.services.registry.service import EVENT_SOURCE, RegistryService
+from mlambda_local.client import ApiError
+from mlambda_local.cloud.sqs import sqs_record
+from mlambda_local.commands import models as models_commands
 from tests.conftest import load_event
+from tests.onnx_exploits import PLACES, sparse_initializer_values
 from tests.unit.fakes_registry import (
     TrainedModel,
     breast_cancer,
@@ -43,6 +50,7 @@ from tests.unit.fakes_registry import (
 MAX_MODEL_BYTES = 200_000
 WRITE = "registry:read,registry:write"
 READ = "registry:read"
+FOUR = ["f0", "f1", "f2", "f3"]
 
 
 def create_stack(table: str, bucket: str) -> None:
@@ -76,6 +84,7 @@ class Api:
     events_queue: str
     table: str
     bucket: str
+    validation_queue: str
 
     def call(
         self,
@@ -86,6 +95,7 @@ class Api:
         scopes: str = WRITE,
         query: dict[str, str] | None = None,
         raw_body: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         event = load_event(
             "apigw_rest",
@@ -96,6 +106,12 @@ class Api:
             multiValueQueryStringParameters={k: [v] for k, v in (query or {}).items()} or None,
             body=raw_body if raw_body is not None else (json.dumps(body) if body is not None else None),
         )
+        if headers:
+            event["headers"] = {**(event.get("headers") or {}), **headers}
+            event["multiValueHeaders"] = {
+                **(event.get("multiValueHeaders") or {}),
+                **{k: [v] for k, v in headers.items()},
+            }
         event["requestContext"]["authorizer"] = {
             "principalId": "k1",
             "key_id": "k1",
@@ -103,12 +119,45 @@ class Api:
             "scopes": scopes,
         }
         response = registry_app.handler(event, self.context)
+        self.last_headers = {
+            **{k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items() if v},
+            **(response.get("headers") or {}),
+        }
         return response["statusCode"], json.loads(response["body"]) if response["body"] else None
 
     def ok(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
         status, payload = self.call(method, path, body, **kwargs)
-        assert status in (200, 201), (status, payload)
+        assert status in (200, 201, 202), (status, payload)
         return payload
+
+    def validate(self) -> list[str]:
+        """Run the validator on what the registry queued, as the SQS event source does; each outcome."""
+        sqs = boto3.client("sqs")
+        outcomes: list[str] = []
+        while True:
+            messages = sqs.receive_message(
+                QueueUrl=self.validation_queue, MaxNumberOfMessages=10, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not messages:
+                return outcomes
+            for message in messages:
+                event = {
+                    "Records": [
+                        sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:validation", "us-east-1")
+                    ]
+                }
+                result = validator_app.handler(event, self.context)
+                assert result["batchItemFailures"] == [], result
+                sqs.delete_message(QueueUrl=self.validation_queue, ReceiptHandle=message["ReceiptHandle"])
+                outcomes.append(json.loads(message["Body"])["version"])
+
+    def registered(self, model: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST the version (202), run the validator, then the version as GET shows it."""
+        status, pending = self.call("POST", f"/models/{model}/versions", body)
+        if status != 202:
+            return status, pending
+        self.validate()
+        return status, self.ok("GET", f"/models/{model}/versions/{pending['version']}")
 
     def upload(self, model: str, filename: str, data: bytes, kind: str = "model") -> str:
         ticket = self.ok("POST", f"/models/{model}/uploads", {"filename": filename, "kind": kind})
@@ -119,8 +168,8 @@ class Api:
         request: dict[str, Any] = {"upload_key": self.upload(model, "model.onnx", trained.onnx), **body}
         if reference:
             request["reference_key"] = self.upload(model, "ref.parquet", trained.parquet(), "reference")
-            request.setdefault("feature_names", trained.features)
-        return self.call("POST", f"/models/{model}/versions", request)
+            request.setdefault("target", "target")
+        return self.registered(model, request)
 
     def events(self) -> list[dict[str, Any]]:
         sqs = boto3.client("sqs")
@@ -154,18 +203,23 @@ def api(aws: str, lambda_context: Any) -> Iterator[Api]:
     """A fresh registry table and artifacts bucket per test, and the function pointed at them."""
     suffix = uuid.uuid4().hex[:12]
     table, bucket = f"registry-{suffix}", f"artifacts-{suffix}"
+    queue = boto3.client("sqs").create_queue(QueueName=f"validation-{suffix}")["QueueUrl"]
     environment = {
         "REGISTRY_TABLE": table,
         "ARTIFACTS_BUCKET": bucket,
+        "VALIDATION_QUEUE_URL": queue,
         "MAX_MODEL_BYTES": str(MAX_MODEL_BYTES),
     }
+    caches = (registry_app.service, validator_app.settings, validator_app.validator)
     with function_environment(environment):
         create_stack(table, bucket)
-        registry_app.service.cache_clear()
-        client = Api(lambda_context, aws, table, bucket)
+        for cache in caches:
+            cache.cache_clear()
+        client = Api(lambda_context, aws, table, bucket, queue)
         client.events()
         yield client
-        registry_app.service.cache_clear()
+        for cache in caches:
+            cache.cache_clear()
 
 
 @pytest.fixture
@@ -174,7 +228,7 @@ def with_versions(api: Api) -> Api:
     api.ok("POST", "/models", {"name": "cancer", "owner": "ml-team", "tags": {"team": "risk"}})
     for c in (1.0, 0.1):
         status, body = api.register("cancer", breast_cancer(c))
-        assert status == 201, body
+        assert (status, body["status"]) == (202, "READY"), body
     return api
 
 
@@ -205,6 +259,7 @@ def service(api: Api) -> RegistryService:
         S3RegistryArtifacts(api.bucket, settings, Serialized(boto3.client("s3"))),
         OnnxRuntime(),
         EventBus(settings, source=EVENT_SOURCE, events_client=Serialized(boto3.client("events"))),
+        SqsValidationQueue(api.validation_queue, settings, Serialized(boto3.client("sqs"))),
         max_model_bytes=settings.max_model_bytes,
     )
 
@@ -322,7 +377,9 @@ def test_register_validates_stores_and_profiles_a_version(with_versions: Api) ->
     profile = json.loads(
         s3.get_object(Bucket=api.bucket, Key=version["reference_profile_key"])["Body"].read()
     )
+    uploads = s3.list_object_versions(Bucket=api.bucket, Prefix="uploads/")
     # Then
+    assert version["status"] == "READY"
     assert version["artifact_key"] == "models/cancer/v1/model.onnx"
     assert (
         version["artifact_sha256"]
@@ -337,31 +394,68 @@ def test_register_validates_stores_and_profiles_a_version(with_versions: Api) ->
     assert [f["name"] for f in schema["features"]] == trained.features
     assert len(version["smoke_cases"]) == 20
     first = version["smoke_cases"][0]
-    assert first["inputs"]["mean_radius"] == pytest.approx(float(trained.frame["mean_radius"].iloc[0]))
-    expected = trained.estimator.predict_proba(trained.frame[trained.features].to_numpy("float32")[:1])[0]
+    sample = trained.sample(200)
+    assert first["inputs"]["mean_radius"] == pytest.approx(float(sample["mean_radius"].iloc[0]))
+    expected = trained.estimator.predict_proba(sample[trained.features].to_numpy("float32")[:1])[0]
     assert first["expected"]["probabilities"]["1"] == pytest.approx(expected[1], abs=1e-5)
     assert profile["row_count"] == 200
     assert [f["name"] for f in profile["features"]] == trained.features
+    assert profile["target"]["name"] == "target"
+    assert set(profile["baseline"]["metrics"]) >= {"accuracy", "auc", "f1"}
+    assert version["reference"]["target"] == "target"
+    assert version["reference"]["sample_key"] == "models/cancer/v1/reference.parquet"
     assert version["owner"] == "ml-team"
     assert version["created_by"] == "alice"
     assert [v["version"] for v in page["versions"]] == [2]
     assert [v["version"] for v in rest["versions"]] == [1]
-    registered = [e for e in api.events() if e["detail-type"] == "Model Version Registered"]
-    assert [e["detail"]["version"] for e in registered] == [1, 2]
+    assert not uploads.get("Versions") and not uploads.get("DeleteMarkers")
+    events = api.events()
+    registered = [e["detail"] for e in events if e["detail-type"] == "Model Version Registered"]
+    ready = [e["detail"] for e in events if e["detail-type"] == "Model Version Ready"]
+    assert [(d["version"], d["status"]) for d in registered] == [
+        (1, "PENDING_VALIDATION"),
+        (2, "PENDING_VALIDATION"),
+    ]
+    assert [d["version"] for d in ready] == [1, 2]
+    assert ready[0]["reference_metrics"]["accuracy"] == version["reference"]["metrics"]["accuracy"]["value"]
+
+
+def test_registration_answers_202_pending_and_the_version_is_not_servable_until_ready(api: Api) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "slow"})
+    trained = breast_cancer(1.0)
+    key = api.upload("slow", "m.onnx", trained.onnx)
+    # When
+    status, pending = api.call(
+        "POST", "/models/slow/versions", {"upload_key": key, "feature_names": trained.features}
+    )
+    location = api.last_headers.get("Location")
+    alias_status, alias_error = api.call("PUT", "/models/slow/aliases/production", {"version": 1})
+    listed = api.ok("GET", "/models/slow/versions")["versions"]
+    api.validate()
+    after = api.ok("GET", "/models/slow/versions/1")
+    # Then
+    assert (status, pending["status"], pending["version"]) == (202, "PENDING_VALIDATION", 1)
+    assert location == "/models/slow/versions/1"
+    assert (alias_status, alias_error["code"]) == (409, "version_not_ready")
+    assert [v["status"] for v in listed] == ["PENDING_VALIDATION"]
+    assert after["status"] == "READY"
+    assert api.ok("PUT", "/models/slow/aliases/production", {"version": 1})["gate"]["passed"] is True
 
 
 def test_feature_names_come_from_a_csv_sample_when_not_declared(api: Api) -> None:
     # Given
     api.ok("POST", "/models", {"name": "small"})
     trained = breast_cancer(1.0, 10)
-    sample = trained.frame[trained.features].head(50).to_csv(index=False).encode()
+    sample = trained.sample(50).assign(row_id=range(50)).to_csv(index=False).encode()
     # When
-    status, version = api.call(
-        "POST",
-        "/models/small/versions",
+    status, version = api.registered(
+        "small",
         {
             "upload_key": api.upload("small", "m.onnx", trained.onnx),
             "reference_key": api.upload("small", "ref.csv", sample, "reference"),
+            "target": "target",
+            "exclude": ["row_id"],
             "metrics": {"auc": 0.97},
             "params": {"C": 1.0},
             "training_data_uri": "s3://data/cancer.parquet",
@@ -372,11 +466,12 @@ def test_feature_names_come_from_a_csv_sample_when_not_declared(api: Api) -> Non
         },
     )
     # Then
-    assert status == 201, version
+    assert (status, version["status"]) == (202, "READY"), version
     assert [f["name"] for f in version["feature_schema"]["features"]] == trained.features
     assert version["metrics"] == {"auc": 0.97}
     assert version["training_data_version"] == "2024-03-01"
     assert version["source_code_version"] == "git:abc123"
+    assert version["reference"]["sample_key"] == "models/small/v1/reference.csv"
 
 
 def test_a_per_feature_model_takes_its_schema_from_its_inputs(api: Api) -> None:
@@ -384,85 +479,167 @@ def test_a_per_feature_model_takes_its_schema_from_its_inputs(api: Api) -> None:
     api.ok("POST", "/models", {"name": "linear"})
     key = api.upload("linear", "m.onnx", per_feature_regressor())
     # When
-    status, version = api.call(
-        "POST", "/models/linear/versions", {"upload_key": key, "smoke_inputs": [{"a": 1.0, "b": 2.0}]}
-    )
+    status, version = api.registered("linear", {"upload_key": key, "smoke_inputs": [{"a": 1.0, "b": 2.0}]})
     # Then
-    assert status == 201, version
+    assert (status, version["status"]) == (202, "READY"), version
     assert version["feature_schema"]["mode"] == "per_feature"
     assert [f["name"] for f in version["feature_schema"]["features"]] == ["a", "b"]
     assert version["smoke_cases"] == [{"inputs": {"a": 1.0, "b": 2.0}, "expected": {"value": 8.0}}]
 
 
+def uploads_left(api: Api) -> list[str]:
+    """Every stored object (any version) under uploads/."""
+    listed = boto3.client("s3").list_object_versions(Bucket=api.bucket, Prefix="uploads/")
+    return [entry["Key"] for entry in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]]
+
+
 @pytest.mark.parametrize(
-    ("data", "status", "code"),
+    ("data", "code"),
     [
-        (b"\x08\x07garbage that is not protobuf \xff\xfe", 400, "invalid_model"),
-        (b"<html>this is not a model</html>", 400, "invalid_model"),
-        (b"", 400, "invalid_model"),
-        (external_data_model(), 400, "external_data"),
-        (b"\0" * (MAX_MODEL_BYTES + 1), 413, "payload_too_large"),
+        (b"\x08\x07garbage that is not protobuf \xff\xfe", "invalid_model"),
+        (b"<html>this is not a model</html>", "invalid_model"),
+        (b"", "invalid_model"),
+        (external_data_model(), "external_data"),
     ],
-    ids=["corrupt", "not-onnx", "empty", "external-data", "huge"],
+    ids=["corrupt", "not-onnx", "empty", "external-data"],
 )
-def test_unusable_artifacts_are_refused_and_nothing_is_registered(
-    api: Api, data: bytes, status: int, code: str
+def test_unusable_artifacts_end_failed_with_the_reason_and_their_upload_deleted(
+    api: Api, data: bytes, code: str
 ) -> None:
     # Given
     api.ok("POST", "/models", {"name": "bad"})
     key = api.upload("bad", "m.onnx", data)
     # When
-    got, error = api.call("POST", "/models/bad/versions", {"upload_key": key, "feature_names": ["a", "b"]})
+    status, version = api.registered("bad", {"upload_key": key, "feature_names": ["a", "b"]})
     # Then
-    assert (got, error["code"]) == (status, code)
-    assert api.ok("GET", "/models/bad")["latest_version"] == 0
-    assert api.ok("GET", "/models/bad/versions")["versions"] == []
+    assert (status, version["status"], version["failure"]["code"]) == (202, "FAILED", code)
+    assert not version["validation"]["checks"][-1]["passed"]
+    assert uploads_left(api) == []
+    assert api.call("PUT", "/models/bad/aliases/staging", {"version": 1})[1]["code"] == "version_not_ready"
+    failed = [e["detail"] for e in api.events() if e["detail-type"] == "Model Version Failed"]
+    assert [(d["version"], d["code"]) for d in failed] == [(1, code)]
+
+
+def test_the_delivery_after_the_last_attempt_records_the_version_failed(api: Api) -> None:
+    # Given a version whose validation crashed three times (SQS counts the receives)
+    api.ok("POST", "/models", {"name": "crashy"})
+    trained = breast_cancer(1.0)
+    key = api.upload("crashy", "m.onnx", trained.onnx)
+    api.ok("POST", "/models/crashy/versions", {"upload_key": key, "feature_names": trained.features})
+    sqs = boto3.client("sqs")
+    [message] = sqs.receive_message(QueueUrl=api.validation_queue, AttributeNames=["All"])["Messages"]
+    message["Attributes"]["ApproximateReceiveCount"] = "4"
+    # When
+    event = {"Records": [sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:validation", "us-east-1")]}
+    result = validator_app.handler(event, api.context)
+    version = api.ok("GET", "/models/crashy/versions/1")
+    # Then
+    assert result["batchItemFailures"] == []
+    assert (version["status"], version["failure"]["code"]) == ("FAILED", "validation_incomplete")
+    assert uploads_left(api) == []
+
+
+def test_an_upload_over_the_cap_is_413_and_deleted_at_once(api: Api) -> None:
+    api.ok("POST", "/models", {"name": "huge"})
+    key = api.upload("huge", "m.onnx", b"\0" * (MAX_MODEL_BYTES + 1))
+    status, error = api.call("POST", "/models/huge/versions", {"upload_key": key, "feature_names": ["a"]})
+    assert (status, error["code"]) == (413, "payload_too_large")
+    assert uploads_left(api) == []
+    assert api.ok("GET", "/models/huge")["latest_version"] == 0
+
+
+def test_a_model_reading_a_local_file_through_a_sparse_initializer_is_refused(
+    api: Api, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: a file in the function's working directory, and a model whose sparse weights point at it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.txt").write_bytes(b"mlk.admin.0123456789abcdef")
+    api.ok("POST", "/models", {"name": "leak"})
+    key = api.upload("leak", "m.onnx", sparse_initializer_values("secret.txt"))
+    # When
+    status, version = api.registered("leak", {"upload_key": key, "feature_names": FOUR})
+    # Then
+    assert (status, version["status"], version["failure"]["code"]) == (202, "FAILED", "external_data"), (
+        version
+    )
+    assert version["failure"]["details"]["external_tensors"] == ["graph.sparse_initializer[0].values 'w'"]
+    assert "mlk.admin" not in json.dumps(version)
+
+
+@pytest.mark.parametrize("place", sorted(PLACES))
+def test_external_data_is_refused_wherever_the_tensor_hides(api: Api, place: str) -> None:
+    api.ok("POST", "/models", {"name": "hidden"})
+    key = api.upload("hidden", "m.onnx", PLACES[place]("weights.bin"))
+    _, version = api.registered("hidden", {"upload_key": key, "feature_names": FOUR})
+    assert (version["status"], version["failure"]["code"]) == ("FAILED", "external_data"), version
 
 
 @pytest.mark.parametrize(
-    ("body", "status", "code"),
+    ("body", "code"),
     [
-        ({"feature_names": ["only", "three", "names"]}, 422, "feature_count_mismatch"),
-        ({}, 422, "feature_names_required"),
+        ({"feature_names": ["only", "three", "names"]}, "feature_count_mismatch"),
+        ({}, "feature_names_required"),
         (
             {"feature_names": [f"f{i}" for i in range(30)], "feature_types": ["string"] * 30},
-            422,
             "feature_type_mismatch",
         ),
         (
             {"feature_names": [f"f{i}" for i in range(30)], "smoke_inputs": [{"f0": "text"}]},
-            422,
             "invalid_features",
         ),
     ],
     ids=["count", "no-names", "types", "bad-smoke-inputs"],
 )
-def test_feature_declarations_that_do_not_fit_the_model_are_422(
-    api: Api, body: dict[str, Any], status: int, code: str
+def test_feature_declarations_that_do_not_fit_the_model_fail_the_version(
+    api: Api, body: dict[str, Any], code: str
 ) -> None:
     api.ok("POST", "/models", {"name": "decl"})
     key = api.upload("decl", "m.onnx", breast_cancer(1.0).onnx)
-    got, error = api.call("POST", "/models/decl/versions", {"upload_key": key, **body})
-    assert (got, error["code"]) == (status, code)
+    _, version = api.registered("decl", {"upload_key": key, **body})
+    assert (version["status"], version["failure"]["code"]) == ("FAILED", code)
 
 
-def test_wrong_content_in_the_reference_sample_is_refused(api: Api) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"target": "label"},
+        {"exclude": ["id"]},
+        {"reference_key": "uploads/x", "target": "label", "exclude": ["label"]},
+        {"reference_key": "uploads/x", "target": "a", "feature_names": ["a", "b"]},
+    ],
+    ids=["target-without-reference", "exclude-without-reference", "target-excluded", "target-is-feature"],
+)
+def test_contradictory_column_roles_are_422_before_anything_is_registered(
+    api: Api, body: dict[str, Any]
+) -> None:
+    api.ok("POST", "/models", {"name": "roles"})
+    key = api.upload("roles", "m.onnx", breast_cancer(1.0).onnx)
+    status, _ = api.call("POST", "/models/roles/versions", {"upload_key": key, **body})
+    assert status == 422
+    assert api.ok("GET", "/models/roles")["latest_version"] == 0
+
+
+def test_wrong_content_in_the_reference_sample_fails_the_version(api: Api) -> None:
     # Given
     api.ok("POST", "/models", {"name": "ref"})
     trained = breast_cancer(1.0)
-    model_key = api.upload("ref", "m.onnx", trained.onnx)
     garbage = api.upload("ref", "ref.parquet", b"PAR1 not really parquet", "reference")
     wrong_columns = api.upload("ref", "other.csv", b"x,y\n1,2\n", "reference")
     # When
-    unreadable = api.call("POST", "/models/ref/versions", {"upload_key": model_key, "reference_key": garbage})
-    mismatch = api.call(
-        "POST",
-        "/models/ref/versions",
-        {"upload_key": model_key, "reference_key": wrong_columns, "feature_names": trained.features},
+    _, unreadable = api.registered(
+        "ref", {"upload_key": api.upload("ref", "m.onnx", trained.onnx), "reference_key": garbage}
+    )
+    _, mismatch = api.registered(
+        "ref",
+        {
+            "upload_key": api.upload("ref", "m.onnx", trained.onnx),
+            "reference_key": wrong_columns,
+            "feature_names": trained.features,
+        },
     )
     # Then
-    assert (unreadable[0], unreadable[1]["code"]) == (400, "invalid_reference")
-    assert (mismatch[0], mismatch[1]["code"]) == (422, "reference_mismatch")
+    assert unreadable["failure"]["code"] == "invalid_reference"
+    assert mismatch["failure"]["code"] == "reference_mismatch"
 
 
 def test_upload_keys_must_be_this_models_uploads(api: Api) -> None:
@@ -542,6 +719,9 @@ def test_parallel_registrations_get_versions_one_to_n(api: Api) -> None:
     assert sorted(e["to_version"] for e in history if e["action"] == "version_registered") == list(
         range(1, 9)
     )
+    api.validate()
+    assert {v["status"] for v in api.ok("GET", "/models/race/versions")["versions"]} == {"READY"}
+    assert uploads_left(api) == []
 
 
 # ---------------------------------------------------------------------- aliases, gate, rollback
@@ -563,7 +743,7 @@ def test_promotion_runs_the_gate_and_records_the_move(with_versions: Api) -> Non
         "smoke_cases",
         "signature_compatible",
     ]
-    assert second["gate"]["checks"][-1]["message"] == "compatible with production v1"
+    assert second["gate"]["checks"][-1]["message"] == "compatible with live v1"
     assert (alias["version"], alias["previous_version"], alias["updated_by"]) == (2, 1, "alice")
     assert model["aliases"] == {"production": 2}
     moved = [e["detail"] for e in api.events() if e["detail-type"] == "Model Alias Moved"]
@@ -617,7 +797,7 @@ def test_a_version_with_another_schema_fails_the_gate_unless_forced(with_version
     # Given
     api = with_versions
     api.ok("PUT", "/models/cancer/aliases/production", {"version": 1})
-    assert api.register("cancer", breast_cancer(1.0, 10))[0] == 201
+    assert api.register("cancer", breast_cancer(1.0, 10))[1]["status"] == "READY"
     # When
     refused, error = api.call("PUT", "/models/cancer/aliases/production", {"version": 3})
     no_reason, _ = api.call("PUT", "/models/cancer/aliases/production", {"version": 3, "force": True})
@@ -694,12 +874,8 @@ def test_parallel_alias_moves_exactly_one_wins(api: Api) -> None:
     trained = breast_cancer(1.0)
     for _ in range(6):
         key = api.upload("moves", "m.onnx", trained.onnx)
-        assert (
-            api.call(
-                "POST", "/models/moves/versions", {"upload_key": key, "feature_names": trained.features}
-            )[0]
-            == 201
-        )
+        _, version = api.registered("moves", {"upload_key": key, "feature_names": trained.features})
+        assert version["status"] == "READY"
     registry = service(api)
     registry.move_alias("moves", "production", MoveAliasRequest(version=1), "setup")
     barrier = threading.Barrier(5)
@@ -817,6 +993,144 @@ def test_invalid_endpoint_configs_are_refused(
     assert with_versions.call("GET", "/models/cancer/endpoint")[1]["code"] == "no_endpoint_config"
 
 
+def test_endpoint_changes_are_read_modify_write_with_etags(with_versions: Api) -> None:
+    # Given an endpoint with serving rules and a cache
+    api = with_versions
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 1})
+    created = api.ok(
+        "PUT",
+        "/models/cancer/endpoint",
+        {
+            "variants": [{"name": "main", "target": "production", "weight": 100}],
+            "cache": {"enabled": True, "ttl_seconds": 120},
+            "rules": {"fallback": {"response": {"label": 0}, "timeout_ms": 300}, "honour_opt_out": False},
+        },
+    )
+    etag = api.last_headers["ETag"]
+    # When: a canary ramp changes the split only, naming the revision it read
+    blind_status, blind = api.call(
+        "PUT",
+        "/models/cancer/endpoint",
+        {"variants": [{"name": "main", "target": "production", "weight": 100}]},
+    )
+    ramped = api.ok(
+        "PATCH",
+        "/models/cancer/endpoint",
+        {
+            "variants": [
+                {"name": "main", "target": "production", "weight": 90},
+                {"name": "canary", "target": "v2", "weight": 10},
+            ]
+        },
+        headers={"If-Match": etag},
+    )
+    stale_status, stale = api.call(
+        "PATCH", "/models/cancer/endpoint", {"sticky_key": "user_id"}, headers={"If-Match": etag}
+    )
+    read = api.ok("GET", "/models/cancer/endpoint")
+    read_etag = api.last_headers["ETag"]
+    entry = api.ok("GET", "/models/cancer/history", query={"limit": "1"})["entries"][0]
+    # Then
+    assert (created["revision"], etag) == (1, '"1"')
+    assert (blind_status, blind["code"]) == (428, "precondition_required")
+    assert (ramped["revision"], ramped["rules"], ramped["cache"]) == (2, created["rules"], created["cache"])
+    assert (stale_status, stale["code"], stale["details"]["current_revision"]) == (409, "conflict", 2)
+    assert (read, read_etag) == (ramped, '"2"')
+    assert entry["action"] == "endpoint_changed"
+    assert entry["details"]["before"]["rules"] == entry["details"]["after"]["rules"] == created["rules"]
+    assert [v["weight"] for v in entry["details"]["after"]["variants"]] == [90, 10]
+    assert [g["target"] for g in entry["details"]["gates"]] == ["v2"]
+
+
+class HandlerClient:
+    """The CLI's ApiClient, answered by the registry function in-process."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def request(
+        self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None, **_: Any
+    ) -> Any:
+        status, payload = self.api.call(method, path, body, headers=headers)
+        if status >= 400:
+            raise ApiError(status, payload["code"], payload["message"], payload.get("details"))
+        return payload
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+
+def test_a_canary_ramp_with_the_cli_keeps_the_rules_and_the_cache(
+    with_versions: Api, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an endpoint whose rules were set (opt-out fallback, a decision, a cache)
+    api = with_versions
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 1})
+    rules = {
+        "fallback": {"response": {"label": 0}, "timeout_ms": 250},
+        "decision": {"thresholds": [{"min_score": 0.7, "decision": "refer"}], "default": "accept"},
+        "honour_opt_out": True,
+    }
+    api.ok(
+        "PUT",
+        "/models/cancer/endpoint",
+        {
+            "variants": [{"name": "production", "target": "production", "weight": 100}],
+            "cache": {"enabled": True, "ttl_seconds": 90},
+            "rules": rules,
+        },
+    )
+    monkeypatch.setattr(models_commands, "api", lambda _args: HandlerClient(api))
+    # When: `mlambda models split cancer production=90 v2=10 --sticky entity_id`
+    args = argparse.Namespace(
+        name="cancer", variants=["production=90", "v2=10"], shadow=None, no_shadow=False, sticky="entity_id"
+    )
+    assert models_commands.models_split(args) == 0
+    capsys.readouterr()
+    # Then
+    after = api.ok("GET", "/models/cancer/endpoint")
+    assert [(v["target"], v["weight"]) for v in after["variants"]] == [("production", 90), ("v2", 10)]
+    assert after["rules"]["fallback"] == rules["fallback"]
+    assert after["rules"]["decision"]["thresholds"] == rules["decision"]["thresholds"]
+    assert after["cache"] == {"enabled": True, "ttl_seconds": 90}
+    assert after["sticky_key"] == "entity_id"
+    entry = api.ok("GET", "/models/cancer/history", query={"limit": "1"})["entries"][0]
+    assert entry["details"]["before"]["rules"] == entry["details"]["after"]["rules"]
+
+
+def test_a_variant_that_fails_the_gate_is_refused_with_the_report(with_versions: Api) -> None:
+    # Given production v1 and a v3 with ten features
+    api = with_versions
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 1})
+    assert api.register("cancer", breast_cancer(1.0, 10))[1]["status"] == "READY"
+    # When
+    status, error = api.call(
+        "PUT",
+        "/models/cancer/endpoint",
+        {
+            "variants": [
+                {"name": "main", "target": "production", "weight": 95},
+                {"name": "canary", "target": "v3", "weight": 5},
+            ]
+        },
+    )
+    shadow_status, shadow_error = api.call(
+        "PUT",
+        "/models/cancer/endpoint",
+        {
+            "variants": [{"name": "main", "target": "production", "weight": 100}],
+            "shadow": {"target": "v3", "sample_percent": 50},
+        },
+    )
+    # Then
+    assert (status, error["code"]) == (422, "gate_failed")
+    [gate] = error["details"]["gates"]
+    assert (gate["target"], gate["version"], gate["passed"]) == ("v3", 3, False)
+    assert [c["name"] for c in gate["checks"] if not c["passed"]] == ["signature_compatible"]
+    assert (shadow_status, shadow_error["code"]) == (422, "gate_failed")
+    assert api.call("GET", "/models/cancer/endpoint")[1]["code"] == "no_endpoint_config"
+
+
 # ---------------------------------------------------------------------- history
 
 
@@ -848,7 +1162,9 @@ def test_history_answers_where_an_alias_pointed_at_a_time(with_versions: Api) ->
         "alias_moved",
         "alias_moved",
         "alias_moved",
+        "version_ready",
         "version_registered",
+        "version_ready",
         "version_registered",
         "model_created",
     ]

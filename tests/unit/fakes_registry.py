@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 from collections.abc import Mapping, Sequence
@@ -16,12 +17,15 @@ import pandas as pd
 from onnx import TensorProto, helper
 
 from mlambda.adapters import tabular
+from mlambda.adapters.registry import VersionNotReadyError
 from mlambda.errors import ConflictError, InvalidInputError, NotFoundError
 from mlambda.schemas.registry import (
+    PENDING_VALIDATION,
     Alias,
     EndpointConfig,
     HistoryEntry,
     ModelVersion,
+    PendingVersion,
     RegisteredModel,
     parse_version_ref,
 )
@@ -33,7 +37,7 @@ class InMemoryRegistryStore:
 
     def __init__(self) -> None:
         self.models: dict[str, ModelDetails] = {}
-        self.versions: dict[tuple[str, int], ModelVersion] = {}
+        self.versions: dict[tuple[str, int], ModelVersion | PendingVersion] = {}
         self.aliases: dict[tuple[str, str], Alias] = {}
         self.endpoints: dict[str, EndpointConfig] = {}
         self.entries: list[HistoryEntry] = []
@@ -44,6 +48,8 @@ class InMemoryRegistryStore:
         found = self.versions.get((model, version))
         if found is None:
             raise NotFoundError(f"model '{model}' has no version {version}", code="version_not_found")
+        if isinstance(found, PendingVersion):
+            raise VersionNotReadyError(f"version {version} is {found.status}")
         return found
 
     def resolve(self, model: str, ref: str) -> ModelVersion:
@@ -59,7 +65,7 @@ class InMemoryRegistryStore:
         return self.endpoints.get(model)
 
     def models_with_alias(self, alias: str) -> list[ModelVersion]:
-        return [self.versions[(m, a.version)] for (m, name), a in self.aliases.items() if name == alias]
+        return [self.get_version(m, a.version) for (m, name), a in self.aliases.items() if name == alias]
 
     # RegistryStore
     def create_model(self, model: RegisteredModel, entry: HistoryEntry) -> None:
@@ -121,7 +127,7 @@ class InMemoryRegistryStore:
             raise NotFoundError("gone", code="model_not_found")
         return model.latest_version
 
-    def add_version(self, version: ModelVersion, entry: HistoryEntry) -> None:
+    def add_version(self, version: ModelVersion | PendingVersion, entry: HistoryEntry) -> None:
         with self.lock:
             model = self.models.get(version.model)
             if model is None or model.latest_version != version.version - 1:
@@ -130,9 +136,20 @@ class InMemoryRegistryStore:
             self.versions[(version.model, version.version)] = version
             self.entries.append(entry)
 
+    def version_record(self, name: str, version: int) -> ModelVersion | PendingVersion | None:
+        return self.versions.get((name, version))
+
+    def finish_version(self, version: ModelVersion | PendingVersion, entry: HistoryEntry) -> None:
+        with self.lock:
+            current = self.versions.get((version.model, version.version))
+            if current is None or current.status != PENDING_VALIDATION:
+                raise ConflictError("not pending", code="version_not_pending")
+            self.versions[(version.model, version.version)] = version
+            self.entries.append(entry)
+
     def list_versions(
         self, name: str, *, limit: int, token: str | None
-    ) -> tuple[list[ModelVersion], str | None]:
+    ) -> tuple[list[ModelVersion | PendingVersion], str | None]:
         numbers = sorted((v for (m, v) in self.versions if m == name), reverse=True)
         if token is not None:
             numbers = [n for n in numbers if n < int(token)]
@@ -170,8 +187,18 @@ class InMemoryRegistryStore:
             )
             self.entries.append(entry)
 
-    def put_endpoint(self, config: EndpointConfig, targets: list[str], entry: HistoryEntry) -> None:
+    def put_endpoint(
+        self,
+        config: EndpointConfig,
+        targets: list[str],
+        entry: HistoryEntry,
+        *,
+        expected_revision: int | None = None,
+    ) -> None:
         with self.lock:
+            current = self.endpoints.get(config.model)
+            if (current.revision if current else None) != expected_revision:
+                raise ConflictError("stale", code="conflict")
             self.endpoints[config.model] = config
             self.entries.append(entry)
 
@@ -231,6 +258,32 @@ class InMemoryArtifacts:
         for key in [k for k in self.objects if k.startswith(prefix)]:
             del self.objects[key]
 
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        data = self.get(key)
+        return data, hashlib.md5(data).hexdigest()
+
+    def copy(self, source: str, target: str, *, etag: str | None = None) -> None:
+        data, tag = self.get_tagged(source)
+        if etag is not None and etag != tag:
+            raise ConflictError(f"{source} changed", code="precondition_failed")
+        self.objects[target] = data
+
+    def purge(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+
+class RecordingQueue:
+    """ValidationQueue that keeps what was queued (``fail`` makes sends raise)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, int]] = []
+        self.fail: Exception | None = None
+
+    def request_validation(self, model: str, version: int) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.requests.append((model, version))
+
 
 class RecordingEvents:
     """EventPublisher that keeps what was emitted."""
@@ -253,16 +306,26 @@ class TrainedModel:
     features: list[str]
     frame: pd.DataFrame
     estimator: Any
+    trained_on: pd.Index
 
-    def parquet(self, rows: int = 200) -> bytes:
-        """A reference sample as Parquet (features plus the label column)."""
+    def parquet(self, rows: int = 200, *, held_out: bool = True) -> bytes:
+        """A reference sample as Parquet (features plus the ``target`` column), from held-out rows."""
         buffer = io.BytesIO()
-        self.frame.head(rows).to_parquet(buffer, index=False)
+        self.sample(rows, held_out=held_out).to_parquet(buffer, index=False)
         return buffer.getvalue()
 
-    def csv(self, rows: int = 200) -> bytes:
+    def csv(self, rows: int = 200, *, held_out: bool = True) -> bytes:
         """A reference sample as CSV."""
-        return self.frame.head(rows).to_csv(index=False).encode()
+        return self.sample(rows, held_out=held_out).to_csv(index=False).encode()
+
+    def sample(self, rows: int, *, held_out: bool = True) -> pd.DataFrame:
+        """The first ``rows`` held-out rows (never seen in training), or training rows."""
+        frame = (
+            self.frame[~self.frame.index.isin(self.trained_on)]
+            if held_out
+            else self.frame.loc[self.trained_on]
+        )
+        return frame.head(rows)
 
 
 @cache
@@ -278,10 +341,14 @@ def breast_cancer(c: float = 1.0, n_features: int = 30) -> TrainedModel:
     data = load_breast_cancer(as_frame=True)
     names = snake_case(list(data.feature_names))[:n_features]
     frame = data.data.iloc[:, :n_features].set_axis(names, axis=1)
+    # Every other row trains; the rest is held out (what a reference sample should be).
+    trained_on = frame.index[1::2]
     estimator = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
-    estimator.fit(frame.to_numpy(np.float32), data.target)
+    estimator.fit(frame.loc[trained_on].to_numpy(np.float32), data.target[trained_on])
     labelled = frame.assign(target=data.target)
-    return TrainedModel(onnx=to_onnx(estimator), features=names, frame=labelled, estimator=estimator)
+    return TrainedModel(
+        onnx=to_onnx(estimator), features=names, frame=labelled, estimator=estimator, trained_on=trained_on
+    )
 
 
 def per_feature_regressor() -> bytes:

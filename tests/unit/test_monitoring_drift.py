@@ -261,7 +261,8 @@ def test_a_near_perfect_reference_is_flagged_as_looking_like_training_data() -> 
         outputs=outputs,
     )
     # Then the registrant is told to pass held-out rows
-    assert any("accuracy" in note and "held-out" in note for note in notes)
+    assert any("accuracy" in note.message and "held-out" in note.message for note in notes)
+    assert {note.code for note in notes} == {"reference_looks_like_training_data"}
 
 
 def test_reference_outputs_on_a_subset_of_rows_align_with_the_target() -> None:

@@ -49,6 +49,7 @@ from mlambda_local.cloud.functions import (
     function_specs,
     load_handler,
 )
+from mlambda_local.cloud.lifecycle import LifecycleSweeper, rules_from_template
 from mlambda_local.cloud.log_subscription import (
     FilterPattern,
     SubscriptionDelivery,
@@ -207,6 +208,7 @@ class LocalCloud:
         self.apis: list[RestApi] = []
         self.pollers: list[QueuePoller] = []
         self.scheduler: Scheduler | None = None
+        self.lifecycle: LifecycleSweeper | None = None
         self.subscriptions: SubscriptionRunner | None = None
         self._watchdog: Watchdog | None = None
         self._echo: _LogEcho | None = None
@@ -277,6 +279,10 @@ class LocalCloud:
         )
         self._inventory = provisioner.provision()
         self._outputs = resolver.outputs()
+        self.lifecycle = LifecycleSweeper(
+            session.client("s3", endpoint_url=endpoint), rules_from_template(template, resolver), self.clock
+        )
+        self.lifecycle.start()
         self._server = LocalHttpServer(apis, self._control, port=self.api_port)
         self._server.start()
         self._start_pollers(session, endpoint, mappings)
@@ -454,6 +460,9 @@ class LocalCloud:
             self._stop()
 
     def _stop(self) -> None:
+        if self.lifecycle is not None:
+            self.lifecycle.stop()
+            self.lifecycle = None
         if self.scheduler is not None:
             self.scheduler.stop()
         for poller in self.pollers:

@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from mlambda_local.client import ApiClient, CliError
+from mlambda_local.client import ApiClient, ApiError, CliError
 from mlambda_local.commands import api, print_json
 
 UPLOAD_TIMEOUT_SECONDS = 300
+READY_TIMEOUT_SECONDS = 900.0
+POLL_SECONDS = 0.5
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -57,14 +62,56 @@ def register_file(
     model_path: Path,
     *,
     reference: Path | None = None,
+    wait: bool = True,
+    timeout: float = READY_TIMEOUT_SECONDS,
+    progress: Callable[[str], None] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """Upload ``model_path`` (and the reference sample) and register them as the model's next version."""
+    """Upload ``model_path`` (and the reference sample), register them, and (``wait``) wait until the
+    validator made the version READY; CliError naming the reason when it ends FAILED."""
     body: dict[str, Any] = {"upload_key": upload(client, model, model_path, "model")}
     if reference is not None:
         body["reference_key"] = upload(client, model, reference, "reference")
     body.update({k: v for k, v in fields.items() if v not in (None, {}, [])})
-    return dict(client.post(f"/models/{model}/versions", body))
+    pending = dict(client.post(f"/models/{model}/versions", body))
+    if not wait:
+        return pending
+    return wait_until_ready(client, model, int(pending["version"]), timeout=timeout, progress=progress)
+
+
+def wait_until_ready(
+    client: ApiClient,
+    model: str,
+    version: int,
+    *,
+    timeout: float = READY_TIMEOUT_SECONDS,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Poll the version until it leaves PENDING_VALIDATION; the READY version, or CliError if FAILED."""
+    started = time.monotonic()
+    while True:
+        record = dict(client.get(f"/models/{model}/versions/{version}"))
+        elapsed = time.monotonic() - started
+        if record["status"] == "READY":
+            return record
+        if record["status"] == "FAILED":
+            failure = record.get("failure") or {}
+            raise CliError(
+                f"{model} v{version} FAILED validation: {failure.get('code')}: {failure.get('message')}"
+            )
+        if elapsed > timeout:
+            raise CliError(f"{model} v{version} still {record['status']} after {timeout:.0f} s")
+        if progress is not None:
+            progress(f"{model} v{version}: {record['status']} ({elapsed:.1f} s)")
+        time.sleep(POLL_SECONDS)
+
+
+def _progress_line(message: str) -> None:
+    """One status line on stderr, rewritten in place on a terminal."""
+    if sys.stderr.isatty():
+        print(f"\r{message}", end="", file=sys.stderr, flush=True)
+    else:
+        print(message, file=sys.stderr)
 
 
 def parse_ref(value: str) -> int:
@@ -105,23 +152,37 @@ def models_list(args: argparse.Namespace) -> int:
         params["next_token"] = page["next_token"]
 
 
+def _version_line(version: dict[str, Any]) -> dict[str, Any]:
+    """What ``show`` prints of a version, whatever its status."""
+    line: dict[str, Any] = {
+        "version": version["version"],
+        "status": version["status"],
+        "created_at": version["created_at"],
+        "created_by": version["created_by"],
+    }
+    if version["status"] == "READY":
+        line.update(
+            task=version["signature"]["task"],
+            features=len(version["feature_schema"]["features"]),
+            sha256=version["artifact_sha256"][:12],
+            metrics=version["metrics"],
+            reference_metrics={
+                name: metric["value"]
+                for name, metric in ((version.get("reference") or {}).get("metrics") or {}).items()
+            },
+            warnings=[w["code"] for w in version.get("warnings", [])],
+        )
+    elif version["status"] == "FAILED":
+        line["failure"] = version.get("failure")
+    return line
+
+
 def models_show(args: argparse.Namespace) -> int:
     """A model, its versions (newest first) and its endpoint config."""
     client = api(args)
     model = client.get(f"/models/{args.name}")
     versions = client.get(f"/models/{args.name}/versions", params={"limit": 20})["versions"]
-    model["versions"] = [
-        {
-            "version": v["version"],
-            "task": v["signature"]["task"],
-            "features": len(v["feature_schema"]["features"]),
-            "sha256": v["artifact_sha256"][:12],
-            "metrics": v["metrics"],
-            "created_at": v["created_at"],
-            "created_by": v["created_by"],
-        }
-        for v in versions
-    ]
+    model["versions"] = [_version_line(v) for v in versions]
     try:
         model["endpoint"] = client.get(f"/models/{args.name}/endpoint")
     except CliError:
@@ -130,17 +191,24 @@ def models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _columns(value: str | None) -> list[str] | None:
+    return [c.strip() for c in value.split(",") if c.strip()] if value else None
+
+
 def models_register(args: argparse.Namespace) -> int:
-    """Upload an ONNX file (and a reference sample) and register it."""
-    features = [f.strip() for f in args.features.split(",")] if args.features else None
-    types = [t.strip() for t in args.feature_types.split(",")] if args.feature_types else None
+    """Upload an ONNX file (and a reference sample), register it and wait until it is READY."""
     version = register_file(
         api(args),
         args.name,
         Path(args.model_file),
         reference=Path(args.reference) if args.reference else None,
-        feature_names=features,
-        feature_types=types,
+        wait=not args.no_wait,
+        timeout=args.timeout,
+        progress=_progress_line,
+        feature_names=_columns(args.features),
+        feature_types=_columns(args.feature_types),
+        target=args.target,
+        exclude=_columns(args.exclude),
         metrics=_json_file(args.metrics, "--metrics"),
         params=_json_file(args.params, "--params"),
         description=args.description,
@@ -150,11 +218,22 @@ def models_register(args: argparse.Namespace) -> int:
         training_data_version=args.training_data_version,
         source_code_version=args.source_code_version,
     )
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    if version["status"] != "READY":
+        print(f"registered {args.name} v{version['version']}: {version['status']} (not waiting)")
+        return 0
+    reference = version.get("reference") or {}
+    baseline = ", ".join(f"{name} {m['value']:.4f}" for name, m in (reference.get("metrics") or {}).items())
     print(
-        f"registered {args.name} v{version['version']} ({version['signature']['task']}, "
+        f"registered {args.name} v{version['version']}: READY ({version['signature']['task']}, "
         f"{len(version['feature_schema']['features'])} features, sha256 {version['artifact_sha256'][:12]}, "
         f"{len(version['smoke_cases'])} smoke cases)"
     )
+    if baseline:
+        print(f"  on the reference ({reference.get('labelled_rows')} labelled rows): {baseline}")
+    for warning in version.get("warnings", []):
+        print(f"  warning {warning['code']}: {warning['message']}")
     return 0
 
 
@@ -203,25 +282,38 @@ def models_history(args: argparse.Namespace) -> int:
 
 
 def models_split(args: argparse.Namespace) -> int:
-    """Set the endpoint's traffic split: ``v3=90 v4=10`` (targets are versions or aliases)."""
+    """Change the endpoint's traffic split (``v3=90 v4=10``; versions or aliases), keeping its serving
+    rules and cache: a PATCH of what changes, conditional on the revision read (409 if it moved)."""
     variants = []
     for spec in args.variants:
         target, sep, weight = spec.partition("=")
         if not sep or not weight.isdigit():
             raise CliError(f"variants read target=weight (v3=90, production=100), got {spec!r}")
         variants.append({"name": target, "target": target, "weight": int(weight)})
-    body: dict[str, Any] = {"variants": variants}
+    patch: dict[str, Any] = {"variants": variants}
+    if args.shadow and args.no_shadow:
+        raise CliError("--shadow and --no-shadow contradict each other")
     if args.shadow:
         target, sep, percent = args.shadow.partition(":")
         try:
-            body["shadow"] = {"target": target, "sample_percent": float(percent)}
+            patch["shadow"] = {"target": target, "sample_percent": float(percent)}
         except ValueError as exc:
             raise CliError(f"--shadow reads target:percent (v5:10), got {args.shadow!r}") from exc
         if not sep:
             raise CliError(f"--shadow reads target:percent (v5:10), got {args.shadow!r}")
+    if args.no_shadow:
+        patch["shadow"] = None
     if args.sticky:
-        body["sticky_key"] = args.sticky
-    print_json(api(args).request("PUT", f"/models/{args.name}/endpoint", body=body))
+        patch["sticky_key"] = args.sticky
+    client = api(args)
+    headers = {}
+    try:
+        current = client.get(f"/models/{args.name}/endpoint")
+        headers["If-Match"] = f'"{current["revision"]}"'
+    except ApiError as exc:
+        if exc.code != "no_endpoint_config":
+            raise
+    print_json(client.request("PATCH", f"/models/{args.name}/endpoint", body=patch, headers=headers))
     return 0
 
 
@@ -250,7 +342,12 @@ def register(groups: Any) -> None:
     reg = models.add_parser("register", help="upload an ONNX file and register it as the next version")
     reg.add_argument("name")
     reg.add_argument("model_file", help="the .onnx file")
-    reg.add_argument("--reference", help="reference sample (.parquet or .csv): profile + smoke cases")
+    reg.add_argument(
+        "--reference",
+        help="held-out sample (.parquet or .csv, rows the model never trained on): profile, baseline, smoke cases",
+    )
+    reg.add_argument("--target", help="the reference's label (true value) column: the quality baseline")
+    reg.add_argument("--exclude", help="comma-separated reference columns that are not features (ids...)")
     reg.add_argument("--features", help="comma-separated feature names (single-tensor models)")
     reg.add_argument("--feature-types", help="comma-separated types: float,int,string,bool")
     reg.add_argument("--metrics", help="JSON file of metrics")
@@ -261,6 +358,8 @@ def register(groups: Any) -> None:
     reg.add_argument("--training-data-uri")
     reg.add_argument("--training-data-version")
     reg.add_argument("--source-code-version")
+    reg.add_argument("--no-wait", action="store_true", help="return once registered (PENDING_VALIDATION)")
+    reg.add_argument("--timeout", type=float, default=READY_TIMEOUT_SECONDS, help="seconds to wait for READY")
     reg.set_defaults(run=models_register)
 
     promote = models.add_parser("promote", help="move an alias to a version (production runs the gate)")
@@ -286,9 +385,12 @@ def register(groups: Any) -> None:
     history.add_argument("--limit", type=int, default=50)
     history.set_defaults(run=models_history)
 
-    split = models.add_parser("split", help="traffic split across versions/aliases: v3=90 v4=10")
+    split = models.add_parser(
+        "split", help="traffic split across versions/aliases: v3=90 v4=10 (rules and cache are kept)"
+    )
     split.add_argument("name")
     split.add_argument("variants", nargs="+", help="target=weight; weights sum to 100")
     split.add_argument("--shadow", help="target:percent scored on a sample, never returned")
+    split.add_argument("--no-shadow", action="store_true", help="stop shadowing")
     split.add_argument("--sticky", help="request field that pins a caller to a variant (e.g. entity_id)")
     split.set_defaults(run=models_split)

@@ -1,12 +1,15 @@
-"""The model registry: train real sklearn models, register, promote through the gate, split, roll back."""
+"""The model registry: train real sklearn models, register them (validated asynchronously, with a
+held-out labelled reference), promote through the gate, split traffic, roll back."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from mlambda_local.commands.models import register_file
+from mlambda_local.client import ApiError, CliError
+from mlambda_local.commands.models import register_file, upload, wait_until_ready
 from mlambda_local.demo import DemoContext, DemoStep, expect_error, say
 from mlambda_local.sklearn_export import snake_case, to_onnx
 
@@ -14,7 +17,11 @@ MODEL = "breast-cancer"
 
 
 def _train(ctx: DemoContext) -> dict[str, Any]:
-    """Two logistic regressions (different C) on all 30 features, one on 10 features only."""
+    """Two logistic regressions (different C) on all 30 features, one on 10 features only.
+
+    Each reference sample is the held-out test split with its label column (``target``): the
+    registry scores it for the quality baseline, which training rows would flatter.
+    """
     import numpy as np
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
@@ -38,7 +45,7 @@ def _train(ctx: DemoContext) -> dict[str, Any]:
         path = ctx.workdir / f"{MODEL}-{label}.onnx"
         path.write_bytes(to_onnx(estimator))
         reference = ctx.workdir / f"{MODEL}-{label}-reference.parquet"
-        x_train[columns].assign(target=y_train).to_parquet(reference, index=False)
+        x_test[columns].assign(target=y_test).to_parquet(reference, index=False)
         trained[label] = {
             "estimator": estimator,
             "onnx": path,
@@ -51,8 +58,61 @@ def _train(ctx: DemoContext) -> dict[str, Any]:
     return trained
 
 
+def _register(ctx: DemoContext, spec: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """Register one trained model and wait for the validator; prints what it found."""
+    started = time.perf_counter()
+    version = register_file(
+        ctx.admin,
+        MODEL,
+        spec["onnx"],
+        reference=spec["reference"],
+        target="target",
+        metrics=spec["metrics"],
+        params=spec["params"],
+        **fields,
+    )
+    took = time.perf_counter() - started
+    baseline = (version.get("reference") or {}).get("metrics") or {}
+    shown = ", ".join(
+        f"{name} {m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+        for name, m in baseline.items()
+        if name in ("accuracy", "auc")
+    )
+    say(
+        f"  POST /models/{MODEL}/versions -> 202 v{version['version']} PENDING_VALIDATION -> READY in "
+        f"{took:.1f} s: sha256 {version['artifact_sha256'][:12]}, {len(version['smoke_cases'])} smoke cases"
+    )
+    say(f"    baseline on {version['reference']['labelled_rows']} held-out rows: {shown}")
+    for warning in version["warnings"]:
+        say(f"    warning {warning['code']}: {warning['message'][:100]}")
+    return version
+
+
+def _file_reading_model(path: Path) -> bytes:
+    """An ONNX model whose sparse weights say they live in a file on the server (the wave-1 exploit)."""
+    from onnx import TensorProto, helper
+
+    values = helper.make_tensor("w", TensorProto.FLOAT, [4], [0.0] * 4)
+    values.ClearField("float_data")
+    values.data_location = TensorProto.EXTERNAL
+    entry = values.external_data.add()
+    entry.key, entry.value = "location", ".mlambda/admin_key"
+    indices = helper.make_tensor("w_indices", TensorProto.INT64, [4], [0, 1, 2, 3])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "leak",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        sparse_initializer=[helper.make_sparse_tensor(values, indices, [4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return path.read_bytes()
+
+
 def register_versions(ctx: DemoContext) -> None:
-    """Create the model and register two versions, each with a reference sample."""
+    """Create the model and register two versions, each with a labelled held-out reference sample."""
     trained = _train(ctx)
     ctx.admin.post(
         "/models",
@@ -61,23 +121,13 @@ def register_versions(ctx: DemoContext) -> None:
     versions: dict[int, dict[str, Any]] = {}
     for label in ("v1", "v2"):
         spec = trained[label]
-        version = register_file(
-            ctx.admin,
-            MODEL,
-            spec["onnx"],
-            reference=spec["reference"],
-            feature_names=spec["columns"],
-            metrics=spec["metrics"],
-            params=spec["params"],
+        version = _register(
+            ctx,
+            spec,
             training_data_uri="sklearn.datasets.load_breast_cancer",
             source_code_version="demo",
         )
         versions[version["version"]] = spec
-        say(
-            f"  POST /models/{MODEL}/versions -> 201 v{version['version']} "
-            f"sha256 {version['artifact_sha256'][:12]} {len(version['smoke_cases'])} smoke cases, "
-            f"profile {version['reference_profile_key']}"
-        )
     ctx.notes["model"] = MODEL
     ctx.notes["versions"] = sorted(versions)
     ctx.notes["estimators"] = {number: spec["estimator"] for number, spec in versions.items()}
@@ -85,27 +135,70 @@ def register_versions(ctx: DemoContext) -> None:
     ctx.notes["registry_training"] = trained
 
 
+def refuse_file_reading_model(ctx: DemoContext) -> None:
+    """A model that tries to read a server file through external tensor data ends FAILED."""
+    path = ctx.workdir / "reads-a-file.onnx"
+    _file_reading_model(path)
+    ctx.admin.post("/models", {"name": "reads-a-file"})
+    key = upload(ctx.admin, "reads-a-file", path, "model")
+    pending = ctx.admin.post(
+        "/models/reads-a-file/versions", {"upload_key": key, "feature_names": ["a", "b", "c", "d"]}
+    )
+    try:
+        wait_until_ready(ctx.admin, "reads-a-file", int(pending["version"]), timeout=60)
+    except ApiError:
+        raise
+    except CliError as exc:  # FAILED, as it must be
+        say(f"  sparse initializer pointing at .mlambda/admin_key -> {exc}")
+        return
+    raise AssertionError("a model reading a local file was validated READY")
+
+
 def promote_and_split(ctx: DemoContext) -> None:
-    """v1 to production through the gate, v2 to staging, a 90/10 split."""
+    """v1 to production through the gate, v2 to staging, a 95/5 canary, then a ramp to 90/10 that keeps the rules."""
     moved = ctx.admin.request("PUT", f"/models/{MODEL}/aliases/production", body={"version": 1})
     for check in moved["gate"]["checks"]:
         say(f"  gate {check['name']:22} {'ok ' if check['passed'] else 'FAIL'} {check['message']}")
     say(f"  production -> v{moved['version']}")
     staged = ctx.admin.request("PUT", f"/models/{MODEL}/aliases/staging", body={"version": 2})
-    say(f"  staging    -> v{staged['version']} (no gate outside production)")
+    say(f"  staging    -> v{staged['version']} (no gate: no traffic goes to staging)")
     config = ctx.admin.request(
         "PUT",
         f"/models/{MODEL}/endpoint",
         body={
             "variants": [
-                {"name": "v1", "target": "v1", "weight": 90},
-                {"name": "v2", "target": "v2", "weight": 10},
+                {"name": "v1", "target": "v1", "weight": 95},
+                {"name": "v2", "target": "v2", "weight": 5},
             ],
             "sticky_key": "entity_id",
+            "rules": {"fallback": {"response": {"label": 0}, "timeout_ms": 500}},
         },
     )
     split = ", ".join(f"{v['target']}={v['weight']}%" for v in config["variants"])
-    say(f"  endpoint split: {split} (sticky on {config['sticky_key']})")
+    say(
+        f"  endpoint split: {split} (sticky on {config['sticky_key']}, v2 passed the gate), "
+        f"revision {config['revision']}"
+    )
+    ramp = {
+        "variants": [
+            {"name": "v1", "target": "v1", "weight": 90},
+            {"name": "v2", "target": "v2", "weight": 10},
+        ]
+    }
+    ramped = ctx.admin.request(
+        "PATCH", f"/models/{MODEL}/endpoint", body=ramp, headers={"If-Match": f'"{config["revision"]}"'}
+    )
+    say(
+        f'  PATCH 80/20 (If-Match: "{config["revision"]}") -> revision {ramped["revision"]}, '
+        f"fallback kept: {ramped['rules']['fallback'] == config['rules']['fallback']}"
+    )
+    stale = expect_error(
+        lambda: ctx.admin.request(
+            "PATCH", f"/models/{MODEL}/endpoint", body=ramp, headers={"If-Match": f'"{config["revision"]}"'}
+        ),
+        409,
+    )
+    say(f"  the same PATCH on revision {config['revision']} again -> {stale.status} {stale.code}")
     error = expect_error(
         lambda: ctx.admin.request(
             "PUT",
@@ -118,17 +211,10 @@ def promote_and_split(ctx: DemoContext) -> None:
 
 
 def gate_and_rollback(ctx: DemoContext) -> None:
-    """A version with another schema fails the gate; a good promotion, then a rollback; history at a time."""
+    """A version with another schema fails the gate (as production and as a canary); a good
+    promotion, then a rollback; history at a point in time."""
     narrow = ctx.notes["registry_training"]["narrow"]
-    version = register_file(
-        ctx.admin,
-        MODEL,
-        narrow["onnx"],
-        reference=narrow["reference"],
-        feature_names=narrow["columns"],
-        metrics=narrow["metrics"],
-        description="only 10 features",
-    )
+    version = _register(ctx, narrow, description="only 10 features")
     error = expect_error(
         lambda: ctx.admin.request(
             "PUT", f"/models/{MODEL}/aliases/production", body={"version": version["version"]}
@@ -136,6 +222,14 @@ def gate_and_rollback(ctx: DemoContext) -> None:
         422,
     )
     say(f"  promote v{version['version']} (10 features)     -> {error.status} {error.code}: {error.message}")
+    canary = {
+        "variants": [
+            {"name": "v1", "target": "v1", "weight": 95},
+            {"name": "narrow", "target": f"v{version['version']}", "weight": 5},
+        ]
+    }
+    error = expect_error(lambda: ctx.admin.request("PATCH", f"/models/{MODEL}/endpoint", body=canary), 422)
+    say(f"  ...as a 5 % canary            -> {error.status} {error.code} (the same gate)")
     error = expect_error(
         lambda: ctx.admin.request("PUT", f"/models/{MODEL}/aliases/bad name", body={"version": 1}), 400
     )
@@ -156,6 +250,8 @@ def gate_and_rollback(ctx: DemoContext) -> None:
             change = f"{entry['alias']} v{entry.get('from_version')} -> v{entry.get('to_version')}"
         elif entry.get("to_version"):
             change = f"v{entry['to_version']}"
+        elif entry["action"] == "endpoint_changed":
+            change = f"revision {entry['details'].get('revision')}"
         say(f"  {entry['at'][:23]}  {entry['actor']:12} {entry['action']:18} {change}")
     answer = ctx.admin.get(
         f"/models/{MODEL}/history", params={"alias": "production", "at": before_v2.isoformat()}
@@ -164,7 +260,10 @@ def gate_and_rollback(ctx: DemoContext) -> None:
 
 
 STEPS = [
-    DemoStep(100, "Registry: train two sklearn models and register them", register_versions),
-    DemoStep(110, "Registry: promote through the gate, stage, split traffic", promote_and_split),
+    DemoStep(
+        100, "Registry: train two sklearn models, register them (validated asynchronously)", register_versions
+    ),
+    DemoStep(105, "Registry: a model that tries to read a server file is refused", refuse_file_reading_model),
+    DemoStep(110, "Registry: promote through the gate, stage, split traffic, ramp", promote_and_split),
     DemoStep(120, "Registry: a failing gate, a rollback, history at a point in time", gate_and_rollback),
 ]

@@ -1,25 +1,33 @@
 """ONNX artifacts: validate and introspect on register, run with onnxruntime when serving.
 
-Security: models are ONNX only and never unpickled. A model must parse, pass the ONNX checker,
-keep all tensor data inside the artifact (no external-data paths), stay under the size cap and
-load in onnxruntime.
+Security: models are ONNX only and never unpickled. A model must parse, keep all tensor data
+inside the artifact (``onnx_structure`` walks every place a tensor can hide), stay under the size
+cap and load in onnxruntime. Defence in depth: every session (validator, gate, predict, batch)
+is created from bytes with external data confined to an empty private directory, so even a model
+the check missed cannot make onnxruntime read a file (onnxruntime >= 1.27 refuses absolute and
+escaping paths there for dense and sparse tensors alike; measured: 1.24-1.26 still followed them
+for sparse tensors), and the structure is checked again before every session is created.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import tempfile
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from mlambda.errors import InvalidInputError, PayloadTooLargeError, UnprocessableError, UpstreamError
+from mlambda.adapters.onnx_structure import ModelStructure, read_structure
+from mlambda.errors import (
+    InvalidInputError,
+    MlambdaError,
+    PayloadTooLargeError,
+    UnprocessableError,
+    UpstreamError,
+)
 from mlambda.schemas.registry import Signature, TensorSpec
-
-if TYPE_CHECKING:
-    # Only registration inspects a model's graph: predict and batch workers run sessions and do
-    # not ship the onnx package (31 MB), so it is imported where it is used.
-    import onnx
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -29,7 +37,7 @@ _ORT_TYPES = {
     "tensor(string)": "string",
     "tensor(bool)": "bool",
 }
-_LABEL_ATTRIBUTES = ("classlabels_ints", "classlabels_int64s", "classlabels_strings")
+EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"
 
 
 def _spec(arg: Any) -> TensorSpec:
@@ -38,84 +46,66 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(name=arg.name, dtype=dtype, shape=shape)
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """A graph and every subgraph (If/Loop/Scan bodies) inside it."""
-    import onnx
-
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attribute.g)
-            for sub in attribute.graphs:
-                yield from _graphs(sub)
-
-
-def _class_labels(model: onnx.ModelProto) -> list[int] | list[str] | None:
-    for graph in _graphs(model.graph):
-        for node in graph.node:
-            for attribute in node.attribute:
-                if attribute.name in _LABEL_ATTRIBUTES:
-                    if attribute.name == "classlabels_strings":
-                        return [s.decode() for s in attribute.strings]
-                    return [int(i) for i in attribute.ints]
-    return None
-
-
-def _uses_external_data(model: onnx.ModelProto) -> bool:
-    import onnx
-
-    for graph in _graphs(model.graph):
-        tensors = list(graph.initializer) + [
-            attribute.t for node in graph.node for attribute in node.attribute if attribute.HasField("t")
-        ]
-        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors):
-            return True
-    return False
+@cache
+def no_external_data_folder() -> str:
+    """An empty directory only this process can write (0700): where external data would be looked up."""
+    return tempfile.mkdtemp(prefix="mlambda-no-external-data-")
 
 
 def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
-    """Serving options: one intra-op thread (stable p99 on a busy core), all graph optimisations."""
+    """Serving options: one intra-op thread (stable p99 on a busy core), all graph optimisations,
+    and external data confined to an empty directory (a model from bytes cannot name a file)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    options.add_session_config_entry(EXTERNAL_DATA_FOLDER, no_external_data_folder())
     return options
 
 
-def inspect_model(data: bytes, *, max_bytes: int) -> Signature:
-    """Validate an uploaded artifact and read its signature; 4xx errors say what is wrong."""
-    import onnx
+def create_session(
+    data: bytes, *, intra_op_threads: int = 1, checked: ModelStructure | None = None
+) -> ort.InferenceSession:
+    """The one way mlambda turns model bytes into a session: structure checked (unless ``checked``
+    says it just was), external data confined.
 
+    InvalidInputError when the structure is refused; any onnxruntime failure propagates.
+    """
+    if checked is None:
+        read_structure(data)
+    return ort.InferenceSession(
+        data, sess_options=session_options(intra_op_threads), providers=["CPUExecutionProvider"]
+    )
+
+
+def check_artifact(data: bytes, *, max_bytes: int) -> ModelStructure:
+    """Size cap, then the protobuf-level structure (no external data, bounded nesting); 4xx on failure."""
     if len(data) > max_bytes:
         raise PayloadTooLargeError(
             f"model is {len(data)} bytes, over the {max_bytes}-byte cap", details={"size": len(data)}
         )
     if not data:
         raise InvalidInputError("model artifact is empty", code="invalid_model")
+    return read_structure(data)
+
+
+def validated_model(data: bytes, *, max_bytes: int) -> ValidatedModel:
+    """Check an uploaded artifact, load it once and read its signature; 4xx errors say what is wrong."""
+    structure = check_artifact(data, max_bytes=max_bytes)
     try:
-        model = onnx.load_model_from_string(data)
-    except Exception as exc:  # protobuf raises DecodeError and friends; all mean "not ONNX"
-        raise InvalidInputError(f"artifact is not an ONNX model: {exc}", code="invalid_model") from exc
-    if not model.graph.node:
-        raise InvalidInputError("artifact is not an ONNX model: empty graph", code="invalid_model")
-    if _uses_external_data(model):
-        raise InvalidInputError(
-            "model references external tensor data; embed all tensors in the .onnx file", code="external_data"
-        )
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise InvalidInputError(f"model fails the ONNX checker: {exc}", code="invalid_model") from exc
-    try:
-        session = ort.InferenceSession(
-            data, sess_options=session_options(), providers=["CPUExecutionProvider"]
-        )
+        session = create_session(data, checked=structure)
+    except MlambdaError:
+        raise
     except Exception as exc:  # onnxruntime raises its own untyped errors for unloadable graphs
         raise InvalidInputError(f"model does not load in onnxruntime: {exc}", code="invalid_model") from exc
-    return _signature(session, _class_labels(model))
+    return ValidatedModel(session, len(data), _signature(session, structure.class_labels), structure)
+
+
+def inspect_model(data: bytes, *, max_bytes: int) -> Signature:
+    """The signature of an artifact that passes ``validated_model``."""
+    return validated_model(data, max_bytes=max_bytes).signature
 
 
 def _signature(session: ort.InferenceSession, class_labels: list[int] | list[str] | None) -> Signature:
@@ -147,19 +137,25 @@ def _signature(session: ort.InferenceSession, class_labels: list[int] | list[str
 
 
 class OnnxModel:
-    """A loaded inference session with its signature, ready to serve."""
+    """A loaded inference session, ready to serve."""
 
     def __init__(self, data: bytes, *, intra_op_threads: int = 1) -> None:
         try:
-            self.session = ort.InferenceSession(
-                data, sess_options=session_options(intra_op_threads), providers=["CPUExecutionProvider"]
-            )
+            session = create_session(data, intra_op_threads=intra_op_threads)
+        except MlambdaError as exc:  # refused by the structure check: never loaded
+            raise UpstreamError(
+                f"model refused before loading: {exc.message}", code="model_load_failed"
+            ) from exc
         except Exception as exc:  # a registered artifact that no longer loads is an upstream fault
             raise UpstreamError(
                 f"model does not load in onnxruntime: {exc}", code="model_load_failed"
             ) from exc
-        self.size_bytes = len(data)
-        self.input_names = [arg.name for arg in self.session.get_inputs()]
+        self._serve(session, len(data))
+
+    def _serve(self, session: ort.InferenceSession, size_bytes: int) -> None:
+        self.session = session
+        self.size_bytes = size_bytes
+        self.input_names = [arg.name for arg in session.get_inputs()]
 
     def run(self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, Any]:
         """Score ``feed``; returns each requested output by name."""
@@ -169,3 +165,14 @@ class OnnxModel:
         except Exception as exc:  # onnxruntime's errors are untyped (InvalidArgument, Fail...)
             raise UnprocessableError(f"model rejected the input: {exc}", code="model_input_rejected") from exc
         return dict(zip(names, values, strict=True))
+
+
+class ValidatedModel(OnnxModel):
+    """An uploaded artifact that passed the checks and loaded: its session, signature and structure."""
+
+    def __init__(
+        self, session: ort.InferenceSession, size_bytes: int, signature: Signature, structure: ModelStructure
+    ) -> None:
+        self._serve(session, size_bytes)
+        self.signature = signature
+        self.structure = structure

@@ -8,7 +8,10 @@ parse instead of DynamoDB's per-attribute decoding of hundreds of nested smoke-c
 so that "delete only when no alias points at it" is a condition of the delete itself.
 
 Every write is one transaction with its HistoryEntry; conditions make concurrent writers lose
-with ConflictError instead of overwriting each other.
+with ConflictError instead of overwriting each other. A version item carries its ``status``:
+PENDING_VALIDATION and FAILED ones hold a PendingVersion and are never handed to the catalog's
+readers (predict, batch, monitor); the validator's one conditional write turns PENDING into
+READY or FAILED. The endpoint item carries a ``revision``: a write names the revision it read.
 """
 
 from __future__ import annotations
@@ -20,10 +23,9 @@ import random
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from mlambda.adapters.aws import aws_errors
 from mlambda.adapters.dynamodb import (
     DynamoTable,
     failed_operations,
@@ -32,19 +34,28 @@ from mlambda.adapters.dynamodb import (
     transact_put,
     transact_update,
 )
+from mlambda.adapters.messaging import Queue
 from mlambda.adapters.s3 import ObjectStore
-from mlambda.errors import ConflictError, InvalidInputError, NotFoundError
+from mlambda.errors import ConflictError, InvalidInputError, MlambdaError, NotFoundError
+from mlambda.observability import logger
 from mlambda.schemas.registry import (
     ALIAS_PATTERN,
+    PENDING_VALIDATION,
+    READY,
     Alias,
     EndpointConfig,
     HistoryEntry,
     ModelVersion,
+    PendingVersion,
     RegisteredModel,
-    Signature,
     parse_version_ref,
 )
 from mlambda.schemas.registry_api import ModelDetails
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mlambda.adapters.onnx import ValidatedModel
 
 META = "meta"
 ENDPOINT = "endpoint"
@@ -84,9 +95,29 @@ def history_sk(entry: HistoryEntry) -> str:
     return f"{HISTORY_PREFIX}{history_time(entry.at)}#{random.getrandbits(48):012x}"
 
 
+class VersionNotReadyError(NotFoundError):
+    """The version exists but is not READY (still validating, or FAILED): nothing may serve it."""
+
+    default_code = "version_not_ready"
+
+
 def version_from_item(item: Mapping[str, Any]) -> ModelVersion:
-    """The ModelVersion stored in a version or alias item."""
+    """The READY ModelVersion stored in a version or alias item; VersionNotReadyError otherwise."""
+    status = item.get("status", READY)  # items written before statuses existed were all validated
+    if status != READY:
+        model, number = str(item.get("model")), int(item.get("version", 0))
+        raise VersionNotReadyError(
+            f"model '{model}' version {number} is {status}, not servable",
+            details={"model": model, "version": number, "status": status},
+        )
     return ModelVersion.model_validate_json(item[VERSION_BODY])
+
+
+def record_from_item(item: Mapping[str, Any]) -> ModelVersion | PendingVersion:
+    """Whatever version the item holds, READY or not."""
+    if item.get("status", READY) == READY:
+        return ModelVersion.model_validate_json(item[VERSION_BODY])
+    return PendingVersion.model_validate_json(item[VERSION_BODY])
 
 
 def encode_token(key: Mapping[str, Any] | None) -> str | None:
@@ -125,10 +156,11 @@ class DynamoModelCatalog:
         return self._table.get({"pk": model_pk(name), "sk": sk}, consistent=consistent)
 
     def get_version(self, model: str, version: int) -> ModelVersion:
-        """One version; versions are immutable, so an eventually consistent read is retried consistently on a miss."""
-        item = self._item(model, version_sk(version), consistent=False) or self._item(
-            model, version_sk(version), consistent=True
-        )
+        """One READY version; a READY version is immutable, so an eventually consistent read is
+        retried consistently on a miss (or on a stale PENDING status)."""
+        item = self._item(model, version_sk(version), consistent=False)
+        if item is None or item.get("status", READY) != READY:
+            item = self._item(model, version_sk(version), consistent=True)
         if item is None:
             raise NotFoundError(
                 f"model '{model}' has no version {version}",
@@ -151,7 +183,7 @@ class DynamoModelCatalog:
                 code="alias_not_found",
                 details={"model": model, "alias": ref},
             )
-        return ModelVersion.model_validate_json(item[VERSION_BODY])
+        return version_from_item(item)
 
     def endpoint_config(self, model: str) -> EndpointConfig | None:
         """The model's endpoint config, or None."""
@@ -304,7 +336,7 @@ class DynamoRegistryStore(DynamoModelCatalog):
             raise NotFoundError(f"model '{name}' not found", code="model_not_found")
         return int(item.get("latest_version", 0))
 
-    def add_version(self, version: ModelVersion, entry: HistoryEntry) -> None:
+    def add_version(self, version: ModelVersion | PendingVersion, entry: HistoryEntry) -> None:
         """Version N goes in only if the model's latest is still N-1: the loser of a race gets ConflictError."""
         bump = transact_update(
             self._table.name,
@@ -317,20 +349,48 @@ class DynamoRegistryStore(DynamoModelCatalog):
                 ":u": version.created_at.isoformat(),
             },
         )
-        item = {
+        put = transact_put(
+            self._table.name, self._version_item(version), condition="attribute_not_exists(pk)"
+        )
+        self._table.transact_write([bump, put, self._history(entry)])
+
+    @staticmethod
+    def _version_item(version: ModelVersion | PendingVersion) -> dict[str, Any]:
+        return {
             "pk": model_pk(version.model),
             "sk": version_sk(version.version),
             "model": version.model,
             "version": version.version,
+            "status": version.status,
             "created_at": version.created_at.isoformat(),
             VERSION_BODY: version.model_dump_json(),
         }
-        put = transact_put(self._table.name, item, condition="attribute_not_exists(pk)")
-        self._table.transact_write([bump, put, self._history(entry)])
+
+    def version_record(self, name: str, version: int) -> ModelVersion | PendingVersion | None:
+        """The version whatever its status (consistent read), or None."""
+        item = self._item(name, version_sk(version), consistent=True)
+        return record_from_item(item) if item else None
+
+    def finish_version(self, version: ModelVersion | PendingVersion, entry: HistoryEntry) -> None:
+        """Replace a PENDING_VALIDATION version by its outcome; ConflictError if it is no longer pending."""
+        put = transact_put(
+            self._table.name,
+            self._version_item(version),
+            condition="#status = :pending",
+            names={"#status": "status"},
+            values={":pending": PENDING_VALIDATION},
+        )
+        try:
+            self._table.transact_write([put, self._history(entry)])
+        except ConflictError as exc:
+            raise ConflictError(
+                f"model '{version.model}' version {version.version} is no longer pending validation",
+                code="version_not_pending",
+            ) from exc
 
     def list_versions(
         self, name: str, *, limit: int, token: str | None
-    ) -> tuple[list[ModelVersion], str | None]:
+    ) -> tuple[list[ModelVersion | PendingVersion], str | None]:
         """One page of versions, newest first."""
         start = decode_token(token, field="pk", expected=model_pk(name))
         items, last = self._table.query(
@@ -340,7 +400,7 @@ class DynamoRegistryStore(DynamoModelCatalog):
             limit=limit,
             start_key=start,
         )
-        return [version_from_item(item) for item in items], encode_token(last)
+        return [record_from_item(item) for item in items], encode_token(last)
 
     # ------------------------------------------------------------------ aliases
 
@@ -432,22 +492,63 @@ class DynamoRegistryStore(DynamoModelCatalog):
 
     # ------------------------------------------------------------------ endpoint
 
-    def put_endpoint(self, config: EndpointConfig, targets: list[str], entry: HistoryEntry) -> None:
-        """Store the config only while the model and every target (alias or ``v<N>``) still exist."""
+    def put_endpoint(
+        self,
+        config: EndpointConfig,
+        targets: list[str],
+        entry: HistoryEntry,
+        *,
+        expected_revision: int | None = None,
+    ) -> None:
+        """Store the config only if it is still at ``expected_revision`` (None: none is stored yet, a
+        create) and while the model and every target (alias or ``v<N>``) exist; ConflictError otherwise."""
         pk = model_pk(config.model)
+        if expected_revision is None:
+            put = transact_put(
+                self._table.name, self._endpoint_item(config), condition="attribute_not_exists(pk)"
+            )
+        elif expected_revision == 0:  # written before revisions existed
+            put = transact_put(
+                self._table.name,
+                self._endpoint_item(config),
+                condition="attribute_exists(pk) AND (attribute_not_exists(revision) OR revision = :r)",
+                values={":r": 0},
+            )
+        else:
+            put = transact_put(
+                self._table.name,
+                self._endpoint_item(config),
+                condition="revision = :r",
+                values={":r": expected_revision},
+            )
         checks = [transact_check(self._table.name, self._meta_key(config.model), "attribute_exists(pk)")]
         for sk in sorted(
             {version_sk(n) if (n := parse_version_ref(t)) is not None else alias_sk(t) for t in targets}
         ):
             checks.append(transact_check(self._table.name, {"pk": pk, "sk": sk}, "attribute_exists(pk)"))
-        item = {"pk": pk, "sk": ENDPOINT, **config.model_dump(mode="json")}
         try:
-            self._table.transact_write([transact_put(self._table.name, item), *checks, self._history(entry)])
+            self._table.transact_write([put, *checks, self._history(entry)])
         except ConflictError as exc:
+            failed = failed_operations(exc) or []
+            if 0 in failed:
+                current = self.endpoint_config(config.model)
+                raise ConflictError(
+                    f"the endpoint of '{config.model}' changed since revision {expected_revision}: "
+                    "read it again and retry",
+                    code="conflict",
+                    details={
+                        "expected_revision": expected_revision,
+                        "current_revision": current.revision if current else None,
+                    },
+                ) from exc
             raise ConflictError(
                 f"model '{config.model}' or a variant target changed while the endpoint was written",
                 code="endpoint_conflict",
             ) from exc
+
+    @staticmethod
+    def _endpoint_item(config: EndpointConfig) -> dict[str, Any]:
+        return {"pk": model_pk(config.model), "sk": ENDPOINT, **config.model_dump(mode="json")}
 
     # ------------------------------------------------------------------ history
 
@@ -534,19 +635,58 @@ class S3RegistryArtifacts(ObjectStore):
         for key in list(self.list_keys(prefix)):
             self.delete(key)
 
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """The object and its ETag (to copy exactly these bytes later)."""
+        with aws_errors(self._what(key)):
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            return bytes(response["Body"].read()), str(response.get("ETag", ""))
+
+    def copy(self, source: str, target: str, *, etag: str | None = None) -> None:
+        """Server-side copy of ``source`` to ``target`` (no bytes through the function); with
+        ``etag``, only if ``source`` still holds those bytes (ConflictError otherwise)."""
+        extra = {"CopySourceIfMatch": etag} if etag else {}
+        with aws_errors(self._what(source)):
+            self.client.copy_object(
+                Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source}, **extra
+            )
+
+    def purge(self, key: str) -> None:
+        """Remove ``key`` and every stored version of it, so that the bytes are gone from a versioned
+        bucket; where deleting versions is not allowed, the current one is deleted and the uploads
+        lifecycle rule expires the rest."""
+        try:
+            with aws_errors(self._what(key)):
+                listed = self.client.list_object_versions(Bucket=self.bucket, Prefix=key)
+                doomed = [
+                    {"Key": key, "VersionId": entry["VersionId"]}
+                    for entry in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]
+                    if entry["Key"] == key and entry.get("VersionId") not in (None, "null")
+                ]
+                for start in range(0, len(doomed), 1000):
+                    self.client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
+                    )
+        except MlambdaError as exc:
+            logger.warning(
+                "could not delete old versions of an upload", extra={"key": key, "error": exc.message}
+            )
+        self.delete(key)
+
+
+class SqsValidationQueue(Queue):
+    """ValidationQueue on the validator function's SQS queue: one message per version."""
+
+    def request_validation(self, model: str, version: int) -> None:
+        """Queue ``{"model", "version"}`` for the validator."""
+        self.send(json.dumps({"model": model, "version": version}))
+
 
 class OnnxRuntime:
     """ModelRuntime with onnxruntime (``mlambda.adapters.onnx``, imported on use: the functions that
     only read the catalog from this module, batch fan-out and monitor, ship no onnxruntime)."""
 
-    def inspect(self, data: bytes, *, max_bytes: int) -> Signature:
-        """Validate the artifact and read its signature."""
-        from mlambda.adapters.onnx import inspect_model
+    def load(self, data: bytes, *, max_bytes: int) -> ValidatedModel:
+        """Check the artifact, load it once, read its signature (4xx when unusable)."""
+        from mlambda.adapters.onnx import validated_model  # onnxruntime: only where models are loaded
 
-        return inspect_model(data, max_bytes=max_bytes)
-
-    def run(self, data: bytes, feed: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        """Every output of the artifact for ``feed`` (a fresh session: registry calls are rare)."""
-        from mlambda.adapters.onnx import OnnxModel
-
-        return OnnxModel(data).run(feed)
+        return validated_model(data, max_bytes=max_bytes)

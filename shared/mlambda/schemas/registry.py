@@ -7,7 +7,7 @@ registry (writes), predict, batch and monitor (reads). Stored in the registry ta
 pk                   sk                      item
 ===================  ======================  ==================================
 ``model#<name>``     ``meta``                RegisteredModel (gsi1pk ``models``, gsi1sk name)
-``model#<name>``     ``version#<%010d>``     ModelVersion
+``model#<name>``     ``version#<%010d>``     ModelVersion (READY) or PendingVersion (PENDING_VALIDATION, FAILED)
 ``model#<name>``     ``alias#<alias>``       Alias
 ``model#<name>``     ``endpoint``            EndpointConfig
 ``model#<name>``     ``history#<iso>#<id>``  HistoryEntry (append-only)
@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,6 +34,10 @@ AliasName = Annotated[str, Field(pattern=ALIAS_PATTERN)]
 TensorType = Literal["float32", "float64", "int64", "int32", "string", "bool"]
 FeatureType = Literal["float", "int", "string", "bool"]
 Task = Literal["classification", "regression"]
+VersionStatus = Literal["PENDING_VALIDATION", "READY", "FAILED"]
+PENDING_VALIDATION: Final = "PENDING_VALIDATION"
+READY: Final = "READY"
+FAILED: Final = "FAILED"
 Interaction = Literal["click", "view", "render"]
 SEEN_INTERACTIONS: tuple[Interaction, ...] = ("view", "render")
 
@@ -113,11 +117,70 @@ class RegisteredModel(BaseModel):
     updated_at: datetime
 
 
+class VersionWarning(BaseModel):
+    """Something a READY version's owner should know (the version still serves)."""
+
+    code: str
+    message: str
+
+
+class MetricInterval(BaseModel):
+    """A metric measured on the reference sample, with its 95% interval."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+
+class ReferenceSummary(BaseModel):
+    """The reference sample as validation understood it: where a copy is, each column's role, and
+    the model's quality on its rows (the baseline monitoring compares live quality with)."""
+
+    sample_key: str = Field(description="artifacts-bucket key of the sample's copy (rows for explanations)")
+    rows: int = Field(description="rows in the sample")
+    scored_rows: int = Field(description="rows with every feature present, scored by the model")
+    target: str | None = Field(None, description="the column holding the true label or value")
+    excluded: list[str] = Field(
+        default_factory=list, description="columns that are neither feature nor target"
+    )
+    labelled_rows: int = Field(0, description="scored rows whose target the model's metrics could use")
+    metrics: dict[str, MetricInterval] = Field(
+        default_factory=dict, description="the model's quality on the reference rows (held-out data)"
+    )
+
+
+class ValidationCheck(BaseModel):
+    """One step of validating a version (in order: upload, structure, loads, reference, ...)."""
+
+    name: str
+    passed: bool
+    message: str
+
+
+class ValidationReport(BaseModel):
+    """What the validator did to a version, and how long it took."""
+
+    checks: list[ValidationCheck] = Field(default_factory=list)
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: float = Field(description="wall time of the validation")
+    attempts: int = Field(1, description="deliveries of the validation request (retries after crashes)")
+
+
+class VersionFailure(BaseModel):
+    """Why a version is FAILED: an error code, a message naming the problem, and its details."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
 class ModelVersion(BaseModel):
-    """One immutable, validated version of a model."""
+    """One immutable, validated (READY) version of a model: the only kind anything serves."""
 
     model: ModelName
     version: int = Field(ge=1)
+    status: Literal["READY"] = READY
     artifact_key: str = Field(description="key of the ONNX file in the artifacts bucket")
     artifact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(ge=1)
@@ -134,12 +197,15 @@ class ModelVersion(BaseModel):
     reference_profile_key: str | None = Field(
         None, description="artifacts-bucket key of the reference profile JSON"
     )
+    reference: ReferenceSummary | None = Field(None, description="the reference sample, when one was given")
     explainer_key: str | None = Field(
         None,
         description="artifacts-bucket key of the explainer (.npz) built from the reference sample; "
         "None: predictions of this version cannot be explained",
     )
     smoke_cases: list[SmokeCase] = Field(default_factory=list, max_length=50)
+    warnings: list[VersionWarning] = Field(default_factory=list)
+    validation: ValidationReport | None = None
     created_at: datetime
     created_by: str
 
@@ -147,6 +213,25 @@ class ModelVersion(BaseModel):
     def ref(self) -> str:
         """How variants name this version: ``v<N>``."""
         return f"v{self.version}"
+
+
+class PendingVersion(BaseModel):
+    """A version number that is not READY: waiting for the validator, or FAILED (never servable)."""
+
+    model: ModelName
+    version: int = Field(ge=1)
+    status: Literal["PENDING_VALIDATION", "FAILED"] = PENDING_VALIDATION
+    request: dict[str, Any] = Field(description="the register request, as the validator reads it")
+    owner: str = ""
+    failure: VersionFailure | None = Field(None, description="FAILED: why")
+    validation: ValidationReport | None = None
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+
+
+VersionRecord = Annotated[ModelVersion | PendingVersion, Field(discriminator="status")]
+"""A stored version whatever its status: READY (ModelVersion) or not (PendingVersion)."""
 
 
 class Alias(BaseModel):
@@ -284,6 +369,11 @@ class EndpointConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: ModelName
+    revision: int = Field(
+        0,
+        ge=0,
+        description="increases by one with every write; send it back in If-Match to change the config",
+    )
     variants: list[Variant] = Field(min_length=1, max_length=10)
     shadow: Shadow | None = None
     sticky_key: str | None = Field(
@@ -305,6 +395,8 @@ HistoryAction = Literal[
     "model_updated",
     "model_deleted",
     "version_registered",
+    "version_ready",
+    "version_failed",
     "alias_moved",
     "alias_deleted",
     "rollback",

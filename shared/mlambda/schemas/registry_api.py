@@ -17,11 +17,11 @@ from mlambda.schemas.registry import (
     FeatureType,
     HistoryEntry,
     ModelName,
-    ModelVersion,
     RegisteredModel,
     ServingRules,
     Shadow,
     Variant,
+    VersionRecord,
     check_variants,
 )
 
@@ -140,6 +140,17 @@ class RegisterVersionRequest(BaseModel):
     feature_types: list[FeatureType] | None = Field(
         None, description="types of ``feature_names`` (default: from the input tensor's type)"
     )
+    target: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the reference sample's column holding the true label (value): the quality baseline",
+    )
+    exclude: list[str] | None = Field(
+        None,
+        max_length=MAX_FEATURES,
+        description="reference columns that are neither features nor target (ids, timestamps)",
+    )
     smoke_inputs: list[dict[str, Any]] | None = Field(None, min_length=1, max_length=MAX_SMOKE_INPUTS)
     metrics: dict[str, float] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -158,6 +169,17 @@ class RegisterVersionRequest(BaseModel):
                 raise ValueError("feature names must be 1-128 characters")
             if len(set(self.feature_names)) != len(self.feature_names):
                 raise ValueError("feature names must be unique")
+        roles = [self.target] if self.target is not None else []
+        roles += self.exclude or []
+        if roles and self.reference_key is None:
+            raise ValueError("target and exclude name columns of the reference sample: give reference_key")
+        if self.exclude is not None and any(not name or len(name) > 128 for name in self.exclude):
+            raise ValueError("excluded column names must be 1-128 characters")
+        if self.target is not None and self.target in (self.exclude or []):
+            raise ValueError(f"column {self.target!r} cannot be both the target and excluded")
+        clash = sorted(set(roles) & set(self.feature_names or []))
+        if clash:
+            raise ValueError(f"columns {clash[:5]} cannot be features and also target or excluded")
         if self.feature_types is not None:
             if self.feature_names is None:
                 raise ValueError("feature_types needs feature_names")
@@ -169,9 +191,9 @@ class RegisterVersionRequest(BaseModel):
 
 
 class VersionPage(BaseModel):
-    """GET /models/{name}/versions (newest first)."""
+    """GET /models/{name}/versions (newest first): READY, PENDING_VALIDATION and FAILED ones."""
 
-    versions: list[ModelVersion]
+    versions: list[VersionRecord]
     next_token: str | None = None
 
 
@@ -246,6 +268,44 @@ class EndpointConfigRequest(BaseModel):
     def _weights(self) -> EndpointConfigRequest:
         check_variants(self.variants)
         return self
+
+
+class EndpointPatch(BaseModel):
+    """PATCH /models/{name}/endpoint: a JSON merge patch (RFC 7396) of the endpoint config.
+
+    What the patch names replaces the stored value, what it does not name is kept, and ``null``
+    removes (``"shadow": null``). Objects merge field by field (``"rules": {"fallback": null}``
+    keeps every other rule); lists (``variants``) are replaced whole. The merged config is
+    validated as a whole, and written only if nobody changed it since it was read.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    variants: list[Variant] | None = Field(None, min_length=1, max_length=10)
+    shadow: dict[str, Any] | None = None
+    sticky_key: str | None = Field(None, min_length=1, max_length=64)
+    cache: dict[str, Any] | None = None
+    rules: dict[str, Any] | None = None
+
+    def merge_patch(self) -> dict[str, Any]:
+        """Only the fields the caller sent, ``null`` kept (it means "remove")."""
+        return {
+            name: (
+                [variant.model_dump() for variant in self.variants]
+                if name == "variants" and self.variants is not None
+                else getattr(self, name)
+            )
+            for name in self.model_fields_set
+        }
+
+
+class TargetGate(BaseModel):
+    """The production gate as run for one endpoint target (a variant or the shadow)."""
+
+    target: str
+    version: int
+    passed: bool
+    checks: list[GateCheck]
 
 
 class HistoryPage(BaseModel):

@@ -26,6 +26,7 @@ from mlambda.schemas.monitoring import (
     FeatureKind,
     FeatureProfile,
     Histogram,
+    MetricEstimate,
     ModelBaseline,
     NumericProfile,
     ProfileSettings,
@@ -46,6 +47,21 @@ TARGET_COLUMN = "target"
 MIN_BASELINE_ROWS = 30
 # A model scored on its own training rows looks near perfect: these say "held-out data, please".
 TRAINING_LIKE = {"accuracy": 0.99, "auc": 0.999, "r2": 0.99}
+BEATS_REGISTERED_BY = 0.01
+"""A reference score whose whole interval beats the registered held-out score by more than this
+(absolute for scores, relative for errors) also looks like training data."""
+
+
+@dataclass(frozen=True)
+class ProfileNote:
+    """Something a registrant should read about their reference (the registry shows it as a warning).
+
+    ``code``: ``no_baseline`` (why there is no quality baseline) or
+    ``reference_looks_like_training_data``.
+    """
+
+    code: str
+    message: str
 
 
 def kind_of(dtype: str) -> FeatureKind:
@@ -312,9 +328,14 @@ def model_baseline(
     target: npt.ArrayLike,
     outputs: ReferenceOutputs,
     *,
+    registered: Mapping[str, float] | None = None,
     resamples: int = mq.MIN_RESAMPLES,
 ) -> tuple[ModelBaseline | None, str | None]:
-    """Quality of the model on the reference's labelled rows, or why there is none."""
+    """Quality of the model on the reference's labelled rows, or why there is none.
+
+    ``registered``: the metrics registered with the version (any usual spelling: ``test_roc_auc``),
+    kept beside the measured ones so monitoring and the registrant see both.
+    """
     truth = np.asarray(target, dtype=object).ravel()
     if outputs.rows is not None:
         truth = truth[np.asarray(outputs.rows, dtype=np.int64)]
@@ -332,7 +353,9 @@ def model_baseline(
                 f"{int(both.sum())} reference rows with a numeric target, fewer than {MIN_BASELINE_ROWS}",
             )
         estimates = mq.regression_estimates(truth_values[both], predicted[both], settings, rng)
-        return ModelBaseline(task=task, rows=int(both.sum()), metrics=estimates), None
+        return ModelBaseline(
+            task=task, rows=int(both.sum()), metrics=_with_registered(estimates, registered)
+        ), None
     if outputs.labels is None:
         return None, "no predicted label to compare the target with"
     matrix = outputs.probability_matrix()
@@ -364,7 +387,7 @@ def model_baseline(
             task=task,
             rows=int(usable.sum()),
             classes=classes,
-            metrics=estimates,
+            metrics=_with_registered(estimates, registered),
             calibration=maps,
             estimated=estimated,
         ),
@@ -372,15 +395,54 @@ def model_baseline(
     )
 
 
-def training_like(baseline: ModelBaseline) -> list[str]:
-    """Warnings when the reference's quality looks like training quality (near perfect)."""
-    return [
-        f"the model's {name} on the reference is {baseline.metrics[name].value:.4g}: that looks like "
-        "rows it was trained on; pass held-out rows, or monitoring will compare served traffic with an "
-        "optimistic baseline and in-sample outputs"
+def _with_registered(
+    estimates: Mapping[str, MetricEstimate], registered: Mapping[str, float] | None
+) -> dict[str, MetricEstimate]:
+    claimed = {mq.canonical_metric(name): float(value) for name, value in (registered or {}).items()}
+    return {
+        name: estimate.model_copy(update={"registered": claimed[name]}) if name in claimed else estimate
+        for name, estimate in estimates.items()
+    }
+
+
+def training_like(baseline: ModelBaseline) -> list[ProfileNote]:
+    """Notes when the reference's quality looks like training quality: near perfect, or better than
+    the registered held-out metric beyond its own interval."""
+    advice = (
+        "that looks like rows it was trained on; pass held-out rows, or monitoring will compare "
+        "served traffic with an optimistic baseline and in-sample outputs"
+    )
+    perfect = [
+        f"{name} {baseline.metrics[name].value:.4g}"
         for name, limit in TRAINING_LIKE.items()
         if name in baseline.metrics and baseline.metrics[name].value >= limit
     ]
+    if perfect:
+        return [
+            ProfileNote(
+                "reference_looks_like_training_data",
+                f"the model's {', '.join(perfect)} on the reference: {advice}",
+            )
+        ]
+    notes: list[ProfileNote] = []
+    for name, estimate in baseline.metrics.items():
+        claimed, low, high = estimate.registered, estimate.low, estimate.high
+        if claimed is None or not math.isfinite(claimed) or low is None or high is None:
+            continue
+        if name in mq.LOWER_IS_BETTER:
+            better = high < claimed * (1 - BEATS_REGISTERED_BY)
+        else:
+            better = low > claimed + BEATS_REGISTERED_BY
+        if better:
+            notes.append(
+                ProfileNote(
+                    "reference_looks_like_training_data",
+                    f"the model's {name} on the reference is {estimate.value:.4g} [{low:.4g}, {high:.4g}], "
+                    f"better than the registered {claimed:.4g}: {advice}",
+                )
+            )
+            break
+    return notes
 
 
 def _as_float(value: Any) -> float:
@@ -397,9 +459,10 @@ def reference_profile(
     task: Task | None = None,
     target: npt.ArrayLike | None = None,
     outputs: ReferenceOutputs | None = None,
+    registered: Mapping[str, float] | None = None,
     settings: ProfileSettings | None = None,
     now: datetime | None = None,
-) -> tuple[ReferenceProfile, list[str]]:
+) -> tuple[ReferenceProfile, list[ProfileNote]]:
     """The reference profile and the notes a registrant should see (why no baseline, for instance).
 
     ``features``: one array per schema feature (numbers, or strings/bools; None/NaN missing); a
@@ -407,11 +470,11 @@ def reference_profile(
     rather than crashing. ``target``: the reference's labels (classification) or values
     (regression), one per reference row. ``outputs``: the model's outputs on the reference rows
     (held out from training). With both and ``task``, the profile carries the quality baseline
-    and the calibration CBPE uses.
+    and the calibration CBPE uses; ``registered`` metrics are kept beside the measured ones.
     """
     settings = settings or ProfileSettings()
     rows = max((len(np.asarray(v)) for v in features.values()), default=0)
-    notes: list[str] = []
+    notes: list[ProfileNote] = []
     profiles = []
     for spec in schema.features:
         column = features.get(spec.name)
@@ -432,13 +495,18 @@ def reference_profile(
             TARGET_COLUMN, "float" if target_kind == "numeric" else "string", target_kind, target, settings
         )
         if outputs is not None and task is not None:
-            baseline, why = model_baseline(task, target, outputs)
+            baseline, why = model_baseline(task, target, outputs, registered=registered)
             if why:
-                notes.append(f"no model-quality baseline: {why}")
+                notes.append(ProfileNote("no_baseline", f"no model-quality baseline: {why}"))
             if baseline is not None:
                 notes.extend(training_like(baseline))
         elif task is None:
-            notes.append("no model-quality baseline: the task (classification or regression) was not given")
+            notes.append(
+                ProfileNote(
+                    "no_baseline",
+                    "no model-quality baseline: the task (classification or regression) was not given",
+                )
+            )
     profile = ReferenceProfile(
         created_at=now or datetime.now(UTC),
         row_count=rows,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         EndpointConfig,
         HistoryEntry,
         ModelVersion,
+        PendingVersion,
         RegisteredModel,
         Signature,
     )
@@ -59,14 +60,23 @@ class RegistryStore(ModelCatalog, Protocol):
         """The highest version number (strongly consistent); NotFoundError when there is no model."""
         ...
 
-    def add_version(self, version: ModelVersion, entry: HistoryEntry) -> None:
+    def add_version(self, version: ModelVersion | PendingVersion, entry: HistoryEntry) -> None:
         """Store version N only if N-1 is the latest; ConflictError when another registration won."""
+        ...
+
+    def version_record(self, name: str, version: int) -> ModelVersion | PendingVersion | None:
+        """Version ``version`` whatever its status (consistent read), or None."""
+        ...
+
+    def finish_version(self, version: ModelVersion | PendingVersion, entry: HistoryEntry) -> None:
+        """Replace a PENDING_VALIDATION version by its outcome (READY or FAILED), only while it is
+        pending; ConflictError (``version_not_pending``) otherwise."""
         ...
 
     def list_versions(
         self, name: str, *, limit: int, token: str | None
-    ) -> tuple[list[ModelVersion], str | None]:
-        """One page of versions, newest first."""
+    ) -> tuple[list[ModelVersion | PendingVersion], str | None]:
+        """One page of versions (every status), newest first."""
         ...
 
     def get_alias(self, name: str, alias: str) -> Alias | None:
@@ -83,8 +93,16 @@ class RegistryStore(ModelCatalog, Protocol):
         """Remove the alias only if it still points at ``expected``; else ConflictError."""
         ...
 
-    def put_endpoint(self, config: EndpointConfig, targets: list[str], entry: HistoryEntry) -> None:
-        """Store the config only if every alias name in ``targets`` still exists; else ConflictError."""
+    def put_endpoint(
+        self,
+        config: EndpointConfig,
+        targets: list[str],
+        entry: HistoryEntry,
+        *,
+        expected_revision: int | None = None,
+    ) -> None:
+        """Store the config only if the stored one is still at ``expected_revision`` (None: none is
+        stored) and every target still exists; ConflictError (``conflict`` for a stale revision)."""
         ...
 
     def history(
@@ -117,14 +135,42 @@ class RegistryArtifacts(ArtifactStore, Protocol):
         """Remove every object under ``prefix``."""
         ...
 
-
-class ModelRuntime(Protocol):
-    """Validates ONNX artifacts and runs them (onnxruntime behind it)."""
-
-    def inspect(self, data: bytes, *, max_bytes: int) -> Signature:
-        """The artifact's signature; InvalidInputError / PayloadTooLargeError when it is unusable."""
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """The object at ``key`` and its ETag; NotFoundError when absent."""
         ...
 
-    def run(self, data: bytes, feed: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        """Every output of the artifact for ``feed``."""
+    def copy(self, source: str, target: str, *, etag: str | None = None) -> None:
+        """Copy ``source`` to ``target`` inside the bucket; with ``etag``, only if ``source`` still has
+        that ETag (ConflictError or UpstreamError otherwise)."""
+        ...
+
+    def purge(self, key: str) -> None:
+        """Remove ``key`` for good (every stored version of it); no error when absent."""
+        ...
+
+
+class RunnableModel(Protocol):
+    """An artifact that passed the checks and loaded once: its signature, and runs."""
+
+    signature: Signature
+
+    def run(self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, Any]:
+        """The requested outputs (all by default) for ``feed``."""
+        ...
+
+
+class ModelRuntime(Protocol):
+    """Checks ONNX artifacts and loads them (onnxruntime behind it)."""
+
+    def load(self, data: bytes, *, max_bytes: int) -> RunnableModel:
+        """Size cap, structure (no external data), load; InvalidInputError / PayloadTooLargeError
+        / UnprocessableError naming what is wrong."""
+        ...
+
+
+class ValidationQueue(Protocol):
+    """Where registration asks for a version to be validated (the validator function's queue)."""
+
+    def request_validation(self, model: str, version: int) -> None:
+        """Queue the validation of ``model`` version ``version``; UpstreamError when it cannot."""
         ...

@@ -1,30 +1,35 @@
-"""The model registry: models, immutable validated versions, aliases with a production gate,
-endpoint configs, rollback and an append-only history.
+"""The model registry API: models, versions registered for validation, aliases and endpoints behind
+the gate, rollback and an append-only history.
 
 Fixes what MLflow users miss: "which version was in production on 3 March?" is answered from
 the history; one alias points at exactly one version (a conditional transaction, so of two
-concurrent moves one wins and the other gets 409); moving ``production`` runs a gate (artifact
-integrity, it loads, recorded smoke cases reproduce, signature compatible with the current
-production version) unless forced with a reason.
+concurrent moves one wins and the other gets 409); any version that receives traffic, through
+``production``, another alias an endpoint serves, a split variant or the shadow, passes the gate
+(``gate.py``: integrity, loads, smoke cases, signature compatible with the live version) unless a
+production move is forced with a reason.
 
-Version numbers come from a conditional increment of the model's ``latest_version`` in the same
-transaction that writes the version, retried on conflict: 1, 2, 3... without gaps or duplicates
-however many registrations race. The artifact is written to ``models/<name>/v<N>/model.onnx``
-only after the number is won, so a loser never overwrites a winner's file.
+Registration does no heavy work: it checks the upload keys and sizes, takes the next version
+number (a conditional increment of the model's ``latest_version`` in the same transaction that
+writes the version, retried on conflict: 1, 2, 3... without gaps or duplicates however many
+registrations race), stores the version PENDING_VALIDATION and queues its validation
+(``validation.py``, in the validator function); the API answers 202 at once whatever the model's
+size. Only READY versions can get an alias or traffic.
+
+Endpoint configs carry a revision: every change is a read-modify-write that names the revision
+it read (``If-Match``), a stale write is 409 ``conflict``, a PATCH keeps what it does not name,
+and the history keeps the whole config before and after.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import ValidationError
 
 from mlambda.errors import (
@@ -33,36 +38,35 @@ from mlambda.errors import (
     MlambdaError,
     NotFoundError,
     PayloadTooLargeError,
+    PreconditionRequiredError,
     UnprocessableError,
+    UpstreamError,
 )
 from mlambda.observability import logger
 from mlambda.ports import EventPublisher
 from mlambda.schemas.registry import (
     ALIAS_PATTERN,
+    FAILED,
     MODEL_NAME_PATTERN,
+    PENDING_VALIDATION,
     PRODUCTION,
     Alias,
     EndpointConfig,
-    FeatureSchema,
-    FeatureSpec,
-    FeatureType,
     HistoryAction,
     HistoryEntry,
     ModelVersion,
+    PendingVersion,
     RegisteredModel,
-    Signature,
-    SmokeCase,
-    TensorSpec,
+    VersionFailure,
     parse_version_ref,
 )
 from mlambda.schemas.registry_api import (
     MAX_PAGE,
-    UPLOAD_EXTENSIONS,
     AliasAtTime,
     AliasMove,
     CreateModelRequest,
     EndpointConfigRequest,
-    GateCheck,
+    EndpointPatch,
     GateReport,
     HistoryPage,
     ModelDetails,
@@ -70,57 +74,30 @@ from mlambda.schemas.registry_api import (
     MoveAliasRequest,
     RegisterVersionRequest,
     RollbackRequest,
+    TargetGate,
     UpdateModelRequest,
     UploadRequest,
     UploadTicket,
     VersionPage,
 )
-from mlambda.services.inference.scoring import (
-    columns_to_feed,
-    matches,
-    predictions,
-    probability_matrix,
-    rows_to_feed,
-    validate_rows,
+from mlambda.services.registry.gate import Gate
+from mlambda.services.registry.ports import (
+    ModelRuntime,
+    RegistryArtifacts,
+    RegistryStore,
+    ValidationQueue,
 )
-from mlambda.services.registry.ports import ModelRuntime, RegistryArtifacts, RegistryStore
+from mlambda.services.registry.validation import EVENT_SOURCE, check_upload_key
 
 if TYPE_CHECKING:
     from mlambda.config import RegistrySettings
 
-EVENT_SOURCE = "mlambda.registry"
 VERSION_REGISTERED = "Model Version Registered"
 ALIAS_MOVED = "Model Alias Moved"
 ENDPOINT_CHANGED = "Model Endpoint Changed"
 MAX_REGISTER_ATTEMPTS = 40
-SMOKE_BYTES_BUDGET = 100_000
-UPLOAD_KEY = re.compile(
-    r"^uploads/(?P<model>[a-z0-9][a-z0-9_-]{0,62})/[0-9a-f]{32}/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-)
-# Feature types each tensor element type can carry (rows_to_feed casts them to the tensor's type).
-TENSOR_FEATURE_TYPES: dict[str, tuple[FeatureType, ...]] = {
-    "float32": ("float", "int", "bool"),
-    "float64": ("float", "int", "bool"),
-    "int64": ("int", "bool"),
-    "int32": ("int", "bool"),
-    "string": ("string",),
-    "bool": ("bool",),
-}
-DEFAULT_FEATURE_TYPE: dict[str, FeatureType] = {
-    "float32": "float",
-    "float64": "float",
-    "int64": "int",
-    "int32": "int",
-    "string": "string",
-    "bool": "bool",
-}
-# Per-feature inputs are fed as rows_to_feed builds them: float32, int64, string or bool.
-PER_FEATURE_TYPES: dict[str, FeatureType] = {
-    "float32": "float",
-    "int64": "int",
-    "string": "string",
-    "bool": "bool",
-}
+MAX_PATCH_ATTEMPTS = 5
+ANY_REVISION = "*"
 
 
 def _now() -> datetime:
@@ -157,15 +134,47 @@ def parse_tag_filter(tag: str | None) -> tuple[str, str] | None:
     return key, value
 
 
-def _python(value: Any, dtype: FeatureType) -> Any:
-    """A numpy scalar as the JSON value a client would send for a feature of ``dtype``."""
-    if dtype == "float":
-        return float(value)
-    if dtype == "int":
-        return int(value)
-    if dtype == "bool":
-        return bool(value)
-    return str(value)
+def parse_if_match(value: str | None) -> int | str | None:
+    """An ``If-Match`` header (``"3"``, ``W/"3"``, ``3`` or ``*``) as a revision, ``*`` or None."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text == ANY_REVISION:
+        return ANY_REVISION
+    text = text.removeprefix("W/").strip('"')
+    if not text.isdigit() or len(text) > 12:
+        raise InvalidInputError(
+            f'If-Match must be the endpoint\'s revision as its ETag gives it (e.g. "3"), got {value[:40]!r}',
+            code="invalid_if_match",
+        )
+    return int(text)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge key by key, ``None`` removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+def version_not_ready(record: PendingVersion) -> ConflictError:
+    """409 for an alias or traffic aimed at a version that is not READY."""
+    reason = f": {record.failure.message}" if record.failure else " (still validating)"
+    return ConflictError(
+        f"{record.model} v{record.version} is {record.status}{reason}; only READY versions get aliases or traffic",
+        code="version_not_ready",
+        details={
+            "version": record.version,
+            "status": record.status,
+            "failure": record.failure.model_dump() if record.failure else None,
+        },
+    )
 
 
 class RegistryService:
@@ -177,41 +186,45 @@ class RegistryService:
         artifacts: RegistryArtifacts,
         runtime: ModelRuntime,
         events: EventPublisher,
+        validations: ValidationQueue,
         *,
         max_model_bytes: int = 100 * 1024 * 1024,
         max_reference_bytes: int = 64 * 1024 * 1024,
         upload_ttl_seconds: int = 900,
-        smoke_rows: int = 20,
         smoke_tolerance: float = 1e-4,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._store = store
         self._artifacts = artifacts
-        self._runtime = runtime
         self._events = events
+        self._validations = validations
         self.max_model_bytes = max_model_bytes
         self.max_reference_bytes = max_reference_bytes
         self.upload_ttl_seconds = upload_ttl_seconds
-        self.smoke_rows = smoke_rows
-        self.smoke_tolerance = smoke_tolerance
+        self.gate = Gate(artifacts, runtime, max_model_bytes=max_model_bytes, tolerance=smoke_tolerance)
         self._clock = clock
 
     @classmethod
     def from_settings(cls, settings: RegistrySettings) -> RegistryService:
-        """The service on DynamoDB, S3, onnxruntime and EventBridge."""
+        """The service on DynamoDB, S3, onnxruntime, SQS and EventBridge."""
         from mlambda.adapters.dynamodb import DynamoTable
         from mlambda.adapters.messaging import EventBus
-        from mlambda.adapters.registry import DynamoRegistryStore, OnnxRuntime, S3RegistryArtifacts
+        from mlambda.adapters.registry import (
+            DynamoRegistryStore,
+            OnnxRuntime,
+            S3RegistryArtifacts,
+            SqsValidationQueue,
+        )
 
         return cls(
             DynamoRegistryStore(DynamoTable(settings.registry_table, settings)),
             S3RegistryArtifacts(settings.artifacts_bucket, settings),
             OnnxRuntime(),
             EventBus(settings, bus_name=settings.event_bus_name, source=EVENT_SOURCE),
+            SqsValidationQueue(settings.validation_queue_url, settings),
             max_model_bytes=settings.max_model_bytes,
             max_reference_bytes=settings.max_reference_bytes,
             upload_ttl_seconds=settings.upload_url_ttl_seconds,
-            smoke_rows=settings.smoke_rows,
             smoke_tolerance=settings.smoke_tolerance,
         )
 
@@ -322,19 +335,9 @@ class RegistryService:
             expires_at=self._clock() + timedelta(seconds=self.upload_ttl_seconds),
         )
 
-    def _upload(self, name: str, key: str, kind: str, max_bytes: int) -> bytes:
-        """The uploaded object at ``key``, after checking it is this model's upload of the right kind and size."""
-        match = UPLOAD_KEY.match(key)
-        if match is None or match.group("model") != name or ".." in key:
-            raise InvalidInputError(
-                f"{kind} key must be an upload key of model '{name}' (from POST /models/{name}/uploads)",
-                code="invalid_upload_key",
-            )
-        if not key.lower().endswith(UPLOAD_EXTENSIONS[kind]):
-            raise InvalidInputError(
-                f"a {kind} upload must be named *{' or *'.join(UPLOAD_EXTENSIONS[kind])}",
-                code="invalid_upload_key",
-            )
+    def _check_upload(self, name: str, key: str, kind: str, max_bytes: int) -> None:
+        """This model's upload of the right kind exists and fits the cap; an oversized one is deleted."""
+        check_upload_key(name, key, kind)
         try:
             size = self._artifacts.size(key)
         except NotFoundError as exc:
@@ -343,70 +346,37 @@ class RegistryService:
                 code="upload_not_found",
             ) from exc
         if size > max_bytes:
+            self._artifacts.purge(key)
             raise PayloadTooLargeError(
-                f"{kind} is {size} bytes, over the {max_bytes}-byte cap", details={"size": size}
+                f"{kind} is {size} bytes, over the {max_bytes}-byte cap; the upload was deleted",
+                details={"size": size, "max_bytes": max_bytes},
             )
-        return self._artifacts.get(key)
 
-    def register_version(self, name: str, request: RegisterVersionRequest, actor: str) -> ModelVersion:
-        """Validate an uploaded ONNX artifact and register it as the model's next version."""
+    def register_version(self, name: str, request: RegisterVersionRequest, actor: str) -> PendingVersion:
+        """Take the next version number for an uploaded artifact and queue its validation (202).
+
+        Cheap whatever the size: key checks and HEADs here; loading, scoring the reference and the
+        smoke cases happen in the validator, which makes the version READY or FAILED.
+        """
         model = self._model(name)
-        data = self._upload(name, request.upload_key, "model", self.max_model_bytes)
-        signature = self._runtime.inspect(data, max_bytes=self.max_model_bytes)
-        frame = None
+        self._check_upload(name, request.upload_key, "model", self.max_model_bytes)
         if request.reference_key:
-            self._upload(name, request.reference_key, "reference", self.max_reference_bytes)
-            frame = self._artifacts.read_table(request.reference_key)
-            if not frame or not len(next(iter(frame.values()))):
-                raise UnprocessableError("the reference sample has no rows", code="empty_reference")
-        schema = feature_schema(signature, request.feature_names, request.feature_types, frame)
-        sample_rows: list[dict[str, Any]] = []
-        profile: bytes | None = None
-        digest = hashlib.sha256(data).hexdigest()
-        explainer: bytes | None = None
-        if frame is not None:
-            sample_rows, profile = self._reference(data, signature, schema, frame)
-            explainer = self._explainer(data, digest, signature, schema, frame)
-        smoke_rows = list(request.smoke_inputs) if request.smoke_inputs else sample_rows[: self.smoke_rows]
-        smoke = self._smoke_cases(data, signature, schema, smoke_rows)
-
+            self._check_upload(name, request.reference_key, "reference", self.max_reference_bytes)
         for attempt in range(MAX_REGISTER_ATTEMPTS):
             number = self._store.latest_version(name) + 1
             now = self._clock()
-            version = ModelVersion(
+            pending = PendingVersion(
                 model=name,
                 version=number,
-                artifact_key=f"models/{name}/v{number}/model.onnx",
-                artifact_sha256=digest,
-                size_bytes=len(data),
-                signature=signature,
-                feature_schema=schema,
-                metrics=request.metrics,
-                params=request.params,
-                training_data_uri=request.training_data_uri,
-                training_data_version=request.training_data_version,
-                source_code_version=request.source_code_version,
+                request=request.model_dump(mode="json", exclude_none=True),
                 owner=request.owner or model.owner or actor,
-                tags=request.tags,
-                description=request.description,
-                reference_profile_key=(
-                    f"models/{name}/v{number}/reference_profile.json" if profile is not None else None
-                ),
-                explainer_key=f"models/{name}/v{number}/explainer.npz" if explainer is not None else None,
-                smoke_cases=smoke,
                 created_at=now,
                 created_by=actor,
+                updated_at=now,
             )
-            entry = self._entry(
-                name,
-                actor,
-                "version_registered",
-                now,
-                to_version=number,
-                details={"artifact_sha256": digest, "size_bytes": len(data)},
-            )
+            entry = self._entry(name, actor, "version_registered", now, to_version=number)
             try:
-                self._store.add_version(version, entry)
+                self._store.add_version(pending, entry)
             except ConflictError:
                 # Another registration took this number: back off a little and take the next one.
                 time.sleep(random.uniform(0.0, 0.01 * min(attempt + 1, 10)))
@@ -416,138 +386,66 @@ class RegistryService:
             raise ConflictError(
                 f"model '{name}' is being registered too often concurrently; retry", code="version_conflict"
             )
-
-        # The number is ours alone now: nobody else writes under models/<name>/v<N>/.
-        self._artifacts.put(version.artifact_key, data)
-        if profile is not None and version.reference_profile_key:
-            self._artifacts.put(version.reference_profile_key, profile, content_type="application/json")
-        if explainer is not None and version.explainer_key:
-            self._artifacts.put(version.explainer_key, explainer)
+        try:
+            self._validations.request_validation(name, number)
+        except MlambdaError as exc:
+            self._not_queued(pending, actor, exc)
+            raise UpstreamError(
+                f"{name} v{number} could not be queued for validation and is FAILED; register again",
+                code="validation_not_queued",
+            ) from exc
         self._emit(
             VERSION_REGISTERED,
-            {
-                "model": name,
-                "version": version.version,
-                "artifact_key": version.artifact_key,
-                "artifact_sha256": digest,
-                "task": signature.task,
-                "metrics": version.metrics,
-                "actor": actor,
-            },
+            {"model": name, "version": number, "status": PENDING_VALIDATION, "actor": actor},
         )
-        return version
+        return pending
 
-    def _reference(
-        self, data: bytes, signature: Signature, schema: FeatureSchema, frame: Mapping[str, np.ndarray]
-    ) -> tuple[list[dict[str, Any]], bytes]:
-        """(complete sample rows as clients would send them, the reference profile JSON)."""
-        from mlambda.services.monitoring.profiling import compute_profile, prediction_columns, present
-
-        missing = [n for n in schema.names if n not in frame]
-        if missing:
-            raise UnprocessableError(
-                f"the reference sample lacks feature columns {missing[:10]}",
-                code="reference_mismatch",
-                details={"missing": missing},
-            )
-        features = {n: frame[n] for n in schema.names}
-        complete = np.logical_and.reduce([present(values) for values in features.values()])
-        outputs_frame = None
-        if complete.any():
-            try:
-                feed = columns_to_feed(schema, {n: values[complete] for n, values in features.items()})
-            except (ValueError, TypeError) as exc:
-                raise UnprocessableError(
-                    f"the reference sample's columns do not fit the model's input: {exc}",
-                    code="reference_mismatch",
-                ) from exc
-            outputs = self._runtime.run(data, feed)
-            if signature.task == "classification":
-                outputs_frame = prediction_columns(
-                    labels=np.asarray(outputs[signature.label_output or ""]),
-                    probabilities=probability_matrix(signature, outputs),
-                    class_labels=signature.class_labels,
-                )
-            else:
-                outputs_frame = prediction_columns(values=np.asarray(outputs[signature.value_output or ""]))
-        profile = compute_profile(features, schema, outputs_frame)
-        head = np.flatnonzero(complete)[: self.smoke_rows].tolist()
-        rows = [
-            {spec.name: _python(features[spec.name][index], spec.dtype) for spec in schema.features}
-            for index in head
-        ]
-        return rows, profile.to_json()
-
-    def _explainer(
-        self,
-        data: bytes,
-        digest: str,
-        signature: Signature,
-        schema: FeatureSchema,
-        frame: Mapping[str, np.ndarray],
-    ) -> bytes | None:
-        """The version's explainer artifact from its reference sample (None when its features are not numeric).
-
-        Built here, once, so that predict only loads it (``mlambda.services.inference.explain``).
-        """
-        from mlambda.services.inference.explain_build import UnsupportedModelError, build_explainer
-        from mlambda.services.monitoring.profiling import present
-
-        if any(spec.dtype == "string" for spec in schema.features):
-            return None
-        complete = np.logical_and.reduce([present(frame[name]) for name in schema.names])
-        if not complete.any():
-            return None
+    def _not_queued(self, pending: PendingVersion, actor: str, error: MlambdaError) -> None:
+        """A version nobody will validate must not stay pending: FAILED, uploads kept for a retry."""
+        failure = VersionFailure(
+            code="validation_not_queued", message=f"the validation could not be queued: {error.message}"
+        )
+        failed = pending.model_copy(
+            update={"status": FAILED, "failure": failure, "updated_at": self._clock()}
+        )
+        entry = self._entry(
+            pending.model, actor, "version_failed", to_version=pending.version, reason=failure.message
+        )
         try:
-            matrix = np.column_stack(
-                [np.asarray(frame[name][complete], dtype=np.float64) for name in schema.names]
+            self._store.finish_version(failed, entry)
+        except MlambdaError as exc:
+            logger.error(
+                "version left pending: neither queued nor marked failed",
+                extra={"model": pending.model, "version": pending.version, "error": exc.message},
             )
-        except (ValueError, TypeError):
-            return None  # _reference already refused columns that do not fit the model
-        try:
-            return build_explainer(
-                data,
-                signature,
-                schema,
-                matrix,
-                lambda feed: self._runtime.run(data, feed),
-                model_sha256=digest,
-            )
-        except UnsupportedModelError as exc:
-            logger.info("no explainer for this version", extra={"reason": str(exc)})
-            return None
-
-    def _smoke_cases(
-        self, data: bytes, signature: Signature, schema: FeatureSchema, rows: Sequence[Mapping[str, Any]]
-    ) -> list[SmokeCase]:
-        """Score ``rows`` now and record the outputs, within an item-size budget."""
-        if not rows:
-            return []
-        validate_rows(schema, rows)
-        outputs = self._runtime.run(data, rows_to_feed(schema, rows))
-        cases: list[SmokeCase] = []
-        used = 0
-        for row, expected in zip(rows, predictions(signature, outputs), strict=True):
-            case = SmokeCase(inputs=dict(row), expected=expected)
-            used += len(case.model_dump_json())
-            if used > SMOKE_BYTES_BUDGET:
-                break
-            cases.append(case)
-        return cases
 
     def list_versions(self, name: str, *, limit: int = 50, token: str | None = None) -> VersionPage:
-        """A page of versions, newest first."""
+        """A page of versions (every status), newest first."""
         self._model(name)
         versions, next_token = self._store.list_versions(name, limit=self._page_limit(limit), token=token)
         return VersionPage(versions=versions, next_token=next_token)
 
-    def get_version(self, name: str, ref: str) -> ModelVersion:
-        """Version ``3`` / ``v3``."""
+    def get_version(self, name: str, ref: str) -> ModelVersion | PendingVersion:
+        """Version ``3`` / ``v3`` whatever its status."""
         check_model_name(name)
         number = parse_version_ref(ref)
         if number is None or number < 1:
             raise InvalidInputError(f"version must read 3 or v3, got {ref[:20]!r}", code="invalid_version")
-        return self._store.get_version(name, number)
+        record = self._store.version_record(name, number)
+        if record is None:
+            raise NotFoundError(
+                f"model '{name}' has no version {number}",
+                code="version_not_found",
+                details={"model": name, "version": number},
+            )
+        return record
+
+    def _ready(self, name: str, number: int) -> ModelVersion:
+        """Version ``number`` if it is READY: 404 when absent, 409 ``version_not_ready`` otherwise."""
+        record = self.get_version(name, str(number))
+        if isinstance(record, PendingVersion):
+            raise version_not_ready(record)
+        return record
 
     # ------------------------------------------------------------------ aliases
 
@@ -559,10 +457,11 @@ class RegistryService:
         return found
 
     def move_alias(self, name: str, alias: str, request: MoveAliasRequest, actor: str) -> AliasMove:
-        """Point ``alias`` at a version; ``production`` must pass the gate unless forced with a reason."""
+        """Point ``alias`` at a READY version; an alias that serves traffic (``production``, or one an
+        endpoint variant or shadow names) must pass the gate, which only ``production`` may force."""
         check_alias_name(alias)
         self._model(name)
-        target = self._store.get_version(name, request.version)
+        target = self._ready(name, request.version)
         current = self._store.get_alias(name, alias)
         if request.expected_version is not None and (
             current is None or current.version != request.expected_version
@@ -577,14 +476,16 @@ class RegistryService:
             return AliasMove(**current.model_dump())
         gate = None
         forced = False
-        if alias == PRODUCTION:
-            live = self._store.get_version(name, current.version) if current else None
-            gate = self.gate(target, live)
+        if alias == PRODUCTION or self._serves(name, alias):
+            gate = self.gate.check(target, self._live(name, alias, current))
             if not gate.passed:
-                if not request.force:
+                if not (request.force and alias == PRODUCTION):
                     failed = [check.message for check in gate.checks if not check.passed]
+                    where = (
+                        "promotion" if alias == PRODUCTION else f"alias '{alias}' (the endpoint serves it)"
+                    )
                     raise UnprocessableError(
-                        f"promotion gate failed for {name} v{target.version}: {'; '.join(failed)}",
+                        f"gate failed for {name} v{target.version} -> {where}: {'; '.join(failed)}",
                         code="gate_failed",
                         details=gate.model_dump(),
                     )
@@ -600,6 +501,21 @@ class RegistryService:
             forced=forced,
             gate=gate,
         )
+
+    def _serves(self, name: str, alias: str) -> bool:
+        """Whether the endpoint sends traffic to ``alias`` (a variant or the shadow names it)."""
+        config = self._store.endpoint_config(name)
+        if config is None:
+            return False
+        return any(v.target == alias for v in config.variants) or (
+            config.shadow is not None and config.shadow.target == alias
+        )
+
+    def _live(self, name: str, alias: str, current: Alias | None) -> ModelVersion | None:
+        """The version callers are served now, that a new target must be compatible with."""
+        production = current if alias == PRODUCTION else self._store.get_alias(name, PRODUCTION)
+        live = production or current
+        return self._store.get_version(name, live.version) if live else None
 
     def rollback(self, name: str, request: RollbackRequest, actor: str) -> AliasMove:
         """Move the alias back to the version it pointed at before, recorded like any move.
@@ -702,122 +618,10 @@ class RegistryService:
         )
         return current
 
-    # ------------------------------------------------------------------ the production gate
-
-    def gate(self, target: ModelVersion, live: ModelVersion | None) -> GateReport:
-        """Integrity, loading, smoke reproduction and compatibility with the live production version."""
-        checks: list[GateCheck] = []
-        try:
-            data = self._artifacts.get(target.artifact_key)
-        except NotFoundError:
-            data = None
-        digest = hashlib.sha256(data).hexdigest() if data is not None else None
-        if data is None or digest != target.artifact_sha256:
-            message = (
-                f"artifact {target.artifact_key} is missing"
-                if data is None
-                else f"artifact sha256 {digest} does not match the registered {target.artifact_sha256}"
-            )
-            checks.append(GateCheck(name="artifact_integrity", passed=False, message=message))
-        else:
-            checks.append(GateCheck(name="artifact_integrity", passed=True, message="sha256 matches"))
-            checks.extend(self._loads_and_reproduces(data, target))
-        checks.append(compatibility(target, live))
-        return GateReport(passed=all(check.passed for check in checks), checks=checks)
-
-    def _loads_and_reproduces(self, data: bytes, target: ModelVersion) -> list[GateCheck]:
-        try:
-            self._runtime.inspect(data, max_bytes=max(self.max_model_bytes, len(data)))
-        except MlambdaError as exc:
-            return [GateCheck(name="loads", passed=False, message=exc.message)]
-        checks = [GateCheck(name="loads", passed=True, message="loads in onnxruntime")]
-        if not target.smoke_cases:
-            checks.append(GateCheck(name="smoke_cases", passed=True, message="no smoke cases recorded"))
-            return checks
-        rows = [case.inputs for case in target.smoke_cases]
-        try:
-            outputs = self._runtime.run(data, rows_to_feed(target.feature_schema, rows))
-            actual = predictions(target.signature, outputs)
-        except (MlambdaError, ValueError, KeyError) as exc:
-            message = exc.message if isinstance(exc, MlambdaError) else str(exc)
-            checks.append(GateCheck(name="smoke_cases", passed=False, message=f"smoke run failed: {message}"))
-            return checks
-        wrong = [
-            index
-            for index, (case, got) in enumerate(zip(target.smoke_cases, actual, strict=True))
-            if not matches(case.expected, got, tolerance=self.smoke_tolerance)
-        ]
-        total = len(target.smoke_cases)
-        checks.append(
-            GateCheck(
-                name="smoke_cases",
-                passed=not wrong,
-                message=(
-                    f"{total} smoke cases reproduce"
-                    if not wrong
-                    else f"{len(wrong)} of {total} smoke cases differ from the recorded outputs (rows {wrong[:10]})"
-                ),
-            )
-        )
-        return checks
-
     # ------------------------------------------------------------------ endpoint
 
-    def put_endpoint(self, name: str, request: EndpointConfigRequest, actor: str) -> EndpointConfig:
-        """Validate and store the endpoint config: every target must name an existing alias or version."""
-        self._model(name)
-        targets = [variant.target for variant in request.variants]
-        if request.shadow is not None:
-            targets.append(request.shadow.target)
-        for target in dict.fromkeys(targets):
-            self._check_target(name, target)
-        now = self._clock()
-        try:
-            config = EndpointConfig(model=name, **request.model_dump(), updated_at=now, updated_by=actor)
-        except ValidationError as exc:
-            raise UnprocessableError(f"invalid endpoint config: {exc.errors()[0]['msg']}") from exc
-        entry = self._entry(
-            name,
-            actor,
-            "endpoint_changed",
-            now,
-            details={
-                "variants": [v.model_dump() for v in config.variants],
-                "shadow": config.shadow.model_dump() if config.shadow else None,
-                "sticky_key": config.sticky_key,
-            },
-        )
-        self._store.put_endpoint(config, targets, entry)
-        self._emit(
-            ENDPOINT_CHANGED,
-            {
-                "model": name,
-                "variants": [v.model_dump() for v in config.variants],
-                "shadow": config.shadow.model_dump() if config.shadow else None,
-                "actor": actor,
-            },
-        )
-        return config
-
-    def _check_target(self, name: str, target: str) -> None:
-        number = parse_version_ref(target)
-        if number is not None:
-            try:
-                self._store.get_version(name, number)
-            except NotFoundError as exc:
-                raise UnprocessableError(
-                    f"endpoint target '{target}': model '{name}' has no version {number}",
-                    code="unknown_target",
-                ) from exc
-            return
-        if not re.match(ALIAS_PATTERN, target) or self._store.get_alias(name, target) is None:
-            raise UnprocessableError(
-                f"endpoint target '{target}': model '{name}' has no such alias or version",
-                code="unknown_target",
-            )
-
     def get_endpoint(self, name: str) -> EndpointConfig:
-        """The endpoint config (404 when there is none: predict then serves ``production``)."""
+        """The endpoint config with its revision (404 when there is none: predict then serves ``production``)."""
         self._model(name)
         config = self._store.endpoint_config(name)
         if config is None:
@@ -826,6 +630,181 @@ class RegistryService:
                 code="no_endpoint_config",
             )
         return config
+
+    def put_endpoint(
+        self, name: str, request: EndpointConfigRequest, actor: str, *, if_match: int | str | None = None
+    ) -> EndpointConfig:
+        """Replace the whole config. Creating one needs no If-Match; replacing one needs the revision
+        read (``If-Match``), so that a write never silently undoes a change it did not see."""
+        self._model(name)
+        current = self._store.endpoint_config(name)
+        if current is not None and if_match is None:
+            raise PreconditionRequiredError(
+                f"the endpoint of '{name}' exists: send If-Match with the revision you read "
+                f'(ETag "{current.revision}"), or PATCH only what changes',
+                code="precondition_required",
+                details={"current_revision": current.revision},
+            )
+        self._check_revision(name, current, if_match)
+        return self._write_endpoint(name, request, current, actor)
+
+    def patch_endpoint(
+        self, name: str, patch: EndpointPatch, actor: str, *, if_match: int | str | None = None
+    ) -> EndpointConfig:
+        """Merge ``patch`` into the stored config (RFC 7396) and write it if nobody changed it meanwhile.
+
+        With If-Match, a config at another revision is 409 ``conflict``; without, the read-merge-write
+        is retried on a fresh read when another write slips in between.
+        """
+        self._model(name)
+        changes = patch.merge_patch()
+        attempt = 0
+        while True:
+            current = self._store.endpoint_config(name)
+            self._check_revision(name, current, if_match)
+            base = (
+                current.model_dump(mode="json", include=set(EndpointConfigRequest.model_fields))
+                if current
+                else {}
+            )
+            merged = merge_patch(base, changes)
+            try:
+                request = EndpointConfigRequest.model_validate(merged)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                where = ".".join(str(part) for part in error["loc"]) or "body"
+                raise UnprocessableError(
+                    f"the patched endpoint config is invalid: {where}: {error['msg']}",
+                    code="invalid_endpoint",
+                    details={"field": where},
+                ) from exc
+            try:
+                return self._write_endpoint(name, request, current, actor)
+            except ConflictError as exc:
+                attempt += 1
+                if exc.code != "conflict" or if_match is not None or attempt >= MAX_PATCH_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.0, 0.02 * attempt))
+
+    @staticmethod
+    def _check_revision(name: str, current: EndpointConfig | None, if_match: int | str | None) -> None:
+        if if_match is None or (if_match == ANY_REVISION and current is not None):
+            return
+        if current is None or if_match != current.revision:
+            raise ConflictError(
+                f"the endpoint of '{name}' is at revision {current.revision if current else 'none'}, "
+                f"not {if_match}: read it again and retry",
+                code="conflict",
+                details={
+                    "expected_revision": if_match,
+                    "current_revision": current.revision if current else None,
+                },
+            )
+
+    def _write_endpoint(
+        self, name: str, request: EndpointConfigRequest, current: EndpointConfig | None, actor: str
+    ) -> EndpointConfig:
+        """Gate every version the config sends traffic to, then store it as the next revision."""
+        targets = [variant.target for variant in request.variants]
+        if request.shadow is not None:
+            targets.append(request.shadow.target)
+        resolved = {target: self._target_version(name, target) for target in dict.fromkeys(targets)}
+        gates = self._gate_targets(name, resolved, request)
+        now = self._clock()
+        revision = (current.revision if current else 0) + 1
+        try:
+            config = EndpointConfig(
+                model=name, revision=revision, **request.model_dump(), updated_at=now, updated_by=actor
+            )
+        except ValidationError as exc:
+            raise UnprocessableError(f"invalid endpoint config: {exc.errors()[0]['msg']}") from exc
+        entry = self._entry(
+            name,
+            actor,
+            "endpoint_changed",
+            now,
+            details={
+                "revision": revision,
+                "before": current.model_dump(mode="json") if current else None,
+                "after": config.model_dump(mode="json"),
+                "gates": [gate.model_dump() for gate in gates],
+            },
+        )
+        self._store.put_endpoint(
+            config, targets, entry, expected_revision=current.revision if current else None
+        )
+        self._emit(
+            ENDPOINT_CHANGED,
+            {
+                "model": name,
+                "revision": revision,
+                "variants": [v.model_dump() for v in config.variants],
+                "shadow": config.shadow.model_dump() if config.shadow else None,
+                "actor": actor,
+            },
+        )
+        return config
+
+    def _target_version(self, name: str, target: str) -> ModelVersion:
+        """The READY version a variant or shadow target names; 422 ``unknown_target`` / 409 ``version_not_ready``."""
+        number = parse_version_ref(target)
+        if number is None:
+            if not re.match(ALIAS_PATTERN, target):
+                raise UnprocessableError(
+                    f"endpoint target '{target}': model '{name}' has no such alias or version",
+                    code="unknown_target",
+                )
+            alias = self._store.get_alias(name, target)
+            if alias is None:
+                raise UnprocessableError(
+                    f"endpoint target '{target}': model '{name}' has no such alias or version",
+                    code="unknown_target",
+                )
+            number = alias.version
+        record = self._store.version_record(name, number)
+        if record is None:
+            raise UnprocessableError(
+                f"endpoint target '{target}': model '{name}' has no version {number}", code="unknown_target"
+            )
+        if isinstance(record, PendingVersion):
+            raise version_not_ready(record)
+        return record
+
+    def _gate_targets(
+        self, name: str, resolved: dict[str, ModelVersion], request: EndpointConfigRequest
+    ) -> list[TargetGate]:
+        """The gate for every version the config sends traffic to, except production's own (it passed,
+        or was forced with a reason, when it was promoted); 422 ``gate_failed`` with every report."""
+        production = self._store.get_alias(name, PRODUCTION)
+        heaviest = max(request.variants, key=lambda v: v.weight).target
+        live = (
+            self._store.get_version(name, production.version)
+            if production is not None
+            else resolved[heaviest]
+        )
+        gates: list[TargetGate] = []
+        checked: dict[int, GateReport] = {}
+        for target, version in resolved.items():
+            if production is not None and version.version == production.version:
+                continue
+            report = checked.get(version.version) or self.gate.check(version, live)
+            checked[version.version] = report
+            gates.append(
+                TargetGate(target=target, version=version.version, passed=report.passed, checks=report.checks)
+            )
+        failed = [gate for gate in gates if not gate.passed]
+        if failed:
+            reasons = "; ".join(
+                f"{gate.target} (v{gate.version}): "
+                + ", ".join(c.message for c in gate.checks if not c.passed)
+                for gate in failed
+            )
+            raise UnprocessableError(
+                f"gate failed for endpoint targets of '{name}': {reasons}",
+                code="gate_failed",
+                details={"gates": [gate.model_dump() for gate in gates]},
+            )
+        return gates
 
     # ------------------------------------------------------------------ history
 
@@ -860,122 +839,3 @@ class RegistryService:
             name, limit=self._page_limit(limit), token=token, alias=alias
         )
         return HistoryPage(entries=entries, next_token=next_token)
-
-
-def _features(names: Sequence[str], types: Sequence[FeatureType]) -> list[FeatureSpec]:
-    return [FeatureSpec(name=n, dtype=t) for n, t in zip(names, types, strict=True)]
-
-
-def feature_schema(
-    signature: Signature,
-    names: Sequence[str] | None,
-    types: Sequence[FeatureType] | None,
-    frame: Mapping[str, np.ndarray] | None,
-) -> FeatureSchema:
-    """The features clients send by name, from the graph's inputs, declared names, or the sample's columns."""
-    inputs = signature.inputs
-    if len(inputs) > 1:
-        return _per_feature_schema(inputs, names, types)
-    tensor = inputs[0]
-    if len(tensor.shape) != 2:
-        raise UnprocessableError(
-            f"input '{tensor.name}' has shape {tensor.shape}; a single-input model needs [rows, features]",
-            code="unsupported_inputs",
-        )
-    if tensor.dtype not in TENSOR_FEATURE_TYPES:
-        raise UnprocessableError(
-            f"input '{tensor.name}' has unsupported element type {tensor.dtype}", code="unsupported_inputs"
-        )
-    if names is None:
-        if frame is None:
-            raise UnprocessableError(
-                f"the model takes one tensor '{tensor.name}': declare feature_names or give a reference sample",
-                code="feature_names_required",
-            )
-        names = [str(column) for column in frame]
-    width = tensor.shape[1]
-    if width is not None and len(names) != width:
-        raise UnprocessableError(
-            f"the model's input '{tensor.name}' has {width} columns but {len(names)} feature names were "
-            f"{'declared' if frame is None or types is not None else 'given or found in the sample'}",
-            code="feature_count_mismatch",
-            details={"input_columns": width, "feature_names": len(names)},
-        )
-    allowed = TENSOR_FEATURE_TYPES[tensor.dtype]
-    chosen = list(types) if types is not None else [DEFAULT_FEATURE_TYPE[tensor.dtype]] * len(names)
-    wrong = [n for n, t in zip(names, chosen, strict=True) if t not in allowed]
-    if wrong:
-        raise UnprocessableError(
-            f"features {wrong[:10]} cannot be fed to a {tensor.dtype} tensor (allowed: {', '.join(allowed)})",
-            code="feature_type_mismatch",
-        )
-    return FeatureSchema(
-        mode="tensor",
-        features=_features(names, chosen),
-        tensor_input=tensor.name,
-        tensor_dtype=tensor.dtype,
-    )
-
-
-def _per_feature_schema(
-    inputs: Sequence[TensorSpec], names: Sequence[str] | None, types: Sequence[FeatureType] | None
-) -> FeatureSchema:
-    """One input per feature, named like it, shape [rows, 1]."""
-    problems = [
-        f"{spec.name} ({spec.dtype} {spec.shape})"
-        for spec in inputs
-        if spec.dtype not in PER_FEATURE_TYPES or len(spec.shape) != 2 or spec.shape[1] not in (1, None)
-    ]
-    if problems:
-        raise UnprocessableError(
-            "per-feature inputs must be float32, int64, string or bool with shape [rows, 1]: "
-            + ", ".join(problems[:10]),
-            code="unsupported_inputs",
-        )
-    input_names = [spec.name for spec in inputs]
-    derived = [PER_FEATURE_TYPES[spec.dtype] for spec in inputs]
-    if names is not None and sorted(names) != sorted(input_names):
-        raise UnprocessableError(
-            f"declared feature_names {list(names)[:10]} do not match the model's inputs {input_names[:10]}",
-            code="feature_count_mismatch" if len(names) != len(input_names) else "feature_mismatch",
-        )
-    if types is not None and names is not None:
-        declared = dict(zip(names, types, strict=True))
-        wrong = [n for n, t in zip(input_names, derived, strict=True) if declared[n] != t]
-        if wrong:
-            raise UnprocessableError(
-                f"declared types of {wrong[:10]} differ from the model's input types",
-                code="feature_type_mismatch",
-            )
-    return FeatureSchema(mode="per_feature", features=_features(input_names, derived))
-
-
-def compatibility(target: ModelVersion, live: ModelVersion | None) -> GateCheck:
-    """Whether ``target`` can replace ``live`` without breaking callers: same task, features and labels."""
-    if live is None or live.version == target.version:
-        return GateCheck(name="signature_compatible", passed=True, message="no current production version")
-    problems: list[str] = []
-    if target.signature.task != live.signature.task:
-        problems.append(f"task {target.signature.task} != {live.signature.task}")
-    want = [(f.name, f.dtype) for f in live.feature_schema.features]
-    got = [(f.name, f.dtype) for f in target.feature_schema.features]
-    if want != got:
-        missing = [n for n, _ in want if n not in dict(got)]
-        extra = [n for n, _ in got if n not in dict(want)]
-        detail = []
-        if missing:
-            detail.append(f"missing {missing[:5]}")
-        if extra:
-            detail.append(f"new {extra[:5]}")
-        if not detail:
-            detail.append("order or types differ")
-        problems.append(f"features differ from v{live.version} ({', '.join(detail)})")
-    if target.signature.class_labels != live.signature.class_labels:
-        problems.append(
-            f"class labels {target.signature.class_labels} != {live.signature.class_labels} of v{live.version}"
-        )
-    if problems:
-        return GateCheck(name="signature_compatible", passed=False, message="; ".join(problems))
-    return GateCheck(
-        name="signature_compatible", passed=True, message=f"compatible with production v{live.version}"
-    )
