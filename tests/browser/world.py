@@ -334,8 +334,12 @@ def describe(world: World) -> dict[str, Any]:
 @contextmanager
 def running_world(data_dir: Path) -> Iterator[World]:
     """A local cloud of the platform's template with everything above in it."""
-    # In process: seconds faster to start than worker processes (the console is static files).
-    with LocalCloud(REPO_ROOT / "template.yaml", data_dir, mode="in-process") as cloud:
+    # Worker processes, as Lambda runs functions: one invocation per environment at a time. The
+    # in-process mode runs a function's invocations in threads over one module, and the page's
+    # parallel requests (a model page asks the registry function three things at once) would race
+    # on its API resolver's current event and get each other's answers
+    # (powertools keeps the current event on a class attribute, shared by every resolver).
+    with LocalCloud(REPO_ROOT / "template.yaml", data_dir) as cloud:
         world = World(cloud, data_dir)
         world.keys["admin"] = ensure_admin_key(
             data_dir, cloud.outputs["ApiKeysTableName"], cloud.endpoint_url
