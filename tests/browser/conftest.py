@@ -19,10 +19,14 @@ from mlambda_local import browser as console_browser
 from tests.browser.world import AttachedWorld, World, running_world
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World | AttachedWorld]:
     """The seeded cloud; ``MLAMBDA_CONSOLE_WORLD=<world.json>`` attaches to one already running
-    (``python -m tests.browser.world <dir>`` starts one), to rerun browser tests in seconds."""
+    (``python -m tests.browser.world <dir>`` starts one), to rerun browser tests in seconds.
+
+    Stopped when this package's tests are done, never kept for the session: its triggers are
+    threads of this process calling botocore, and a later test file's ``mock_aws()`` in the same
+    xdist worker would hand them that test's queues and buckets."""
     attached = os.environ.get("MLAMBDA_CONSOLE_WORLD")
     if attached:
         yield AttachedWorld.load(Path(attached))
@@ -31,7 +35,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World | Attached
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if console_browser.chromium_path() is None:
         pytest.fail("no Chromium: apt-get install -y chromium (or set MLAMBDA_CHROMIUM to one)")
