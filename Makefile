@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test unit integration e2e browser screenshots lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration
+.PHONY: install demo up test unit integration e2e browser screenshots lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,7 +50,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http  ## every benchmark, figures printed
+bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-queues bench-restart  ## every benchmark, figures printed
 
 bench-registry: install
 	$(BENCH) benchmarks/bench_registry.py
@@ -66,6 +66,12 @@ bench-batch: install
 
 bench-monitor: install
 	$(BENCH) benchmarks/bench_monitor.py
+
+bench-queues: install  ## one SQS call on the local moto with 20 and 10,000 messages queued
+	$(BENCH) benchmarks/bench_local_queues.py
+
+bench-restart: install  ## kill -9 of local up, then local up: time to serving with 0, 1,000 and 10,000 objects/items/messages stored
+	$(BENCH) benchmarks/bench_restart.py
 
 # MLflow, the peer of bench-http, lives in its own virtualenv: never a dependency of the project.
 MLFLOW_VENV := .venv-bench-mlflow

@@ -4,22 +4,28 @@ For CSV and for Parquet (10 row groups), in the same run on the same machine:
 
 - plain: one process, ``pandas.read_csv`` / ``pyarrow.parquet.read_table`` of the whole local
   file, one onnxruntime call, the predictions written as Parquet;
-- local cloud: the file uploaded to the batch bucket (not timed), then from the S3 event to
+- local cloud (``mlambda local up`` in a process of its own, as a user runs it): the file
+  uploaded to the batch bucket (not timed), then from the S3 event to
   ``_SUCCESS``: fanout, chunk queue, two workers (the template's MaximumConcurrency), parts,
   manifest. Two figures: the manifest's wall time (job created by the event -> last chunk
   done) and the client's (upload finished -> ``_SUCCESS`` seen by polling, which adds the local
   S3-notification and SQS polling delays).
 
-Memory: one worker scoring one chunk is run in a fresh subprocess; its peak RSS minus its RSS
-after imports is the chunk's working set (ru_maxrss; it includes Arrow's C buffers, which
+Memory: the local cloud's peak (its process and every process it started, sampled every 50 ms
+during each upload and job) is printed per job, with who held it (``local up`` itself, which runs
+moto, and each function's workers) and the peak of ``local up`` alone. One worker scoring one chunk is also run in a
+fresh subprocess; its peak RSS minus its RSS after imports is the chunk's working set (ru_maxrss; it includes Arrow's C buffers, which
 tracemalloc does not see; tracemalloc's peak is printed too, for the Python-visible part).
 
 ``--ten-million`` (minutes): 10,000,000 rows (2 GB of CSV) too, the same way, through the local
 cloud, with rows in = scored + rejected. It completes because the local moto serves ranged GETs
 by seeking (moto itself reads the whole object for each; see ``cloud/moto_server.py``).
 
+Restart: at the end the cloud is killed (``kill -9``) and started again on its data dir, with
+everything uploaded still stored: the time to serving again, beside the bytes uploaded.
+
 Usage: make bench-batch, or from the repo root PYTHONPATH=. .venv/bin/python benchmarks/bench_batch.py
-[--rows N] [--ten-million] [--keep] (it reuses tests/registry_support.py).
+[--rows N] [--ten-million] [--keep] (it reuses tests/registry_support.py and tests/local_cloud_process.py).
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
 FEATURES = [f"f{i}" for i in range(20)]
 MODEL = "bench-batch"
 CHUNK_ROWS = 100_000
@@ -255,14 +260,10 @@ def main() -> int:
         one_chunk(Path(args.one_chunk[0]), Path(args.one_chunk[1]))
         return 0
 
-    import logging
-
     import boto3
 
-    from mlambda_local.cloud import LocalCloud
+    from tests.local_cloud_process import LocalCloudProcess, PeakMemory
 
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    logging.getLogger("mlambda.local").setLevel(logging.WARNING)
     scratch = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     model = train()
     model_path = scratch / "model.onnx"
@@ -271,67 +272,79 @@ def main() -> int:
     print(
         f"bench_batch: logistic regression, 20 features; chunks of {CHUNK_ROWS:,} rows; {os.cpu_count()} CPUs"
     )
+    uploaded = 0
+    cloud = LocalCloudProcess(scratch / "cloud")
     try:
-        with LocalCloud(
-            REPO / "template.yaml", scratch / "cloud", function_log=scratch / "function-logs.jsonl"
-        ) as cloud:
-            session = boto3.session.Session(
-                region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        cloud.start()
+        session = boto3.session.Session(
+            region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        s3 = session.client("s3", endpoint_url=cloud.endpoint_url)
+        register(cloud, s3, model)
+        for rows in sizes:
+            started = time.perf_counter()
+            csv_path, parquet_path = write_inputs(rows, scratch)
+            print(
+                f"\n{rows:,} rows: CSV {csv_path.stat().st_size / 1e6:.0f} MB, "
+                f"Parquet {parquet_path.stat().st_size / 1e6:.0f} MB "
+                f"({rows // ROW_GROUP_ROWS} row groups) written in {time.perf_counter() - started:.1f} s"
             )
-            s3 = session.client("s3", endpoint_url=cloud.endpoint_url)
-            register(cloud, s3, model)
-            for rows in sizes:
-                started = time.perf_counter()
-                csv_path, parquet_path = write_inputs(rows, scratch)
-                print(
-                    f"\n{rows:,} rows: CSV {csv_path.stat().st_size / 1e6:.0f} MB, "
-                    f"Parquet {parquet_path.stat().st_size / 1e6:.0f} MB "
-                    f"({rows // ROW_GROUP_ROWS} row groups) written in {time.perf_counter() - started:.1f} s"
-                )
-                for path in (csv_path, parquet_path):
-                    baseline = plain(path, model, scratch / "plain-out.parquet")
-                    rss_before = peak_rss_kb()
+            for path in (csv_path, parquet_path):
+                baseline = plain(path, model, scratch / "plain-out.parquet")
+                with PeakMemory(cloud) as memory:
                     job = through_cloud(cloud, s3, path)
-                    rss_after = peak_rss_kb()
-                    timings = job["manifest"]["timings"]
-                    wall = float(timings["wall_seconds"])
-                    seen = float(job["seen"])
-                    kind = path.suffix.lstrip(".").upper()
-                    print(f"  {kind}")
+                uploaded += path.stat().st_size
+                timings = job["manifest"]["timings"]
+                wall = float(timings["wall_seconds"])
+                seen = float(job["seen"])
+                kind = path.suffix.lstrip(".").upper()
+                print(f"  {kind}")
+                print(
+                    f"    plain pandas + onnxruntime      {baseline:7.2f} s  {rows / baseline / 1e6:6.2f} M rows/s"
+                )
+                print(
+                    f"    local cloud, event -> last part {wall:7.2f} s  {rows / wall / 1e6:6.2f} M rows/s"
+                    f"  = {baseline / wall:5.0%} of plain"
+                )
+                print(
+                    f"    local cloud, upload -> _SUCCESS {seen:7.2f} s  {rows / seen / 1e6:6.2f} M rows/s"
+                    f"  = {baseline / seen:5.0%} of plain"
+                )
+                manifest = job["manifest"]
+                print(
+                    f"    {len(manifest['parts'])} chunks, chunk time {timings['chunk_seconds_total']:.2f} s total, "
+                    f"{timings['chunk_seconds_max']:.2f} s max; rows in {manifest['rows_in']:,} = "
+                    f"{manifest['rows_scored']:,} + {manifest['rows_rejected']:,}"
+                )
+                key = f"input/{MODEL}/{path.name}"
+                cost = ranged_get_cost(s3, cloud.outputs["BatchBucketName"], key)
+                print(f"    local S3: one ranged GET of this object costs {cost * 1000:.1f} ms")
+                if rows == args.rows:
+                    probe = memory_probe(path, model_path)
                     print(
-                        f"    plain pandas + onnxruntime      {baseline:7.2f} s  {rows / baseline / 1e6:6.2f} M rows/s"
+                        f"    one worker, one chunk of {probe['rows']:,} rows: peak RSS +{probe['delta_mb']:.0f} MB "
+                        f"over {probe['baseline_mb']:.0f} MB after imports (tracemalloc peak "
+                        f"{probe['traced_peak_mb']:.0f} MB); part file {probe['part_mb']:.1f} MB"
                     )
-                    print(
-                        f"    local cloud, event -> last part {wall:7.2f} s  {rows / wall / 1e6:6.2f} M rows/s"
-                        f"  = {baseline / wall:5.0%} of plain"
-                    )
-                    print(
-                        f"    local cloud, upload -> _SUCCESS {seen:7.2f} s  {rows / seen / 1e6:6.2f} M rows/s"
-                        f"  = {baseline / seen:5.0%} of plain"
-                    )
-                    manifest = job["manifest"]
-                    print(
-                        f"    {len(manifest['parts'])} chunks, chunk time {timings['chunk_seconds_total']:.2f} s total, "
-                        f"{timings['chunk_seconds_max']:.2f} s max; rows in {manifest['rows_in']:,} = "
-                        f"{manifest['rows_scored']:,} + {manifest['rows_rejected']:,}"
-                    )
-                    key = f"input/{MODEL}/{path.name}"
-                    cost = ranged_get_cost(s3, cloud.outputs["BatchBucketName"], key)
-                    print(f"    local S3: one ranged GET of this object costs {cost * 1000:.1f} ms")
-                    if rows == args.rows:
-                        probe = memory_probe(path, model_path)
-                        print(
-                            f"    one worker, one chunk of {probe['rows']:,} rows: peak RSS +{probe['delta_mb']:.0f} MB "
-                            f"over {probe['baseline_mb']:.0f} MB after imports (tracemalloc peak "
-                            f"{probe['traced_peak_mb']:.0f} MB); part file {probe['part_mb']:.1f} MB"
-                        )
-                    print(
-                        f"    local cloud process (moto + all functions) peak RSS {rss_after / 1024:.0f} MB "
-                        f"(+{(rss_after - rss_before) / 1024:.0f} MB during this job)"
-                    )
-                for path in (csv_path, parquet_path):
-                    path.unlink()
+                print(
+                    f"    local cloud (mlambda local up and the processes it started) peak RSS "
+                    f"{memory.peak_kb / 1024:.0f} MB during upload + job: {memory.at_peak()}; "
+                    f"local up alone (runner and moto) peak {memory.runner_peak_kb / 1024:.0f} MB"
+                )
+            for path in (csv_path, parquet_path):
+                path.unlink()
+        # Restart as after a crash, with everything above stored: the time to serving again.
+        cloud.kill()
+        state_mb = sum(f.stat().st_size for f in (scratch / "cloud" / "state").glob("state.sqlite3*")) / 1e6
+        bodies_gb = sum(f.stat().st_size for f in (scratch / "cloud" / "state" / "blobs").rglob("*")) / 1e9
+        restart = cloud.start()
+        print(
+            f"\nrestart (kill -9, then mlambda local up on the same data dir) after {uploaded / 1e9:.2f} GB "
+            f"uploaded, {bodies_gb:.2f} GB of bodies and {state_mb:.1f} MB of state on disk: "
+            f"{restart:.1f} s to serving"
+        )
     finally:
+        cloud.stop()
         if args.keep:
             print(f"scratch kept in {scratch}")
         else:

@@ -396,6 +396,7 @@ SAMPLE_EVENTS: dict[str, SampleEvent] = {
         _api_answer,
         "a 2xx-4xx answer",
     ),
+    "EvaluationsFunction": SampleEvent("evaluations_request", {}, _api_answer, "a 2xx-4xx answer"),
     "ArchiverFunction": SampleEvent("sqs_message", {}, _batch_answer, "a partial batch response"),
     "BatchWorkerFunction": SampleEvent("sqs_message", {}, _batch_answer, "a partial batch response"),
     "ValidatorFunction": SampleEvent("validation_message", {}, _batch_answer, "a partial batch response"),

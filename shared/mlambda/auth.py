@@ -47,3 +47,14 @@ def require_scope(event: Mapping[str, Any], scope: Scope) -> Principal:
     if not principal.allows(scope):
         raise ForbiddenError(f"this key lacks the '{scope.value}' scope", details={"required": scope.value})
     return principal
+
+
+def require_any_scope(event: Mapping[str, Any], *scopes: Scope) -> Principal:
+    """The caller, if it holds one of ``scopes`` (or admin); ForbiddenError (403) naming them otherwise."""
+    principal = principal_from_event(event)
+    if not any(principal.allows(scope) for scope in scopes):
+        wanted = " or ".join(f"'{scope.value}'" for scope in scopes)
+        raise ForbiddenError(
+            f"this key lacks the {wanted} scope", details={"required": [scope.value for scope in scopes]}
+        )
+    return principal

@@ -302,6 +302,10 @@ class BatchSettings(FunctionSettings):
         alias="REGISTRY_TABLE", description="The registry table, read to resolve models."
     )
     chunk_queue_url: str = Field(alias="CHUNK_QUEUE_URL", description="SQS queue of chunk messages.")
+    artifacts_bucket: str = Field(
+        alias="ARTIFACTS_BUCKET",
+        description="S3 bucket of model artifacts and explainers (read to plan and score explained jobs).",
+    )
     chunk_rows: int = Field(
         100_000,
         alias="BATCH_CHUNK_ROWS",
@@ -352,7 +356,6 @@ class JobsSettings(BatchSettings):
 class BatchWorkerSettings(BatchSettings):
     """The batch worker: scores one chunk per message and finalises the job after the last one."""
 
-    artifacts_bucket: str = Field(alias="ARTIFACTS_BUCKET", description="S3 bucket of model artifacts.")
     event_bus_name: str = Field(
         "default", alias="EVENT_BUS_NAME", description="EventBridge bus of the job-completed event."
     )
@@ -374,6 +377,38 @@ class BatchWorkerSettings(BatchSettings):
         ge=0,
         le=900,
         description="A failed chunk returns after this many seconds x 2^(attempt-1), not the queue's 30 minutes.",
+    )
+
+
+class EvaluationsSettings(FunctionSettings):
+    """Human evaluations (``/models/{name}/evaluations``, ``/evaluations/{id}...``)."""
+
+    evaluations_table: str = Field(
+        alias="EVALUATIONS_TABLE", description="DynamoDB table of evaluations, their rows and verdicts."
+    )
+    registry_table: str = Field(
+        alias="REGISTRY_TABLE",
+        description="The registry table: versions are read from it, completed evaluations published to it.",
+    )
+    artifacts_bucket: str = Field(
+        alias="ARTIFACTS_BUCKET",
+        description="S3 bucket of model artifacts, explainers, reference samples and uploads.",
+    )
+    data_bucket: str = Field(alias="DATA_BUCKET", description="The archive: traffic evaluations sample from.")
+    event_bus_name: str = Field(
+        "default", alias="EVENT_BUS_NAME", description="EventBridge bus of 'Model Evaluation Completed'."
+    )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024,
+        alias="EVALUATION_MAX_UPLOAD_BYTES",
+        ge=1,
+        description="Largest uploaded CSV/Parquet an evaluation samples from.",
+    )
+    max_traffic_rows: int = Field(
+        200_000,
+        alias="EVALUATION_MAX_TRAFFIC_ROWS",
+        ge=1,
+        description="Archived rows read at most from a traffic window (the sample is drawn from them).",
     )
 
 

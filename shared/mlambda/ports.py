@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from mlambda.schemas.keys import ApiKeyRecord
     from mlambda.schemas.registry import (
         EndpointConfig,
@@ -71,4 +73,20 @@ class EventPublisher(Protocol):
 
     def emit(self, detail_type: str, details: Sequence[Mapping[str, Any]]) -> None:
         """Publish one event per detail."""
+        ...
+
+
+class Scorer(Protocol):
+    """A loaded model (``mlambda.adapters.onnx.OnnxModel`` fits)."""
+
+    def run(self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, Any]:
+        """Score ``feed``; each requested output by name."""
+        ...
+
+
+class ModelLoader(Protocol):
+    """Loads a version's artifact, checked against its recorded sha256, cached while warm."""
+
+    def load(self, version: ModelVersion) -> Scorer:
+        """The scorer for ``version``; UpstreamError when the artifact is missing or altered."""
         ...

@@ -290,3 +290,44 @@ def test_a_parquet_footer_is_read_with_one_small_ranged_get(stack: Stack, batch:
     # Then
     assert (footer.rows, [g.rows for g in footer.row_groups]) == (20_000, [5000] * 4)
     assert len(reads) == 1 and reads[0][1] - reads[0][0] + 1 <= FOOTER_READ_BYTES
+
+
+def test_an_explained_upload_gets_attribution_columns_and_a_job_of_its_own(stack: Stack) -> None:
+    # Given the classifier registered with its explainer
+    s3 = boto3.client("s3", region_name="us-east-1")
+    register_model(
+        s3, stack.outputs["RegistryTableName"], stack.outputs["ArtifactsBucketName"], explained=True
+    )
+    batch = {
+        "s3": s3,
+        "sqs": boto3.client("sqs", region_name="us-east-1"),
+        "bucket": stack.outputs["BatchBucketName"],
+        "queue": stack.outputs["ChunkQueueUrl"],
+    }
+    # When a file is uploaded with x-amz-meta-explain, planned and scored
+    event = upload(batch, KEY, csv_bytes(600), explain="true", **{"chunk-rows": "200"})
+    planned = stack.invoke("BatchFanoutFunction", event)["jobs"][0]
+    run_worker(stack, batch)
+    # Then the parts carry explain_<feature>, explain_baseline, explain_value, explain_class, adding up
+    status, view = api(stack, "GET", f"/jobs/{planned['job_id']}")
+    job = view["job"]
+    assert (status, job["status"], job["explain"]) == (200, "completed", True)
+    assert job["explanation"]["method"] == "linear"
+    manifest = Manifest.model_validate_json(get_object(batch, f"output/{job['job_id']}/_manifest.json"))
+    assert manifest.explanation is not None
+    assert manifest.columns[-3:] == ["explain_baseline", "explain_value", "explain_class"]
+    table = pq.read_table(io.BytesIO(get_object(batch, manifest.parts[0].key)))
+    assert table.column_names == manifest.columns
+    total = sum(table.column(f"explain_f{i}").to_numpy() for i in range(20))
+    assert (
+        abs(
+            total + table.column("explain_baseline").to_numpy() - table.column("explain_value").to_numpy()
+        ).max()
+        < 1e-9
+    )
+    # and submitting the same object plain through the Job API makes a second job
+    plain_status, plain = api(stack, "POST", "/jobs", {"key": KEY})
+    again_status, again = api(stack, "POST", "/jobs", {"key": KEY, "explain": True})
+    assert (plain_status, again_status) == (201, 200)
+    assert plain["job"]["job_id"] != job["job_id"] == again["job"]["job_id"]
+    assert plain["job"]["explain"] is False

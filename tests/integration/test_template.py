@@ -114,7 +114,9 @@ def test_every_api_route_goes_through_the_authorizer_but_the_console_files(templ
 
 
 def test_every_table_has_ttl_or_is_kept_forever_on_purpose(template: Template) -> None:
-    kept_forever = {"ApiKeysTable"}
+    # Evaluations are the record behind a production decision (who judged what, before it shipped):
+    # kept like the registry's history, and Retained on stack deletion.
+    kept_forever = {"ApiKeysTable", "EvaluationsTable"}
     for logical_id, table in resources_of(template, "AWS::DynamoDB::Table").items():
         has_ttl = table["Properties"].get("TimeToLiveSpecification", {}).get("Enabled")
         assert has_ttl or logical_id in kept_forever, logical_id

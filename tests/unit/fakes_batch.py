@@ -18,6 +18,8 @@ from mlambda.schemas.batch import ChunkMessage, ChunkRecord, ChunkResult, ChunkS
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec, ModelVersion
 from mlambda.services.batch.jobs import ChunkWorker, JobPlanner, JobService
 from mlambda.services.batch.planning import PlanningLimits
+from mlambda.services.inference.explain import Explainers
+from tests.unit.fakes_predict import InMemoryArtifacts
 
 BUCKET = "batch-bucket"
 MODEL = "churn"
@@ -337,6 +339,7 @@ class Harness:
         version = model_version()
         self.catalog.add(version, "production")
         self.loader = FakeLoader({version.artifact_key: classifier_model()[0]})
+        self.artifacts = InMemoryArtifacts()
         self.planner = JobPlanner(
             jobs=self.jobs,
             objects=self.objects,
@@ -344,6 +347,7 @@ class Harness:
             queue=self.queue,
             bucket=BUCKET,
             limits=PlanningLimits(chunk_rows=self.chunk_rows, sample_bytes=4096),
+            explainers=Explainers(self.artifacts),
             clock=self.clock,
         )
         self.worker = ChunkWorker(
@@ -352,6 +356,7 @@ class Harness:
             catalog=self.catalog,
             models=self.loader,
             events=self.events,
+            explainers=Explainers(self.artifacts),
             retries=self.queue,
             max_attempts=self.max_attempts,
             batch_rows=64,

@@ -21,15 +21,23 @@ STATE_FILE = "state.json"
 CONTROL_HEADER = "x-mlambda-control"
 
 
-def write_state(data_dir: Path, state: dict[str, Any]) -> Path:
-    """Atomically write ``state.json``, readable by the owner only (it holds the control token)."""
-    path = data_dir / STATE_FILE
-    temporary = path.with_suffix(".json.tmp")
+def write_private_json(path: Path, document: Any, indent: int | None = None) -> Path:
+    """Write ``document`` to ``path`` whole or not at all (a crash mid-write leaves the old file), owner-only.
+
+    Every file the local cloud reads back after a crash (the state file, saved SQS batches, the
+    log subscriptions' journal) is written this way: a half-written one would stop the next start.
+    """
+    temporary = path.with_name(f".{path.name}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-        json.dump(state, stream, indent=2, default=str)
+        json.dump(document, stream, indent=indent, default=str)
     temporary.replace(path)
     return path
+
+
+def write_state(data_dir: Path, state: dict[str, Any]) -> Path:
+    """Write ``state.json``, readable by the owner only (it holds the control token)."""
+    return write_private_json(data_dir / STATE_FILE, state, indent=2)
 
 
 def read_state(data_dir: Path | str) -> dict[str, Any]:

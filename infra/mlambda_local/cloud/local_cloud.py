@@ -59,7 +59,7 @@ from mlambda_local.cloud.log_subscription import (
 )
 from mlambda_local.cloud.logs import LOG_DIRECTORY, LogGroup, LogTail
 from mlambda_local.cloud.moto_server import MotoServer
-from mlambda_local.cloud.provision import Inventory, Provisioner
+from mlambda_local.cloud.provision import Inventory, Provisioner, check_endpoint
 from mlambda_local.cloud.runtimes import (
     built_launch,
     runtime_python,
@@ -82,6 +82,7 @@ logger = logging.getLogger("mlambda.local")
 SUPPORTED_EVENT_TYPES = frozenset({"Api", "SQS", "S3", "Schedule"})
 DEFAULT_SQS_CONCURRENCY = 2
 S3_POLLER_THREADS = 2
+DELIVERIES_DIR = "deliveries"  # SQS batches being delivered (sqs.SqsEventSourcePoller)
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 Mode = Literal["process", "in-process"]
 
@@ -220,6 +221,7 @@ class LocalCloud:
         self._token = secrets.token_urlsafe(24)
         self._lock = threading.Lock()
         self._running = False
+        self.fault: str | None = None  # why the cloud stopped by itself, if it did
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -239,16 +241,22 @@ class LocalCloud:
     def _start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         template = load_template(
-            self.template_path, stack_name=self.stack_name, parameters=self.parameters, region=self.region
+            self.template_path,
+            stack_name=self.stack_name,
+            parameters=self.parameters,
+            region=self.region,
+            cache_dir=self.data_dir,
         )
         self.template = template
         validate_event_sources(template, IntrinsicResolver(template))
         if self._endpoint_url is None:
             self._moto = MotoServer(self.data_dir, port=self.moto_port)
             endpoint = self._moto.start()
+            self._moto.supervise(self._on_fault)
             self._set_environment(endpoint, fake_credentials=True)
         else:
             endpoint = self._endpoint_url
+            check_endpoint(endpoint, self._session())
             self._set_environment(endpoint, fake_credentials=False)
         self._endpoint_url = endpoint
         resolver = IntrinsicResolver(template, queue_url_base=endpoint)
@@ -499,6 +507,12 @@ class LocalCloud:
                     write_state(self.data_dir, state)
         self._running = False
 
+    def _on_fault(self, message: str) -> None:
+        """Something the cloud cannot run without is gone: say so once, and stop."""
+        logger.error("%s; the local cloud stops (its state is kept in %s)", message, self.data_dir)
+        self.fault = message
+        threading.Thread(target=self.stop, name="stop-after-fault", daemon=True).start()
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -619,10 +633,15 @@ class LocalCloud:
             sqs = session.client("sqs", endpoint_url=endpoint, config=config)
             queue_url = sqs.get_queue_url(QueueName=mapping.queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
             resolved = replace(mapping, queue_url=queue_url)
-            poller: QueuePoller = SqsEventSourcePoller(
-                resolved, sqs, self.functions[mapping.function_logical_id], self.region
+            mapping_poller = SqsEventSourcePoller(
+                resolved,
+                sqs,
+                self.functions[mapping.function_logical_id],
+                self.region,
+                batches_dir=self.data_dir / DELIVERIES_DIR / mapping.logical_id,
             )
-            self.pollers.append(poller)
+            mapping_poller.redeliver_interrupted()
+            self.pollers.append(mapping_poller)
         for route in self._inventory.s3_routes:
             sqs = session.client("sqs", endpoint_url=endpoint, config=config)
             function = self.functions[route.function_logical_id]

@@ -29,7 +29,6 @@ import base64
 import gzip
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -40,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlambda_local.cloud.control import write_private_json
 from mlambda_local.cloud.errors import FunctionInvocationError, TemplateError
 from mlambda_local.cloud.functions import Function
 from mlambda_local.cloud.logs import LogGroup, stream_name
@@ -199,11 +199,7 @@ class _State:
             "offsets": self.offsets,
             "pending": None if self.pending is None else self.pending.__dict__,
         }
-        temporary = self.path.with_suffix(".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            json.dump(document, stream)
-        temporary.replace(self.path)
+        write_private_json(self.path, document)
 
 
 class SubscriptionDelivery:

@@ -1,54 +1,53 @@
-"""An in-process moto server whose state survives restarts within a data directory.
+"""An in-process moto server, behind a front server that makes it safe, cheap and persistent.
 
-moto keeps everything in memory. To keep tables, objects and queues across ``mlambda local``
-runs, every state-changing request is appended to ``<data_dir>/moto_recording.jsonl`` (moto's
-own recorder format) and replayed on the next start, before the template is provisioned again.
+moto answers AWS requests from in-memory models. Requests reach it through a stack of small
+WSGI layers, outermost first:
 
-Queues are special: receives and deletes cannot be replayed (receipt handles change), so on a
-clean stop every send/publish is dropped from the recording and replaced by one SendMessage
-per message still in a queue (visible or in flight). S3 notification configurations are
-replayed after the objects, so replayed uploads do not notify again.
+- ``_SerialApp``: DynamoDB and SQS requests run one at a time (moto's models for them are not
+  thread-safe; see ``moto_patches``), and SQS long polls wait here, outside the lock, instead
+  of inside moto holding it.
+- ``_PersistingApp``: every request that can change state records what it changed and, with a
+  data directory, has it written by ``persistence.StateStore`` before the response leaves.
+- ``_RangedGetApp``: S3 ranged GETs served by seeking in the stored body, not by reading it all.
+- moto's dispatcher, remembering which backend serves a host.
 
-What does not survive a restart:
-
-- SQS in-flight state and receive counts: a message in flight at stop is visible again after
-  the restart, with a receive count of zero (at-least-once, as SQS promises anyway), and its
-  message id and sent timestamp are new.
-- After a crash (no clean stop) the queues are not compacted: every message ever sent is
-  delivered again. Consumers must be idempotent.
-- Anything moto does not record, read-only calls, and timestamps (replayed items are new).
-
-moto's backends and recorder are process-global: one recording ``MotoServer`` per process.
+moto's backends are process-global: one persistent ``MotoServer`` per process.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
+from xml.etree import ElementTree
 
-import moto.moto_api
-import requests
-from moto.core.request import Request
-from moto.moto_api._internal.recorder.models import Recorder
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
+from mlambda_local.cloud import moto_patches
 from mlambda_local.cloud.errors import MlambdaLocalError
+from mlambda_local.cloud.persistence import StateStore
 
 logger = logging.getLogger("mlambda.local")
+
+OLD_RECORDING_FILE = "moto_recording.jsonl"
+# A long poll re-checks its queue at least this often (messages whose visibility timeout ended
+# become visible without anyone adding them).
+LONG_POLL_RECHECK_SECONDS = 0.5
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class _CachingDispatcher(DomainDispatcherApplication):
@@ -80,12 +79,344 @@ class _NoDelayRequestHandler(MotoRequestHandler):
     disable_nagle_algorithm = True
 
 
+# -- what a request is -------------------------------------------------------------------------------
+
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
+_TARGET_SERVICES = {"DynamoDB_": "dynamodb", "AmazonSQS.": "sqs", "AWSEvents.": "events"}
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """The request body, put back so the next layer reads it again."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body: bytes = environ["wsgi.input"].read(length) if length > 0 else b""
+    _set_body(environ, body)
+    return body
+
+
+def _set_body(environ: dict[str, Any], body: bytes) -> None:
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+
+
+def _is_form(environ: dict[str, Any]) -> bool:
+    return "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", "")
+
+
+class _Request:
+    """The service and operation of a request, found the way moto finds them (once per request)."""
+
+    @classmethod
+    def of(cls, environ: dict[str, Any]) -> _Request:
+        request = environ.get("mlambda.request")
+        if not isinstance(request, _Request):
+            request = environ["mlambda.request"] = cls(environ)
+        return request
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self.environ = environ
+        self.method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        self.service = next(
+            (name for prefix, name in _TARGET_SERVICES.items() if target.startswith(prefix)), ""
+        )
+        self.operation = target.rsplit(".", 1)[-1] if target else ""
+        scope = _CREDENTIAL_SCOPE.search(
+            str(environ.get("HTTP_AUTHORIZATION", "")) + " Credential=" + _query_credential(environ)
+        )
+        self.region = scope.group(1) if scope else "us-east-1"
+        if not self.service:
+            self.service = scope.group(2) if scope else "s3"
+        if not self.operation and _is_form(environ) and self.method == "POST":
+            self.operation = dict(parse_qsl(_read_body(environ).decode("utf-8", "replace"))).get("Action", "")
+        if not self.operation:
+            self.operation = dict(parse_qsl(str(environ.get("QUERY_STRING", "")))).get("Action", "")
+        raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
+        self.raw_path = raw
+        self.path = unquote(raw.split("?", 1)[0])
+        self.query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
+        bucket, _, key = self.path.lstrip("/").partition("/")
+        # Bucket settings and DeleteObjects are recorded with their (small) body, read before moto reads it.
+        self.body = (
+            _read_body(environ)
+            if self.service == "s3" and bucket and not key and self.method != "GET"
+            else b""
+        )
+
+
+def _query_credential(environ: dict[str, Any]) -> str:
+    """A presigned URL's X-Amz-Credential (``key/date/region/service/aws4_request``)."""
+    values = parse_qs(str(environ.get("QUERY_STRING", ""))).get("X-Amz-Credential", [""])
+    return values[0]
+
+
+# Operations per service that change nothing (everything else is recorded).
+_READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "TransactGet", "Test")
+# Operations whose changes the model hooks see (items, messages); any other write changes configuration.
+_DATA_OPERATIONS = {
+    "dynamodb": frozenset(
+        {
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "BatchWriteItem",
+            "TransactWriteItems",
+            "ExecuteStatement",
+            "BatchExecuteStatement",
+            "ExecuteTransaction",
+        }
+    ),
+    "sqs": frozenset(
+        {
+            "SendMessage",
+            "SendMessageBatch",
+            "ReceiveMessage",
+            "DeleteMessage",
+            "DeleteMessageBatch",
+            "ChangeMessageVisibility",
+            "ChangeMessageVisibilityBatch",
+            "PurgeQueue",
+        }
+    ),
+    "sns": frozenset({"Publish", "PublishBatch"}),
+    "events": frozenset({"PutEvents"}),
+}
+# Query parameters that are not an S3 subresource.
+_S3_NOT_SUBRESOURCE = re.compile(r"^(x-id|X-Amz-.*|AWSAccessKeyId|Signature|Expires)$")
+_REPLAYED_HEADERS_DROPPED = frozenset({"host", "content-length", "connection", "expect", "transfer-encoding"})
+
+
+def _is_read(request: _Request) -> bool:
+    if request.path.startswith("/moto-api/"):
+        return True
+    if request.service == "s3":
+        return request.method in ("GET", "HEAD", "OPTIONS")
+    if request.service in _DATA_OPERATIONS:
+        return request.operation.startswith(_READ_PREFIXES)
+    return request.method in ("GET", "HEAD", "OPTIONS")
+
+
+def _describe_changes(request: _Request, changes: moto_patches.Changes) -> None:
+    """Add what the hooks cannot see: S3 keys, uploads and bucket settings, configuration changes."""
+    if request.service == "s3":
+        _describe_s3(request, changes)
+    elif request.service in _DATA_OPERATIONS and request.operation not in _DATA_OPERATIONS[request.service]:
+        changes.configs.add(request.service)
+
+
+def _describe_s3(request: _Request, changes: moto_patches.Changes) -> None:
+    bucket, _, key = request.path.lstrip("/").partition("/")
+    if not bucket:
+        return
+    if key:
+        multipart = "uploads" in request.query or "uploadId" in request.query
+        if multipart:
+            changes.s3_uploads.add(bucket)
+        if not multipart or (request.method == "POST" and "uploadId" in request.query):
+            changes.s3_keys.add((bucket, key))
+        return
+    subresources = [name for name in request.query if not _S3_NOT_SUBRESOURCE.match(name)]
+    if request.method == "POST" and subresources == ["delete"]:
+        changes.s3_keys |= {(bucket, name) for name in _deleted_keys(request.body)}
+        return
+    if request.method == "POST":  # a browser form upload: the key is in the form
+        changes.s3_buckets_resync.add(bucket)
+        return
+    subresource = subresources[0] if subresources else ""
+    if request.method == "DELETE" and not subresource:
+        changes.s3_bucket_requests.append({"kind": "drop_bucket", "bucket": bucket, "subresource": ""})
+        return
+    record: dict[str, Any] = {
+        "kind": "put" if request.method == "PUT" else "delete",
+        "bucket": bucket,
+        "subresource": subresource,
+        "method": request.method,
+        "path": request.raw_path,
+        "headers": _replayed_headers(request.environ),
+        "body": request.body,
+    }
+    changes.s3_bucket_requests.append(record)
+
+
+def _deleted_keys(body: bytes) -> list[str]:
+    """The keys of a DeleteObjects request."""
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return []
+    return [element.text or "" for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Key"]
+
+
+def _replayed_headers(environ: dict[str, Any]) -> dict[str, str]:
+    headers = {
+        name[5:].replace("_", "-").lower(): str(value)
+        for name, value in environ.items()
+        if name.startswith("HTTP_")
+    }
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = str(environ["CONTENT_TYPE"])
+    return {name: value for name, value in headers.items() if name not in _REPLAYED_HEADERS_DROPPED}
+
+
+# -- the layers ----------------------------------------------------------------------------------------
+
+
+class _Captured:
+    """A response held back until its changes are persisted."""
+
+    def __init__(self, app: WsgiApp, environ: dict[str, Any]) -> None:
+        self.status = "500 Internal Server Error"
+        self.headers: list[tuple[str, str]] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            self.status, self.headers = status, list(headers)
+            return lambda _: None
+
+        result = app(environ, start_response)
+        try:
+            self.body = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    @property
+    def ok(self) -> bool:
+        return self.status[:1] in ("2", "3")
+
+    def send(self, start_response: StartResponse) -> list[bytes]:
+        start_response(self.status, self.headers)
+        return [self.body]
+
+
+def _error(start_response: StartResponse, status: str, code: str, message: str) -> list[bytes]:
+    body = json.dumps({"__type": code, "message": message}).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class _PersistingApp:
+    """Records what each request changed and has it persisted before answering."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+        self.store: StateStore | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request = _Request.of(environ)
+        if request.path.rstrip("/") == "/moto-api/reset":
+            return _error(
+                start_response,
+                "403 Forbidden",
+                "Forbidden",
+                "the local cloud keeps its state: resetting moto under it is refused (use a new --data-dir)",
+            )
+        if _is_read(request):
+            return self.app(environ, start_response)
+        changes = moto_patches.begin()
+        try:
+            captured = _Captured(self.app, environ)
+            if captured.ok:
+                _describe_changes(request, changes)
+            store = self.store
+            if store is not None:
+                try:
+                    store.persist(changes)
+                except Exception as exc:
+                    logger.exception("could not save the changes of %s %s", request.method, request.path)
+                    return _error(
+                        start_response,
+                        "500 Internal Server Error",
+                        "InternalFailure",
+                        f"the local cloud could not save this change: {exc}",
+                    )
+            return captured.send(start_response)
+        finally:
+            moto_patches.end()
+
+
+class _SerialApp:
+    """DynamoDB and SQS requests one at a time; SQS long polls wait outside the lock.
+
+    DynamoDB applies each request to an item atomically; moto's backend is not thread-safe (a
+    read deep-copying an item while another thread updates it raises "dictionary changed size
+    during iteration", and a conditional update is check-then-write), so concurrent workers
+    counting chunks could see 500s or, worse, both pass a condition. SQS is the same (a message
+    received twice by concurrent receives, a delete undone by another). Persisting happens
+    inside the lock, so no reader sees a change that a crash could still lose.
+    """
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+        self._dynamodb = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if target.startswith("DynamoDB_"):
+            with self._dynamodb:
+                return _Captured(self.app, environ).send(start_response)
+        request = _Request.of(environ)
+        if request.service != "sqs":
+            return self.app(environ, start_response)
+        wait = _long_poll_seconds(request) if request.operation == "ReceiveMessage" else 0
+        deadline = time.monotonic() + wait
+        body = _read_body(environ)
+        while True:
+            _set_body(environ, body)
+            with moto_patches.SQS_ARRIVALS:
+                captured = _Captured(self.app, environ)
+                left = deadline - time.monotonic()
+                if wait == 0 or left <= 0 or not captured.ok or _received_any(captured.body):
+                    return captured.send(start_response)
+                moto_patches.SQS_ARRIVALS.wait(min(left, LONG_POLL_RECHECK_SECONDS))
+
+
+def _long_poll_seconds(request: _Request) -> int:
+    """How long a ReceiveMessage may wait; the request is rewritten to ask moto not to wait."""
+    environ = request.environ
+    body = _read_body(environ)
+    form = _is_form(environ)
+    params: dict[str, Any] = dict(parse_qsl(body.decode())) if form else json.loads(body or b"{}")
+    given = params.get("WaitTimeSeconds")
+    try:
+        wait = int(given) if given is not None else _queue_default_wait(str(params.get("QueueUrl", "")))
+    except (TypeError, ValueError):
+        return 0  # moto answers the invalid value
+    if not 1 <= wait <= 20:
+        return 0
+    params["WaitTimeSeconds"] = 0 if not form else "0"
+    _set_body(environ, urlencode(params).encode() if form else json.dumps(params).encode())
+    return wait
+
+
+def _queue_default_wait(queue_url: str) -> int:
+    from moto.sqs.models import sqs_backends
+
+    parts = urlsplit(queue_url).path.strip("/").split("/")
+    if len(parts) < 2:
+        return 0
+    account, name = parts[-2], parts[-1]
+    for _, backend in list(sqs_backends[account].items()):
+        queue = backend.queues.get(name)
+        if queue is not None:
+            return int(getattr(queue, "receive_message_wait_time_seconds", 0) or 0)
+    return 0
+
+
+def _received_any(body: bytes) -> bool:
+    if body.startswith(b"{"):
+        return bool(json.loads(body).get("Messages"))
+    return b"<Message>" in body
+
+
 _BYTE_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 _S3_SIGNATURE = "/s3/aws4_request"
 
 
 class _RangedGetApp:
-    """Serve plain S3 ranged GETs by seeking in moto's stored object.
+    """Serve plain S3 ranged GETs by seeking in the stored object.
 
     moto answers a ranged GET by reading the whole object and slicing it, so every chunk a batch
     worker reads costs O(file): a 10M-row (2 GB) job could not finish. S3 serves a range in
@@ -93,10 +424,10 @@ class _RangedGetApp:
     ranges, unknown keys, ranges past the end) goes to moto unchanged, errors included.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: WsgiApp) -> None:
         self.app = app
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if (
             environ.get("REQUEST_METHOD") == "GET"
             and not environ.get("QUERY_STRING")
@@ -109,7 +440,7 @@ class _RangedGetApp:
         return self.app(environ, start_response)
 
     def _serve(
-        self, environ: dict[str, Any], match: re.Match[str], start_response: Any
+        self, environ: dict[str, Any], match: re.Match[str], start_response: StartResponse
     ) -> list[bytes] | None:
         from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.s3.exceptions import S3ClientError
@@ -148,320 +479,124 @@ class _RangedGetApp:
         return [body]
 
 
-class _SerialDynamoDbApp:
-    """One DynamoDB request at a time.
-
-    DynamoDB applies each request to an item atomically; moto's backend is not thread-safe
-    (a read deep-copying an item while another thread updates it raises "dictionary changed
-    size during iteration", and a conditional update is check-then-write), so concurrent
-    workers counting chunks could see 500s or, worse, both pass a condition. Serialising
-    DynamoDB calls restores the atomicity the platform's exactly-once counting relies on.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self._lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-            return self.app(environ, start_response)
-        with self._lock:
-            # moto builds the whole body before returning; materialise it inside the lock.
-            return list(self.app(environ, start_response))
+# -- the server ----------------------------------------------------------------------------------------
 
 
-class _FastMotoServer(ThreadedMotoServer):
-    """moto's threaded server with the fixes above (same API as ThreadedMotoServer)."""
+def _reset_moto() -> None:
+    """Empty every moto backend, as a new process would start."""
+    from moto.moto_api._internal.models import moto_api_backend
 
-    def _server_entry(self) -> None:
-        self._server = make_server(
-            self._ip_address,
-            self._port,
-            _SerialDynamoDbApp(_RangedGetApp(_CachingDispatcher(create_backend_app))),
-            True,
-            request_handler=_NoDelayRequestHandler,
-        )
-        self._server_ready_event.set()
-        self._server.serve_forever()
-
-
-RECORDING_FILE = "moto_recording.jsonl"
-
-# Operations that change nothing worth restoring (reads, polls, and receipt-handle operations
-# whose handles cannot be valid after a restart).
-_NOISE_OPERATIONS = frozenset(
-    {
-        "ReceiveMessage",
-        "ChangeMessageVisibility",
-        "ChangeMessageVisibilityBatch",
-        "DeleteMessage",
-        "DeleteMessageBatch",
-        "GetQueueAttributes",
-        "GetQueueUrl",
-        "ListQueues",
-        "GetItem",
-        "BatchGetItem",
-        "Query",
-        "Scan",
-        "ListTables",
-        "GetTopicAttributes",
-        "ListTopics",
-        "ListSubscriptions",
-        "ListRules",
-        "ListTargetsByRule",
-    }
-)
-_NOISE_PREFIXES = ("Describe", "List", "Get")
-# Messages these create are restored from the queue snapshot taken at stop, not by replay.
-_SNAPSHOT_OPERATIONS = frozenset({"SendMessage", "SendMessageBatch", "Publish", "PublishBatch", "PutEvents"})
-
-
-def operation_name(method: str, headers: dict[str, str], url: str, body: bytes | str | None) -> str | None:
-    """The AWS operation of a recorded request, when its protocol names one (JSON or query)."""
-    lowered = {key.lower(): value for key, value in headers.items()}
-    target = lowered.get("x-amz-target")
-    if target:
-        return target.rsplit(".", 1)[-1]
-    query = parse_qs(urlsplit(url).query)
-    if "Action" in query:
-        return query["Action"][0]
-    if "x-www-form-urlencoded" in lowered.get("content-type", "") and body:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        action = parse_qs(text).get("Action")
-        if action:
-            return action[0]
-    return None
-
-
-def is_noise(method: str, headers: dict[str, str], url: str, body: bytes | str | None = None) -> bool:
-    """True for calls that need not be recorded or replayed: reads (S3 GET/HEAD...) and SQS polling."""
-    if method.upper() in ("GET", "HEAD", "OPTIONS"):
-        return True
-    if urlsplit(url).path.startswith("/moto-api/"):
-        return True
-    operation = operation_name(method, headers, url, body)
-    if operation is None:
-        return False
-    return operation in _NOISE_OPERATIONS or operation.startswith(_NOISE_PREFIXES)
-
-
-class FilteringRecorder(Recorder):
-    """moto's recorder, writing to a chosen file, skipping noise, and safe under concurrent requests."""
-
-    def __init__(self, location: Path) -> None:
-        super().__init__()
-        self._location = str(location)
-        self._user_enabled = False
-        self._lock = threading.Lock()
-
-    @property
-    def lock(self) -> threading.Lock:
-        """Held while a request is written; take it to rewrite the file safely."""
-        return self._lock
-
-    def _record_request(self, request: Request, body: bytes | None = None) -> None:
-        """Record one request unless it is noise; moto calls this for every request it serves."""
-        if not self._user_enabled:
-            return
-        peeked = body if body is not None else _peek_form_body(request)
-        if is_noise(request.method, dict(request.headers), request.raw_url, peeked):
-            return
-        with self._lock:
-            super()._record_request(request, body)
-
-
-def _peek_form_body(request: Request) -> bytes | None:
-    """Read a form-encoded body (query protocol) without consuming it, to find its Action."""
-    if "x-www-form-urlencoded" not in request.headers.get("Content-Type", ""):
-        return None
-    try:
-        length = int(request.headers.get("Content-Length") or 0)
-        data: bytes = request.environ["wsgi.input"].read(length)
-    except (KeyError, ValueError, AttributeError):
-        return None
-    # Put the body back exactly as moto's own recorder does, so the handler still reads it.
-    request.environ["wsgi.input"] = io.BytesIO(data)
-    return data
-
-
-def read_recording(path: Path) -> Iterator[dict[str, Any]]:
-    """The recorded entries of ``path``; a torn last line (crash mid-write) is skipped with a warning."""
-    with path.open(encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                logger.warning("skipping unreadable line %d of %s", number, path)
-
-
-_DROPPED_REPLAY_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "expect", "connection"})
-
-
-def _is_bucket_notification(method: str, url: str) -> bool:
-    query = parse_qs(urlsplit(url).query, keep_blank_values=True)
-    return method.upper() == "PUT" and "notification" in query
-
-
-def replay_recording(path: Path, endpoint_url: str, session: requests.Session | None = None) -> int:
-    """Send every state-changing request of ``path`` to ``endpoint_url``; returns how many were sent.
-
-    Bucket notification configurations go last, so replayed uploads do not emit events again.
-    """
-    target = urlsplit(endpoint_url)
-    http = session or requests.Session()
-    deferred: list[tuple[str, str, dict[str, str], bytes | str]] = []
-    sent = 0
-
-    def send(method: str, url: str, headers: dict[str, str], body: bytes | str) -> None:
-        parts = urlsplit(url)
-        rewritten = f"{target.scheme}://{target.netloc}{parts.path}" + (
-            f"?{parts.query}" if parts.query else ""
-        )
-        kept = {key: value for key, value in headers.items() if key.lower() not in _DROPPED_REPLAY_HEADERS}
-        response = http.request(method, rewritten, headers=kept, data=body, timeout=30)
-        if response.status_code >= 400:
-            logger.debug("replayed %s %s -> %d", method, parts.path, response.status_code)
-
-    for entry in read_recording(path):
-        method = str(entry.get("method", "GET"))
-        url = str(entry.get("url", ""))
-        headers = {str(k): str(v) for k, v in (entry.get("headers") or {}).items()}
-        body: bytes | str = entry.get("body") or b""
-        if entry.get("body_encoded") and isinstance(body, str):
-            body = base64.b64decode(body)
-        if is_noise(method, headers, url, body):
-            continue
-        if _is_bucket_notification(method, url):
-            deferred.append((method, url, headers, body))
-            continue
-        send(method, url, headers, body)
-        sent += 1
-    for method, url, headers, body in deferred:
-        send(method, url, headers, body)
-        sent += 1
-    return sent
-
-
-def queue_snapshot(endpoint_url: str) -> list[dict[str, Any]]:
-    """One recorder entry (a SendMessage) per message now in any queue of this process's moto."""
-    from moto.sqs.models import sqs_backends
-
-    entries: list[dict[str, Any]] = []
-    for account_id in list(sqs_backends.keys()):
-        for region, backend in list(sqs_backends[account_id].items()):
-            for queue in list(backend.queues.values()):
-                for message in list(queue._messages):
-                    request: dict[str, Any] = {
-                        "QueueUrl": f"{endpoint_url}/{account_id}/{queue.name}",
-                        "MessageBody": message.body,
-                    }
-                    if message.message_attributes:
-                        request["MessageAttributes"] = {
-                            name: {
-                                key: base64.b64encode(value).decode() if isinstance(value, bytes) else value
-                                for key, value in attribute.items()
-                            }
-                            for name, attribute in message.message_attributes.items()
-                        }
-                    if queue.fifo_queue:
-                        request["MessageGroupId"] = message.group_id or "default"
-                        request["MessageDeduplicationId"] = message.deduplication_id or message.id
-                    entries.append(
-                        {
-                            "method": "POST",
-                            "url": f"{endpoint_url}/",
-                            "headers": {
-                                "X-Amz-Target": "AmazonSQS.SendMessage",
-                                "Content-Type": "application/x-amz-json-1.0",
-                                "Authorization": f"AWS4-HMAC-SHA256 Credential=testing/20240101/{region}/sqs/aws4_request",
-                            },
-                            "body": json.dumps(request),
-                            "body_encoded": False,
-                        }
-                    )
-    return entries
-
-
-def compact_recording(path: Path, snapshot: list[dict[str, Any]]) -> None:
-    """Replace every recorded send/publish by ``snapshot`` (what is still queued), atomically."""
-    kept: list[str] = []
-    for entry in read_recording(path):
-        headers = {str(k): str(v) for k, v in (entry.get("headers") or {}).items()}
-        body = entry.get("body") or ""
-        if entry.get("body_encoded") and isinstance(body, str):
-            body = base64.b64decode(body)
-        operation = operation_name(str(entry.get("method", "")), headers, str(entry.get("url", "")), body)
-        if operation not in _SNAPSHOT_OPERATIONS:
-            kept.append(json.dumps(entry))
-    kept.extend(json.dumps(entry) for entry in snapshot)
-    temporary = path.with_suffix(".jsonl.tmp")
-    temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-    temporary.replace(path)
+    moto_api_backend.reset()
+    moto_patches.forget_all_messages()
 
 
 class MotoServer:
-    """A moto server on 127.0.0.1 (a free port unless one is given), optionally persistent."""
+    """moto on 127.0.0.1 (a free port unless one is given), its state kept in ``data_dir`` if given."""
 
     def __init__(self, data_dir: Path | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
         self.data_dir = data_dir
         self.host = host
         self.port = port
-        self._server: _FastMotoServer | None = None
-        self._recorder: FilteringRecorder | None = None
-        self._previous_recorder: Any = None
+        self.store = StateStore(data_dir) if data_dir is not None else None
+        self._persisting: _PersistingApp | None = None
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>`` once started."""
         if self._server is None:
             raise MlambdaLocalError("the moto server is not running")
-        host, port = self._server.get_host_and_port()
-        return f"http://{host}:{port}"
-
-    @property
-    def recording_path(self) -> Path | None:
-        """Where requests are recorded, if persistent."""
-        return None if self.data_dir is None else self.data_dir / RECORDING_FILE
+        return f"http://{self.host}:{self._server.server_address[1]}"
 
     def start(self) -> str:
-        """Start serving on a fresh, empty state (then the replayed recording); returns the URL."""
+        """Serve the stored state (or an empty one); returns the URL."""
         if self._server is not None:
             return self.url
+        moto_patches.install()
         werkzeug_logger = logging.getLogger("werkzeug")
         if werkzeug_logger.level == logging.NOTSET:
             # werkzeug logs every request at INFO; pollers would drown everything else.
             werkzeug_logger.setLevel(logging.WARNING)
-        server = _FastMotoServer(ip_address=self.host, port=self.port, verbose=False)
-        server.start()
-        self._server = server
-        # Backends are process-global: a server started after another one in this process
-        # would otherwise see its leftovers. Start as empty as a new process would.
-        requests.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
-        path = self.recording_path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._previous_recorder = moto.moto_api.recorder
-            self._recorder = FilteringRecorder(path)
-            moto.moto_api.recorder = self._recorder  # moto looks the recorder up on every request
-            if path.exists():
-                sent = replay_recording(path, self.url)
-                logger.info("replayed %d recorded requests from %s", sent, path)
-            self._recorder.start_recording()
+        self._persisting = _PersistingApp(_RangedGetApp(_CachingDispatcher(create_backend_app)))
+        self._serve(self.port)
+        _reset_moto()
+        if self.store is not None:
+            assert self.data_dir is not None
+            if (self.data_dir / OLD_RECORDING_FILE).exists():
+                logger.warning(
+                    "%s holds the state of an older mlambda (a request journal), which is not read any more; "
+                    "remove it once you no longer need it",
+                    self.data_dir / OLD_RECORDING_FILE,
+                )
+            started = time.perf_counter()
+            self.store.open()
+            counts = self.store.restore(self.url)
+            logger.info(
+                "state restored from %s in %.2f s: %s",
+                self.store.directory,
+                time.perf_counter() - started,
+                ", ".join(f"{value} {name}" for name, value in counts.items()),
+            )
+            self._persisting.store = self.store
         logger.info("moto server listening on %s", self.url)
         return self.url
 
+    def _serve(self, port: int) -> None:
+        assert self._persisting is not None
+        try:
+            server = make_server(
+                self.host, port, _SerialApp(self._persisting), True, request_handler=_NoDelayRequestHandler
+            )
+        except SystemExit as exc:  # werkzeug exits the process when the port is taken
+            raise OSError(f"port {port} of {self.host} is in use") from exc
+        thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
+        thread.start()
+        self._server, self._thread = server, thread
+        self.port = server.server_address[1]
+
+    def alive(self) -> bool:
+        """True while the server thread serves requests."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def restart(self) -> None:
+        """Serve again on the same port after the server thread died; the state in memory is intact."""
+        if self._server is not None:
+            self._server.server_close()
+        self._serve(self.port)
+
+    def supervise(self, on_fault: Callable[[str], None], interval: float = 1.0) -> None:
+        """Watch the server: if it stops serving, serve again on the same port (clients keep their
+        URL), or call ``on_fault`` once with the reason it cannot."""
+
+        def watch() -> None:
+            while not self._stopping.wait(interval):
+                if self.alive():
+                    continue
+                logger.warning("the moto server on port %d stopped; restarting it", self.port)
+                try:
+                    self.restart()
+                except OSError as exc:
+                    on_fault(f"the moto server on port {self.port} stopped and cannot serve again: {exc}")
+                    return
+                logger.warning("the moto server serves again on %s, with its state", self.url)
+
+        self._watchdog = threading.Thread(target=watch, name="moto-watchdog", daemon=True)
+        self._watchdog.start()
+
     def stop(self) -> None:
-        """Stop recording and serving; safe to call twice."""
-        if self._recorder is not None:
-            recorder, self._recorder = self._recorder, None
-            recorder.stop_recording()
-            path = self.recording_path
-            if path is not None and path.exists() and self._server is not None:
-                with recorder.lock:
-                    compact_recording(path, queue_snapshot(self.url))
-            moto.moto_api.recorder = self._previous_recorder
+        """Stop serving and close the store; safe to call twice."""
+        self._stopping.set()
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join()
         if self._server is not None:
             server, self._server = self._server, None
-            server.stop()
+            if self._thread is not None and self._thread.is_alive():
+                server.shutdown()
+            server.server_close()
+        if self._persisting is not None:
+            self._persisting.store = None
+        if self.store is not None:
+            self.store.close()

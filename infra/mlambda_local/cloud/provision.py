@@ -1,8 +1,8 @@
 """Create the template's tables, buckets, queues, topics and rules on the local endpoint.
 
-Idempotent: after a restart the replayed recording has already created most of them, so
-"already exists" is success and the configuration (TTL, versioning, attributes) is applied
-again. S3 Lambda notifications are rewritten to internal SQS queues, because moto cannot run
+Idempotent: after a restart the restored state already holds most of them, so "already
+exists" is success and the configuration (TTL, versioning, attributes) is applied again.
+``check_endpoint`` first makes sure a user-given endpoint can be used at all. S3 Lambda notifications are rewritten to internal SQS queues, because moto cannot run
 Lambda code; the runner polls those queues and invokes the function with the S3 event.
 """
 
@@ -16,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
+import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from mlambda_local.cloud.errors import TemplateError
+from mlambda_local.cloud.errors import MlambdaLocalError, TemplateError
 from mlambda_local.cloud.template import IntrinsicResolver, Template
 
 logger = logging.getLogger("mlambda.local")
@@ -155,6 +157,32 @@ def dependency_order(template: Template) -> list[str]:
         raise TemplateError(f"circular references between resources: {exc.args[1]}") from exc
 
 
+ENDPOINT_CHECK_TIMEOUT_SECONDS = 3.0
+
+
+def check_endpoint(endpoint_url: str, session: boto3.session.Session) -> None:
+    """Fail at once, saying why, when ``endpoint_url`` cannot be used: no credentials, not a URL,
+    or nothing answering there (rather than boto3 retrying for a minute, or a traceback)."""
+    parts = urlsplit(endpoint_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MlambdaLocalError(f"--endpoint-url {endpoint_url!r} is not an http(s) URL")
+    if session.get_credentials() is None:
+        raise MlambdaLocalError(
+            f"no AWS credentials to call {endpoint_url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(any values for LocalStack) or AWS_PROFILE"
+        )
+    try:
+        requests.get(endpoint_url, timeout=ENDPOINT_CHECK_TIMEOUT_SECONDS)
+    except requests.RequestException as exc:
+        reason = (
+            type(exc).__name__ if isinstance(exc, requests.Timeout) else str(exc.args[0] if exc.args else exc)
+        )
+        raise MlambdaLocalError(
+            f"nothing answers at {endpoint_url} ({reason}): start the endpoint (e.g. LocalStack) "
+            "or leave --endpoint-url out to run the embedded moto"
+        ) from exc
+
+
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -193,7 +221,7 @@ class Provisioner:
                 self._clients[service] = self.session.client(
                     service,
                     endpoint_url=self.endpoint_url,
-                    config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+                    config=Config(connect_timeout=5, retries={"max_attempts": 2, "mode": "standard"}),
                 )
             return self._clients[service]
 

@@ -3,8 +3,14 @@
 SQS mappings behave as Lambda's poller does: receive up to ``BatchSize`` messages within
 ``MaximumBatchingWindowInSeconds``, invoke with real SQS records, and delete what succeeded
 (only the successes when the function reports ``batchItemFailures``; nothing when it raises).
+Within the window the poller receives again at once only while receives come back full (the
+queue holds more); when the queue is drained it waits for messages to accumulate (rechecking
+every ``BATCHING_RECHECK_SECONDS``) instead of receiving once per message that arrives, so a
+batch costs about what it costs on SQS: one receive per ten messages.
 What is not deleted reappears after the queue's visibility timeout, and moto moves it to the
-DLQ on the receive after ``maxReceiveCount``.
+DLQ on the receive after ``maxReceiveCount``. A batch is saved while it is delivered, so one that
+a crash of the local cloud cut short is delivered again whole at the next start
+(``redeliver_interrupted``) rather than re-composed with other messages.
 
 S3 notifications are asynchronous invocations on AWS (two retries, then dropped): the internal
 queue's message is deleted on success or after the third failed attempt.
@@ -17,16 +23,22 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from mlambda_local.cloud.control import write_private_json
 from mlambda_local.cloud.errors import FunctionInvocationError
 from mlambda_local.cloud.functions import Function
 
 logger = logging.getLogger("mlambda.local")
 
 RECEIVE_WAIT_SECONDS = 1  # short, so that stop() returns quickly
+BATCHING_RECHECK_SECONDS = 1.0
 ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: 1 try + 2 retries
+MAX_RECEIVE = 10  # SQS's limit per ReceiveMessage
+FAILURE_BACKOFF_MAX_SECONDS = 8.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,7 @@ class QueuePoller:
         self._workers: list[threading.Thread] = []
         self.batches = 0
         self.failures = 0
+        self._failed_polls = 0  # in a row, across the poller's threads
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -132,11 +145,11 @@ class QueuePoller:
             worker.join()
         self._workers.clear()
 
-    def _receive(self, count: int) -> list[dict[str, Any]]:
+    def _receive(self, count: int, wait: int = RECEIVE_WAIT_SECONDS) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=max(1, min(10, count)),
-            WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+            MaxNumberOfMessages=max(1, min(MAX_RECEIVE, count)),
+            WaitTimeSeconds=wait,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
@@ -144,23 +157,44 @@ class QueuePoller:
         return messages
 
     def _loop(self) -> None:
+        failures = 0  # this thread's, for its backoff
         while not self._stop.is_set():
             try:
                 self.poll_once()
-            except Exception:
-                # The endpoint may be briefly unavailable (e.g. while stopping): log, back off, go on.
-                logger.exception("poller %s failed; retrying", self.name)
-                self._stop.wait(1.0)
+            except Exception as exc:
+                # The endpoint may be unavailable for a while (restarting, stopping): the poller
+                # says so once, then its threads back off and count, rather than logging a
+                # traceback every second.
+                failures += 1
+                with self._lock:
+                    self._failed_polls += 1
+                    first = self._failed_polls == 1
+                if first:
+                    logger.warning(
+                        "poller %s cannot poll %s: %s: %s; retrying with backoff",
+                        self.name,
+                        self.queue_url,
+                        type(exc).__name__,
+                        exc,
+                        exc_info=logger.isEnabledFor(logging.DEBUG),
+                    )
+                self._stop.wait(min(FAILURE_BACKOFF_MAX_SECONDS, 0.25 * 2 ** min(failures, 5)))
+                continue
+            failures = 0
+            with self._lock:
+                recovered, self._failed_polls = self._failed_polls, 0
+            if recovered:
+                logger.warning("poller %s polls again after %d failed attempts", self.name, recovered)
 
     def poll_once(self) -> None:
         raise NotImplementedError
 
-    def _delete(self, messages: list[dict[str, Any]]) -> None:
-        for start in range(0, len(messages), 10):
-            chunk = messages[start : start + 10]
+    def _delete(self, handles: list[str]) -> None:
+        for start in range(0, len(handles), MAX_RECEIVE):
+            chunk = handles[start : start + MAX_RECEIVE]
             response = self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+                Entries=[{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(chunk)],
             )
             for failure in response.get("Failed", []):
                 logger.warning("poller %s could not delete a message: %s", self.name, failure)
@@ -179,57 +213,125 @@ class QueuePoller:
 class SqsEventSourcePoller(QueuePoller):
     """Emulates Lambda's SQS event source mapping for one mapping."""
 
-    def __init__(self, mapping: SqsMapping, sqs: Any, function: Function, region: str) -> None:
+    def __init__(
+        self,
+        mapping: SqsMapping,
+        sqs: Any,
+        function: Function,
+        region: str,
+        batches_dir: Path | None = None,
+    ) -> None:
         super().__init__(mapping.logical_id, sqs, mapping.queue_url, function, mapping.maximum_concurrency)
         self.mapping = mapping
         self.region = region
+        self.batches_dir = batches_dir  # where batches in delivery are saved (None: not saved)
 
     def _collect(self) -> list[dict[str, Any]]:
         """Up to BatchSize messages, waiting at most the batching window once the first arrived."""
-        batch: list[dict[str, Any]] = []
-        deadline: float | None = None
-        while not self._stop.is_set() and len(batch) < self.mapping.batch_size:
-            batch.extend(self._receive(self.mapping.batch_size - len(batch)))
-            if not batch:
-                return batch
-            if deadline is None:
-                deadline = time.monotonic() + self.mapping.batching_window
-            if time.monotonic() >= deadline:
+        size = self.mapping.batch_size
+        wanted = min(MAX_RECEIVE, size)
+        batch = self._receive(wanted)
+        if not batch:
+            return batch
+        deadline = time.monotonic() + self.mapping.batching_window
+        drained = len(batch) < wanted
+        while len(batch) < size and not self._stop.is_set():
+            if drained:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._stop.wait(min(left, BATCHING_RECHECK_SECONDS))
+            wanted = min(MAX_RECEIVE, size - len(batch))
+            received = self._receive(wanted, wait=0)
+            batch.extend(received)
+            drained = len(received) < wanted
+            if drained and time.monotonic() >= deadline:
                 break
         return batch
 
     def poll_once(self) -> None:
         batch = self._collect()
-        if not batch:
-            return
-        event = {"Records": [sqs_record(message, self.mapping.queue_arn, self.region) for message in batch]}
+        if batch:
+            records = [sqs_record(message, self.mapping.queue_arn, self.region) for message in batch]
+            self._deliver(records, self._save(records))
+
+    def redeliver_interrupted(self) -> int:
+        """Deliver again, as they were, the batches a crash of the local cloud interrupted; call before start().
+
+        A batch is saved before its invocation and forgotten once its messages are deleted (or
+        handed back to the queue by a failure). One still saved at start was cut short by a crash:
+        delivered again whole, it lets the function's idempotence hold (the archiver, for one,
+        rewrites the same objects for the same messages, where a re-composed batch would add copies).
+        """
+        if self.batches_dir is None or not self.batches_dir.is_dir():
+            return 0
+        saved = sorted(self.batches_dir.glob("*.json"), key=lambda path: path.stat().st_mtime)
+        for path in saved:
+            records = json.loads(path.read_text(encoding="utf-8"))
+            logger.warning(
+                "%s: delivering again a batch of %d interrupted by a crash", self.name, len(records)
+            )
+            self._deliver(records, path)
+        return len(saved)
+
+    def _save(self, records: list[dict[str, Any]]) -> Path | None:
+        if self.batches_dir is None:
+            return None
+        self.batches_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return write_private_json(self.batches_dir / f"{uuid.uuid4().hex}.json", records)
+
+    def _deliver(self, records: list[dict[str, Any]], saved: Path | None) -> None:
+        """Invoke with the batch, then delete what succeeded; the saved batch goes once that is settled."""
         with self._lock:
             self.batches += 1
         try:
-            result = self.function.invoke(event)
+            result = self.function.invoke({"Records": records})
         except FunctionInvocationError:
             with self._lock:
                 self.failures += 1
             logger.info(
-                "%s: batch of %d failed; messages return after the visibility timeout", self.name, len(batch)
+                "%s: batch of %d failed; messages return after the visibility timeout",
+                self.name,
+                len(records),
             )
+            _forget(saved)
             return
-        delete = batch
+        delete = records
         if self.mapping.report_batch_item_failures:
-            failed = failed_message_ids(result, [m["MessageId"] for m in batch])
+            failed = failed_message_ids(result, [record["messageId"] for record in records])
             if failed is None:
                 with self._lock:
                     self.failures += 1
                 logger.warning(
                     "%s: malformed batchItemFailures %r; the whole batch is retried", self.name, result
                 )
+                _forget(saved)
                 return
             if failed:
                 logger.info(
-                    "%s: %d of %d messages failed and will be retried", self.name, len(failed), len(batch)
+                    "%s: %d of %d messages failed and will be retried", self.name, len(failed), len(records)
                 )
-            delete = [message for message in batch if message["MessageId"] not in failed]
-        self._delete(delete)
+            delete = [record for record in records if record["messageId"] not in failed]
+        self._settle([record["receiptHandle"] for record in delete])
+        _forget(saved)
+
+    def _settle(self, handles: list[str]) -> None:
+        """Delete, retrying while the endpoint is away: a processed batch must not come back re-composed."""
+        attempt = 0
+        while True:
+            try:
+                self._delete(handles)
+                return
+            except Exception:
+                attempt += 1
+                if self._stop.is_set():
+                    raise  # the saved batch stays: it is delivered again at the next start
+                self._stop.wait(min(FAILURE_BACKOFF_MAX_SECONDS, 0.25 * 2**attempt))
+
+
+def _forget(saved: Path | None) -> None:
+    if saved is not None:
+        saved.unlink(missing_ok=True)
 
 
 class S3NotificationPoller(QueuePoller):
@@ -241,10 +343,10 @@ class S3NotificationPoller(QueuePoller):
                 event = json.loads(message.get("Body", ""))
             except json.JSONDecodeError:
                 logger.warning("%s: dropping a message that is not an S3 event", self.name)
-                self._delete([message])
+                self._delete([message["ReceiptHandle"]])
                 continue
             if not isinstance(event, dict) or event.get("Event") == "s3:TestEvent" or "Records" not in event:
-                self._delete([message])
+                self._delete([message["ReceiptHandle"]])
                 continue
             with self._lock:
                 self.batches += 1
@@ -257,4 +359,4 @@ class S3NotificationPoller(QueuePoller):
                 if attempts < ASYNC_ATTEMPTS:
                     continue
                 logger.error("%s: S3 event dropped after %d failed attempts", self.name, attempts)
-            self._delete([message])
+            self._delete([message["ReceiptHandle"]])

@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,12 +26,14 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.utils.py27hash_fix import to_py27_compatible_template, undo_mark_unicode_str_in_template
 
+from mlambda_local.cloud.control import write_private_json
 from mlambda_local.cloud.errors import TemplateError
 
 logger = logging.getLogger("mlambda.local")
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "123456789012"
+TRANSLATION_CACHE = "template-expanded.json"  # in the local cloud's data directory
 LOCAL_CODE_BUCKET = "mlambda-local-code"
 
 _SHORT_TAGS = (
@@ -219,14 +223,42 @@ def load_template(
     parameters: Mapping[str, Any] | None = None,
     region: str = DEFAULT_REGION,
     account_id: str = DEFAULT_ACCOUNT_ID,
+    cache_dir: Path | None = None,
 ) -> Template:
-    """Read ``path`` and expand it with the SAM translator, without any AWS call."""
+    """Read ``path`` and expand it with the SAM translator, without any AWS call.
+
+    ``cache_dir``: keep the expansion there, keyed by everything it depends on (the template
+    with its inlined API definitions, the parameters, the translator's version), and reuse it:
+    SAM's translation is a second of a restart's CPU, for an answer that rarely changes.
+    """
     path = Path(path).resolve()
     original = load_yaml(path)
     sam = copy.deepcopy(original)
     _prepare_for_translation(sam, path.parent)
     pseudo = pseudo_parameters(stack_name, region, account_id)
     values = parameter_values(original, parameters, pseudo)
+    cache = None if cache_dir is None else cache_dir / TRANSLATION_CACHE
+    key = _translation_key(sam, values)
+    cached = _cached_translation(cache, key)
+    if cached is not None:
+        translated = cached
+    else:
+        translated = _translate(path, sam, values, region)
+        if cache is not None:
+            write_private_json(cache, {"key": key, "translated": translated})
+    return Template(
+        path=path,
+        original=original,
+        translated=translated,
+        parameters=values,
+        stack_name=stack_name,
+        region=region,
+        account_id=account_id,
+    )
+
+
+def _translate(path: Path, sam: dict[str, Any], values: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """SAM's expansion of ``sam`` (already prepared), as plain JSON types."""
     translator_values = dict(values)
     to_py27_compatible_template(sam, translator_values)
     # A session with an explicit region: the translator asks it for AWS::Region/Partition and
@@ -244,15 +276,28 @@ def load_template(
     except InvalidDocumentException as exc:
         problems = "; ".join(str(cause) for cause in exc.causes)
         raise TemplateError(f"SAM cannot translate {path}: {problems}") from exc
-    return Template(
-        path=path,
-        original=original,
-        translated=undo_mark_unicode_str_in_template(translated),
-        parameters=values,
-        stack_name=stack_name,
-        region=region,
-        account_id=account_id,
-    )
+    # Through JSON, as a cached one is: the same types whether cached or not.
+    plain: dict[str, Any] = json.loads(json.dumps(undo_mark_unicode_str_in_template(translated)))
+    return plain
+
+
+def _translation_key(sam: dict[str, Any], values: Mapping[str, Any]) -> str:
+    document = {"sam": sam, "values": values, "translator": metadata.version("aws-sam-translator")}
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cached_translation(cache: Path | None, key: str) -> dict[str, Any] | None:
+    """The cached expansion if it was made from the same inputs (anything unreadable is a miss)."""
+    if cache is None:
+        return None
+    try:
+        document = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("key") != key:
+        return None
+    translated = document.get("translated")
+    return translated if isinstance(translated, dict) else None
 
 
 class _NoValue:

@@ -101,6 +101,12 @@ def summary(view: dict[str, Any]) -> None:
         f"{job['rows_rejected']:,} rejected"
     )
     print(f"  output   {view['output_uri']}")
+    explanation = job.get("explanation")
+    if explanation:
+        print(
+            f"  explained with {explanation['method']} ({explanation['output']} scale): "
+            f"{', '.join(explanation['columns'][:3])}, ... explain_value = explain_baseline + sum"
+        )
     if view.get("rejects_uri"):
         print(f"  rejects  {view['rejects_uri']}")
 
@@ -117,7 +123,7 @@ def find_job(client: ApiClient, job_id: str, key: str, args: argparse.Namespace)
             if exc.status != 404:
                 raise
         time.sleep(0.2)
-    body: dict[str, Any] = {"key": key, "alias": args.alias}
+    body: dict[str, Any] = {"key": key, "alias": args.alias, "explain": args.explain}
     if args.chunk_rows:
         body["chunk_rows"] = args.chunk_rows
     return dict(client.post("/jobs", body))
@@ -137,12 +143,14 @@ def batch_submit(args: argparse.Namespace) -> int:
     metadata = {"alias": args.alias}
     if args.chunk_rows:
         metadata["chunk-rows"] = str(args.chunk_rows)
+    if args.explain:
+        metadata["explain"] = "true"
     started = time.perf_counter()
     s3_client(target).upload_file(str(path), bucket, key, ExtraArgs={"Metadata": metadata})
     print(f"uploaded {path} to s3://{bucket}/{key} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
     etag = s3_client(target).head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
     client = ApiClient(target)
-    job_id = job_id_for(bucket, key, etag, args.alias)
+    job_id = job_id_for(bucket, key, etag, args.alias, explain=args.explain)
     view = find_job(client, job_id, key, args)
     print(f"job {job_id}", file=sys.stderr)
     if args.no_wait:
@@ -231,6 +239,11 @@ def register(groups: Any) -> None:
     submit.add_argument("--model", required=True)
     submit.add_argument("--alias", default="production", help="alias or version (v3) to score with")
     submit.add_argument("--chunk-rows", type=int, help="rows per chunk (default: the deployment's)")
+    submit.add_argument(
+        "--explain",
+        action="store_true",
+        help="add attribution columns (explain_<feature>, explain_baseline, explain_value, explain_class)",
+    )
     submit.add_argument("--bucket", help="batch bucket (default: the local cloud's)")
     submit.add_argument("--no-wait", action="store_true", help="print the job and return")
     submit.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (default 3600)")

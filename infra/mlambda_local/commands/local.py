@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,13 @@ def local_up(args: argparse.Namespace) -> int:
     from mlambda_local.bootstrap import ensure_admin_key
     from mlambda_local.cloud import LocalCloud
 
+    # What the cloud itself does (state restored and how long it took, schedules fired, batches
+    # failed) is said on stderr; warnings alone would hide why a start took the time it did.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    local_logger = logging.getLogger("mlambda.local")
+    local_logger.addHandler(handler)
+    local_logger.setLevel(logging.INFO)
     data_dir = Path(args.data_dir)
     cloud = LocalCloud(
         Path(args.template),
@@ -45,11 +54,15 @@ def local_up(args: argparse.Namespace) -> int:
         print(f"  admin key:    {key}")
         print(f"  try:          curl -H 'x-api-key: {key}' {cloud.api_url}/me")
         print("Ctrl-C stops it.", flush=True)
-        stop.wait()
+        while not stop.wait(0.5) and cloud.fault is None:
+            continue
     finally:
         print("stopping...", flush=True)
         cloud.stop()
         print("stopped.")
+    if cloud.fault is not None:
+        print(f"error: {cloud.fault}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -286,13 +286,14 @@ class DynamoRegistryStore(DynamoModelCatalog):
         update = transact_update(
             self._table.name,
             self._meta_key(model.name),
-            "SET #description = :d, #owner = :o, #tags = :t, updated_at = :u",
+            "SET #description = :d, #owner = :o, #tags = :t, require_evaluation = :r, updated_at = :u",
             condition="attribute_exists(pk)",
             names={"#description": "description", "#owner": "owner", "#tags": "tags"},
             values={
                 ":d": model.description,
                 ":o": model.owner,
                 ":t": model.tags,
+                ":r": model.require_evaluation,
                 ":u": model.updated_at.isoformat(),
             },
         )

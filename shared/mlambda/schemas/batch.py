@@ -39,15 +39,21 @@ MAX_CHUNK_ROWS = 1_000_000
 JOB_COMPLETED = "Batch Job Completed"
 REJECT_COLUMNS = ("row", "chunk", "chunk_row", "byte_offset", "reason")
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed"})
+EXPLAIN_ID_SUFFIX = "\nexplain"
 
 
-def job_id_for(bucket: str, key: str, etag: str, alias: str) -> str:
-    """The job of one object version scored with one alias: the same inputs always name the same job.
+def job_id_for(bucket: str, key: str, etag: str, alias: str, *, explain: bool = False) -> str:
+    """The job of one object version scored with one alias (explained or not): the same inputs
+    always name the same job.
 
     Deterministic so that a redelivered S3 event, or ``POST /jobs`` racing the event for the
-    same object, finds the existing job instead of creating a second one.
+    same object, finds the existing job instead of creating a second one. An explained job and a
+    plain one of the same object are different jobs (their outputs differ); plain jobs keep the
+    ids they had before explanations existed.
     """
-    digest = hashlib.sha256(f"{bucket}\n{key}\n{etag}\n{alias}".encode()).hexdigest()
+    digest = hashlib.sha256(
+        f"{bucket}\n{key}\n{etag}\n{alias}{EXPLAIN_ID_SUFFIX if explain else ''}".encode()
+    ).hexdigest()
     return digest[:20]
 
 
@@ -71,6 +77,16 @@ def success_key(job_id: str) -> str:
     return f"{OUTPUT_PREFIX}{job_id}/_SUCCESS"
 
 
+class ExplainedColumns(BaseModel):
+    """How an explained job's attribution columns read: ``explain_value == explain_baseline +
+    sum(explain_<feature>)`` on the ``output`` scale, for the row's predicted class."""
+
+    method: str
+    exact: bool = True
+    output: str = Field(description="value, probability, log_odds or margin (see the predict API)")
+    columns: list[str] = Field(description="the attribution columns, in output order")
+
+
 class JobInput(BaseModel):
     """The object a job scores, pinned to the version (etag) the job was planned on."""
 
@@ -91,6 +107,9 @@ class Job(BaseModel):
     model_version: int | None = Field(None, description="the concrete version every chunk uses")
     input: JobInput
     submitted_by: str = Field(description="'s3' for uploads, else the API key's name")
+    explain: bool = Field(
+        False, description="outputs carry attribution columns (explain_<feature>, _baseline, _value, _class)"
+    )
     reason: str | None = Field(None, description="why the job failed, or what it refused")
     error_code: str | None = None
     columns: list[str] = Field(default_factory=list, description="the input's columns, in file order")
@@ -107,6 +126,9 @@ class Job(BaseModel):
         None, description="rows in the file: exact for Parquet, estimated for CSV"
     )
     rows_expected_exact: bool = False
+    explanation: ExplainedColumns | None = Field(
+        None, description="explained jobs, once planned: the method and how the attribution columns read"
+    )
     rows_in: int = Field(0, description="data rows read so far (= rows_scored + rows_rejected)")
     rows_scored: int = 0
     rows_rejected: int = 0
@@ -181,6 +203,12 @@ class SubmitJobRequest(BaseModel):
     passthrough: list[str] | None = Field(
         None, max_length=100, description="columns copied to the output; default: every non-feature column"
     )
+    explain: bool = Field(
+        False,
+        description="add each row's additive attributions of its predicted class (or value): "
+        "explain_<feature> per feature, explain_baseline, explain_value and, for classifiers, "
+        "explain_class. Needs an exact explainer (linear or TreeSHAP); refused for kernel_shap ones",
+    )
 
 
 class ManifestPart(BaseModel):
@@ -211,7 +239,10 @@ class Manifest(BaseModel):
     model_version: int
     alias: str
     input: JobInput
-    columns: list[str] = Field(description="output columns: passthrough, then predictions")
+    columns: list[str] = Field(
+        description="output columns: passthrough, then predictions, then attributions when explained"
+    )
+    explanation: ExplainedColumns | None = Field(None, description="explained jobs: how to read them")
     parts: list[ManifestPart]
     rejects: list[ManifestPart]
     rows_in: int

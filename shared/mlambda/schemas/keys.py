@@ -15,6 +15,7 @@ class Scope(StrEnum):
     INGEST = "ingest"
     REGISTRY_READ = "registry:read"
     REGISTRY_WRITE = "registry:write"
+    EVALUATE = "evaluate"
     ADMIN = "admin"
 
 

@@ -112,6 +112,11 @@ class RegisteredModel(BaseModel):
     description: str = Field("", max_length=2000)
     owner: str = Field("", max_length=128)
     tags: dict[str, str] = Field(default_factory=dict)
+    require_evaluation: bool = Field(
+        False,
+        description="production only takes a version with a completed human evaluation "
+        "(POST /models/{name}/evaluations, then .../complete)",
+    )
     latest_version: int = 0
     created_at: datetime
     updated_at: datetime
@@ -401,6 +406,7 @@ HistoryAction = Literal[
     "alias_deleted",
     "rollback",
     "endpoint_changed",
+    "evaluation_completed",
 ]
 
 

@@ -56,6 +56,9 @@ class CreateModelRequest(BaseModel):
     description: str = Field("", max_length=2000)
     owner: str = Field("", max_length=128)
     tags: Tags = Field(default_factory=dict)
+    require_evaluation: bool = Field(
+        False, description="refuse production to versions without a completed human evaluation"
+    )
 
     @model_validator(mode="after")
     def _tags(self) -> CreateModelRequest:
@@ -71,6 +74,9 @@ class UpdateModelRequest(BaseModel):
     description: str | None = Field(None, max_length=2000)
     owner: str | None = Field(None, max_length=128)
     tags: Tags | None = None
+    require_evaluation: bool | None = Field(
+        None, description="refuse production to versions without a completed human evaluation"
+    )
 
     @model_validator(mode="after")
     def _tags(self) -> UpdateModelRequest:
@@ -91,11 +97,22 @@ class ModelPage(BaseModel):
     next_token: str | None = None
 
 
-UploadKind = Literal["model", "reference"]
+UploadKind = Literal["model", "reference", "evaluation"]
 UPLOAD_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "model": (".onnx",),
     "reference": (".parquet", ".csv"),
+    "evaluation": (".parquet", ".csv"),
 }
+UPLOAD_KEY = re.compile(
+    r"^uploads/(?P<model>[a-z0-9][a-z0-9_-]{0,62})/[0-9a-f]{32}/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+)
+"""``uploads/<model>/<uuid hex>/<filename>``: the keys ``POST /models/{name}/uploads`` hands out."""
+
+
+def upload_key_model(key: str) -> str | None:
+    """The model an upload key belongs to, or None when ``key`` is not an upload key."""
+    match = UPLOAD_KEY.match(key)
+    return match.group("model") if match is not None and ".." not in key else None
 
 
 class UploadRequest(BaseModel):
@@ -228,7 +245,9 @@ class RollbackRequest(BaseModel):
 class GateCheck(BaseModel):
     """One check of the production gate."""
 
-    name: Literal["artifact_integrity", "loads", "smoke_cases", "signature_compatible"]
+    name: Literal[
+        "artifact_integrity", "loads", "smoke_cases", "signature_compatible", "evaluation_completed"
+    ]
     passed: bool
     message: str
 

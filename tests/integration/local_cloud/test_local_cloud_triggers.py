@@ -193,7 +193,7 @@ def test_sqs_partial_batch_failure_redelivers_only_failed_messages(
     # When
     sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
     # Then: the failing message is retried (attempted twice) ...
-    wait_for(lambda: _item(table, f"attempts#{run}-bad").get("attempts", 0) >= 2)
+    wait_for(lambda: _item(table, f"attempts#{run}-bad").get("attempts", 0) >= 2, timeout=30)
     # ... while the successes were processed once and deleted, with their attributes in Lambda's shape
     assert _item(table, f"attempts#{run}-ok1")["attempts"] == 1
     assert _item(table, f"attempts#{run}-ok2")["attempts"] == 1
@@ -220,7 +220,7 @@ def test_sqs_failing_message_moves_to_dlq_after_max_receive_count(
         )
         return [m for m in messages if json.loads(m["Body"]).get("id") == run]
 
-    found = wait_for(in_dlq, timeout=20)
+    found = wait_for(in_dlq, timeout=40)
     assert len(found) == 1
     assert _item(table, f"attempts#{run}")["attempts"] == 2
 

@@ -171,3 +171,32 @@ def test_import_value_is_a_clear_error(tmp_path: Path) -> None:
     # When / Then
     with pytest.raises(TemplateError, match="ImportValue"):
         resolver.physical_name("T")
+
+
+def test_the_expansion_cached_in_the_data_dir_is_the_translators_and_follows_template_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: the project's template expanded once with a cache directory
+    from mlambda_local.cloud import template as template_module
+    from tests.conftest import REPO_ROOT
+
+    fresh = load_template(REPO_ROOT / "template.yaml")
+    first = load_template(REPO_ROOT / "template.yaml", cache_dir=tmp_path)
+    translations: list[str] = []
+    translate = template_module._translate
+    monkeypatch.setattr(
+        template_module,
+        "_translate",
+        lambda path, *rest: translations.append(path.name) or translate(path, *rest),
+    )
+    # When: loaded again (from the cache), then another template, then that one edited
+    cached = load_template(REPO_ROOT / "template.yaml", cache_dir=tmp_path)
+    path = tmp_path / "template.yaml"
+    path.write_text("Resources:\n  T:\n    Type: AWS::SNS::Topic\n")
+    load_template(path, cache_dir=tmp_path)
+    path.write_text("Resources:\n  T:\n    Type: AWS::SQS::Queue\n")
+    edited = load_template(path, cache_dir=tmp_path)
+    # Then: the cached expansion is the translator's, and each change is translated again
+    assert first.translated == cached.translated == fresh.translated
+    assert translations == ["template.yaml", "template.yaml"]
+    assert edited.resources["T"]["Type"] == "AWS::SQS::Queue"

@@ -113,3 +113,119 @@ def test_concurrent_conditional_writes_and_counters_stay_atomic(moto_url: str) -
     assert sum(wins) == 40  # each chunk claimed exactly once
     counter = ddb.get_item(TableName="claims", Key={"pk": {"S": "counter"}})["Item"]["n"]["N"]
     assert counter == str(6 * 40)
+
+
+def test_concurrent_consumers_get_each_message_exactly_once(moto_url: str) -> None:
+    # Given: 200 messages with a short visibility timeout, so a message whose delete was lost
+    # (or that two receives both got) would come back within the test
+    sqs = aws("sqs", moto_url)
+    queue = sqs.create_queue(QueueName="once", Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
+    for start in range(0, 200, 10):
+        sqs.send_message_batch(
+            QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": str(start + i)} for i in range(10)]
+        )
+    deliveries: list[str] = []
+
+    def consume() -> None:
+        client, idle = aws("sqs", moto_url), 0
+        while idle < 4:  # four empty long polls in a row: nothing came back after a visibility timeout
+            messages = client.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+                "Messages", []
+            )
+            idle = 0 if messages else idle + 1
+            deliveries.extend(message["Body"] for message in messages)
+            if messages:
+                client.delete_message_batch(
+                    QueueUrl=queue,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+                    ],
+                )
+
+    # When: four consumers receive and delete at the same time, as the pollers' threads do
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: consume(), range(4)))
+    # Then
+    assert sorted(deliveries, key=int) == [str(n) for n in range(200)]
+
+
+def test_a_send_does_not_scan_the_queue(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given: a queue holding 1,000 messages, and every visibility check counted
+    from moto.sqs.models import Message
+
+    sqs = aws("sqs", moto_url)
+    queue = sqs.create_queue(QueueName="deep")["QueueUrl"]
+    for _ in range(100):
+        sqs.send_message_batch(
+            QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(10)]
+        )
+    checks: list[int] = []
+    visible, delayed = Message.visible.fget, Message.delayed.fget  # type: ignore[attr-defined]
+    monkeypatch.setattr(Message, "visible", property(lambda m: checks.append(1) or visible(m)))
+    monkeypatch.setattr(Message, "delayed", property(lambda m: checks.append(1) or delayed(m)))
+    # When
+    sqs.send_message(QueueUrl=queue, MessageBody="one more")
+    sqs.send_message_batch(
+        QueueUrl=queue, Entries=[{"Id": "a", "MessageBody": "and"}, {"Id": "b", "MessageBody": "two"}]
+    )
+    # Then: no message of the queue was looked at
+    assert checks == []
+
+
+def test_a_completed_multipart_upload_is_s3s_whole_body_etag_and_checksum(s3: Any) -> None:
+    # Given: two parts with SHA-256 checksums (the first at S3's 5 MB minimum)
+    import base64
+    import hashlib
+
+    parts = [BODY[: 5 * 1024 * 1024], BODY[5 * 1024 * 1024 : 5 * 1024 * 1024 + 1000]]
+    upload = s3.create_multipart_upload(Bucket="data", Key="in/parts.csv", ChecksumAlgorithm="SHA256")
+    sent = [
+        s3.upload_part(
+            Bucket="data",
+            Key="in/parts.csv",
+            UploadId=upload["UploadId"],
+            PartNumber=number,
+            Body=body,
+            ChecksumAlgorithm="SHA256",
+        )
+        for number, body in enumerate(parts, start=1)
+    ]
+    listed = [
+        {"PartNumber": n, "ETag": p["ETag"], "ChecksumSHA256": p["ChecksumSHA256"]}
+        for n, p in enumerate(sent, start=1)
+    ]
+    # When
+    completed = s3.complete_multipart_upload(
+        Bucket="data", Key="in/parts.csv", UploadId=upload["UploadId"], MultipartUpload={"Parts": listed}
+    )
+    # Then: the body is the parts in order, the etag and checksum are S3's composite ones
+    got = s3.get_object(Bucket="data", Key="in/parts.csv", ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"".join(parts)
+    md5s = b"".join(hashlib.md5(body).digest() for body in parts)
+    assert completed["ETag"].strip('"') == got["ETag"].strip('"') == f"{hashlib.md5(md5s).hexdigest()}-2"
+    digests = b"".join(hashlib.sha256(body).digest() for body in parts)
+    assert got["ChecksumSHA256"].split("-")[0] == base64.b64encode(hashlib.sha256(digests).digest()).decode()
+
+
+def test_a_multipart_upload_with_a_wrong_or_small_part_is_refused_as_s3_refuses_it(s3: Any) -> None:
+    # Given: an upload whose first part is under 5 MB
+    upload = s3.create_multipart_upload(Bucket="data", Key="in/bad.csv")
+    etags = [
+        s3.upload_part(
+            Bucket="data", Key="in/bad.csv", UploadId=upload["UploadId"], PartNumber=n, Body=b"x" * 100
+        )["ETag"]
+        for n in (1, 2)
+    ]
+    # When / Then: a wrong etag is InvalidPart, a small part before the last EntityTooSmall
+    for listed, code in (
+        ([{"PartNumber": 1, "ETag": '"0123"'}], "InvalidPart"),
+        ([{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags, strict=True)], "EntityTooSmall"),
+    ):
+        with pytest.raises(ClientError) as error:
+            s3.complete_multipart_upload(
+                Bucket="data",
+                Key="in/bad.csv",
+                UploadId=upload["UploadId"],
+                MultipartUpload={"Parts": listed},
+            )
+        assert error.value.response["Error"]["Code"] == code

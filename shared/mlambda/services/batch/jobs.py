@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from mlambda.config import BatchSettings, BatchWorkerSettings, JobsSettings
 from mlambda.errors import ConflictError, InvalidInputError, MlambdaError, NotFoundError
 from mlambda.observability import logger
-from mlambda.ports import EventPublisher, ModelCatalog
+from mlambda.ports import EventPublisher, ModelCatalog, ModelLoader
 from mlambda.schemas.batch import (
     DOWNLOAD_EXPIRES_SECONDS,
     JOB_COMPLETED,
@@ -41,6 +41,7 @@ from mlambda.schemas.batch import (
     ChunkRecord,
     ChunkResult,
     ChunkStatus,
+    ExplainedColumns,
     Job,
     JobFile,
     JobFileKind,
@@ -70,15 +71,15 @@ from mlambda.services.batch.planning import (
     plan_file,
     split_columns,
 )
-from mlambda.services.batch.ports import (
-    BatchObjects,
-    ChunkQueue,
-    ChunkRetries,
-    JobOutputs,
-    JobStore,
-    ModelLoader,
+from mlambda.services.batch.ports import BatchObjects, ChunkQueue, ChunkRetries, JobOutputs, JobStore
+from mlambda.services.batch.scoring import (
+    ScoringInputs,
+    explained_chunk_rows,
+    explained_columns,
+    read_rejects_csv,
+    score_chunk,
 )
-from mlambda.services.batch.scoring import ScoringInputs, read_rejects_csv, score_chunk
+from mlambda.services.inference.explain import Explainers
 
 Clock = Callable[[], datetime]
 ACTIVE = ("planning", "running")
@@ -99,15 +100,19 @@ def _messages(job_id: str, chunks: Iterable[int]) -> list[str]:
 
 @dataclass(frozen=True)
 class JobOptions:
-    """What a submitter may choose: the alias, the chunk size, the passthrough columns."""
+    """What a submitter may choose: the alias, the chunk size, the passthrough columns, attributions."""
 
     alias: str = PRODUCTION
     chunk_rows: int | None = None
     passthrough: list[str] | None = None
+    explain: bool = False
+
+
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def options_from_metadata(metadata: dict[str, str]) -> JobOptions:
-    """Options set on the uploaded object (``x-amz-meta-alias``, ``-chunk-rows``, ``-passthrough``)."""
+    """Options set on the uploaded object (``x-amz-meta-alias``, ``-chunk-rows``, ``-passthrough``, ``-explain``)."""
     alias = metadata.get("alias") or PRODUCTION
     if not re.match(ALIAS_PATTERN, alias) and parse_version_ref(alias) is None:
         raise InvalidInputError(
@@ -126,7 +131,14 @@ def options_from_metadata(metadata: dict[str, str]) -> JobOptions:
     passthrough = (
         None if raw_passthrough is None else [c.strip() for c in raw_passthrough.split(",") if c.strip()]
     )
-    return JobOptions(alias=alias, chunk_rows=chunk_rows, passthrough=passthrough)
+    raw_explain = metadata.get("explain", "false").strip().lower()
+    if raw_explain not in _FLAGS:
+        raise InvalidInputError(
+            f"metadata explain {raw_explain[:20]!r} must be true or false", code="invalid_explain"
+        )
+    return JobOptions(
+        alias=alias, chunk_rows=chunk_rows, passthrough=passthrough, explain=_FLAGS[raw_explain]
+    )
 
 
 class JobPlanner:
@@ -141,6 +153,7 @@ class JobPlanner:
         queue: ChunkQueue,
         bucket: str,
         limits: PlanningLimits,
+        explainers: Explainers | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self.jobs = jobs
@@ -149,6 +162,7 @@ class JobPlanner:
         self.queue = queue
         self.bucket = bucket
         self.limits = limits
+        self.explainers = explainers
         self.clock = clock
 
     @classmethod
@@ -158,6 +172,7 @@ class JobPlanner:
         from mlambda.adapters.dynamodb import DynamoTable
         from mlambda.adapters.jobs import DynamoJobStore
         from mlambda.adapters.registry import DynamoModelCatalog
+        from mlambda.adapters.s3 import ObjectStore
 
         return cls(
             jobs=DynamoJobStore(DynamoTable(settings.jobs_table, settings)),
@@ -165,6 +180,7 @@ class JobPlanner:
             catalog=DynamoModelCatalog(DynamoTable(settings.registry_table, settings)),
             queue=SqsChunkQueue(settings.chunk_queue_url, settings),
             bucket=settings.batch_bucket,
+            explainers=Explainers(ObjectStore(settings.artifacts_bucket, settings)),
             limits=PlanningLimits(
                 chunk_rows=settings.chunk_rows,
                 sample_bytes=settings.csv_sample_bytes,
@@ -214,12 +230,13 @@ class JobPlanner:
         except InvalidInputError as exc:
             problem = problem or exc
         job = Job(
-            job_id=job_id_for(bucket, key, etag, options.alias),
+            job_id=job_id_for(bucket, key, etag, options.alias, explain=options.explain),
             status="planning",
             model=model,
             alias=options.alias,
             input=JobInput(bucket=bucket, key=key, etag=etag, size=size),
             submitted_by=submitted_by,
+            explain=options.explain,
             requested_passthrough=options.passthrough,
             chunk_rows=options.chunk_rows or self.limits.chunk_rows,
             created_at=self.clock(),
@@ -267,6 +284,14 @@ class JobPlanner:
                     f"cannot score with {job.model}@{job.alias}: {exc.message}", code="unknown_model"
                 ),
             )
+        explanation: ExplainedColumns | None = None
+        max_chunk_rows = self.limits.max_chunk_rows
+        if job.explain:
+            try:
+                explanation, explained_rows = self._explanation(version)
+            except MlambdaError as exc:
+                return self._fail(job, exc)
+            max_chunk_rows = min(max_chunk_rows, explained_rows)
         fmt = parse_input_key(job.input.key).format
         source = Source(self.objects, job.input.key, job.input.size, job.input.etag)
         limits = PlanningLimits(
@@ -274,6 +299,7 @@ class JobPlanner:
             sample_bytes=self.limits.sample_bytes,
             max_line_bytes=self.limits.max_line_bytes,
             max_chunks=self.limits.max_chunks,
+            max_chunk_rows=max_chunk_rows,
         )
         try:
             plan = plan_file(source, fmt, limits)
@@ -309,6 +335,7 @@ class JobPlanner:
                 "total_chunks": len(chunks),
                 "rows_expected": plan.rows_expected,
                 "rows_expected_exact": plan.rows_exact,
+                "explanation": explanation.model_dump() if explanation is not None else None,
                 "planned_at": self.clock(),
             },
             when_status=("planning",),
@@ -322,6 +349,13 @@ class JobPlanner:
             )
         return self.jobs.get(job.job_id) or job
 
+    def _explanation(self, version: ModelVersion) -> tuple[ExplainedColumns, int]:
+        """How the job's attribution columns read, and the most rows a chunk may explain in time."""
+        if self.explainers is None:
+            raise ConflictError("this deployment does not explain batch jobs", code="explainer_unavailable")
+        explainer = self.explainers.get(version)
+        return explained_columns(version, explainer), explained_chunk_rows(explainer)
+
 
 class ChunkWorker:
     """Scores one chunk per message, counts it exactly once, and finishes the job after the last one."""
@@ -334,6 +368,7 @@ class ChunkWorker:
         catalog: ModelCatalog,
         models: ModelLoader,
         events: EventPublisher,
+        explainers: Explainers | None = None,
         retries: ChunkRetries | None = None,
         max_attempts: int = 3,
         batch_rows: int = 65_536,
@@ -345,6 +380,7 @@ class ChunkWorker:
         self.catalog = catalog
         self.models = models
         self.events = events
+        self.explainers = explainers
         self.retries = retries
         self.max_attempts = max_attempts
         self.batch_rows = batch_rows
@@ -363,14 +399,14 @@ class ChunkWorker:
         from mlambda.adapters.registry import DynamoModelCatalog
         from mlambda.adapters.s3 import ObjectStore
 
+        artifacts = ObjectStore(settings.artifacts_bucket, settings)
         return cls(
             jobs=DynamoJobStore(DynamoTable(settings.jobs_table, settings)),
             objects=S3BatchObjects(settings.batch_bucket, settings),
             catalog=DynamoModelCatalog(DynamoTable(settings.registry_table, settings)),
-            models=ArtifactModelLoader(
-                ObjectStore(settings.artifacts_bucket, settings), intra_op_threads=settings.intra_op_threads
-            ),
+            models=ArtifactModelLoader(artifacts, intra_op_threads=settings.intra_op_threads),
             events=EventBus(settings, bus_name=settings.event_bus_name, source=EVENT_SOURCE),
+            explainers=Explainers(artifacts),
             retries=SqsChunkQueue(settings.chunk_queue_url, settings),
             max_attempts=settings.max_attempts,
             batch_rows=settings.score_batch_rows,
@@ -418,12 +454,19 @@ class ChunkWorker:
     def _score(self, job: Job, chunk: ChunkRecord) -> ChunkResult:
         started = self.clock()
         version = self._version(job.model, job.model_version or 0)
+        explainer = None
+        if job.explain:
+            if self.explainers is None:
+                raise ConflictError("this worker cannot explain", code="explainer_unavailable")
+            explainer = self.explainers.get(version)
         inputs = ScoringInputs(
             columns=job.columns,
             schema=version.feature_schema,
             signature=version.signature,
             passthrough=job.passthrough_columns,
             batch_rows=self.batch_rows,
+            version=version,
+            explainer=explainer,
         )
         source = Source(self.objects, job.input.key, job.input.size, job.input.etag)
         scored = score_chunk(source, job.input.format or "csv", chunk, inputs, self.models.load(version))
@@ -555,6 +598,8 @@ def build_manifest(job: Job, chunks: list[ChunkRecord], version: ModelVersion) -
     from mlambda.services.batch.scoring import prediction_names
 
     predictions = prediction_names(version.signature)
+    if job.explanation is not None:
+        predictions += job.explanation.columns
     passthrough = [f"input_{name}" if name in predictions else name for name in job.passthrough_columns]
     started = [c.started_at for c in chunks if c.started_at]
     finished = [c.finished_at for c in chunks if c.finished_at]
@@ -567,6 +612,7 @@ def build_manifest(job: Job, chunks: list[ChunkRecord], version: ModelVersion) -
         alias=job.alias,
         input=job.input,
         columns=[*passthrough, *predictions],
+        explanation=job.explanation,
         parts=[ManifestPart(chunk=c.index, key=c.output_key or "", rows=c.rows_scored or 0) for c in chunks],
         rejects=[
             ManifestPart(chunk=c.index, key=c.rejects_key, rows=c.rows_rejected or 0)
@@ -679,7 +725,10 @@ class JobService:
                 f"no object {request.key!r} in the batch bucket", code="input_not_found"
             ) from exc
         options = JobOptions(
-            alias=request.alias, chunk_rows=request.chunk_rows, passthrough=request.passthrough
+            alias=request.alias,
+            chunk_rows=request.chunk_rows,
+            passthrough=request.passthrough,
+            explain=request.explain,
         )
         job, created = self.planner.start(
             self.planner.bucket, request.key, head.etag, head.size, options, submitted_by=submitted_by

@@ -67,6 +67,8 @@ class PlanningLimits:
     sample_bytes: int = 1024 * 1024
     max_line_bytes: int = 1024 * 1024
     max_chunks: int = 10_000
+    max_chunk_rows: int = MAX_CHUNK_ROWS
+    """The largest chunk a worker can finish in time (lower for explained jobs)."""
 
 
 @dataclass(frozen=True)
@@ -150,12 +152,14 @@ def split_columns(
 
 
 def _effective_chunk_rows(rows: int, limits: PlanningLimits) -> int:
-    """``chunk_rows``, raised when the file would need more than ``max_chunks`` chunks."""
-    needed = max(limits.chunk_rows, math.ceil(rows / limits.max_chunks))
-    if needed > MAX_CHUNK_ROWS:
+    """``chunk_rows`` (at most ``max_chunk_rows``), raised when the file would need more than ``max_chunks`` chunks."""
+    needed = max(min(limits.chunk_rows, limits.max_chunk_rows), math.ceil(rows / limits.max_chunks))
+    if needed > limits.max_chunk_rows:
         raise PayloadTooLargeError(
-            f"about {rows} rows would need chunks of {needed} rows, over the {MAX_CHUNK_ROWS} cap",
+            f"about {rows} rows would need chunks of {needed} rows, over the {limits.max_chunk_rows} cap "
+            f"({limits.max_chunks} chunks at most per job)",
             code="file_too_large",
+            details={"rows": rows, "chunk_rows": needed, "max_chunk_rows": limits.max_chunk_rows},
         )
     return needed
 

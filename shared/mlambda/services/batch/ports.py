@@ -7,12 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from mlambda.schemas.batch import ChunkRecord, ChunkResult, ChunkStatus, Job
-    from mlambda.schemas.registry import (
-        ModelVersion,
-    )
 
 
 class ObjectHead(Protocol):
@@ -72,22 +67,6 @@ class ChunkRetries(Protocol):
 
     def retry_later(self, receipt_handle: str, seconds: int) -> None:
         """Make the received message visible again after ``seconds``."""
-        ...
-
-
-class Scorer(Protocol):
-    """A loaded model (``mlambda.adapters.onnx.OnnxModel`` fits)."""
-
-    def run(self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, Any]:
-        """Score ``feed``; each requested output by name."""
-        ...
-
-
-class ModelLoader(Protocol):
-    """Loads a version's artifact, checked against its recorded sha256, cached while warm."""
-
-    def load(self, version: ModelVersion) -> Scorer:
-        """The scorer for ``version``; UpstreamError when the artifact is missing or altered."""
         ...
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,16 +27,41 @@ import numpy as np
 
 from mlambda.adapters import tabular
 from mlambda.adapters.tabular import Table
-from mlambda.schemas.batch import REJECT_COLUMNS, ChunkRecord, InputFormat, RejectedRow
-from mlambda.schemas.registry import FeatureSchema, FeatureSpec, Signature
+from mlambda.errors import UnprocessableError
+from mlambda.ports import Scorer
+from mlambda.schemas.batch import (
+    MAX_CHUNK_ROWS,
+    MIN_CHUNK_ROWS,
+    REJECT_COLUMNS,
+    ChunkRecord,
+    ExplainedColumns,
+    InputFormat,
+    RejectedRow,
+)
+from mlambda.schemas.registry import FeatureSchema, FeatureSpec, ModelVersion, Signature
 from mlambda.services.batch import planning
 from mlambda.services.batch.planning import Source
-from mlambda.services.batch.ports import Scorer
-from mlambda.services.inference.scoring import columns_to_feed, output_columns
+from mlambda.services.inference.explain import (
+    BACKGROUND_ROWS,
+    COALITIONS,
+    TREE_WORK_BUDGET,
+    Explainer,
+    explain_feed,
+)
+from mlambda.services.inference.scoring import (
+    FALSE_CELLS,
+    TRUE_CELLS,
+    cell_value,
+    columns_to_feed,
+    output_columns,
+)
 
-_TRUE = frozenset({"true", "1", "yes", "t"})
-_FALSE = frozenset({"false", "0", "no", "f"})
 MULTILINE_REASON = "unbalanced quotes: a quoted field spans lines (multi-line fields are not supported)"
+EXPLAIN_WORK_PER_CHUNK = 50 * TREE_WORK_BUDGET
+"""TreeSHAP work one chunk may do (rows x path elements x depth): about a minute of numpy, well
+inside the worker's 300 s; explained jobs of deep ensembles get smaller chunks to stay under it."""
+EXPLAIN_CELLS_PER_CHUNK = 20_000_000
+"""Attributions one chunk holds (rows x features, float64: 160 MB): wide models get smaller chunks."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,9 @@ class ScoringInputs:
     signature: Signature
     passthrough: list[str]
     batch_rows: int = 65_536
+    version: ModelVersion | None = None
+    explainer: Explainer | None = None
+    """Explained jobs: the version's explainer (attribution columns follow the predictions)."""
 
 
 @dataclass
@@ -83,34 +110,7 @@ class ScoredChunk:
     columns: list[str]
 
 
-# -- one cell, one line ---------------------------------------------------------------------------
-
-
-def cell_value(spec: FeatureSpec, cell: str) -> tuple[Any, str | None]:
-    """The feature value of a CSV cell, or the reason it is not one."""
-    text = cell.strip()
-    if spec.dtype == "string":
-        return (cell, None) if text else (None, f"column '{spec.name}' is empty")
-    if not text:
-        return None, f"column '{spec.name}' is empty"
-    if spec.dtype == "bool":
-        lowered = text.lower()
-        if lowered in _TRUE or lowered in _FALSE:
-            return lowered in _TRUE, None
-        return None, f"column '{spec.name}': {_shown(text)} is not true/false"
-    try:
-        value = float(text)
-    except ValueError:
-        return None, f"column '{spec.name}': {_shown(text)} is not a number"
-    if not math.isfinite(value):
-        return None, f"column '{spec.name}': {_shown(text)} is not finite"
-    if spec.dtype == "int" and not value.is_integer():
-        return None, f"column '{spec.name}': {_shown(text)} is not an integer"
-    return value, None
-
-
-def _shown(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:37] + "...")
+# -- one line -------------------------------------------------------------------------------------
 
 
 def line_problem(fields: Sequence[str], inputs: ScoringInputs, positions: dict[str, int]) -> str | None:
@@ -169,8 +169,8 @@ def _column_values(table: Table, spec: FeatureSpec) -> tuple[np.ndarray, np.ndar
     if spec.dtype == "bool":
         texts = table.column(spec.name)
         lowered = np.char.lower(np.char.strip(texts.astype(str)))
-        truth = np.isin(lowered, list(_TRUE))
-        falsity = np.isin(lowered, list(_FALSE))
+        truth = np.isin(lowered, list(TRUE_CELLS))
+        falsity = np.isin(lowered, list(FALSE_CELLS))
         return truth, ~(truth | falsity)
     values, missing, unparseable = table.numbers(spec.name)
     bad = missing | unparseable
@@ -375,35 +375,95 @@ def prediction_names(signature: Signature) -> list[str]:
     return ["label", *(f"proba_{label}" for label in labels)]
 
 
+def explanation_names(version: ModelVersion) -> list[str]:
+    """The attribution columns ``Explanations.columns`` gives for this version, in order."""
+    names = [f"explain_{name}" for name in version.feature_schema.names]
+    names += ["explain_baseline", "explain_value"]
+    if version.signature.task == "classification":
+        names.append("explain_class")
+    return names
+
+
+def explained_columns(version: ModelVersion, explainer: Explainer) -> ExplainedColumns:
+    """How a job's attribution columns read: method, scale and names."""
+    if not explainer.exact_method("auto"):
+        raise UnprocessableError(
+            f"{version.model} v{version.version} is explained by kernel_shap only "
+            f"({BACKGROUND_ROWS * COALITIONS:,} model evaluations per row): too costly for a batch job; "
+            "explain a few rows online (POST /models/{name}/predict with explain) instead",
+            code="explain_too_costly",
+            details={"method": explainer.method, "reason": explainer.fallback_reason},
+        )
+    return ExplainedColumns(
+        method=explainer.method,
+        exact=True,
+        output=explainer.heads[0].output,
+        columns=explanation_names(version),
+    )
+
+
+def explained_chunk_rows(explainer: Explainer) -> int:
+    """The most rows one chunk may explain within the worker's time and memory; UnprocessableError
+    when not even the smallest chunk would."""
+    limit = EXPLAIN_CELLS_PER_CHUNK // max(1, explainer.n_features)
+    if explainer.paths is not None:
+        limit = min(limit, EXPLAIN_WORK_PER_CHUNK // max(1, explainer.paths.cost_per_row))
+    if limit < MIN_CHUNK_ROWS:
+        raise UnprocessableError(
+            f"explaining a row of this model costs {explainer.paths.cost_per_row if explainer.paths else 0:,} "
+            f"units of TreeSHAP work: a chunk of {MIN_CHUNK_ROWS} rows would not finish in time",
+            code="explain_too_costly",
+            details={"max_rows_per_chunk": limit, "min_chunk_rows": MIN_CHUNK_ROWS},
+        )
+    return min(limit, MAX_CHUNK_ROWS)
+
+
 def score_parsed(parsed: ParsedChunk, inputs: ScoringInputs, scorer: Scorer) -> dict[str, np.ndarray]:
-    """Predictions for the valid rows, scored ``batch_rows`` at a time."""
+    """Predictions for the valid rows, scored ``batch_rows`` at a time (with their attributions
+    when the job is explained)."""
     every_row = bool(parsed.valid.all())
     selected = None if every_row else np.flatnonzero(parsed.valid)
     count = parsed.rows if every_row else len(selected if selected is not None else ())
     names = prediction_outputs(inputs.signature)
     pieces: list[dict[str, np.ndarray]] = []
-    for low in range(0, count, inputs.batch_rows):
-        high = min(count, low + inputs.batch_rows)
+    step = inputs.batch_rows
+    if inputs.explainer is not None:
+        step = min(step, inputs.explainer.max_rows("auto") or step)
+    for low in range(0, count, step):
+        high = min(count, low + step)
         if selected is None:
             columns = {name: values[low:high] for name, values in parsed.features.items()}
         else:
             rows = selected[low:high]
             columns = {name: values[rows] for name, values in parsed.features.items()}
-        outputs = scorer.run(columns_to_feed(inputs.schema, columns), names)
-        pieces.append(output_columns(inputs.signature, outputs))
+        feed = columns_to_feed(inputs.schema, columns)
+        outputs = scorer.run(feed, names)
+        piece = output_columns(inputs.signature, outputs)
+        if inputs.explainer is not None and inputs.version is not None:
+            labels = piece["label"].tolist() if "label" in piece else None
+            explained = explain_feed(
+                inputs.explainer, inputs.version, feed, labels, lambda perturbed: scorer.run(perturbed, names)
+            )
+            piece.update(explained.columns(inputs.schema.names, inputs.signature.class_labels))
+        pieces.append(piece)
     if not pieces:
         return {}
     return {name: np.concatenate([piece[name] for piece in pieces]) for name in pieces[0]}
 
 
-def _empty_predictions(signature: Signature) -> dict[str, np.ndarray]:
+def _empty_predictions(inputs: ScoringInputs) -> dict[str, np.ndarray]:
+    signature = inputs.signature
     if signature.task == "regression":
-        return {"value": np.zeros(0, dtype=np.float64)}
-    labels = signature.class_labels or []
-    label_type: Any = object if labels and isinstance(labels[0], str) else np.int64
-    columns: dict[str, np.ndarray] = {"label": np.zeros(0, dtype=label_type)}
-    for label in labels:
-        columns[f"proba_{label}"] = np.zeros(0, dtype=np.float64)
+        columns: dict[str, np.ndarray] = {"value": np.zeros(0, dtype=np.float64)}
+    else:
+        labels = signature.class_labels or []
+        label_type: Any = object if labels and isinstance(labels[0], str) else np.int64
+        columns = {"label": np.zeros(0, dtype=label_type)}
+        for label in labels:
+            columns[f"proba_{label}"] = np.zeros(0, dtype=np.float64)
+    if inputs.explainer is not None and inputs.version is not None:
+        for name in explanation_names(inputs.version):
+            columns[name] = np.zeros(0, dtype=np.str_ if name == "explain_class" else np.float64)
     return columns
 
 
@@ -411,7 +471,7 @@ def output_columns_of(
     parsed: ParsedChunk, predictions: dict[str, np.ndarray], inputs: ScoringInputs
 ) -> dict[str, np.ndarray | tabular.Column]:
     """Passthrough columns of the valid rows (renamed ``input_<name>`` on a clash), then predictions."""
-    predicted = predictions or _empty_predictions(inputs.signature)
+    predicted = predictions or _empty_predictions(inputs)
     columns: dict[str, np.ndarray | tabular.Column] = {}
     for name, values in parsed.passthrough.items():
         kept = values.select(parsed.valid) if isinstance(values, tabular.Column) else values[parsed.valid]

@@ -64,7 +64,8 @@ from mlambda.errors import (
     UnprocessableError,
 )
 from mlambda.ports import ArtifactStore
-from mlambda.schemas.registry import ModelVersion
+from mlambda.schemas.registry import FeatureSchema, ModelVersion, Signature
+from mlambda.services.inference.scoring import columns_to_feed, probability_matrix
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -663,6 +664,65 @@ class Explainer:
         return np.asarray(
             (matrix.astype(np.float64) - self.reference_mean) * self.coef[:, column], dtype=np.float64
         )
+
+
+Run = Callable[[dict[str, np.ndarray]], Mapping[str, Any]]
+"""Runs the model on an ONNX feed: its outputs by name."""
+
+
+def feature_matrix(schema: FeatureSchema, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The rows as the explainer reads them, [rows, features] in schema order, from the feed the model scored."""
+    if schema.mode == "tensor":
+        return feed[schema.tensor_input or "input"]
+    return np.column_stack([feed[name].reshape(-1) for name in schema.names])
+
+
+def model_scorer(schema: FeatureSchema, signature: Signature, dtype: Any, run: Run) -> Scorer:
+    """A ``Scorer`` over ``run``: a perturbed matrix fed as the model takes it (tensor of ``dtype``, or
+    one input per feature), class probabilities or values out."""
+
+    def score(perturbed: np.ndarray) -> FloatArray:
+        feed = (
+            {schema.tensor_input or "input": perturbed.astype(dtype)}
+            if schema.mode == "tensor"
+            else columns_to_feed(schema, {name: perturbed[:, j] for j, name in enumerate(schema.names)})
+        )
+        outputs = run(feed)
+        if signature.task == "classification":
+            return probability_matrix(signature, outputs).astype(np.float64)
+        return np.asarray(outputs[signature.value_output or ""], dtype=np.float64).reshape(
+            perturbed.shape[0], -1
+        )
+
+    return score
+
+
+def explain_feed(
+    explainer: Explainer,
+    version: ModelVersion,
+    feed: Mapping[str, np.ndarray],
+    labels: Sequence[Any] | None,
+    run: Run,
+    *,
+    class_index: int | None = None,
+    output: OutputChoice = "auto",
+) -> Explanations:
+    """Attributions of the rows of ``feed`` (the model's input, as scored): classifiers explain each
+    row's predicted class ``labels[i]``, or class ``class_index`` for every row; ``run`` scores the
+    perturbed rows kernel_shap needs. Predict, batch and evaluations explain through this."""
+    signature = version.signature
+    matrix = feature_matrix(version.feature_schema, feed)
+    classes: list[int] | None = None
+    if signature.task == "classification":
+        if class_index is not None:
+            classes = [class_index] * matrix.shape[0]
+        else:
+            known = {
+                str(label): i for i, label in enumerate(signature.class_labels or range(explainer.n_classes))
+            }
+            classes = [known[str(label)] for label in labels or ()]
+    score = model_scorer(version.feature_schema, signature, matrix.dtype, run)
+    return explainer.explain(matrix, classes, score=score, output=output)
 
 
 def explainer_key(version: ModelVersion) -> str:

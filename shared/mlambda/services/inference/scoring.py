@@ -25,6 +25,35 @@ NUMPY_TYPES: dict[str, Any] = {
 }
 _FEATURE_INPUT_TYPES = {"float": np.float32, "int": np.int64, "string": np.str_, "bool": np.bool_}
 MAX_REPORTED_PROBLEMS = 20
+TRUE_CELLS = frozenset({"true", "1", "yes", "t"})
+FALSE_CELLS = frozenset({"false", "0", "no", "f"})
+
+
+def cell_value(spec: FeatureSpec, cell: str) -> tuple[Any, str | None]:
+    """The feature value of a text cell (CSV), or the reason it is not one."""
+    text = cell.strip()
+    if spec.dtype == "string":
+        return (cell, None) if text else (None, f"column '{spec.name}' is empty")
+    if not text:
+        return None, f"column '{spec.name}' is empty"
+    if spec.dtype == "bool":
+        lowered = text.lower()
+        if lowered in TRUE_CELLS or lowered in FALSE_CELLS:
+            return lowered in TRUE_CELLS, None
+        return None, f"column '{spec.name}': {_shown(text)} is not true/false"
+    try:
+        value = float(text)
+    except ValueError:
+        return None, f"column '{spec.name}': {_shown(text)} is not a number"
+    if not math.isfinite(value):
+        return None, f"column '{spec.name}': {_shown(text)} is not finite"
+    if spec.dtype == "int" and not value.is_integer():
+        return None, f"column '{spec.name}': {_shown(text)} is not an integer"
+    return value, None
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 def _problem(row: int, field: str, message: str) -> dict[str, Any]:

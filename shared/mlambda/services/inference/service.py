@@ -52,15 +52,13 @@ from mlambda.schemas.registry import (
     ServingRules,
     Variant,
 )
-from mlambda.services.inference.explain import Explainers
+from mlambda.services.inference.explain import Explainers, explain_feed
 from mlambda.services.inference.prediction_cache import PredictionCache, cache_key
 from mlambda.services.inference.prediction_log import LoggedRequest, PredictionLog, Scored
 from mlambda.services.inference.routing import Router
 from mlambda.services.inference.scoring import (
     NUMPY_TYPES,
-    columns_to_feed,
     predictions,
-    probability_matrix,
     rows_to_feed,
     validate_rows,
 )
@@ -635,34 +633,17 @@ class InferenceService:
         if not wanted:
             return served
         explainer.check_budget(len(wanted), options.output)
-        feed = prepared.feed([rows[i] for i in wanted])
-        schema = prepared.schema
-        if schema.mode == "tensor":
-            matrix = feed[schema.tensor_input or "input"]
-        else:
-            matrix = np.column_stack([feed[name].reshape(-1) for name in schema.names])
         labels = signature.class_labels
-        classes: list[int] | None = None
-        if signature.task == "classification":
-            chosen = explainer.class_index(options.class_label, labels)
-            if chosen is not None:
-                classes = [chosen] * len(wanted)
-            else:
-                known = {str(label): i for i, label in enumerate(labels or range(explainer.n_classes))}
-                classes = [known[str(served[i]["label"])] for i in wanted]
-
-        def score(perturbed: np.ndarray) -> np.ndarray:
-            perturbed_feed = (
-                {schema.tensor_input or "input": perturbed.astype(matrix.dtype)}
-                if schema.mode == "tensor"
-                else columns_to_feed(schema, {name: perturbed[:, j] for j, name in enumerate(schema.names)})
-            )
-            outputs = self._models.get(version).run(perturbed_feed, prepared.outputs)
-            if signature.task == "classification":
-                return probability_matrix(signature, outputs).astype(np.float64)
-            return np.asarray(outputs[prepared.outputs[0]], dtype=np.float64).reshape(perturbed.shape[0], -1)
-
-        explanations = explainer.explain(matrix, classes, score=score, output=options.output)
+        model = self._models.get(version)
+        explanations = explain_feed(
+            explainer,
+            version,
+            prepared.feed([rows[i] for i in wanted]),
+            [served[i]["label"] for i in wanted] if signature.task == "classification" else None,
+            lambda feed: model.run(feed, prepared.outputs),
+            class_index=explainer.class_index(options.class_label, labels),
+            output=options.output,
+        )
         answers = explanations.as_json(prepared.names, labels)
         explained = list(served)
         for position, answer in zip(wanted, answers, strict=True):

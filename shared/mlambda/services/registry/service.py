@@ -80,6 +80,8 @@ from mlambda.schemas.registry_api import (
     UploadTicket,
     VersionPage,
 )
+from mlambda.services.evaluations.gate import evaluation_check
+from mlambda.services.evaluations.ports import EvaluationPublications
 from mlambda.services.registry.gate import Gate
 from mlambda.services.registry.ports import (
     ModelRuntime,
@@ -188,6 +190,7 @@ class RegistryService:
         events: EventPublisher,
         validations: ValidationQueue,
         *,
+        publications: EvaluationPublications | None = None,
         max_model_bytes: int = 100 * 1024 * 1024,
         max_reference_bytes: int = 64 * 1024 * 1024,
         upload_ttl_seconds: int = 900,
@@ -198,6 +201,7 @@ class RegistryService:
         self._artifacts = artifacts
         self._events = events
         self._validations = validations
+        self._publications = publications
         self.max_model_bytes = max_model_bytes
         self.max_reference_bytes = max_reference_bytes
         self.upload_ttl_seconds = upload_ttl_seconds
@@ -208,6 +212,7 @@ class RegistryService:
     def from_settings(cls, settings: RegistrySettings) -> RegistryService:
         """The service on DynamoDB, S3, onnxruntime, SQS and EventBridge."""
         from mlambda.adapters.dynamodb import DynamoTable
+        from mlambda.adapters.evaluations import DynamoEvaluationPublications
         from mlambda.adapters.messaging import EventBus
         from mlambda.adapters.registry import (
             DynamoRegistryStore,
@@ -216,12 +221,14 @@ class RegistryService:
             SqsValidationQueue,
         )
 
+        table = DynamoTable(settings.registry_table, settings)
         return cls(
-            DynamoRegistryStore(DynamoTable(settings.registry_table, settings)),
+            DynamoRegistryStore(table),
             S3RegistryArtifacts(settings.artifacts_bucket, settings),
             OnnxRuntime(),
             EventBus(settings, bus_name=settings.event_bus_name, source=EVENT_SOURCE),
             SqsValidationQueue(settings.validation_queue_url, settings),
+            publications=DynamoEvaluationPublications(table),
             max_model_bytes=settings.max_model_bytes,
             max_reference_bytes=settings.max_reference_bytes,
             upload_ttl_seconds=settings.upload_url_ttl_seconds,
@@ -266,6 +273,7 @@ class RegistryService:
             description=request.description,
             owner=request.owner or actor,
             tags=request.tags,
+            require_evaluation=request.require_evaluation,
             created_at=now,
             updated_at=now,
         )
@@ -460,7 +468,7 @@ class RegistryService:
         """Point ``alias`` at a READY version; an alias that serves traffic (``production``, or one an
         endpoint variant or shadow names) must pass the gate, which only ``production`` may force."""
         check_alias_name(alias)
-        self._model(name)
+        model = self._model(name)
         target = self._ready(name, request.version)
         current = self._store.get_alias(name, alias)
         if request.expected_version is not None and (
@@ -477,15 +485,14 @@ class RegistryService:
         gate = None
         forced = False
         if alias == PRODUCTION or self._serves(name, alias):
-            gate = self.gate.check(target, self._live(name, alias, current))
+            where = "production" if alias == PRODUCTION else f"alias '{alias}' (the endpoint serves it)"
+            gate = self._gate(model, target, self._live(name, alias, current), where)
             if not gate.passed:
                 if not (request.force and alias == PRODUCTION):
                     failed = [check.message for check in gate.checks if not check.passed]
-                    where = (
-                        "promotion" if alias == PRODUCTION else f"alias '{alias}' (the endpoint serves it)"
-                    )
                     raise UnprocessableError(
-                        f"gate failed for {name} v{target.version} -> {where}: {'; '.join(failed)}",
+                        f"gate failed for {name} v{target.version} -> "
+                        f"{'promotion' if alias == PRODUCTION else where}: {'; '.join(failed)}",
                         code="gate_failed",
                         details=gate.model_dump(),
                     )
@@ -510,6 +517,18 @@ class RegistryService:
         return any(v.target == alias for v in config.variants) or (
             config.shadow is not None and config.shadow.target == alias
         )
+
+    def _gate(
+        self, model: ModelDetails, target: ModelVersion, live: ModelVersion | None, where: str
+    ) -> GateReport:
+        """The gate for ``target`` about to take traffic as ``where``: first the model's own policy (a
+        required human evaluation: 409 ``evaluation_required``, which no ``force`` overrides), then
+        the technical checks, the evaluation's check added to the report when it passed."""
+        evaluated = evaluation_check(model, target, self._publications, where=where)
+        report = self.gate.check(target, live)
+        if evaluated is None:
+            return report
+        return report.model_copy(update={"checks": [*report.checks, evaluated]})
 
     def _live(self, name: str, alias: str, current: Alias | None) -> ModelVersion | None:
         """The version callers are served now, that a new target must be compatible with."""
@@ -636,7 +655,7 @@ class RegistryService:
     ) -> EndpointConfig:
         """Replace the whole config. Creating one needs no If-Match; replacing one needs the revision
         read (``If-Match``), so that a write never silently undoes a change it did not see."""
-        self._model(name)
+        model = self._model(name)
         current = self._store.endpoint_config(name)
         if current is not None and if_match is None:
             raise PreconditionRequiredError(
@@ -646,7 +665,7 @@ class RegistryService:
                 details={"current_revision": current.revision},
             )
         self._check_revision(name, current, if_match)
-        return self._write_endpoint(name, request, current, actor)
+        return self._write_endpoint(model, request, current, actor)
 
     def patch_endpoint(
         self, name: str, patch: EndpointPatch, actor: str, *, if_match: int | str | None = None
@@ -656,7 +675,7 @@ class RegistryService:
         With If-Match, a config at another revision is 409 ``conflict``; without, the read-merge-write
         is retried on a fresh read when another write slips in between.
         """
-        self._model(name)
+        model = self._model(name)
         changes = patch.merge_patch()
         attempt = 0
         while True:
@@ -679,7 +698,7 @@ class RegistryService:
                     details={"field": where},
                 ) from exc
             try:
-                return self._write_endpoint(name, request, current, actor)
+                return self._write_endpoint(model, request, current, actor)
             except ConflictError as exc:
                 attempt += 1
                 if exc.code != "conflict" or if_match is not None or attempt >= MAX_PATCH_ATTEMPTS:
@@ -702,14 +721,15 @@ class RegistryService:
             )
 
     def _write_endpoint(
-        self, name: str, request: EndpointConfigRequest, current: EndpointConfig | None, actor: str
+        self, model: ModelDetails, request: EndpointConfigRequest, current: EndpointConfig | None, actor: str
     ) -> EndpointConfig:
         """Gate every version the config sends traffic to, then store it as the next revision."""
+        name = model.name
         targets = [variant.target for variant in request.variants]
         if request.shadow is not None:
             targets.append(request.shadow.target)
         resolved = {target: self._target_version(name, target) for target in dict.fromkeys(targets)}
-        gates = self._gate_targets(name, resolved, request)
+        gates = self._gate_targets(model, resolved, request)
         now = self._clock()
         revision = (current.revision if current else 0) + 1
         try:
@@ -771,10 +791,11 @@ class RegistryService:
         return record
 
     def _gate_targets(
-        self, name: str, resolved: dict[str, ModelVersion], request: EndpointConfigRequest
+        self, model: ModelDetails, resolved: dict[str, ModelVersion], request: EndpointConfigRequest
     ) -> list[TargetGate]:
         """The gate for every version the config sends traffic to, except production's own (it passed,
         or was forced with a reason, when it was promoted); 422 ``gate_failed`` with every report."""
+        name = model.name
         production = self._store.get_alias(name, PRODUCTION)
         heaviest = max(request.variants, key=lambda v: v.weight).target
         live = (
@@ -787,7 +808,9 @@ class RegistryService:
         for target, version in resolved.items():
             if production is not None and version.version == production.version:
                 continue
-            report = checked.get(version.version) or self.gate.check(version, live)
+            report = checked.get(version.version) or self._gate(
+                model, version, live, f"endpoint target '{target}'"
+            )
             checked[version.version] = report
             gates.append(
                 TargetGate(target=target, version=version.version, passed=report.passed, checks=report.checks)

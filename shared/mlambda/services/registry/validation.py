@@ -24,7 +24,6 @@ version pending for ever.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -58,7 +57,7 @@ from mlambda.schemas.registry import (
     VersionFailure,
     VersionWarning,
 )
-from mlambda.schemas.registry_api import UPLOAD_EXTENSIONS, RegisterVersionRequest
+from mlambda.schemas.registry_api import UPLOAD_EXTENSIONS, RegisterVersionRequest, upload_key_model
 from mlambda.services.inference.scoring import (
     columns_to_feed,
     predictions,
@@ -83,9 +82,6 @@ EVENT_SOURCE = "mlambda.registry"
 VERSION_READY = "Model Version Ready"
 VERSION_FAILED = "Model Version Failed"
 SMOKE_BYTES_BUDGET = 100_000
-UPLOAD_KEY = re.compile(
-    r"^uploads/(?P<model>[a-z0-9][a-z0-9_-]{0,62})/[0-9a-f]{32}/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-)
 # Feature types each tensor element type can carry (rows_to_feed casts them to the tensor's type).
 TENSOR_FEATURE_TYPES: dict[str, tuple[FeatureType, ...]] = {
     "float32": ("float", "int", "bool"),
@@ -118,8 +114,7 @@ def _now() -> datetime:
 
 def check_upload_key(name: str, key: str, kind: str) -> None:
     """``key`` must be an upload of model ``name`` (from POST /uploads) of the right kind."""
-    match = UPLOAD_KEY.match(key)
-    if match is None or match.group("model") != name or ".." in key:
+    if upload_key_model(key) != name:
         raise InvalidInputError(
             f"{kind} key must be an upload key of model '{name}' (from POST /models/{name}/uploads)",
             code="invalid_upload_key",
@@ -297,11 +292,7 @@ class VersionValidator:
     def _discard_uploads(self, pending: PendingVersion) -> None:
         """Delete the uploads a finished version came from (the artifact was copied, or it FAILED)."""
         for key in (pending.request.get("upload_key"), pending.request.get("reference_key")):
-            if (
-                not isinstance(key, str)
-                or not UPLOAD_KEY.match(key)
-                or not key.startswith(f"uploads/{pending.model}/")
-            ):
+            if not isinstance(key, str) or upload_key_model(key) != pending.model:
                 continue
             try:
                 self._artifacts.purge(key)

@@ -1,0 +1,205 @@
+"""Human evaluations: ``/models/{name}/evaluations`` and ``/evaluations/{id}...``.
+
+Scopes (``admin`` may do everything):
+
+- ``registry:write`` creates, completes and cancels evaluations: these decide what a version is
+  judged on and publish results to the registry, where the production gate reads them, so they
+  belong to whoever may promote the model;
+- ``evaluate`` records verdicts (the evaluator is the API key's name): people who judge a model
+  need not be able to change the registry;
+- either reads evaluations, rows, verdicts and results (an evaluator sees only their own verdicts
+  while an evaluation is open);
+- ``registry:read`` reads the evaluations published to a version.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlambda import errors
+from mlambda.auth import require_any_scope, require_scope
+from mlambda.config import EvaluationsSettings
+from mlambda.errors import InvalidInputError, NotFoundError
+from mlambda.observability import logger
+from mlambda.schemas.evaluations import (
+    MAX_PAGE,
+    CancelRequest,
+    CompleteRequest,
+    CreateEvaluationRequest,
+    Evaluation,
+    EvaluationPage,
+    EvaluationResults,
+    EvaluationStatus,
+    PublishedPage,
+    RowPage,
+    RowView,
+    VerdictAnswer,
+    VerdictHistory,
+    VerdictPage,
+    VerdictRequest,
+)
+from mlambda.schemas.keys import Principal, Scope
+from mlambda.services.evaluations.service import EvaluationService
+
+app = APIGatewayRestResolver(enable_validation=True)
+errors.install(app)
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Token = Annotated[str | None, Query(max_length=2048)]
+EVALUATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+@lru_cache(maxsize=1)
+def service() -> EvaluationService:
+    """Built on first use (its model sessions and explainers cached) while the function is warm."""
+    return EvaluationService.from_settings(EvaluationsSettings.load())
+
+
+def manager() -> Principal:
+    """The caller, if it may create, complete and cancel evaluations."""
+    return require_scope(app.current_event.raw_event, Scope.REGISTRY_WRITE)
+
+
+def reader() -> Principal:
+    """The caller, if it may read evaluations (an evaluator or a manager)."""
+    return require_any_scope(app.current_event.raw_event, Scope.EVALUATE, Scope.REGISTRY_WRITE)
+
+
+def evaluator() -> str:
+    """The caller's name as an evaluator (its verdicts are keyed by it)."""
+    caller = require_scope(app.current_event.raw_event, Scope.EVALUATE)
+    if not EVALUATOR_NAME.match(caller.name):
+        raise InvalidInputError(
+            "this key's name cannot identify an evaluator: use 1-64 letters, digits, '_', '.', '@' or '-'",
+            code="invalid_evaluator",
+        )
+    return caller.name
+
+
+def sees_all(caller: Principal) -> bool:
+    """Managers see every verdict of an open evaluation; evaluators only their own."""
+    return caller.allows(Scope.REGISTRY_WRITE)
+
+
+def _index(index: str) -> int:
+    if not index.isdigit() or len(index) > 6:
+        raise NotFoundError(f"no row {index[:20]!r}", code="row_not_found")
+    return int(index)
+
+
+@app.post("/models/<name>/evaluations")
+def create_evaluation(name: str, body: Annotated[CreateEvaluationRequest, Body()]) -> Response[str]:
+    """Draw rows from the source, score (and explain) them with the version: 201, or 200 for a resent ``request_id``."""
+    caller = manager()
+    evaluation, created = service().create(name, body, caller.name)
+    return Response(
+        status_code=201 if created else 200,
+        content_type="application/json",
+        body=evaluation.model_dump_json(),
+    )
+
+
+@app.get("/models/<name>/evaluations")
+def list_evaluations(
+    name: str,
+    status: Annotated[EvaluationStatus | None, Query()] = None,
+    limit: Limit = 20,
+    next_token: Token = None,
+) -> EvaluationPage:
+    """The model's evaluations, newest first."""
+    reader()
+    return service().list_evaluations(name, status=status, limit=limit, token=next_token)
+
+
+@app.get("/models/<name>/versions/<version>/evaluations")
+def published_evaluations(name: str, version: str) -> PublishedPage:
+    """The completed evaluations published to the version (newest first)."""
+    require_scope(app.current_event.raw_event, Scope.REGISTRY_READ)
+    number = version.removeprefix("v")
+    if not number.isdigit() or int(number) < 1 or len(number) > 10:
+        raise InvalidInputError(f"version must read 3 or v3, got {version[:20]!r}", code="invalid_version")
+    return service().published(name, int(number))
+
+
+@app.get("/evaluations/<evaluation_id>")
+def get_evaluation(evaluation_id: str) -> Evaluation:
+    """One evaluation: what is judged and how far the judging got (results once completed)."""
+    reader()
+    return service().get(evaluation_id)
+
+
+@app.get("/evaluations/<evaluation_id>/rows")
+def list_rows(
+    evaluation_id: str,
+    limit: Limit = 20,
+    next_token: Token = None,
+    todo: Annotated[bool, Query()] = False,
+) -> RowPage:
+    """Rows in order with the caller's verdicts; ``todo=true``: only rows the caller has not judged."""
+    caller = reader()
+    return service().rows(evaluation_id, caller.name, limit=limit, token=next_token, todo=todo)
+
+
+@app.get("/evaluations/<evaluation_id>/rows/<index>")
+def get_row(evaluation_id: str, index: str) -> RowView:
+    """One row: input, prediction, explanation and the caller's verdict."""
+    caller = reader()
+    return service().row(evaluation_id, _index(index), caller.name)
+
+
+@app.put("/evaluations/<evaluation_id>/rows/<index>/verdict")
+def put_verdict(evaluation_id: str, index: str, body: Annotated[VerdictRequest, Body()]) -> VerdictAnswer:
+    """The caller's verdict on the row; the same one sent again changes nothing."""
+    name = evaluator()
+    return service().record_verdict(evaluation_id, _index(index), body, name)
+
+
+@app.get("/evaluations/<evaluation_id>/rows/<index>/history")
+def row_history(evaluation_id: str, index: str) -> VerdictHistory:
+    """Every revision of the row's verdicts, oldest first."""
+    caller = reader()
+    return service().history(evaluation_id, _index(index), caller.name, sees_all=sees_all(caller))
+
+
+@app.get("/evaluations/<evaluation_id>/verdicts")
+def list_verdicts(evaluation_id: str, limit: Limit = 50, next_token: Token = None) -> VerdictPage:
+    """Current verdicts with their comments, in row order."""
+    caller = reader()
+    return service().verdicts(
+        evaluation_id, caller.name, sees_all=sees_all(caller), limit=limit, token=next_token
+    )
+
+
+@app.get("/evaluations/<evaluation_id>/results")
+def results(evaluation_id: str) -> EvaluationResults:
+    """Coverage, agreement, per-class figures, evaluators' agreement and comments (so far, while open:
+    an evaluator's own)."""
+    caller = reader()
+    return service().results(evaluation_id, caller.name, sees_all=sees_all(caller))
+
+
+@app.post("/evaluations/<evaluation_id>/complete")
+def complete(evaluation_id: str, body: Annotated[CompleteRequest, Body()]) -> Evaluation:
+    """Close the evaluation and publish its results to the version."""
+    caller = manager()
+    return service().complete(evaluation_id, body, caller.name)
+
+
+@app.post("/evaluations/<evaluation_id>/cancel")
+def cancel(evaluation_id: str, body: Annotated[CancelRequest, Body()]) -> Evaluation:
+    """Abandon an open evaluation (nothing is published)."""
+    caller = manager()
+    return service().cancel(evaluation_id, body, caller.name)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Route the request."""
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""Human evaluation: samples scored by a version, verdicts from people, results published to the registry."""
