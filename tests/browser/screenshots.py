@@ -12,6 +12,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
@@ -75,6 +76,55 @@ def _features(page: Page, world: AttachedWorld) -> None:
     expect(page.get_by_role("table", name="Latest values of visits")).to_be_visible()
 
 
+def _evaluation(world: AttachedWorld) -> str:
+    """An open evaluation of v2 on the day's traffic with a few verdicts (one with a comment)."""
+    from mlambda_local.client import ApiClient, Target
+
+    admin = ApiClient(Target(api_url=world.api_url, api_key=world.keys["admin"]))
+    now = datetime.now(UTC) + timedelta(minutes=1)
+    evaluator = ApiClient(Target(api_url=world.api_url, api_key=world.keys["evaluator"]))
+    created = admin.post(
+        f"/models/{MODEL}/evaluations",
+        {
+            "version": 2,
+            "source": {
+                "type": "traffic",
+                "start": f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}",
+                "end": f"{now:%Y-%m-%dT%H:%M:%SZ}",
+            },
+            "rows": 12,
+            "name": "v2 before launch",
+            "instructions": "Judge the diagnosis from the measurements; say which class is right when it is wrong.",
+        },
+    )
+    evaluation_id = str(created["evaluation_id"])
+    for index in range(5):
+        row = evaluator.get(f"/evaluations/{evaluation_id}/rows/{index}")
+        verdict: dict[str, object] = {"verdict": "correct"}
+        if index == 3:
+            label = row["prediction"]["label"]
+            verdict = {
+                "verdict": "incorrect",
+                "label": 1 - int(label),
+                "comment": "Cells this large are malignant.",
+            }
+        evaluator.request("PUT", f"/evaluations/{evaluation_id}/rows/{index}/verdict", body=verdict)
+    return evaluation_id
+
+
+def _evaluation_row(page: Page, world: AttachedWorld) -> None:
+    evaluation_id = world.notes["evaluation_id"]
+    sign_in(page, world.console_url, world.keys["evaluator"], f"#/evaluations/{evaluation_id}/rows/5")
+    expect(page.get_by_role("heading", name="Row 6 of 12")).to_be_visible()
+    expect(page.get_by_role("region", name="Explanation").get_by_role("img")).to_be_visible()
+
+
+def _evaluation_results(page: Page, world: AttachedWorld) -> None:
+    evaluation_id = world.notes["evaluation_id"]
+    sign_in(page, world.console_url, world.keys["admin"], f"#/evaluations/{evaluation_id}")
+    expect(page.get_by_role("list", name="Comments, newest first")).to_be_visible()
+
+
 PAGES: dict[str, Callable[[Page, AttachedWorld], None]] = {
     "signin": _signin,
     "catalog": _catalog,
@@ -84,6 +134,8 @@ PAGES: dict[str, Callable[[Page, AttachedWorld], None]] = {
     "monitoring": _monitoring,
     "batch-job": _jobs,
     "features": _features,
+    "evaluation-row": _evaluation_row,
+    "evaluation-results": _evaluation_results,
 }
 
 
@@ -101,6 +153,7 @@ def _world(attach: Path | None) -> Iterator[AttachedWorld]:
 def take(world: AttachedWorld, folder: Path) -> list[Path]:
     """One PNG per page (the whole page, at a laptop's width)."""
     folder.mkdir(parents=True, exist_ok=True)
+    world.notes.setdefault("evaluation_id", _evaluation(world))
     taken: list[Path] = []
     with chromium() as browser:
         for name, show in PAGES.items():

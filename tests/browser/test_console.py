@@ -12,9 +12,10 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import sign_in
+from mlambda_local.browser import VIEWPORT
+from tests.browser.conftest import sign_in, watch
 from tests.browser.world import MODEL, XSS, XSS_MODEL, World
 
 pytestmark = pytest.mark.browser
@@ -364,3 +365,90 @@ def test_features_show_an_entity_and_the_groups_seen(page: Page, world: World) -
     lookup.get_by_label("Entity id").fill("no spaces allowed")
     lookup.get_by_role("button", name="Show features").click()
     expect(page.get_by_text(re.compile("Entity ids are 1-256"))).to_be_visible()
+
+
+# ---------------------------------------------------------------- evaluations
+
+
+def test_an_evaluation_is_created_judged_from_the_keyboard_completed_and_required_by_the_gate(
+    page: Page, world: World, browser: Browser
+) -> None:
+    # Given a registry:write key creates an evaluation of v2 on the traffic v1 served today
+    sign_in(page, world, "writer", f"#/evaluations?model={MODEL}")
+    create = page.get_by_role("form", name="Create an evaluation")
+    create.get_by_label("Version").select_option("2")
+    create.get_by_label("Rows from").select_option("traffic")
+    create.get_by_label("Traffic of the last (hours)").fill("999")
+    create.get_by_role("button", name="Create the evaluation").click()
+    expect(create.get_by_text("Enter a whole number of hours from 1 to 168.")).to_be_visible()
+    create.get_by_label("Traffic of the last (hours)").fill("24")
+    create.get_by_label("Rows to judge").fill("3")
+    create.get_by_label("Sampling").select_option("first")
+    create.get_by_label("Title").fill("pre-launch check")
+    create.get_by_role("button", name="Create the evaluation").click()
+    expect(page.get_by_role("heading", name="pre-launch check", level=1)).to_be_visible()
+    evaluation_url = page.url
+
+    # When an evaluator (evaluate scope only) judges every row from the keyboard
+    context = browser.new_context(viewport=VIEWPORT)
+    judge = context.new_page()
+    watched = watch(judge, world)
+    sign_in(judge, world, "evaluator")
+    navigation = judge.get_by_role("navigation", name="Main")
+    expect(navigation.get_by_role("link", name="Evaluations")).to_be_visible()
+    expect(navigation.get_by_role("link", name="Catalog")).to_have_count(0)
+    judge.goto(evaluation_url)
+    expect(judge.get_by_role("button", name="Complete and publish")).to_have_count(0)
+    judge.get_by_role("link", name="Evaluate row by row").click()
+    expect(judge.get_by_role("heading", name="Row 1 of 3")).to_be_visible()
+    expect(judge.get_by_role("region", name="Explanation").get_by_role("img")).to_be_visible()
+    judge.keyboard.press("c")
+    expect(judge.get_by_role("heading", name="Row 2 of 3")).to_be_visible()
+    predicted = judge.get_by_role("region", name="Prediction").locator("strong").inner_text()
+    judge.keyboard.press("i")
+    right_label = judge.get_by_label("The right label")
+    expect(right_label).to_be_focused()
+    right_label.select_option("1" if predicted == "0" else "0")
+    judge.get_by_label("Comment").fill(XSS)
+    judge.get_by_label("Comment").press("Control+Enter")
+    expect(judge.get_by_role("heading", name="Row 3 of 3")).to_be_visible()
+    judge.keyboard.press("c")
+    expect(judge.get_by_text("You have judged every row of this evaluation.")).to_be_visible()
+    # And the evaluator may not complete it, even by calling the API
+    evaluation_id = evaluation_url.rsplit("/", 1)[-1]
+    assert api_status(judge, "POST", f"/evaluations/{evaluation_id}/complete", {}) == 403
+    context.close()
+    assert (watched.errors, watched.dialogs, watched.foreign) == ([], [], [])
+
+    # Then the manager completes it and reads the results, the comment as text
+    page.reload()
+    page.get_by_role("form", name="Complete the evaluation").get_by_role(
+        "button", name="Complete and publish"
+    ).click()
+    expect(page.get_by_text(f"Completed and published to {MODEL} v2")).to_be_visible()
+    expect(main(page).get_by_text("66.7% of verdicts say correct")).to_be_visible()
+    comments = page.get_by_role("list", name="Comments, newest first")
+    expect(comments.get_by_text(XSS, exact=True)).to_be_visible()
+    assert page.locator("img").count() == 0
+    # And the version shows the published evaluation
+    page.get_by_role("link", name="see it on the version").click()
+    published = page.get_by_role("table", name="Evaluations published to this version, newest first")
+    expect(published.get_by_role("row", name=re.compile("pre-launch check"))).to_contain_text("66.7%")
+    expect(published).to_contain_text("evaluator-key")
+
+    # When the model's owner makes production require a completed evaluation
+    page.goto(world.console_url + f"#/models/{MODEL}")
+    page.get_by_role("button", name="Require a human evaluation for production").click()
+    expect(page.get_by_text("the gate and a completed human evaluation of the version")).to_be_visible()
+    promote = page.get_by_role("form", name="Move an alias")
+    # Then v3, never evaluated, is refused whatever the technical checks say
+    promote.get_by_label("Version").select_option("3")
+    promote.get_by_label("Alias").fill("production")
+    promote.get_by_role("button", name="Move alias").click()
+    expect(promote.get_by_text(re.compile("^evaluation_required: "))).to_be_visible()
+    # And v2 passes the gate with its evaluation as one of the checks
+    promote.get_by_label("Version").select_option("2")
+    promote.get_by_role("button", name="Move alias").click()
+    expect(page.get_by_text("production now points at v2 (was v1)")).to_be_visible()
+    checks = page.get_by_role("table", name="Gate checks")
+    expect(checks.get_by_role("row", name=re.compile("evaluation completed"))).to_contain_text("passed")

@@ -85,6 +85,7 @@ ROLES: dict[str, list[str]] = {
     "writer": ["registry:read", "registry:write", "predict"],
     "predictor": ["predict"],
     "analyst": ["registry:read", "predict", "ingest"],
+    "evaluator": ["evaluate"],
 }
 
 

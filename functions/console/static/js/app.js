@@ -16,15 +16,20 @@ import * as tryIt from "./pages/try.js";
 import * as monitoring from "./pages/monitoring.js";
 import * as jobs from "./pages/jobs.js";
 import * as features from "./pages/features.js";
+import * as evaluations from "./pages/evaluations.js";
 import * as signin from "./pages/signin.js";
 
-/** Navigation entries, each shown only to keys holding its scope. */
+/** Evaluators judge; registry:write keys create, complete and cancel: either reads evaluations. */
+const EVALUATIONS = ["evaluate", "registry:write"];
+
+/** Navigation entries, each shown only to keys holding its scope (or one of its scopes). */
 const NAV = [
   { label: "Catalog", hash: "#/", scope: "registry:read", match: /^\/(models.*)?$/ },
   { label: "Try it", hash: "#/try", scope: "predict", match: /^\/try/ },
   { label: "Monitoring", hash: "#/monitoring", scope: "registry:read", match: /^\/monitoring/ },
   { label: "Batch jobs", hash: "#/jobs", scope: "predict", match: /^\/jobs/ },
   { label: "Features", hash: "#/features", scope: "ingest", match: /^\/features/ },
+  { label: "Evaluations", hash: "#/evaluations", scope: EVALUATIONS, match: /^\/evaluations/ },
 ];
 
 /** Route patterns: `:name` segments become params (decoded). */
@@ -40,15 +45,24 @@ const ROUTES = [
   ["/jobs", jobs, "predict"],
   ["/jobs/:id", jobs, "predict"],
   ["/features", features, "ingest"],
+  ["/evaluations", evaluations, EVALUATIONS],
+  ["/evaluations/:id", evaluations, EVALUATIONS],
+  ["/evaluations/:id/rows/:index", evaluations, EVALUATIONS],
   ["/signin", signin, null],
 ];
 
 const state = { me: null, controller: null };
 
+/** Whether the key holds `scope` (or, given a list, any of them); admin holds every scope. */
 export function can(scope) {
   if (!state.me) return false;
   const scopes = state.me.scopes || [];
-  return scope === null || scopes.includes("admin") || scopes.includes(scope);
+  if (scope === null || scopes.includes("admin")) return true;
+  return Array.isArray(scope) ? scope.some((one) => scopes.includes(one)) : scopes.includes(scope);
+}
+
+function scopeText(scope) {
+  return (Array.isArray(scope) ? scope : [scope]).map((one) => `'${one}'`).join(" or ");
 }
 
 function parseHash() {
@@ -184,7 +198,7 @@ async function render() {
     replace(
       container,
       h("h1", { tabindex: "-1" }, "Not available with this key"),
-      h("p", {}, `This page needs the '${matched.scope}' scope; the key you signed in with has ${(state.me.scopes || []).join(", ") || "none"}.`),
+      h("p", {}, `This page needs the ${scopeText(matched.scope)} scope; the key you signed in with has ${(state.me.scopes || []).join(", ") || "none"}.`),
     );
     focusHeading(container);
     return;

@@ -61,13 +61,16 @@ export async function render(ctx) {
       ["Created", time(model.created_at)],
       ["Updated", time(model.updated_at)],
       ["Latest version", model.latest_version ? `v${model.latest_version}` : "none"],
+      ["Production needs", model.require_evaluation ? "the gate and a completed human evaluation of the version" : "the gate"],
     ]),
+    writer ? evaluationSetting(ctx, name, model, reload) : null,
     h(
       "ul",
       { class: "actions-row" },
       ctx.can("predict") ? h("li", {}, h("a", { class: "button", href: route("try", name) }, "Try it")) : null,
       h("li", {}, h("a", { class: "button", href: route("monitoring", name) }, "Monitoring")),
       ctx.can("predict") ? h("li", {}, h("a", { class: "button", href: routeWithQuery(["jobs"], { model: name }) }, "Batch jobs")) : null,
+      ctx.can(["evaluate", "registry:write"]) ? h("li", {}, h("a", { class: "button", href: routeWithQuery(["evaluations"], { model: name }) }, "Evaluations")) : null,
     ),
     aliasSection(ctx, name, model, versions, writer, reload),
     versionsSection(ctx, name, model, versions),
@@ -216,6 +219,25 @@ function versionsSection(ctx, name, model, versions) {
     h("div", { class: "actions-row" }, compareButton),
     compareHint,
   );
+}
+
+// ---------------------------------------------------------------- the evaluation requirement
+
+/** Whether production requires a completed human evaluation: one button flips it (PATCH). */
+function evaluationSetting(ctx, name, model, reload) {
+  const required = Boolean(model.require_evaluation);
+  const toggle = form({
+    label: "Evaluation requirement",
+    fields: {},
+    submitLabel: required ? "Stop requiring a human evaluation for production" : "Require a human evaluation for production",
+    className: "inline-form",
+    submit: async () => {
+      await api(modelPath(name), { method: "PATCH", body: { require_evaluation: !required }, signal: ctx.signal });
+      ctx.announce(required ? "Production no longer requires an evaluation" : "Production now requires a completed evaluation");
+      reload();
+    },
+  });
+  return toggle.form;
 }
 
 // ---------------------------------------------------------------- endpoint and split

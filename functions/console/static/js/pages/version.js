@@ -2,7 +2,7 @@
 // signature, reference sample, warnings and the validation report.
 
 import { api } from "../api.js";
-import { add, badge, definitions, formatBytes, h, notice, route, routeWithQuery, section, table, time } from "../dom.js";
+import { add, badge, definitions, formatBytes, formatNumber, formatPercent, h, notice, route, routeWithQuery, section, table, time } from "../dom.js";
 import { keyValueTable, metricsTable, statusWithReason, versionStatus } from "../views.js";
 import { modelPath } from "./model.js";
 
@@ -32,7 +32,10 @@ export async function render(ctx) {
   const { name } = ctx.params;
   const number = String(ctx.params.version).replace(/^v/, "");
   ctx.setTitle(`${name} v${number}`);
-  const v = await api(`${modelPath(name)}/versions/${encodeURIComponent(number)}`, { signal: ctx.signal });
+  const [v, published] = await Promise.all([
+    api(`${modelPath(name)}/versions/${encodeURIComponent(number)}`, { signal: ctx.signal }),
+    api(`${modelPath(name)}/versions/${encodeURIComponent(number)}/evaluations`, { signal: ctx.signal }),
+  ]);
   const status = versionStatus(v);
   const signature = v.signature || {};
   add(ctx.root, 
@@ -50,6 +53,7 @@ export async function render(ctx) {
     ),
     section("Lineage", definitions(lineage(v))),
     section("Metrics", metricsTable(v.metrics, "Registered metrics"), v.reference?.metrics ? metricsTable(v.reference.metrics, `Quality on the reference sample (${v.reference.labelled_rows ?? "?"} labelled rows)`) : null),
+    evaluationsSection(ctx, name, published.evaluations || []),
     section("Parameters", keyValueTable(v.params, "Training parameters", "No parameters recorded.")),
     status === "READY"
       ? section(
@@ -97,5 +101,28 @@ export async function render(ctx) {
           ),
         )
       : null,
+  );
+}
+
+/** Completed human evaluations published to the version: what the production gate reads. */
+function evaluationsSection(ctx, name, evaluations) {
+  const readsEvaluations = ctx.can(["evaluate", "registry:write"]);
+  return section(
+    "Human evaluations",
+    table(
+      [
+        { label: "Evaluation", value: (e) => (readsEvaluations ? h("a", { href: route("evaluations", e.evaluation_id) }, e.name || e.evaluation_id) : e.name || e.evaluation_id) },
+        { label: "Agreement", numeric: true, value: (e) => formatPercent(e.agreement) },
+        { label: "Accuracy", numeric: true, value: (e) => formatPercent(e.accuracy) },
+        { label: "Coverage", numeric: true, value: (e) => `${formatPercent(e.coverage, 0)} of ${e.rows}` },
+        { label: "Verdicts", numeric: true, value: (e) => String(e.verdicts) },
+        { label: "Krippendorff's alpha", numeric: true, value: (e) => formatNumber(e.krippendorff_alpha, 3) },
+        { label: "Evaluators", value: (e) => e.evaluators.join(", ") },
+        { label: "Completed", value: (e) => [time(e.completed_at), ` by ${e.completed_by}`] },
+      ],
+      evaluations,
+      { caption: "Evaluations published to this version, newest first", empty: "No completed human evaluation." },
+    ),
+    readsEvaluations ? h("p", {}, h("a", { href: routeWithQuery(["evaluations"], { model: name }) }, "Evaluations of this model")) : null,
   );
 }
