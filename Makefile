@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test unit integration e2e browser screenshots lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart
+.PHONY: install demo up test test-triton unit integration e2e browser screenshots lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart bench-cold-start
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ browser: install  ## the console in Chromium (apt-get install -y chromium) again
 screenshots: install  ## every console page photographed into .github/screenshots/ (the README shows them)
 	PYTHONPATH=. $(BIN)/python -m tests.browser.screenshots
 
+# tritonclient (the Open Inference Protocol's reference client) in its own virtualenv, never a dependency.
+TRITON_VENV := .venv-test-triton
+$(TRITON_VENV)/.installed-stamp:
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --quiet 'tritonclient[http]>=2.40'
+	touch $@
+
+test-triton: install $(TRITON_VENV)/.installed-stamp  ## tritonclient against the local cloud's /v2 routes
+	MLAMBDA_TRITON_PYTHON=$(TRITON_VENV)/bin/python $(BIN)/pytest tests/e2e/test_triton_client_e2e.py $(PYTEST_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -50,12 +60,21 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-queues bench-restart  ## every benchmark, figures printed
+bench: bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-queues bench-restart bench-cold-start  ## every benchmark, figures printed
 
 bench-registry: install
 	$(BENCH) benchmarks/bench_registry.py
 
-bench-predict: install
+# MLflow, the peer of bench-predict and bench-http, lives in its own virtualenv: never a dependency of the project.
+MLFLOW_VENV := .venv-bench-mlflow
+$(MLFLOW_VENV)/.installed-stamp:
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=3,<4' scikit-learn pandas
+	touch $@
+
+# The 1,000-row columnar figures are printed beside MLflow's (its virtualenv: see bench-http).
+bench-predict: install $(MLFLOW_VENV)/.installed-stamp  ## in process and over HTTP, 1,000-row columnar requests beside raw onnxruntime and MLflow
 	$(BENCH) benchmarks/bench_predict.py
 
 bench-ingest: install
@@ -67,19 +86,14 @@ bench-batch: install
 bench-monitor: install
 	$(BENCH) benchmarks/bench_monitor.py
 
+bench-cold-start: install  ## predict, batch_worker, monitor: fresh process to first answer from the built artifact, before (f454d5d) and now
+	$(BENCH) benchmarks/bench_cold_start.py --before f454d5d
+
 bench-queues: install  ## one SQS call on the local moto with 20 and 10,000 messages queued
 	$(BENCH) benchmarks/bench_local_queues.py
 
 bench-restart: install  ## kill -9 of local up, then local up: time to serving with 0, 1,000 and 10,000 objects/items/messages stored
 	$(BENCH) benchmarks/bench_restart.py
-
-# MLflow, the peer of bench-http, lives in its own virtualenv: never a dependency of the project.
-MLFLOW_VENV := .venv-bench-mlflow
-$(MLFLOW_VENV)/.installed-stamp:
-	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
-	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=3,<4' scikit-learn pandas
-	touch $@
 
 bench-http: install $(MLFLOW_VENV)/.installed-stamp  ## one-row and 1,000-row predict over HTTP, cold start: mlambda beside mlflow models serve
 	$(BENCH) benchmarks/bench_http.py
@@ -104,4 +118,4 @@ package-check: install  ## build, fail on any function over 90% of Lambda's limi
 	$(BIN)/python -m mlambda_local.packaging
 
 clean:
-	rm -rf $(VENV) $(MLFLOW_VENV) $(EVIDENTLY_VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(MLFLOW_VENV) $(EVIDENTLY_VENV) $(TRITON_VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache .aws-sam

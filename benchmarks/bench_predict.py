@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -77,6 +78,21 @@ def timed(call: Callable[[], Any], n: int, warmup: int = 200) -> tuple[float, fl
     return percentiles(samples)
 
 
+def interleaved(calls: dict[str, Callable[[], Any]], n: int, warmup: int = 3) -> dict[str, float]:
+    """The median seconds of each call, the calls taken in turn (one of each per round)."""
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    samples: dict[str, list[float]] = {key: [] for key in calls}
+    clock = time.perf_counter
+    for _ in range(n):
+        for key, call in calls.items():
+            start = clock()
+            call()
+            samples[key].append(clock() - start)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
 def us(p: tuple[float, float]) -> str:
     return f"p50 {p[0]:7.1f} µs  p99 {p[1]:7.1f} µs"
 
@@ -130,11 +146,6 @@ class MemoryArtifacts:
         self.objects[key] = body
 
 
-class NullSink:
-    def send_batch(self, bodies: Sequence[str]) -> None:
-        self.last = bodies
-
-
 def model_version(data: bytes) -> Any:
     from mlambda.adapters.onnx import inspect_model
     from mlambda.schemas.registry import FeatureSchema, FeatureSpec, ModelVersion
@@ -167,7 +178,7 @@ def in_memory_service(data: bytes, max_instances: int = 1000) -> Any:
     return InferenceService(
         MemoryCatalog(version),
         ModelSessions(MemoryArtifacts({version.artifact_key: data})),
-        PredictionLog(NullSink()),
+        PredictionLog(),
         max_instances=max_instances,
     )
 
@@ -176,6 +187,17 @@ def api_event(body: bytes) -> dict[str, Any]:
     event = json.loads((REPO / "tests" / "events" / "predict_request.json").read_text())
     event.update(path="/models/bench/predict", pathParameters={"name": "bench"}, body=body.decode())
     return event
+
+
+def v2_event(body: bytes) -> dict[str, Any]:
+    """The Open Inference Protocol's infer route, as API Gateway sends it."""
+    event = api_event(body)
+    event.update(resource="/v2/models/{name}/infer", path="/v2/models/bench/infer")
+    return event
+
+
+COLUMNAR: dict[str, float] = {}
+"""rows/s of the 1,000-row columnar figures, for the summary beside MLflow."""
 
 
 class Context:
@@ -329,11 +351,52 @@ def batch_section(data: bytes, X: np.ndarray, n: int) -> None:
         )
     from mlambda.schemas.inference import PredictRequest
 
+    split_body = orjson.dumps(
+        {"dataframe_split": {"columns": FEATURES, "data": A.astype(np.float64).tolist()}}
+    )
+    v2_body = orjson.dumps(
+        {"inputs": [{"name": name, "shape": [1000, 20], "datatype": "FP32", "data": A.ravel().tolist()}]}
+    )
+    # Interleaved with raw ORT, call by call: on a shared machine the load changes by the second,
+    # and the ratio is only meaningful when both sides see the same moments.
+    sink = io.StringIO()
+
+    def handled(event: dict[str, Any]) -> Callable[[], Any]:
+        def call() -> Any:
+            sink.seek(0)
+            sink.truncate()
+            return predict_app.handler(event, context, service)
+
+        return call
+
+    split_event, v2_event_ = api_event(split_body), v2_event(v2_body)
+    with contextlib.redirect_stdout(sink):
+        assert predict_app.handler(split_event, context, service)["statusCode"] == 200
+        assert predict_app.handler(v2_event_, context, service)["statusCode"] == 200
+        medians = interleaved(
+            {
+                "raw": lambda: model.session.run(None, {name: A}),
+                "split": handled(split_event),
+                "v2": handled(v2_event_),
+            },
+            n,
+        )
+    raw_interleaved = 1000 / medians["raw"]
+    record("raw ORT, interleaved with the two below", f"{raw_interleaved:,.0f} rows/s")
+    for key, label in (
+        ("split", f"handler, dataframe_split (columnar), {len(split_body) // 1024} KB body"),
+        ("v2", f"handler, Open Inference Protocol tensor, {len(v2_body) // 1024} KB body"),
+    ):
+        rate = 1000 / medians[key]
+        record(label, f"{rate:,.0f} rows/s", f"{rate / raw_interleaved:.0%} of raw ORT (goal >= 50%)")
+        COLUMNAR[key] = rate
+    COLUMNAR["raw"] = raw_interleaved
+
     body = orjson.dumps({"instances": [row_of(x) for x in A]})
     parse = timed(lambda: PredictRequest.model_validate_json(body), n, warmup=5)
     request = PredictRequest.model_validate_json(body)
     prepared = service._prepare(service._catalog.resolve("bench", "production"))
-    feed = timed(lambda: prepared.feed(request.rows), n, warmup=5)
+    feed = timed(lambda: prepared.feed(request.instances or []), n, warmup=5)
     record("  of which: parse 1,000 rows (pydantic, JSON)", f"{parse[0] / 1000:.2f} ms")
     record("  of which: validate + feed (vectorised)", f"{feed[0] / 1000:.2f} ms")
 
@@ -404,7 +467,7 @@ def explain_section(data: bytes, model: Any, X: np.ndarray, n: int) -> None:
     service = InferenceService(
         MemoryCatalog(version),
         ModelSessions(artifacts),
-        PredictionLog(NullSink()),
+        PredictionLog(),
         explainers=Explainers(artifacts),
     )
     context = Context()
@@ -573,6 +636,114 @@ def cold_start_section(cloud: Any) -> None:
     event_path.unlink()
 
 
+def columnar_http_section(onnx: bytes, X: np.ndarray, calls: int, mlflow_python: Path) -> None:
+    """1,000 rows per request over local HTTP: ``mlambda local up`` beside ``mlflow models serve``, one run.
+
+    Both servers up at once in their own processes, called in turn request by request with the
+    same kept-alive ``http.client`` client (benchmarks/bench_http.py), medians compared: on a
+    shared machine the load changes by the second. The same model trained with the same seed
+    (ONNX here, the sklearn flavour in MLflow, whose own format is ``dataframe_split``).
+    """
+    from benchmarks import bench_http
+
+    print(f"\n== 1,000 rows per request over local HTTP, {calls} requests each, interleaved (beside MLflow)")
+    A = X[:1000].astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        data_dir = scratch / "mlambda"
+        process = bench_http.mlambda_up(data_dir, bench_http.free_port())
+        model_dir = scratch / "mlflow-model"
+        version = (
+            subprocess.run(
+                [str(mlflow_python), "-c", bench_http.SAVE_MLFLOW, str(model_dir)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        port = bench_http.free_port()
+        server = subprocess.Popen(
+            [
+                str(mlflow_python.parent / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(model_dir),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--env-manager",
+                "local",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PATH": f"{mlflow_python.parent}:{os.environ['PATH']}"},
+            start_new_session=True,
+        )
+        try:
+            bench_http.wait_until(
+                lambda: bench_http.api_url_of(data_dir) is not None, 180, "mlambda local up"
+            )
+            api_url, key = bench_http.mlambda_setup(data_dir, onnx, X)
+            headers = {"x-api-key": key}
+            predict = bench_http.Endpoint(
+                "mlambda", f"{api_url}/models/bench/predict", headers, bench_http.instances
+            )
+            infer = bench_http.Endpoint(
+                "mlambda", f"{api_url}/v2/models/bench/infer", headers, bench_http.instances
+            )
+            name = json.loads(_get(f"{api_url}/v2/models/bench", headers))["inputs"][0]["name"]
+            v2 = orjson.dumps(
+                {
+                    "inputs": [
+                        {"name": name, "shape": [1000, 20], "datatype": "FP32", "data": A.ravel().tolist()}
+                    ]
+                }
+            )
+            mlflow = bench_http.Endpoint(
+                "mlflow", f"http://127.0.0.1:{port}/invocations", {}, bench_http.dataframe_split
+            )
+            bench_http.wait_until(
+                lambda: bench_http.answers(mlflow, bench_http.dataframe_split(A[:1])),
+                180,
+                "mlflow models serve",
+            )
+            targets = {
+                "mlambda dataframe_split": (predict, bench_http.dataframe_split(A)),
+                "mlambda Open Inference Protocol tensor": (infer, v2),
+                "mlambda instances (rows by name)": (predict, bench_http.instances(A)),
+                f"MLflow {version} dataframe_split": (mlflow, bench_http.dataframe_split(A)),
+            }
+            connections = {label: endpoint.connection() for label, (endpoint, _) in targets.items()}
+            medians = interleaved(
+                {
+                    label: (lambda e=endpoint, c=connections[label], b=body: e.call(c, b))
+                    for label, (endpoint, body) in targets.items()
+                },
+                calls,
+            )
+        finally:
+            bench_http.mlambda_down(process)
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+    theirs = next(1000 / v for k, v in medians.items() if k.startswith("MLflow"))
+    for label, seconds in medians.items():
+        rate = 1000 / seconds
+        note = "" if label.startswith("MLflow") else f"{rate / theirs:.2f}x MLflow (goal >= 2x)"
+        record(f"HTTP 1,000 rows: {label}", f"{rate:,.0f} rows/s", note)
+
+
+def _get(url: str, headers: dict[str, str]) -> str:
+    import requests
+
+    response = requests.get(url, headers=headers, timeout=30)
+    response.raise_for_status()
+    return response.text
+
+
 train_cache: dict[str, Any] = {}
 
 
@@ -580,6 +751,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer iterations, for a smoke run")
     parser.add_argument("--skip-http", action="store_true", help="in-process figures only")
+    parser.add_argument("--columnar-only", action="store_true", help="the 1,000-row columnar figures only")
+    parser.add_argument("--mlflow-python", default=str(REPO / ".venv-bench-mlflow" / "bin" / "python"))
     args = parser.parse_args()
     n = 500 if args.quick else 5000
     print(
@@ -587,19 +760,24 @@ def main() -> int:
     )
     data, model, X = train()
     train_cache["X"] = X
-    session_options_section(data, X[:1], n)
-    figures = in_process_section(data, X, n)
-    explain_section(data, model, X, n)
+    figures: dict[str, float] = {}
+    if not args.columnar_only:
+        session_options_section(data, X[:1], n)
+        figures = in_process_section(data, X, n)
+        explain_section(data, model, X, n)
     batch_section(data, X, 20 if args.quick else 100)
     if not args.skip_http:
-        http_section(data, X, 200 if args.quick else 1000)
+        if not args.columnar_only:
+            http_section(data, X, 200 if args.quick else 1000)
+        columnar_http_section(data, X, 10 if args.quick else 50, Path(args.mlflow_python))
     print("\n== summary")
     for name, value, note in ROWS:
         print(f"{name:60} {value:>24}  {note}")
-    print(
-        f"\ngoals: handler p50 <= 3x minimal -> {figures['handler_p50'] / figures['minimal_p50']:.2f}x; "
-        f"handler p99 < 1 ms -> {figures['handler_p99']:.0f} µs"
-    )
+    if figures:
+        print(
+            f"\ngoals: handler p50 <= 3x minimal -> {figures['handler_p50'] / figures['minimal_p50']:.2f}x; "
+            f"handler p99 < 1 ms -> {figures['handler_p99']:.0f} µs"
+        )
     return 0
 
 

@@ -15,10 +15,11 @@ from mlambda.errors import UnauthorizedError
 from mlambda.schemas.keys import Scope
 from mlambda.services.apikeys import ApiKeyService
 from mlambda_local.client import ADMIN_KEY_FILE
+from mlambda_local.cloud.template import DEFAULT_REGION
 
 
-def key_service(table_name: str, endpoint_url: str | None, region: str = "us-east-1") -> ApiKeyService:
-    """An ApiKeyService on ``table_name`` at ``endpoint_url`` (None: AWS)."""
+def key_service(table_name: str, endpoint_url: str | None, region: str = DEFAULT_REGION) -> ApiKeyService:
+    """An ApiKeyService on ``table_name`` in ``region`` at ``endpoint_url`` (None: AWS)."""
     settings = KeysSettings.model_validate(
         {"API_KEYS_TABLE": table_name, "AWS_ENDPOINT_URL": endpoint_url, "AWS_REGION": region}
     )

@@ -11,7 +11,7 @@
 2. **Size**: function + layers in bytes (unzipped, what Lambda counts) against 262,144,000; any
    function above 90% fails. A layer carrying boto3 or botocore fails too: it would shadow the
    runtime's SDK.
-3. **Alone**: a moto server and the template's resources (the local cloud), then for each
+3. **Alone**: a moto server with the template's stores (no function runs in it), then for each
    function a fresh Python 3.12 (``-I -S``: no site-packages, no environment paths) whose
    ``sys.path`` is the artifact, its layers and a directory standing for the runtime (the boto3
    the Lambda runtime ships, pinned below), imports the handler and answers a sample event from
@@ -24,17 +24,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.request import Request, urlopen
 
 from mlambda_local.cloud.template import load_yaml
 
@@ -304,8 +307,13 @@ def size_problems(rows: Sequence[SizeRow], built: Mapping[str, Path], layers: Se
 
 # -- alone: import and answer ---------------------------------------------------------------------
 
-# Runs in the fresh interpreter: argv = [handler, event file, sys.path entries...].
+# Runs in the fresh interpreter: argv = [handler, event file, sys.path entries...]. Prints one line:
+# the stage reached, the answer or the error, the import and handler times, the process's CPU time
+# so far and the wall clock at the answer (the parent, which noted the clock before starting the
+# process, takes process-to-answer).
 _BOOTSTRAP = """
+import time
+started = time.perf_counter()
 import importlib, json, sys, traceback
 handler, event_path, *paths = sys.argv[1:]
 sys.path[:0] = paths
@@ -322,16 +330,27 @@ class Context:
     def get_remaining_time_in_millis(self):
         return 30000
 
+def report(outcome):
+    outcome["answered_at"] = time.time()
+    outcome["cpu_seconds"] = time.process_time()
+    print(json.dumps(outcome, default=str))
+
 try:
     function = getattr(importlib.import_module(module_name), attribute)
 except BaseException:
-    print(json.dumps({"stage": "import", "error": traceback.format_exc(limit=3)}))
+    report({"stage": "import", "error": traceback.format_exc(limit=3)})
     sys.exit(0)
+imported = time.perf_counter()
+event = json.load(open(event_path))
+timed = time.perf_counter()
 try:
-    result = function(json.load(open(event_path)), Context())
-    print(json.dumps({"stage": "answer", "result": result}, default=str))
+    result = function(event, Context())
+    outcome = {"stage": "answer", "result": result}
 except BaseException as exc:
-    print(json.dumps({"stage": "answer", "exception": type(exc).__name__, "error": str(exc)}))
+    outcome = {"stage": "answer", "exception": type(exc).__name__, "error": str(exc)}
+outcome["import_seconds"] = imported - started
+outcome["handler_seconds"] = time.perf_counter() - timed
+report(outcome)
 """
 
 
@@ -422,6 +441,80 @@ def runtime_sdk(python: Path, cache: Path) -> Path:
     return resolved_dependencies(python, list(RUNTIME_SDK), cache)
 
 
+@dataclass(frozen=True)
+class Alone:
+    """What one fresh interpreter did with one artifact and one event."""
+
+    outcome: dict[str, Any]  # {"stage": "import" | "answer", "result" | "exception" + "error", ...}
+    stdout: str
+    stderr: str
+    returncode: int
+    process_seconds: float  # from starting the process to the handler's answer
+
+    @property
+    def import_seconds(self) -> float:
+        return float(self.outcome.get("import_seconds", float("nan")))
+
+    @property
+    def handler_seconds(self) -> float:
+        return float(self.outcome.get("handler_seconds", float("nan")))
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of the process (all threads) from its start to the answer: less moved by a busy
+        machine than the wall clock."""
+        return float(self.outcome.get("cpu_seconds", float("nan")))
+
+
+def run_alone(
+    function: FunctionSource,
+    event: Mapping[str, Any],
+    *,
+    built: Mapping[str, Path],
+    python: Path,
+    runtime: Path,
+    environment: Mapping[str, str],
+    timeout: float = CHECK_TIMEOUT_SECONDS,
+) -> Alone:
+    """A bare Python 3.12 that sees only the function's artifact, its layers and the runtime's SDK
+    imports the handler and answers ``event``; PackagingError if it never answers."""
+    paths = [
+        str(built[function.logical_id]),
+        *(str(built[layer] / "python") for layer in function.layers),
+        str(runtime),
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(event, handle)
+    try:
+        started_at = time.time()
+        result = subprocess.run(
+            [str(python), "-I", "-S", "-c", _BOOTSTRAP, function.handler, handle.name, *paths],
+            capture_output=True,
+            text=True,
+            env=dict(environment),
+            cwd=built[function.logical_id],
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise PackagingError(f"{function.logical_id} did not answer within {timeout:.0f} s") from None
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    lines = [line for line in result.stdout.splitlines() if line.startswith('{"stage"')]
+    if not lines:
+        raise PackagingError(
+            f"{function.logical_id} crashed (exit {result.returncode}): {result.stderr[-1500:]}"
+        )
+    outcome: dict[str, Any] = json.loads(lines[-1])
+    return Alone(
+        outcome=outcome,
+        stdout=result.stdout,
+        stderr=result.stderr,
+        returncode=result.returncode,
+        process_seconds=float(outcome["answered_at"]) - started_at,
+    )
+
+
 def check_alone(
     function: FunctionSource,
     *,
@@ -431,62 +524,73 @@ def check_alone(
     environment: Mapping[str, str],
     events_dir: Path,
 ) -> str | None:
-    """None when the artifact imports and answers alone; else what went wrong."""
+    """None when the artifact imports and answers its sample event alone; else what went wrong."""
     sample = SAMPLE_EVENTS.get(function.logical_id)
     if sample is None:
         return f"{function.logical_id} has no sample event in the package check (add one to SAMPLE_EVENTS)"
-    paths = [
-        str(built[function.logical_id]),
-        *(str(built[layer] / "python") for layer in function.layers),
-        str(runtime),
-    ]
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(sample_event(events_dir, sample), handle)
     try:
-        result = subprocess.run(
-            [str(python), "-I", "-S", "-c", _BOOTSTRAP, function.handler, handle.name, *paths],
-            capture_output=True,
-            text=True,
-            env=dict(environment),
-            cwd=built[function.logical_id],
-            timeout=CHECK_TIMEOUT_SECONDS,
-            check=False,
+        alone = run_alone(
+            function,
+            sample_event(events_dir, sample),
+            built=built,
+            python=python,
+            runtime=runtime,
+            environment=environment,
         )
-    except subprocess.TimeoutExpired:
-        return f"{function.logical_id} did not answer within {CHECK_TIMEOUT_SECONDS} s"
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
-    lines = [line for line in result.stdout.splitlines() if line.startswith('{"stage"')]
-    if not lines:
-        return f"{function.logical_id} crashed (exit {result.returncode}): {result.stderr[-1500:]}"
-    outcome = json.loads(lines[-1])
-    if outcome["stage"] == "import":
-        return f"{function.logical_id} does not import from its artifact alone:\n{outcome['error']}"
+    except PackagingError as exc:
+        return str(exc)
+    if alone.outcome["stage"] == "import":
+        return f"{function.logical_id} does not import from its artifact alone:\n{alone.outcome['error']}"
     # A module missing behind a handler that catches errors (an SQS record failed, a 500) shows in its logs.
-    missing = next((line for line in result.stdout.splitlines() if _IMPORT_FAILURE in line), None)
+    missing = next((line for line in alone.stdout.splitlines() if _IMPORT_FAILURE in line), None)
     if missing is not None:
         return f"{function.logical_id} failed an import while answering: {missing[:800]}"
-    if not sample.accepts(outcome):
-        shown = json.dumps(outcome)[:800]
+    if not sample.accepts(alone.outcome):
+        shown = json.dumps(alone.outcome)[:800]
         return f"{function.logical_id} answered {shown}, expected {sample.expected}"
     return None
 
 
-def _function_environments(root: Path, data_dir: Path) -> tuple[Any, dict[str, dict[str, str]]]:
-    """A started local cloud (moto + the template's resources) and each function's environment."""
-    from mlambda_local.cloud.local_cloud import LocalCloud
+@contextmanager
+def provisioned_stores(template_path: Path, stack_name: str) -> Iterator[dict[str, dict[str, str]]]:
+    """A moto server holding the template's tables, buckets, queues and topics, and each function's
+    environment (as the template resolves it, pointed at that server). No function runs in it: the
+    artifacts under check are the only code that answers."""
+    import boto3
+    from moto.server import ThreadedMotoServer
 
-    cloud = LocalCloud(root / "template.yaml", data_dir, stack_name="package-check").start()
-    base = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "LAMBDA_TASK_ROOT": "/var/task",
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{PYTHON_VERSION}",
-    }
-    environments = {fid: {**base, **fn.environment} for fid, fn in cloud.functions.items()}
-    return cloud, environments
+    from mlambda_local.cloud.functions import function_specs
+    from mlambda_local.cloud.provision import Provisioner
+    from mlambda_local.cloud.template import IntrinsicResolver, load_template
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        # moto's backends are per process: a second stack in this process starts from nothing.
+        urlopen(Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
+        template = load_template(template_path, stack_name=stack_name)
+        resolver = IntrinsicResolver(template, queue_url_base=endpoint)
+        session = boto3.session.Session(
+            region_name=template.region, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        Provisioner(template, resolver, session, endpoint).provision()
+        base = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_REGION": template.region,
+            "AWS_DEFAULT_REGION": template.region,
+            "AWS_ENDPOINT_URL": endpoint,
+            "LAMBDA_TASK_ROOT": "/var/task",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_python{PYTHON_VERSION}",
+        }
+        yield {spec.logical_id: {**base, **spec.environment} for spec in function_specs(template, resolver)}
+    finally:
+        server.stop()
 
 
 def run(root: Path, *, check: bool = True) -> int:
@@ -503,25 +607,23 @@ def run(root: Path, *, check: bool = True) -> int:
     problems = size_problems(rows, built, list(sources.layers))
     if check:
         runtime = runtime_sdk(python, root / ".aws-sam" / "deps")
-        with tempfile.TemporaryDirectory(prefix="package-check-") as data_dir:
-            cloud, environments = _function_environments(root, Path(data_dir))
-            try:
-                with ThreadPoolExecutor(max_workers=4) as pool:
-                    outcomes = list(
-                        pool.map(
-                            lambda f: check_alone(
-                                f,
-                                built=built,
-                                python=python,
-                                runtime=runtime,
-                                environment=environments[f.logical_id],
-                                events_dir=root / "tests" / "events",
-                            ),
-                            sources.functions,
-                        )
-                    )
-            finally:
-                cloud.stop()
+        with (
+            provisioned_stores(root / "template.yaml", "package-check") as environments,
+            ThreadPoolExecutor(max_workers=4) as pool,
+        ):
+            outcomes = list(
+                pool.map(
+                    lambda f: check_alone(
+                        f,
+                        built=built,
+                        python=python,
+                        runtime=runtime,
+                        environment=environments[f.logical_id],
+                        events_dir=root / "tests" / "events",
+                    ),
+                    sources.functions,
+                )
+            )
         problems += [outcome for outcome in outcomes if outcome]
         passed = len(sources.functions) - sum(1 for outcome in outcomes if outcome)
         print(

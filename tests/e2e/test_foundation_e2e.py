@@ -161,3 +161,60 @@ def test_status_of_a_stopped_cloud_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "local", "status")
     assert result.returncode == 2
     assert "mlambda local up" in result.stderr
+
+
+def run_smoke_test(platform: Platform, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """infra/smoke_test.sh as the pipeline runs it, with the local cloud standing for the stack."""
+    env = {key: value for key, value in os.environ.items() if key != "MLAMBDA_API_KEY"}
+    env.update(
+        {
+            "MLAMBDA_API_URL": platform.api_url,
+            "MLAMBDA_KEYS_TABLE": platform.cloud.outputs["ApiKeysTableName"],
+            "AWS_ENDPOINT_URL": str(platform.cloud.endpoint_url),
+            "MLAMBDA_CLI": str(Path(sys.executable).parent / "mlambda"),
+            **extra,
+        }
+    )
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / "infra" / "smoke_test.sh"), "mlambda-local"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def smoke_keys(platform: Platform, run_id: str) -> list[dict[str, object]]:
+    return [key for key in platform.admin.get("/keys")["keys"] if key["name"] == f"smoke-{run_id}"]
+
+
+def test_the_pipelines_smoke_test_passes_on_a_stack_and_revokes_its_key(
+    platform: Platform, tmp_path: Path
+) -> None:
+    # Given a deployed stack (the local cloud) and its outputs
+    # When the pipeline's smoke test runs against it
+    result = run_smoke_test(platform, tmp_path, GITHUB_RUN_ID="4242")
+    # Then it passes through the authorizer, /me and the registry
+    assert result.returncode == 0, result.stderr
+    assert "GET /me without a key -> 401" in result.stdout
+    assert "smoke test passed" in result.stdout
+    # and the admin key it made is revoked
+    (key,) = smoke_keys(platform, "4242")
+    assert key["revoked_at"]
+
+
+def test_a_failing_smoke_test_fails_the_step_and_still_revokes_its_key(
+    platform: Platform, tmp_path: Path
+) -> None:
+    # Given a prediction from a model the stack does not have
+    # When
+    result = run_smoke_test(
+        platform, tmp_path, GITHUB_RUN_ID="4343", SMOKE_MODEL="no-such-model", SMOKE_INSTANCES='[{"x": 1}]'
+    )
+    # Then the step fails, naming the API's answer, and leaves no live key behind
+    assert result.returncode != 0
+    assert "404" in result.stderr
+    (key,) = smoke_keys(platform, "4343")
+    assert key["revoked_at"]

@@ -16,6 +16,8 @@ from sklearn.ensemble import GradientBoostingClassifier
 from mlambda_local.client import ApiClient, ApiError
 from mlambda_local.commands.models import wait_until_ready
 from tests.e2e.conftest import Platform
+from tests.e2e.test_ingest_e2e import ARCHIVE_WAIT_S, archived_ids
+from tests.integration.local_cloud.support import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -174,3 +176,77 @@ def test_explanations_over_http_add_up_and_match_shap(platform: Platform) -> Non
         np.testing.assert_allclose(got, want, atol=1e-5)
         assert explanation["value"] == pytest.approx(margin, abs=1e-4)
         assert explanation["baseline"] + sum(got) == pytest.approx(explanation["value"], abs=1e-9)
+
+
+def test_mlflow_formats_over_http_match_sklearn_and_reach_the_archive_once(
+    client: ApiClient, platform: Platform
+) -> None:
+    # Given: MLflow's documented bodies for 200 rows, the columnar one with a request id
+    _, model, X = trained(0)
+    data = X[:200].astype(np.float64)
+    expected = model.predict(data).tolist()
+    # When
+    split = client.post(
+        f"/models/{MODEL}/predict",
+        {
+            "dataframe_split": {"columns": FEATURES, "data": data.tolist()},
+            "variant": "main",
+            "request_id": "split-e2e",
+        },
+    )
+    records = client.post(f"/models/{MODEL}/predict", {"dataframe_records": rows(X[:3]), "variant": "main"})
+    tensor = client.post(f"/models/{MODEL}/predict", {"inputs": data[:3].tolist(), "variant": "main"})
+    # Then
+    assert split["predictions"] == expected
+    np.testing.assert_allclose(split["probabilities"], model.predict_proba(data), atol=1e-5)
+    assert records["predictions"] == tensor["predictions"] == expected[:3]
+    wanted = {f"split-e2e:{i}" for i in range(200)}
+    ids = wait_for(
+        lambda: (
+            (found := [i for i in archived_ids(platform, "type=prediction/") if i in wanted])
+            and len(found) >= 200
+            and found
+        ),
+        timeout=ARCHIVE_WAIT_S,
+    )
+    assert Counter(ids) == Counter(wanted)
+
+
+def test_open_inference_protocol_over_http(client: ApiClient) -> None:
+    # Given: the model's metadata, as a KServe / Triton client reads it first
+    _, model, X = trained(0)
+    assert client.get("/v2/health/ready") == {"ready": True}
+    metadata = client.get(f"/v2/models/{MODEL}/versions/1")
+    (tensor,) = metadata["inputs"]
+    assert tensor["shape"] == [-1, 20] and metadata["versions"] == ["1"]
+    assert client.get(f"/v2/models/{MODEL}/versions/1/ready") == {"name": MODEL, "ready": True}
+    # When
+    answer = client.post(
+        f"/v2/models/{MODEL}/versions/1/infer",
+        {
+            "id": "v2-e2e",
+            "inputs": [
+                {
+                    "name": tensor["name"],
+                    "shape": [10, 20],
+                    "datatype": "FP32",
+                    "data": X[:10].ravel().tolist(),
+                }
+            ],
+        },
+    )
+    # Then
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert answer["id"] == "v2-e2e" and answer["model_version"] == "1"
+    assert outputs["label"]["data"] == model.predict(X[:10].astype(np.float64)).tolist()
+    np.testing.assert_allclose(
+        np.reshape(outputs["probabilities"]["data"], (10, 2)),
+        model.predict_proba(X[:10].astype(np.float64)),
+        atol=1e-5,
+    )
+    with pytest.raises(ApiError) as error:
+        client.post(
+            f"/v2/models/{MODEL}/infer",
+            {"inputs": [{"name": tensor["name"], "shape": [1, 20], "datatype": "INT64", "data": [0.5] * 20}]},
+        )
+    assert error.value.status == 422 and "inputs[0].data" in str(error.value)

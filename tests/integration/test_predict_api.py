@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
+import mlambda
 from functions.predict import app as predict_app
 from mlambda.adapters.dynamodb import DynamoTable
 from mlambda.adapters.model_sessions import ModelSessions
@@ -343,3 +344,130 @@ def test_explanations_over_the_handler_read_the_explainer_from_the_artifacts_buc
 def test_explaining_a_version_registered_without_a_reference_is_a_409(world: World) -> None:
     status, body = call(world.service(), {"instances": [row([0, 0, 0, 0])], "explain": True})
     assert (status, body["code"]) == (409, "explainer_unavailable")
+
+
+# ---------------------------------------------------------------- MLflow's formats and the Open Inference Protocol
+
+
+def call_route(
+    service: InferenceService | None,
+    method: str,
+    resource: str,
+    path: str,
+    body: Any = None,
+    *,
+    scopes: str = "predict",
+    **path_parameters: str,
+) -> tuple[int, dict[str, Any]]:
+    """Any of predict's routes, as API Gateway sends it."""
+    event = load_event(
+        "predict_request",
+        httpMethod=method,
+        resource=resource,
+        path=path,
+        pathParameters=path_parameters or None,
+        body=None if body is None else json.dumps(body),
+    )
+    event["requestContext"]["authorizer"]["scopes"] = scopes
+    response = predict_app.handler(event, CONTEXT, service)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_dataframe_split_over_the_handler_answers_in_mlflows_shape_and_logs_one_columnar_record(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given: MLflow's documented request body
+    _, model, X = classifier(0)
+    body = {"dataframe_split": {"columns": ["f0", "f1", "f2", "f3"], "data": X[:30].astype(float).tolist()}}
+    # When
+    status, answer = call(world.service(), {**body, "request_id": "split-1"})
+    # Then
+    assert status == 200
+    assert answer["predictions"] == model.predict(X[:30].astype(np.float64)).tolist()
+    np.testing.assert_allclose(
+        answer["probabilities"], model.predict_proba(X[:30].astype(np.float64)), atol=1e-5
+    )
+    (record,) = logged_records(capsys.readouterr().out)
+    assert record.v == 2
+    assert sorted(e.id for e in expand(record)) == sorted(f"split-1:{i}" for i in range(30))
+
+
+def test_v2_infer_over_the_handler_matches_sklearn(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given: the Open Inference Protocol's request, one tensor per feature
+    _, model, X = classifier(0)
+    inputs = [
+        {"name": f"f{i}", "shape": [5], "datatype": "FP32", "data": X[:5, i].astype(float).tolist()}
+        for i in range(4)
+    ]
+    # When
+    status, answer = call_route(
+        world.service(),
+        "POST",
+        "/v2/models/{name}/infer",
+        "/v2/models/churn/infer",
+        {"id": "v2-1", "inputs": inputs},
+        name="churn",
+    )
+    # Then
+    assert status == 200, answer
+    assert (answer["model_name"], answer["model_version"], answer["id"]) == ("churn", "1", "v2-1")
+    label = next(o for o in answer["outputs"] if o["name"] == "label")
+    assert label["data"] == model.predict(X[:5].astype(np.float64)).tolist()
+    (record,) = logged_records(capsys.readouterr().out)
+    assert record.request_id == "v2-1" and record.row_count == 5
+
+
+def test_v2_versioned_routes_metadata_ready_and_health(world: World) -> None:
+    service = world.service()
+    status, metadata = call_route(
+        service,
+        "GET",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/churn/versions/1",
+        name="churn",
+        version="1",
+    )
+    assert status == 200 and metadata["versions"] == ["1"] and metadata["inputs"][0]["shape"] == [-1, 4]
+    status, ready = call_route(
+        service, "GET", "/v2/models/{name}/ready", "/v2/models/churn/ready", name="churn"
+    )
+    assert (status, ready) == (200, {"name": "churn", "ready": True})
+    assert call_route(service, "GET", "/v2/health/ready", "/v2/health/ready") == (200, {"ready": True})
+    assert call_route(service, "GET", "/v2/health/live", "/v2/health/live") == (200, {"live": True})
+    status, server = call_route(service, "GET", "/v2", "/v2")
+    assert status == 200 and server["name"] == "mlambda" and server["version"] == mlambda.__version__
+    status, missing = call_route(
+        service,
+        "GET",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/churn/versions/9/ready",
+        name="churn",
+        version="9",
+    )
+    assert status == 404 and missing["error"] == missing["message"]
+
+
+def test_v2_errors_carry_the_protocols_error_and_name_the_field(world: World) -> None:
+    bad = {"inputs": [{"name": "f0", "shape": [3], "datatype": "FP32", "data": [1.0, 2.0]}]}
+    status, body = call_route(
+        world.service(), "POST", "/v2/models/{name}/infer", "/v2/models/churn/infer", bad, name="churn"
+    )
+    assert status == 422
+    assert body["code"] == "shape_mismatch" and "inputs[0].shape" in body["message"]
+    assert body["error"] == body["message"] and body["details"][0]["field"] == "inputs[0].shape"
+    status, body = call_route(
+        world.service(),
+        "POST",
+        "/v2/models/{name}/infer",
+        "/v2/models/churn/infer",
+        {"inputs": []},
+        name="churn",
+    )
+    assert status == 422 and body["code"] == "validation_error" and "inputs" in body["message"]
+
+
+def test_v2_routes_need_the_predict_scope(world: World) -> None:
+    status, body = call_route(
+        world.service(), "GET", "/v2/models/{name}", "/v2/models/churn", scopes="ingest", name="churn"
+    )
+    assert status == 403 and body["code"] == "forbidden"

@@ -193,3 +193,45 @@ def test_an_explainer_missing_from_the_bucket_is_a_500_not_a_404() -> None:
     with pytest.raises(ExplainerCorruptError) as raised:
         world.predict({"instances": [row(world.X[0])], "explain": True})
     assert raised.value.status == 500 and raised.value.code == "explainer_corrupt"
+
+
+def test_mlflow_formats_carry_the_explanations_as_annotations() -> None:
+    # Given
+    world = World()
+    X = world.X[:4].astype(np.float64)
+    # When
+    body = world.predict({"dataframe_split": {"columns": FEATURES, "data": X.tolist()}, "explain": True})
+    # Then: the same explanations instances of objects get, one annotation per row
+    rows = world.predict({"instances": [row(x) for x in world.X[:4]], "explain": True})["predictions"]
+    assert body["predictions"] == [p["label"] for p in rows]
+    assert [a["explanation"] for a in body["annotations"]] == [p["explanation"] for p in rows]
+
+
+def test_open_inference_protocol_explains_as_tensors() -> None:
+    # Given
+    from mlambda.schemas.open_inference import InferRequest
+    from mlambda.services.inference.open_inference import OpenInference
+
+    world = World()
+    X = world.X[:3].astype(np.float64)
+    request = InferRequest.model_validate(
+        {
+            "inputs": [{"name": "X", "shape": [3, 4], "datatype": "FP32", "data": X.ravel().tolist()}],
+            "parameters": {"explain": True},
+        }
+    )
+    # When
+    metrics.clear_metrics()
+    answer = OpenInference(world.service).infer("churn", None, request)
+    # Then: attributions [rows, features] add up to explained_value - baseline
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    attributions = np.reshape(outputs["attributions"]["data"], (3, 4))
+    np.testing.assert_allclose(
+        attributions.sum(axis=1) + outputs["baseline"]["data"], outputs["explained_value"]["data"], atol=1e-9
+    )
+    explanation = answer["parameters"]["explanation"]
+    assert explanation["method"] == "linear" and explanation["features"] == FEATURES
+    rows = world.predict({"instances": [row(x) for x in world.X[:3]], "explain": True})["predictions"]
+    expected = [[p["explanation"]["attributions"][f] for f in FEATURES] for p in rows]
+    np.testing.assert_allclose(attributions, expected, atol=1e-12)
+    assert explanation["classes"] == [p["explanation"]["class"] for p in rows]

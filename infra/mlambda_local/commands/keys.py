@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from mlambda_local.client import CliError, read_state
+from mlambda_local.cloud.template import DEFAULT_REGION
 from mlambda_local.commands import api, print_json
 
 
@@ -47,9 +49,25 @@ def keys_bootstrap(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"{exc}; scopes are {', '.join(s.value for s in Scope)}") from exc
     endpoint = args.endpoint_url or state.get("endpoint_url")
-    created = key_service(table, endpoint).create(args.name, scopes, created_by="bootstrap")
+    created = key_service(table, endpoint, stack_region(args.region, endpoint)).create(
+        args.name, scopes, created_by="bootstrap"
+    )
     print_json(created.model_dump(mode="json"))
     return 0
+
+
+def stack_region(given: str | None, endpoint_url: str | None) -> str:
+    """The keys table's region: --region, else the shell's AWS region; the local cloud's own otherwise."""
+    if given:
+        return given
+    if endpoint_url:
+        return DEFAULT_REGION
+    import boto3
+
+    region = os.environ.get("AWS_REGION") or boto3.session.Session().region_name
+    if not region:
+        raise CliError("name the stack's region with --region (or set AWS_REGION)")
+    return str(region)
 
 
 def whoami(args: argparse.Namespace) -> int:
@@ -74,5 +92,6 @@ def register(groups: Any) -> None:
     boot.add_argument("--scopes", default="admin")
     boot.add_argument("--table", help="API keys table name (default: the local cloud's)")
     boot.add_argument("--endpoint-url", help="AWS endpoint (default: the local cloud's; unset on AWS)")
+    boot.add_argument("--region", help="the stack's region (default: AWS_REGION or the AWS profile's)")
     boot.set_defaults(run=keys_bootstrap)
     groups.add_parser("whoami", help="the key in use").set_defaults(run=whoami)

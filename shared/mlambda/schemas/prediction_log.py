@@ -25,14 +25,34 @@ Shape (``v`` 1)::
      "columns": ["f0", "f1"], "values": [[0.1, 2], [0.3, 4]],
      "predictions": [{"label": 1, "probabilities": {"0": 0.2, "1": 0.8}}, …],
      "shadow_predictions": [{…}, …]}                 # with "shadow"
+
+``v`` 2 is the columnar request path's record (``dataframe_split``, tensors, Open Inference
+Protocol): the same header, ``values`` as the matrix the model scored, and the predictions as one
+block of columns instead of an object per row (``shadow_predictions`` likewise). Numeric arrays
+are ``EncodedArray``: base64 of their little-endian bytes with dtype and shape, which costs a
+tenth of writing the numbers as JSON text (0.15 ms against 1.0 ms for 1,000 x 20 float32, the
+largest cost of the columnar path after the model and the parse) and half the bytes::
+
+     "values": {"dtype": "float32", "shape": [2, 20], "base64": "…"},
+     "predictions": {"label": {"dtype": "int64", "shape": [2], "base64": "…"}, "classes": ["0", "1"],
+                     "probabilities": {"dtype": "float32", "shape": [2, 2], "base64": "…"}}
+     "predictions": {"value": {"dtype": "float64", "shape": [2], "base64": "…"}}    # regressors
+
+Plain JSON lists are read too; labels that are strings stay a list; ``predictions`` is a list of
+objects when the endpoint's fallback answered. ``expand`` turns both versions into
+the same archive rows, so the archiver, the lake and monitoring read either.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlambda.schemas.archive import PREDICTION_TYPE, ArchiveEnvelope
@@ -57,13 +77,106 @@ class ScoredBy(BaseModel):
     latency_ms: float = Field(ge=0)
 
 
+ENCODED_DTYPES = {"float32": "<f4", "float64": "<f8", "int64": "<i8", "int32": "<i4"}
+
+
+class EncodedArray(BaseModel):
+    """A numeric array as base64 of its little-endian bytes (C order), with its dtype and shape."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: Literal["float32", "float64", "int64", "int32"]
+    shape: list[int] = Field(min_length=1, max_length=2)
+    base64: str
+
+    @model_validator(mode="after")
+    def _size(self) -> EncodedArray:
+        if any(d < 0 for d in self.shape):
+            raise ValueError("shape dimensions must be 0 or more")
+        expected = math.prod(self.shape) * np.dtype(ENCODED_DTYPES[self.dtype]).itemsize
+        if len(self.base64) != 4 * math.ceil(expected / 3):
+            raise ValueError(f"base64 must hold {expected} bytes for shape {self.shape} of {self.dtype}")
+        return self
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> dict[str, Any]:
+        """The JSON form of ``array`` (what the writer emits; orjson writes the dict)."""
+        little = np.ascontiguousarray(array, dtype=ENCODED_DTYPES[array.dtype.name])
+        return {
+            "dtype": array.dtype.name,
+            "shape": list(array.shape),
+            "base64": base64.b64encode(little.tobytes()).decode(),
+        }
+
+    def array(self) -> np.ndarray:
+        """The decoded array."""
+        try:
+            raw = base64.b64decode(self.base64, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"base64 is not valid: {exc}") from exc
+        return np.frombuffer(raw, dtype=ENCODED_DTYPES[self.dtype]).reshape(self.shape)
+
+    def tolist(self) -> list[Any]:
+        """The values as Python numbers (nested for a matrix)."""
+        values: list[Any] = self.array().tolist()
+        return values
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+def _plain(values: list[Any] | EncodedArray) -> list[Any]:
+    return values.tolist() if isinstance(values, EncodedArray) else values
+
+
+class PredictionBlock(BaseModel):
+    """A piece's predictions as columns (``v`` 2): labels + class probabilities, or values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: list[Any] | EncodedArray | None = None
+    classes: list[str] | None = None
+    probabilities: list[list[float]] | EncodedArray | None = None
+    value: list[float] | EncodedArray | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PredictionBlock:
+        if self.value is None:
+            if self.label is None or self.classes is None or self.probabilities is None:
+                raise ValueError("a block holds 'value', or 'label' with 'classes' and 'probabilities'")
+            probabilities = self.probabilities
+            widths = (
+                {probabilities.shape[-1]}
+                if isinstance(probabilities, EncodedArray)
+                else {len(row) for row in probabilities}
+            )
+            if len(probabilities) != len(self.label) or not widths <= {len(self.classes)}:
+                raise ValueError("probabilities must hold one list per label, one value per class")
+        elif self.label is not None or self.probabilities is not None:
+            raise ValueError("a block holds 'value', or 'label' with 'classes' and 'probabilities'")
+        return self
+
+    def __len__(self) -> int:
+        return len(self.value if self.value is not None else self.label or [])
+
+    def as_rows(self) -> list[dict[str, Any]]:
+        """One prediction object per row, as predict answers them (``{label, probabilities}`` or ``{value}``)."""
+        if self.value is not None:
+            return [{"value": v} for v in _plain(self.value)]
+        classes = self.classes or []
+        return [
+            {"label": label, "probabilities": dict(zip(classes, row, strict=True))}
+            for label, row in zip(_plain(self.label or []), _plain(self.probabilities or []), strict=True)
+        ]
+
+
 class PredictionLogRecord(BaseModel):
     """One piece of a request's prediction log record (see the module doc)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mlambda_log: Literal["prediction"]
-    v: Literal[1]
+    v: Literal[1, 2]
     request_id: str = Field(min_length=1, max_length=200)
     piece: int = Field(ge=0)
     pieces: int = Field(ge=1, le=100_000)
@@ -75,9 +188,9 @@ class PredictionLogRecord(BaseModel):
     shadow: ScoredBy | None = None
     rows: list[int]
     columns: list[str] = Field(default_factory=list)
-    values: list[list[Any]] = Field(default_factory=list)
-    predictions: list[dict[str, Any]] = Field(default_factory=list)
-    shadow_predictions: list[dict[str, Any]] | None = None
+    values: list[list[Any]] | EncodedArray = Field(default_factory=list)
+    predictions: list[dict[str, Any]] | PredictionBlock = Field(default_factory=list)
+    shadow_predictions: list[dict[str, Any]] | PredictionBlock | None = None
     ref: str | None = Field(None, description="data bucket key of this piece, when its row was too large")
     features_truncated_bytes: int | None = Field(
         None, description="set when a too-large row could not be stored: its features are not logged"
@@ -97,9 +210,17 @@ class PredictionLogRecord(BaseModel):
                 raise ValueError("ref must name an object under the overflow prefix")
             return self
         rows = len(self.rows)
+        if self.v == 1 and (
+            isinstance(self.predictions, PredictionBlock)
+            or isinstance(self.shadow_predictions, PredictionBlock)
+        ):
+            raise ValueError("predictions as columns need v 2")
         if len(self.predictions) != rows:
             raise ValueError(f"{len(self.predictions)} predictions for {rows} rows")
-        if self.features_truncated_bytes is None and (
+        if isinstance(self.values, EncodedArray):
+            if self.v == 1 or self.values.shape != [rows, len(self.columns)]:
+                raise ValueError("values must hold one row per row, one value per column (v 2)")
+        elif self.features_truncated_bytes is None and (
             len(self.values) != rows or any(len(values) != len(self.columns) for values in self.values)
         ):
             raise ValueError("values must hold one list per row, one value per column")
@@ -110,12 +231,21 @@ class PredictionLogRecord(BaseModel):
         return self
 
     @property
+    def served_predictions(self) -> list[dict[str, Any]]:
+        """The served prediction of each row, as an object (whichever form the record holds)."""
+        return _as_rows(self.predictions)
+
+    @property
     def features(self) -> list[dict[str, Any]]:
         """Each row's features by name (``{}`` for rows whose features were too large to keep)."""
         if self.features_truncated_bytes is not None:
             return [{} for _ in self.rows]
         columns = self.columns
-        return [dict(zip(columns, values, strict=True)) for values in self.values]
+        return [dict(zip(columns, values, strict=True)) for values in _plain(self.values)]
+
+
+def _as_rows(predictions: list[dict[str, Any]] | PredictionBlock) -> list[dict[str, Any]]:
+    return predictions.as_rows() if isinstance(predictions, PredictionBlock) else predictions
 
 
 def prediction_envelope(
@@ -168,9 +298,9 @@ def expand(record: PredictionLogRecord) -> list[ArchiveEnvelope]:
     if record.ref is not None:
         raise ValueError("a reference piece is expanded once its object is read")
     features = record.features
-    answered = [(record.served, record.predictions, False)]
+    answered = [(record.served, record.served_predictions, False)]
     if record.shadow is not None and record.shadow_predictions is not None:
-        answered.append((record.shadow, record.shadow_predictions, True))
+        answered.append((record.shadow, _as_rows(record.shadow_predictions), True))
     return [
         prediction_envelope(
             request_id=record.request_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -78,9 +79,16 @@ def _check_value(spec: FeatureSpec, value: Any) -> str | None:
 
 
 def validate_rows(
-    schema: FeatureSchema, rows: Sequence[Mapping[str, Any]], *, allow_extra: bool = False
+    schema: FeatureSchema,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    allow_extra: bool = False,
+    field: str = "instances",
 ) -> None:
-    """Raise UnprocessableError naming every offending row and field (missing, extra, type, NaN/inf)."""
+    """Raise UnprocessableError naming every offending row and field (missing, extra, type, NaN/inf).
+
+    ``field`` is the request field the rows came in (``instances``, ``dataframe_split.data``...).
+    """
     problems: list[dict[str, Any]] = []
     expected = set(schema.names)
     for index, row in enumerate(rows):
@@ -102,7 +110,7 @@ def validate_rows(
     if problems:
         first = problems[0]
         raise UnprocessableError(
-            f"instances[{first['row']}].{first['field']} {first['message']}",
+            f"{field}[{first['row']}].{first['field']} {first['message']}",
             code="invalid_features",
             details=problems[:MAX_REPORTED_PROBLEMS],
         )
@@ -155,28 +163,75 @@ def output_columns(signature: Signature, outputs: Mapping[str, Any]) -> dict[str
     return columns
 
 
-def predictions(signature: Signature, outputs: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One JSON-ready prediction per row: ``{label, probabilities}`` or ``{value}``.
+@dataclass(frozen=True, slots=True)
+class PredictionColumns:
+    """One run's predictions as columns: ``labels`` + ``probabilities`` (classifiers) or ``values``.
 
-    Arrays are turned into Python values with one ``tolist()`` each, not per element: this
-    runs on every online request.
+    What the columnar request path answers and logs without building an object per row;
+    ``as_rows`` gives the per-row form (``{label, probabilities}`` or ``{value}``) where one is needed.
     """
+
+    labels: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    classes: list[str] | None = None
+    values: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        column = self.values if self.values is not None else self.labels
+        return 0 if column is None else len(column)
+
+    def take(self, index: Sequence[int] | slice) -> PredictionColumns:
+        """The predictions of the rows at ``index``."""
+        pick = index if isinstance(index, slice) else np.asarray(index, dtype=np.intp)
+        if self.values is not None:
+            return PredictionColumns(values=self.values[pick])
+        assert self.labels is not None and self.probabilities is not None
+        return PredictionColumns(
+            labels=self.labels[pick], probabilities=self.probabilities[pick], classes=self.classes
+        )
+
+    def label_list(self) -> list[Any]:
+        """One label (classifiers) or value (regressors) per row, as Python values."""
+        column = self.values if self.values is not None else self.labels
+        assert column is not None
+        values: list[Any] = column.tolist()
+        return values
+
+    def as_rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready prediction per row: ``{label, probabilities}`` or ``{value}``.
+
+        Arrays are turned into Python values with one ``tolist()`` each, not per element: this
+        runs on every online request.
+        """
+        if self.values is not None:
+            return [{"value": v} for v in self.values.tolist()]
+        assert self.labels is not None and self.probabilities is not None
+        keys = self.classes or []
+        # Not strict: rows and labels come from the same run, and the strict check costs a third
+        # of the conversion on a 1,000-row request.
+        return [
+            {"label": label, "probabilities": dict(zip(keys, row, strict=False))}
+            for label, row in zip(self.labels.tolist(), self.probabilities.tolist(), strict=False)
+        ]
+
+
+def prediction_columns(signature: Signature, outputs: Mapping[str, Any]) -> PredictionColumns:
+    """The model's outputs as ``PredictionColumns`` (probabilities as float32, as ONNX gives them)."""
     if signature.task == "regression":
         values = np.asarray(outputs[signature.value_output or ""], dtype=np.float64)
-        return [{"value": v} for v in values.reshape(values.shape[0], -1)[:, 0].tolist()]
+        return PredictionColumns(values=np.ascontiguousarray(values.reshape(values.shape[0], -1)[:, 0]))
     probabilities = probability_matrix(signature, outputs)
     labels = signature.class_labels or range(probabilities.shape[1])
-    keys = [str(label) for label in labels]
-    # Not strict: rows and labels come from the same run, and the strict check costs a third
-    # of the conversion on a 1,000-row request.
-    return [
-        {"label": label, "probabilities": dict(zip(keys, row, strict=False))}
-        for label, row in zip(
-            np.asarray(outputs[signature.label_output or ""]).ravel().tolist(),
-            probabilities.tolist(),
-            strict=False,
-        )
-    ]
+    return PredictionColumns(
+        labels=np.asarray(outputs[signature.label_output or ""]).ravel(),
+        probabilities=probabilities,
+        classes=[str(label) for label in labels],
+    )
+
+
+def predictions(signature: Signature, outputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One JSON-ready prediction per row: ``{label, probabilities}`` or ``{value}``."""
+    return prediction_columns(signature, outputs).as_rows()
 
 
 def matches(expected: Mapping[str, Any], actual: Mapping[str, Any], *, tolerance: float = 1e-4) -> bool:

@@ -219,7 +219,7 @@ class ArchivingService:
                     version=record.served.version,
                     variant=record.served.variant,
                     request_id=record.request_id,
-                    predictions=record.predictions[:RECORDED_ROWS],
+                    predictions=record.served_predictions[:RECORDED_ROWS],
                     rows=record.row_count,
                     at=record.timestamp,
                 )

@@ -1,0 +1,141 @@
+"""The Open Inference Protocol (KServe / Triton "V2") REST bodies, as the predict function serves them.
+
+``POST /v2/models/{name}[/versions/{v}]/infer`` takes ``InferRequest``: named input tensors, each
+with a ``shape``, a ``datatype`` and its ``data`` (flat in row-major order, or nested). A model's
+features arrive either as **one tensor** named after the model's ONNX input, shape ``[rows,
+features]`` in the feature order ``GET /v2/models/{name}`` lists, or as **one tensor per
+feature**, named after the feature, shape ``[rows]`` (or ``[rows, 1]``). Request ``parameters``
+understood: ``explain`` (true or ``ExplainOptions``); others are ignored, as the protocol allows.
+
+The answer (``InferResponse``) carries ``label`` (``INT64`` or ``BYTES``) and ``probabilities``
+(``FP32``, ``[rows, classes]``, classes in ``parameters.classes``) for classifiers, ``value``
+(``FP64``) for regressors, and with ``explain``: ``attributions`` (``FP64``, ``[rows,
+features]``), ``baseline`` and ``explained_value`` (``FP64``, ``[rows]``). ``outputs`` in the
+request picks among them. Errors are mlambda's ``{code, message, details}`` plus the protocol's
+``error`` (the message), so clients of either read them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict
+
+from mlambda.schemas.inference import ExplainOptions
+
+Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+INTEGER_TYPES = frozenset(("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"))
+FLOAT_TYPES = frozenset(("FP16", "FP32", "FP64"))
+NUMERIC_TYPES = FLOAT_TYPES | INTEGER_TYPES
+ACCEPTED_FOR_FEATURE: dict[str, frozenset[str]] = {
+    "float": FLOAT_TYPES | INTEGER_TYPES,
+    "int": INTEGER_TYPES,
+    "string": frozenset(("BYTES",)),
+    "bool": frozenset(("BOOL",)),
+}
+"""Which tensor datatypes a feature of each schema dtype takes."""
+DATATYPE_OF_FEATURE = {"float": "FP32", "int": "INT64", "string": "BYTES", "bool": "BOOL"}
+DATATYPE_OF_TENSOR = {
+    "float32": "FP32",
+    "float64": "FP64",
+    "int64": "INT64",
+    "int32": "INT32",
+    "string": "BYTES",
+    "bool": "BOOL",
+}
+OUTPUT_NAMES = ("label", "probabilities", "value", "attributions", "baseline", "explained_value")
+
+
+class InferInput(BaseModel):
+    """One input tensor: its name, shape, datatype and data (flat row-major, or nested)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=256)
+    shape: list[int] = Field(min_length=1, max_length=2)
+    datatype: Datatype
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+    @model_validator(mode="after")
+    def _shape(self) -> InferInput:
+        if any(dimension < 0 for dimension in self.shape):
+            raise ValueError("shape dimensions must be 0 or more")
+        return self
+
+
+class RequestedOutput(BaseModel):
+    """An output the caller wants (all of them when ``outputs`` is absent)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Literal["label", "probabilities", "value", "attributions", "baseline", "explained_value"]
+    parameters: dict[str, Any] | None = None
+
+
+class InferParameters(BaseModel):
+    """The request parameters mlambda reads; any other key is ignored, as the protocol allows."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    explain: bool | ExplainOptions = False
+
+
+class InferRequest(BaseModel):
+    """``$inference_request``: ``id`` (echoed, logged), ``parameters``, ``inputs``, ``outputs``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,128}$")
+    parameters: InferParameters = Field(default_factory=InferParameters)
+    inputs: list[InferInput] = Field(min_length=1, max_length=10_000)
+    outputs: list[RequestedOutput] | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> InferRequest:
+        names = [tensor.name for tensor in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError("input names must be distinct")
+        return self
+
+
+class OutputTensor(TypedDict):
+    """``$response_output``: data flat in row-major order (numpy arrays are written by orjson)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: Any
+
+
+class InferResponse(TypedDict):
+    """``$inference_response``; ``parameters`` carries mlambda's variant, classes and explanation method."""
+
+    model_name: str
+    model_version: str
+    id: str
+    parameters: dict[str, Any]
+    outputs: list[OutputTensor]
+
+
+class MetadataTensor(TypedDict):
+    """``$metadata_tensor``: variable dimensions are -1."""
+
+    name: str
+    datatype: str
+    shape: list[int]
