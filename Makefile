@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test test-triton unit integration e2e lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart bench-cold-start
+.PHONY: install demo up test test-triton unit integration e2e browser screenshots lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart bench-cold-start
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ integration: install
 
 e2e: install
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+browser: install  ## the console in Chromium (apt-get install -y chromium) against a seeded local cloud
+	$(BIN)/pytest tests/browser $(PYTEST_ARGS)
+
+screenshots: install  ## every console page photographed into .github/screenshots/ (the README shows them)
+	PYTHONPATH=. $(BIN)/python -m tests.browser.screenshots
 
 # tritonclient (the Open Inference Protocol's reference client) in its own virtualenv, never a dependency.
 TRITON_VENV := .venv-test-triton

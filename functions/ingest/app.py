@@ -21,9 +21,16 @@ from mlambda.auth import require_scope
 from mlambda.config import IngestSettings
 from mlambda.http import request_body
 from mlambda.observability import logger, metrics
-from mlambda.schemas.events import IDENTIFIER, EntityFeatures, ItemsRequest, ItemsResponse, PurgeResult
+from mlambda.schemas.events import (
+    IDENTIFIER,
+    EntityFeatures,
+    FeatureGroupPage,
+    ItemsRequest,
+    ItemsResponse,
+    PurgeResult,
+)
 from mlambda.schemas.keys import Scope
-from mlambda.services.ingestion.service import IngestionService, parse_events
+from mlambda.services.ingestion.service import MAX_GROUPS_PAGE, IngestionService, parse_events
 
 app = APIGatewayRestResolver(enable_validation=True)
 errors.install(app)
@@ -86,6 +93,16 @@ def get_features(
     _ingestor()
     _check_entity(entity_id)
     return service().entity_features(entity_id, group or [])
+
+
+@app.get("/feature-groups")
+def feature_groups(
+    limit: Annotated[int, Query(ge=1, le=MAX_GROUPS_PAGE)] = 100,
+    next_token: Annotated[str | None, Query(max_length=64)] = None,
+) -> FeatureGroupPage:
+    """The feature groups the store has been sent (by name), with the feature names seen in each."""
+    _ingestor()
+    return service().feature_groups(limit=limit, token=next_token)
 
 
 @app.delete("/entities/<entity_id>")

@@ -21,7 +21,16 @@ from mlambda.auth import require_scope
 from mlambda.config import JobsSettings
 from mlambda.errors import NotFoundError
 from mlambda.observability import logger
-from mlambda.schemas.batch import JOB_ID_PATTERN, JobList, JobView, RetryResult, SubmitJobRequest
+from mlambda.schemas.batch import (
+    JOB_ID_PATTERN,
+    MAX_REJECTS_PAGE,
+    JobFiles,
+    JobList,
+    JobView,
+    RejectsPage,
+    RetryResult,
+    SubmitJobRequest,
+)
 from mlambda.schemas.keys import Scope
 from mlambda.schemas.registry import MODEL_NAME_PATTERN
 from mlambda.services.batch.jobs import JobService
@@ -47,6 +56,24 @@ def get_job(job_id: str) -> JobView:
     """Status, progress, counts, output location and failed chunks of one job."""
     require_scope(app.current_event.raw_event, Scope.PREDICT)
     return service().get(_job_id(job_id))
+
+
+@app.get("/jobs/<job_id>/rejects")
+def get_rejects(
+    job_id: str,
+    offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_REJECTS_PAGE)] = 100,
+) -> RejectsPage:
+    """The rows a job refused, with their reasons, ``offset`` rows in (chunk order)."""
+    require_scope(app.current_event.raw_event, Scope.PREDICT)
+    return service().rejects(_job_id(job_id), offset=offset, limit=limit)
+
+
+@app.get("/jobs/<job_id>/files")
+def get_files(job_id: str) -> JobFiles:
+    """Short-lived download links for the job's result parts, rejects files and manifest."""
+    require_scope(app.current_event.raw_event, Scope.PREDICT)
+    return service().files(_job_id(job_id))
 
 
 @app.get("/jobs")

@@ -16,7 +16,7 @@ from mlambda.auth import require_scope
 from mlambda.config import RegistrySettings
 from mlambda.observability import logger
 from mlambda.schemas.keys import Scope
-from mlambda.schemas.registry import Alias, EndpointConfig, PendingVersion, VersionRecord
+from mlambda.schemas.registry import ALIAS_PATTERN, Alias, EndpointConfig, PendingVersion, VersionRecord
 from mlambda.schemas.registry_api import (
     AliasAtTime,
     AliasMove,
@@ -85,15 +85,18 @@ def create_model(body: Annotated[CreateModelRequest, Body()]) -> Response[ModelD
 
 
 @app.get("/models")
-def list_models(
+def list_models(  # noqa: PLR0917 (each query parameter is a parameter: that is how powertools reads them)
     limit: Limit = 50,
     next_token: Token = None,
     owner: Annotated[str | None, Query(max_length=128)] = None,
     tag: Annotated[str | None, Query(max_length=400)] = None,
+    name: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,63}$")] = None,
+    stage: Annotated[str | None, Query(pattern=ALIAS_PATTERN)] = None,
 ) -> ModelPage:
-    """A page of models, optionally filtered by owner or ``tag=key:value``."""
+    """A page of models, optionally filtered by owner, ``tag=key:value``, a part of the name
+    (``name=churn``) or an alias the model has (``stage=production``)."""
     reader()
-    return service().list_models(limit=limit, token=next_token, owner=owner, tag=tag)
+    return service().list_models(limit=limit, token=next_token, owner=owner, tag=tag, name=name, stage=stage)
 
 
 @app.get("/models/<name>")

@@ -421,6 +421,7 @@ SAMPLE_EVENTS: dict[str, SampleEvent] = {
     "ValidatorFunction": SampleEvent("validation_message", {}, _batch_answer, "a partial batch response"),
     "BatchFanoutFunction": SampleEvent("batch_s3_object_created", {}, _answered, "an answer"),
     "MonitorFunction": SampleEvent("monitor_schedule", {}, _answered, "an answer"),
+    "ConsoleFunction": SampleEvent("console_request", {}, _api_answer, "a 2xx-4xx answer"),
 }
 
 

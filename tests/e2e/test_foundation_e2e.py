@@ -130,12 +130,15 @@ def test_local_up_prints_a_working_stack_stops_cleanly_and_keeps_state(tmp_path:
     try:
         # When a user follows what it printed
         me = requests.get(f"{printed['API URL']}/me", headers={"x-api-key": printed["admin key"]}, timeout=10)
+        console = requests.get(printed["console"].split()[0], timeout=30)
         status = run_cli(tmp_path, "local", "status")
         created = run_cli(tmp_path, "keys", "create", "--name", "kept", "--scopes", "predict")
     finally:
         output = stop(process)
     # Then
     assert me.status_code == 200
+    assert console.status_code == 200 and "default-src 'self'" in console.headers["Content-Security-Policy"]
+    assert printed["console"].startswith(f"{printed['API URL']}/console/")
     assert printed["AWS endpoint"].startswith("http://127.0.0.1:")
     assert status.returncode == 0, status.stderr
     assert "KeysFunction" in json.loads(status.stdout)["functions"]

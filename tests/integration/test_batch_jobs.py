@@ -103,6 +103,42 @@ def test_an_upload_is_split_scored_and_completed_with_rows_in_equal_scored_plus_
     assert view["manifest_uri"] == f"s3://{batch['bucket']}/{prefix}_manifest.json"
 
 
+def test_the_job_api_pages_rejected_rows_and_links_the_files(stack: Stack, batch: dict[str, Any]) -> None:
+    # Given a completed job with 3 rejected rows in 2 chunks
+    frame = make_frame(1000)
+    frame["f0"] = frame["f0"].astype(object)
+    frame.loc[[5, 6, 999], "f0"] = "n/a"
+    event = upload(batch, KEY, frame.to_csv(index=False).encode(), **{"chunk-rows": "500"})
+    job_id = stack.invoke("BatchFanoutFunction", event)["jobs"][0]["job_id"]
+    run_worker(stack, batch)
+    # When
+    status, page = api(stack, "GET", f"/jobs/{job_id}/rejects", offset="1", limit="5")
+    files_status, files = api(stack, "GET", f"/jobs/{job_id}/files")
+    # Then
+    assert status == 200
+    assert page["total"] == 3 and [r["chunk"] for r in page["rows"]] == [0, 1]
+    assert page["rows"][0]["chunk_row"] == 6  # CSV chunks are byte ranges: chunk 1 starts near row 500
+    assert all("f0" in r["reason"] for r in page["rows"])
+    assert files_status == 200
+    assert [(f["kind"], f["chunk"]) for f in files["files"]] == [
+        ("part", 0),
+        ("rejects", 0),
+        ("part", 1),
+        ("rejects", 1),
+        ("manifest", None),
+    ]
+    link = files["files"][0]
+    assert link["key"] == f"output/{job_id}/part-00000.parquet"
+    assert "response-content-disposition=attachment" in link["url"]
+    assert f"{link['filename']}" in link["url"].replace("%20", " ").replace("%3B", ";").replace("%22", '"')
+    # And the routes keep their neighbours' guards
+    assert api(stack, "GET", f"/jobs/{job_id}/rejects", scopes="registry:read")[0] == 403
+    assert api(stack, "GET", f"/jobs/{job_id}/files", scopes="ingest")[0] == 403
+    assert api(stack, "GET", f"/jobs/{job_id}/rejects", limit="501")[0] == 422
+    assert api(stack, "GET", f"/jobs/{job_id}/rejects", offset="-1")[0] == 422
+    assert api(stack, "GET", "/jobs/ffffffffffffffffffff/files")[0] == 404
+
+
 def test_redelivered_s3_events_and_chunk_messages_change_nothing(stack: Stack, batch: dict[str, Any]) -> None:
     # Given one upload whose event arrives twice
     event = upload(batch, KEY, csv_bytes(1200), **{"chunk-rows": "400"})

@@ -225,6 +225,55 @@ def test_feature_reads_pick_groups_and_skip_expired_ones(stack: Stack) -> None:
     assert [g["group"] for g in picked["groups"]] == ["device"]
 
 
+def test_the_feature_groups_seen_are_listed_with_their_feature_names(stack: Stack) -> None:
+    # Given two entities writing "profile" with different names, then an older "profile" event
+    api(
+        stack,
+        "POST",
+        "/events",
+        {
+            "events": [
+                event("p1", "feature_update", "u1", group="profile", values={"age": 30}),
+                event("p2", "feature_update", "u2", group="profile", values={"city": "x"}),
+                event("d1", "feature_update", "u1", group="device", values={"os": "ios"}),
+            ]
+        },
+    )
+    api(
+        stack,
+        "POST",
+        "/events",
+        {
+            "events": [
+                event(
+                    "p0", "feature_update", "u3", NOW - timedelta(days=1), group="profile", values={"age": 1}
+                )
+            ]
+        },
+    )
+    # When
+    status, listed = api(stack, "GET", "/feature-groups")
+    first = api(stack, "GET", "/feature-groups", query={"limit": ["1"]})[1]
+    second = api(
+        stack, "GET", "/feature-groups", query={"limit": ["1"], "next_token": [first["next_token"]]}
+    )[1]
+    # Then
+    assert status == 200
+    by_group = {g["group"]: g for g in listed["groups"]}
+    assert sorted(by_group) == ["device", "profile"]
+    assert by_group["profile"]["features"] == ["age", "city"]
+    assert by_group["profile"]["last_event_at"].startswith(NOW.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert by_group["profile"]["first_seen_at"] <= by_group["profile"]["last_event_at"]
+    assert [g["group"] for g in first["groups"] + second["groups"]] == ["device", "profile"]
+    # And the route's guards: the scope, bounds, a forged token
+    assert api(stack, "GET", "/feature-groups", scopes="predict")[0] == 403
+    assert api(stack, "GET", "/feature-groups", query={"limit": ["0"]})[0] == 422
+    assert (
+        api(stack, "GET", "/feature-groups", query={"next_token": ["entity#u1"]})[1]["code"]
+        == "invalid_token"
+    )
+
+
 def test_items_are_upserted_in_change_order_and_deleted(stack: Stack) -> None:
     # Given
     newer = {"item_id": "sku-1", "attributes": {"title": "B"}, "updated_at": NOW.isoformat()}

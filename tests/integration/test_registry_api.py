@@ -753,6 +753,28 @@ def test_promotion_runs_the_gate_and_records_the_move(with_versions: Api) -> Non
     ]
 
 
+def test_models_are_found_by_a_part_of_their_name_and_by_the_stages_they_have(with_versions: Api) -> None:
+    # Given "cancer" with a production alias, and two models with none
+    api = with_versions
+    api.ok("POST", "/models", {"name": "cancer-staging-copy"})
+    api.ok("POST", "/models", {"name": "churn"})
+    api.ok("PUT", "/models/cancer/aliases/production", {"version": 1})
+    # When
+    by_name = api.ok("GET", "/models", query={"name": "CANCER"})
+    by_stage = api.ok("GET", "/models", query={"stage": "production"})
+    both = api.ok("GET", "/models", query={"name": "copy", "stage": "production"})
+    paged = api.ok("GET", "/models", query={"name": "c", "limit": "1"})
+    # Then
+    assert [m["name"] for m in by_name["models"]] == ["cancer", "cancer-staging-copy"]
+    assert [m["name"] for m in by_stage["models"]] == ["cancer"]
+    assert both["models"] == []
+    assert len(paged["models"]) == 1 and paged["next_token"]
+    # And the filters are bounded like the rest of the query
+    assert api.call("GET", "/models", query={"stage": "Prod uction"})[0] == 422
+    assert api.call("GET", "/models", query={"stage": "v1"})[1]["code"] == "invalid_alias"
+    assert api.call("GET", "/models", query={"name": "x" * 64})[0] == 422
+
+
 def test_catalog_resolves_aliases_and_versions_for_other_functions(with_versions: Api) -> None:
     # Given
     api = with_versions

@@ -79,6 +79,13 @@ class InMemoryObjects:
     def keys(self, prefix: str) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))
 
+    def get(self, key: str) -> bytes:
+        return self.head(key).body
+
+    def download_url(self, key: str, *, filename: str, expires_in: int) -> str:
+        self.head(key)
+        return f"https://{BUCKET}.example/{key}?download={filename}&expires={expires_in}"
+
 
 class InMemoryJobStore:
     """JobStore in dicts, with the same conditional semantics as the DynamoDB one."""
@@ -359,6 +366,7 @@ class Harness:
             jobs=self.jobs,
             planner=self.planner,
             queue=self.queue,
+            outputs=self.objects,
             max_attempts=self.max_attempts,
             clock=self.clock,
         )

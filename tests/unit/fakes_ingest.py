@@ -14,6 +14,7 @@ from mlambda.schemas.events import (
     ClaimState,
     ConsentWrite,
     EntityFeatures,
+    FeatureGroupSummary,
     FeatureGroupView,
     FeatureWrite,
     ItemRecord,
@@ -62,6 +63,7 @@ class InMemoryFeatureStore:
         self.aggregates: dict[str, dict[str, Any]] = {}
         self.fail_writes = False
         self.fail_aggregates_for: set[str] = set()
+        self.catalogue: dict[str, FeatureGroupSummary] = {}
         self._lock = threading.Lock()
 
     def write_latest(self, writes: Sequence[FeatureWrite]) -> int:
@@ -69,12 +71,24 @@ class InMemoryFeatureStore:
             raise UpstreamError("features table unavailable")
         won = 0
         for write in writes:
+            seen = self.catalogue.get(write.group)
+            self.catalogue[write.group] = FeatureGroupSummary(
+                group=write.group,
+                features=sorted(set(seen.features if seen else ()) | set(write.values)),
+                first_seen_at=min(seen.first_seen_at, write.at) if seen else write.at,
+                last_event_at=max(seen.last_event_at, write.at) if seen else write.at,
+            )
             key = (write.entity_id, write.group)
             held = self.groups_by_key.get(key)
             if held is None or (write.at, write.event_id) > (held.at, held.event_id):
                 self.groups_by_key[key] = write
                 won += 1
         return won
+
+    def groups_seen(self, *, limit: int, after: str | None) -> tuple[list[FeatureGroupSummary], str | None]:
+        names = sorted(name for name in self.catalogue if after is None or name > after)
+        page = [self.catalogue[name] for name in names[:limit]]
+        return page, (page[-1].group if len(names) > limit else None)
 
     def add_aggregates(self, deltas: Sequence[AggregateDelta]) -> set[str]:
         applied: set[str] = set()

@@ -79,14 +79,23 @@ class InMemoryRegistryStore:
         return self.models.get(name)
 
     def list_models(
-        self, *, limit: int, token: str | None, owner: str | None, tag: tuple[str, str] | None
+        self,
+        *,
+        limit: int,
+        token: str | None,
+        owner: str | None,
+        tag: tuple[str, str] | None,
+        name: str | None = None,
+        stage: str | None = None,
     ) -> tuple[list[ModelDetails], str | None]:
         chosen = [
             m
-            for name, m in sorted(self.models.items())
-            if (token is None or name > token)
+            for key, m in sorted(self.models.items())
+            if (token is None or key > token)
             and (owner is None or m.owner == owner)
             and (tag is None or m.tags.get(tag[0]) == tag[1])
+            and (name is None or name in key)
+            and (stage is None or stage in m.aliases)
         ]
         page = chosen[:limit]
         return page, (page[-1].name if len(chosen) > limit else None)

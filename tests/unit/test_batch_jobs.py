@@ -355,3 +355,73 @@ def test_the_job_view_says_where_the_output_is() -> None:
     assert view.output_uri == f"s3://{BUCKET}/output/{job.job_id}/"
     assert view.manifest_uri == f"s3://{BUCKET}/output/{job.job_id}/_manifest.json"
     assert json.loads(view.model_dump_json())["job"]["status"] == "completed"
+
+
+def bad_rows_job(h: Harness) -> str:
+    """500 rows in chunks of 100, rejected at rows 10 (chunk 0), 100 (1), 260 (2) and 300 (3)."""
+    frame = make_frame(500)
+    frame["f3"] = frame["f3"].astype(object)
+    frame.loc[[10, 260], "f3"] = "oops"
+    frame.loc[[300], "f3"] = None
+    lines = frame.to_csv(index=False).encode().split(b"\n")
+    lines[101] = b"ragged,1,2"
+    job = h.upload(KEY, b"\n".join(lines))
+    assert job is not None
+    h.drain()
+    return job.job_id
+
+
+def test_rejected_rows_are_paged_in_chunk_order_with_their_reasons() -> None:
+    # Given
+    h = Harness(chunk_rows=100)
+    job_id = bad_rows_job(h)
+    # When
+    first = h.api.rejects(job_id, offset=0, limit=2)
+    rest = h.api.rejects(job_id, offset=2, limit=100)
+    beyond = h.api.rejects(job_id, offset=4, limit=100)
+    # Then
+    assert first.total == rest.total == 4
+    assert [(r.chunk, r.chunk_row) for r in first.rows] == [(0, 10), (1, 0)]
+    assert [(r.chunk, r.chunk_row) for r in rest.rows] == [(2, 60), (3, 0)]
+    assert "f3" in first.rows[0].reason and first.rows[0].byte_offset is not None
+    assert beyond.rows == []
+
+
+def test_a_rejects_page_reads_only_the_rejects_files_it_shows() -> None:
+    # Given
+    h = Harness(chunk_rows=100)
+    job_id = bad_rows_job(h)
+    read: list[str] = []
+    original = h.objects.get
+    h.objects.get = lambda key: read.append(key) or original(key)  # type: ignore[method-assign]
+    # When
+    h.api.rejects(job_id, offset=2, limit=1)
+    # Then
+    assert read == [f"rejects/{job_id}/part-00002.csv"]
+
+
+def test_rejects_pages_are_bounded() -> None:
+    h = Harness(chunk_rows=100)
+    job_id = bad_rows_job(h)
+    for offset, limit in ((0, 0), (0, 501), (-1, 10)):
+        with pytest.raises(InvalidInputError):
+            h.api.rejects(job_id, offset=offset, limit=limit)
+    with pytest.raises(NotFoundError):
+        h.api.rejects("0" * 20)
+
+
+def test_files_link_every_part_rejects_file_and_the_manifest_under_download_names() -> None:
+    # Given
+    h = Harness(chunk_rows=100)
+    job_id = bad_rows_job(h)
+    # When
+    files = h.api.files(job_id)
+    # Then
+    kinds = [(f.kind, f.chunk) for f in files.files]
+    assert [k for k in kinds if k[0] == "part"] == [("part", i) for i in range(5)]
+    assert [k for k in kinds if k[0] == "rejects"] == [("rejects", i) for i in range(4)]
+    assert kinds[-1] == ("manifest", None)
+    part = files.files[0]
+    assert part.filename == f"churn-{job_id}-part-00000.parquet"
+    assert part.url.endswith(f"download={part.filename}&expires={files.expires_in}")
+    assert sum(f.rows or 0 for f in files.files if f.kind == "part") == 496

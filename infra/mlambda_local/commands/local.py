@@ -49,6 +49,7 @@ def local_up(args: argparse.Namespace) -> int:
         mode = "in this process" if args.in_process else f"worker processes, from {source}"
         print(f"  functions:    {mode}; logs in {data_dir / 'logs'}/<function>/")
         print(f"  API URL:      {cloud.api_url}")
+        print(f"  console:      {cloud.api_url}/console/ (sign in with a key)")
         print(f"  AWS endpoint: {cloud.endpoint_url}")
         print(f"  admin key:    {key}")
         print(f"  try:          curl -H 'x-api-key: {key}' {cloud.api_url}/me")

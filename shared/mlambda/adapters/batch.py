@@ -25,7 +25,12 @@ _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
 
 
 class S3BatchObjects(ObjectStore):
-    """The batch bucket, with reads pinned to the etag a job was planned on."""
+    """The batch bucket, with reads pinned to the etag a job was planned on (and the Job API's
+    downloads: ``ports.JobOutputs``)."""
+
+    def download_url(self, key: str, *, filename: str, expires_in: int) -> str:
+        """A presigned GET that saves ``key`` as ``filename``."""
+        return self.presigned_get(key, expires_in=expires_in, filename=filename)
 
     def get_range(self, key: str, start: int, end: int, *, etag: str | None = None) -> bytes:
         """Bytes ``start``..``end`` inclusive; ConflictError when the object no longer has ``etag``."""

@@ -9,7 +9,13 @@ pk                    sk               item
                                        ``expires_at`` (epoch s, when the group has a TTL)
 ``entity#<id>``       ``agg``          ``count_<kind>``, ``sum_<name>`` (ADD), ``last_seen_at``/``_us``
 ``item#<id>``         ``meta``         ``attributes`` (map), ``updated_at``/``updated_us``
+``featuregroups``     ``<group>``      ``features`` (string set, at most 500), ``first_seen_at``,
+                                       ``last_event_at`` (ISO): the groups the store was ever sent
 ====================  ===============  ==========================================================
+
+The group catalogue lives in one partition, so each function instance records a group at most
+once every ``GROUP_RECORD_SECONDS`` (or at once when a feature name it has not recorded appears):
+a busy ingest stream costs a handful of catalogue writes a minute, not one per event.
 
 Event-time ordering is a condition on the write: a group is replaced only by a newer event (ties
 broken by event id, so replays and reorderings converge). moto never expires TTL items and AWS
@@ -24,6 +30,9 @@ thread-safe under concurrent requests), and the local cloud is where most runs h
 
 from __future__ import annotations
 
+import contextlib
+import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,12 +45,14 @@ from mlambda.adapters.dynamodb import (
     serialize,
     serialize_values,
 )
-from mlambda.errors import ConflictError, MlambdaError
+from mlambda.errors import ConflictError, InvalidInputError, MlambdaError
 from mlambda.observability import logger
 from mlambda.schemas.events import (
+    NAME,
     AggregateDelta,
     ClaimState,
     EntityFeatures,
+    FeatureGroupSummary,
     FeatureGroupView,
     FeatureWrite,
     ItemRecord,
@@ -53,6 +64,10 @@ THREADS = 8
 AGGREGATE_SK = "agg"
 GROUP_PREFIX = "fg#"
 NEWER_WINS = "attribute_not_exists(pk) OR at_us < :us OR (at_us = :us AND event_id < :id)"
+GROUPS_PK = "featuregroups"
+GROUP_RECORD_SECONDS = 300.0
+MAX_GROUP_FEATURES = 500
+GROUP_NAME = re.compile(NAME)
 
 
 def entity_pk(entity_id: str) -> str:
@@ -122,10 +137,75 @@ class DynamoFeatureStore:
     def __init__(self, table: DynamoTable, clock: Callable[[], float] = time.time) -> None:
         self._table = table
         self._clock = clock
+        # group -> (feature names recorded, when): what this instance already told the catalogue.
+        self._recorded: dict[str, tuple[frozenset[str], float]] = {}
+        self._recorded_lock = threading.Lock()
 
     def write_latest(self, writes: Sequence[FeatureWrite]) -> int:
         """One conditional put per group; a losing (older) write is not an error."""
-        return sum(parallel(self._write_one, writes))
+        won = sum(parallel(self._write_one, writes))
+        self._record_groups(writes)
+        return won
+
+    def _record_groups(self, writes: Sequence[FeatureWrite]) -> None:
+        """Tell the group catalogue about groups and names it may not know (best effort)."""
+        now = self._clock()
+        latest: dict[str, tuple[set[str], datetime]] = {}
+        for write in writes:
+            names, at = latest.setdefault(write.group, (set(), write.at))
+            names.update(write.values)
+            latest[write.group] = (names, max(at, write.at))
+        for group, (names, at) in latest.items():
+            with self._recorded_lock:
+                known, when = self._recorded.get(group, (frozenset(), -GROUP_RECORD_SECONDS))
+            if names <= known and now - when < GROUP_RECORD_SECONDS:
+                continue
+            try:
+                self._record_group(group, names, at)
+            except MlambdaError as exc:
+                logger.warning(
+                    "feature group catalogue not updated", extra={"group": group, "error": exc.message}
+                )
+                continue
+            with self._recorded_lock:
+                self._recorded[group] = (frozenset(known | names), now)
+
+    def _record_group(self, group: str, names: set[str], at: datetime) -> None:
+        key = {"pk": GROUPS_PK, "sk": group}
+        # A ConflictError below is an older event (the catalogue holds a later time already) or a
+        # group listing MAX_GROUP_FEATURES names already: nothing to record.
+        with contextlib.suppress(ConflictError):
+            self._table.update(
+                key,
+                "SET first_seen_at = if_not_exists(first_seen_at, :at), last_event_at = :at",
+                condition="attribute_not_exists(last_event_at) OR last_event_at < :at",
+                # Fixed-width UTC text, so that text order is time order.
+                values={":at": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+            )
+        with contextlib.suppress(ConflictError):
+            self._table.update(
+                key,
+                "ADD features :names",
+                condition="attribute_not_exists(features) OR size(features) < :cap",
+                values={":names": set(names), ":cap": MAX_GROUP_FEATURES},
+            )
+
+    def groups_seen(self, *, limit: int, after: str | None) -> tuple[list[FeatureGroupSummary], str | None]:
+        """Groups by name after ``after`` (a group name: anything else is refused)."""
+        if after is not None and not GROUP_NAME.match(after):
+            raise InvalidInputError("next_token is not a token this API issued", code="invalid_token")
+        start = {"pk": GROUPS_PK, "sk": after} if after else None
+        items, last = self._table.query("pk = :pk", {":pk": GROUPS_PK}, limit=limit, start_key=start)
+        groups = [
+            FeatureGroupSummary(
+                group=str(item["sk"]),
+                features=sorted(str(name) for name in item.get("features") or ()),
+                first_seen_at=datetime.fromisoformat(str(item["first_seen_at"])),
+                last_event_at=datetime.fromisoformat(str(item.get("last_event_at") or item["first_seen_at"])),
+            )
+            for item in items
+        ]
+        return groups, (str(last["sk"]) if last else None)
 
     def _write_one(self, write: FeatureWrite) -> int:
         item: dict[str, Any] = {

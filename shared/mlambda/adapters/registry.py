@@ -237,7 +237,14 @@ class DynamoRegistryStore(DynamoModelCatalog):
         return ModelDetails.model_validate(item) if item else None
 
     def list_models(
-        self, *, limit: int, token: str | None, owner: str | None, tag: tuple[str, str] | None
+        self,
+        *,
+        limit: int,
+        token: str | None,
+        owner: str | None,
+        tag: tuple[str, str] | None,
+        name: str | None = None,
+        stage: str | None = None,
     ) -> tuple[list[ModelDetails], str | None]:
         """One page of models by name; filters apply server-side, pages are filled up to ``limit``."""
         start = decode_token(token, field="gsi1pk", expected=MODELS_PARTITION)
@@ -252,6 +259,13 @@ class DynamoRegistryStore(DynamoModelCatalog):
             filters.append("#tags.#tk = :tv")
             names.update({"#tags": "tags", "#tk": tag[0]})
             values[":tv"] = tag[1]
+        if name is not None:
+            filters.append("contains(#name, :name)")
+            names["#name"] = "name"
+            values[":name"] = name
+        if stage is not None:
+            filters.append("attribute_exists(#aliases.#stage)")
+            names.update({"#aliases": "aliases", "#stage": stage})
         models: list[ModelDetails] = []
         while True:
             items, start = self._table.query(

@@ -105,11 +105,10 @@ class ObjectStore(AwsResource):
         with aws_errors(self._what(key)):
             return str(self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in))
 
-    def presigned_get(self, key: str, *, expires_in: int = 900) -> str:
-        """A URL that lets its holder GET ``key`` for ``expires_in`` seconds."""
+    def presigned_get(self, key: str, *, expires_in: int = 900, filename: str | None = None) -> str:
+        """A URL that lets its holder GET ``key`` for ``expires_in`` seconds (saved as ``filename``)."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
         with aws_errors(self._what(key)):
-            return str(
-                self.client.generate_presigned_url(
-                    "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-                )
-            )
+            return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in))

@@ -277,6 +277,49 @@ class JobList(BaseModel):
     next_token: str | None = None
 
 
+MAX_REJECTS_PAGE = 500
+DOWNLOAD_EXPIRES_SECONDS = 900
+JobFileKind = Literal["part", "rejects", "manifest"]
+
+
+class RejectedRow(BaseModel):
+    """One row a job refused, and why (a row of a rejects file)."""
+
+    row: int | None = Field(None, description="0-based data row of the input file, when known (Parquet)")
+    chunk: int
+    chunk_row: int = Field(description="0-based data row within the chunk")
+    byte_offset: int | None = Field(None, description="CSV: where the row starts in the input file")
+    reason: str
+
+
+class RejectsPage(BaseModel):
+    """``GET /jobs/{id}/rejects``: rejected rows in chunk order, ``offset`` rows in."""
+
+    job_id: str
+    total: int = Field(description="rows the job rejected so far")
+    offset: int
+    rows: list[RejectedRow]
+
+
+class JobFile(BaseModel):
+    """One output file of a job and a short-lived link to download it."""
+
+    kind: JobFileKind
+    chunk: int | None = None
+    key: str
+    rows: int | None = None
+    filename: str = Field(description="the name the download is saved under")
+    url: str = Field(description="a presigned GET of the batch bucket, valid for expires_in seconds")
+
+
+class JobFiles(BaseModel):
+    """``GET /jobs/{id}/files``: result parts, rejects files and the manifest written so far."""
+
+    job_id: str
+    expires_in: int
+    files: list[JobFile]
+
+
 class RetryResult(BaseModel):
     """What ``POST /jobs/{id}/retry`` re-sent."""
 

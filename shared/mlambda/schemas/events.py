@@ -253,6 +253,24 @@ class EntityFeatures(BaseModel):
     aggregates: dict[str, Any]
 
 
+class FeatureGroupSummary(BaseModel):
+    """A feature group the store has been sent: the feature names seen in it and when."""
+
+    group: str
+    features: list[str] = Field(description="names seen in its values (the first 500 kept)")
+    first_seen_at: datetime
+    last_event_at: datetime = Field(
+        description="latest event time recorded (each function instance records a group at most every few minutes)"
+    )
+
+
+class FeatureGroupPage(BaseModel):
+    """``GET /feature-groups``: groups by name."""
+
+    groups: list[FeatureGroupSummary]
+    next_token: str | None = None
+
+
 class PurgeResult(BaseModel):
     """``DELETE /entities/{id}``: what was erased, and when the purge request was recorded."""
 

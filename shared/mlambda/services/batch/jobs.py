@@ -31,8 +31,10 @@ from mlambda.errors import ConflictError, InvalidInputError, MlambdaError, NotFo
 from mlambda.observability import logger
 from mlambda.ports import EventPublisher, ModelCatalog, ModelLoader
 from mlambda.schemas.batch import (
+    DOWNLOAD_EXPIRES_SECONDS,
     JOB_COMPLETED,
     MAX_CHUNK_ROWS,
+    MAX_REJECTS_PAGE,
     MIN_CHUNK_ROWS,
     ChunkFailure,
     ChunkMessage,
@@ -41,12 +43,17 @@ from mlambda.schemas.batch import (
     ChunkStatus,
     ExplainedColumns,
     Job,
+    JobFile,
+    JobFileKind,
+    JobFiles,
     JobInput,
     JobList,
     JobView,
     Manifest,
     ManifestPart,
     ManifestTimings,
+    RejectedRow,
+    RejectsPage,
     RetryResult,
     SubmitJobRequest,
     job_id_for,
@@ -64,11 +71,12 @@ from mlambda.services.batch.planning import (
     plan_file,
     split_columns,
 )
-from mlambda.services.batch.ports import BatchObjects, ChunkQueue, ChunkRetries, JobStore
+from mlambda.services.batch.ports import BatchObjects, ChunkQueue, ChunkRetries, JobOutputs, JobStore
 from mlambda.services.batch.scoring import (
     ScoringInputs,
     explained_chunk_rows,
     explained_columns,
+    read_rejects_csv,
     score_chunk,
 )
 from mlambda.services.inference.explain import Explainers
@@ -635,6 +643,7 @@ class JobService:
         jobs: JobStore,
         planner: JobPlanner,
         queue: ChunkQueue,
+        outputs: JobOutputs,
         max_attempts: int = 3,
         worker_timeout_seconds: int = 300,
         clock: Clock = utc_now,
@@ -642,6 +651,7 @@ class JobService:
         self.jobs = jobs
         self.planner = planner
         self.queue = queue
+        self.outputs = outputs
         self.max_attempts = max_attempts
         self.worker_timeout = timedelta(seconds=worker_timeout_seconds)
         self.clock = clock
@@ -649,11 +659,14 @@ class JobService:
     @classmethod
     def from_settings(cls, settings: JobsSettings) -> JobService:
         """The Job API's service: the planner's stores plus the retry rules."""
+        from mlambda.adapters.batch import S3BatchObjects
+
         planner = JobPlanner.from_settings(settings)
         return cls(
             jobs=planner.jobs,
             planner=planner,
             queue=planner.queue,
+            outputs=S3BatchObjects(settings.batch_bucket, settings),
             max_attempts=settings.max_attempts,
             worker_timeout_seconds=settings.worker_timeout_seconds,
         )
@@ -721,6 +734,47 @@ class JobService:
             self.planner.bucket, request.key, head.etag, head.size, options, submitted_by=submitted_by
         )
         return self.view(job), created
+
+    def rejects(self, job_id: str, *, offset: int = 0, limit: int = 100) -> RejectsPage:
+        """``limit`` rejected rows (chunk order) from the ``offset``-th on, with their reasons.
+
+        Chunk records count their rejects, so only the rejects files the page overlaps are read.
+        """
+        if not 1 <= limit <= MAX_REJECTS_PAGE or offset < 0:
+            raise InvalidInputError(
+                f"offset must be >= 0 and limit 1-{MAX_REJECTS_PAGE}", code="invalid_page"
+            )
+        job = self._job(job_id)
+        chunks = [c for c in sorted(self.jobs.chunks(job_id), key=lambda c: c.index) if c.rejects_key]
+        rows: list[RejectedRow] = []
+        position = 0
+        for chunk in chunks:
+            count = chunk.rows_rejected or 0
+            if position + count > offset and len(rows) < limit and chunk.rejects_key:
+                found = read_rejects_csv(self.outputs.get(chunk.rejects_key))
+                start = max(0, offset - position)
+                rows.extend(found[start : start + limit - len(rows)])
+            position += count
+        return RejectsPage(job_id=job.job_id, total=position, offset=offset, rows=rows)
+
+    def files(self, job_id: str) -> JobFiles:
+        """Download links for the parts and rejects files written so far, and the manifest once complete."""
+        job = self._job(job_id)
+        found: list[JobFile] = []
+
+        def add(kind: JobFileKind, key: str, chunk: int | None, rows: int | None) -> None:
+            filename = f"{job.model or 'job'}-{job.job_id}-{key.rsplit('/', 1)[-1]}"
+            url = self.outputs.download_url(key, filename=filename, expires_in=DOWNLOAD_EXPIRES_SECONDS)
+            found.append(JobFile(kind=kind, chunk=chunk, key=key, rows=rows, filename=filename, url=url))
+
+        for chunk in sorted(self.jobs.chunks(job_id), key=lambda c: c.index):
+            if chunk.status == "done" and chunk.output_key:
+                add("part", chunk.output_key, chunk.index, chunk.rows_scored)
+            if chunk.rejects_key:
+                add("rejects", chunk.rejects_key, chunk.index, chunk.rows_rejected)
+        if job.status == "completed":
+            add("manifest", manifest_key(job.job_id), None, None)
+        return JobFiles(job_id=job.job_id, expires_in=DOWNLOAD_EXPIRES_SECONDS, files=found)
 
     def retry(self, job_id: str) -> RetryResult:
         """Re-send every chunk that is not done (failed ones back to pending first); done chunks stay done."""

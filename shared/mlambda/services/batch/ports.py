@@ -42,6 +42,18 @@ class BatchObjects(Protocol):
         ...
 
 
+class JobOutputs(Protocol):
+    """A job's output as the Job API shows it: rejects files read whole, links to download files."""
+
+    def get(self, key: str) -> bytes:
+        """The whole object; NotFoundError when absent."""
+        ...
+
+    def download_url(self, key: str, *, filename: str, expires_in: int) -> str:
+        """A URL that downloads ``key`` as ``filename`` for ``expires_in`` seconds."""
+        ...
+
+
 class ChunkQueue(Protocol):
     """Where chunk messages go, one per chunk."""
 

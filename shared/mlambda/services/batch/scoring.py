@@ -36,6 +36,7 @@ from mlambda.schemas.batch import (
     ChunkRecord,
     ExplainedColumns,
     InputFormat,
+    RejectedRow,
 )
 from mlambda.schemas.registry import FeatureSchema, FeatureSpec, ModelVersion, Signature
 from mlambda.services.batch import planning
@@ -489,6 +490,21 @@ def rejects_csv(rejects: Sequence[Reject], chunk: ChunkRecord) -> bytes:
         offset = "" if reject.byte_offset is None else reject.byte_offset
         writer.writerow([row, chunk.index, reject.chunk_row, offset, reject.reason])
     return buffer.getvalue().encode("utf-8")
+
+
+def read_rejects_csv(body: bytes) -> list[RejectedRow]:
+    """The rows of a rejects file ``rejects_csv`` wrote."""
+    reader = csv.DictReader(io.StringIO(body.decode("utf-8")))
+    return [
+        RejectedRow(
+            row=int(line["row"]) if line.get("row") else None,
+            chunk=int(line["chunk"]),
+            chunk_row=int(line["chunk_row"]),
+            byte_offset=int(line["byte_offset"]) if line.get("byte_offset") else None,
+            reason=line.get("reason") or "",
+        )
+        for line in reader
+    ]
 
 
 def score_chunk(

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
         ClaimState,
         ConsentWrite,
         EntityFeatures,
+        FeatureGroupSummary,
         FeatureGroupView,
         FeatureWrite,
         ItemRecord,
@@ -24,7 +25,10 @@ class FeatureStore(Protocol):
     """The online feature store: latest values per (entity, feature group), and aggregates."""
 
     def write_latest(self, writes: Sequence[FeatureWrite]) -> int:
-        """Write each group unless the stored one is newer (event time, then event id); how many won."""
+        """Write each group unless the stored one is newer (event time, then event id); how many won.
+
+        The store also remembers every group it was sent and the feature names in it
+        (``groups_seen``); that bookkeeping never fails the write."""
         ...
 
     def add_aggregates(self, deltas: Sequence[AggregateDelta]) -> set[str]:
@@ -37,6 +41,10 @@ class FeatureStore(Protocol):
 
     def groups(self, keys: Sequence[tuple[str, str]]) -> list[FeatureGroupView]:
         """The live groups among ``(entity_id, group)`` keys, read in batches (absent/expired left out)."""
+        ...
+
+    def groups_seen(self, *, limit: int, after: str | None) -> tuple[list[FeatureGroupSummary], str | None]:
+        """Feature groups ever written, by name after ``after``; and the last name when more follow."""
         ...
 
     def purge(self, entity_id: str) -> int:

@@ -45,6 +45,7 @@ from mlambda.schemas.events import (
     ConsentWrite,
     EntityFeatures,
     EventResult,
+    FeatureGroupPage,
     FeatureUpdateEvent,
     FeatureWrite,
     IngestResponse,
@@ -67,6 +68,7 @@ from mlambda.services.ingestion.ports import (
 if TYPE_CHECKING:
     from mlambda.config import IngestSettings
 
+MAX_GROUPS_PAGE = 500
 ARCHIVE_PURGE_NOTE = (
     "already-archived Parquet is not rewritten by this call: rows of this entity stay in "
     "objects written before purged_at until the archive is compacted (see the README); rows "
@@ -412,6 +414,13 @@ class IngestionService:
             wanted = self._features.groups([(entity_id, g) for g in groups])
             return features.model_copy(update={"groups": wanted})
         return features
+
+    def feature_groups(self, *, limit: int = 100, token: str | None = None) -> FeatureGroupPage:
+        """The feature groups the store has been sent, by name, with the feature names seen."""
+        if not 1 <= limit <= MAX_GROUPS_PAGE:
+            raise InvalidInputError(f"limit must be 1-{MAX_GROUPS_PAGE}", code="invalid_limit")
+        groups, last = self._features.groups_seen(limit=limit, after=token)
+        return FeatureGroupPage(groups=groups, next_token=last)
 
     def purge(self, entity_id: str, by: str) -> PurgeResult:
         """Erase the entity from the online stores and record the purge for the archiver.

@@ -35,9 +35,17 @@ class RegistryStore(ModelCatalog, Protocol):
         ...
 
     def list_models(
-        self, *, limit: int, token: str | None, owner: str | None, tag: tuple[str, str] | None
+        self,
+        *,
+        limit: int,
+        token: str | None,
+        owner: str | None,
+        tag: tuple[str, str] | None,
+        name: str | None = None,
+        stage: str | None = None,
     ) -> tuple[list[ModelDetails], str | None]:
-        """One page of models by name (filtered by owner / tag), and the token of the next page."""
+        """One page of models by name (filtered by owner, tag, a part of the name, an alias they
+        have), and the token of the next page."""
         ...
 
     def update_model(self, model: RegisteredModel, entry: HistoryEntry) -> None:

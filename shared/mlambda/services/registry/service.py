@@ -285,11 +285,24 @@ class RegistryService:
         return self._model(name)
 
     def list_models(
-        self, *, limit: int = 50, token: str | None = None, owner: str | None = None, tag: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        token: str | None = None,
+        owner: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+        stage: str | None = None,
     ) -> ModelPage:
-        """A page of models by name, optionally only one owner's or those with tag ``key:value``."""
+        """A page of models by name; only one owner's, those with tag ``key:value``, those whose name
+        contains ``name`` (case-insensitive: names are lower-case), or those with alias ``stage``."""
         models, next_token = self._store.list_models(
-            limit=self._page_limit(limit), token=token, owner=owner, tag=parse_tag_filter(tag)
+            limit=self._page_limit(limit),
+            token=token,
+            owner=owner,
+            tag=parse_tag_filter(tag),
+            name=name.lower() if name else None,
+            stage=check_alias_name(stage) if stage else None,
         )
         return ModelPage(models=models, next_token=next_token)
 
