@@ -282,43 +282,49 @@ def mlambda_side(scratch: Path, onnx: bytes, X: np.ndarray, n: int, big_n: int) 
 # ---------------------------------------------------------------- MLflow
 
 
+def save_mlflow_model(python: Path, model_dir: Path) -> str:
+    """The benchmark's model saved in MLflow's sklearn flavour by MLflow's own virtualenv; its version."""
+    saved = subprocess.run(
+        [str(python), "-c", SAVE_MLFLOW, str(model_dir)], capture_output=True, text=True, check=True
+    )
+    return saved.stdout.strip().splitlines()[-1]
+
+
+def mlflow_serve(python: Path, model_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """``mlflow models serve`` on the saved model, in a session of its own (stopped with its group)."""
+    return subprocess.Popen(
+        [
+            str(python.parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            str(model_dir),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--env-manager",
+            "local",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PATH": f"{python.parent}:{os.environ['PATH']}"},
+        start_new_session=True,
+    )
+
+
 def mlflow_side(
     scratch: Path, python: Path, X: np.ndarray, n: int, big_n: int
 ) -> tuple[dict[str, float], str]:
     model_dir = scratch / "mlflow-model"
-    version = (
-        subprocess.run(
-            [str(python), "-c", SAVE_MLFLOW, str(model_dir)], capture_output=True, text=True, check=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    version = save_mlflow_model(python, model_dir)
     port = free_port()
     endpoint = Endpoint("mlflow", f"http://127.0.0.1:{port}/invocations", {}, dataframe_split)
-    environment = {**os.environ, "PATH": f"{python.parent}:{os.environ['PATH']}"}
     colds = []
     figures: dict[str, float] = {}
     for attempt in range(3):
         launched = time.perf_counter()
-        process = subprocess.Popen(
-            [
-                str(python.parent / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                str(model_dir),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--env-manager",
-                "local",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=environment,
-            start_new_session=True,
-        )
+        process = mlflow_serve(python, model_dir, port)
         try:
             wait_until(lambda: answers(endpoint, dataframe_split(X[:1])), 180, "mlflow models serve")
             colds.append(time.perf_counter() - launched)

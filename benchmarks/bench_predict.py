@@ -653,36 +653,9 @@ def columnar_http_section(onnx: bytes, X: np.ndarray, calls: int, mlflow_python:
         data_dir = scratch / "mlambda"
         process = bench_http.mlambda_up(data_dir, bench_http.free_port())
         model_dir = scratch / "mlflow-model"
-        version = (
-            subprocess.run(
-                [str(mlflow_python), "-c", bench_http.SAVE_MLFLOW, str(model_dir)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        version = bench_http.save_mlflow_model(mlflow_python, model_dir)
         port = bench_http.free_port()
-        server = subprocess.Popen(
-            [
-                str(mlflow_python.parent / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                str(model_dir),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--env-manager",
-                "local",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PATH": f"{mlflow_python.parent}:{os.environ['PATH']}"},
-            start_new_session=True,
-        )
+        server = bench_http.mlflow_serve(mlflow_python, model_dir, port)
         try:
             bench_http.wait_until(
                 lambda: bench_http.api_url_of(data_dir) is not None, 180, "mlambda local up"
