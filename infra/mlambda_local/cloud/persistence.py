@@ -174,6 +174,13 @@ def _untag_bytes(value: Any) -> Any:
     return value
 
 
+def _regional(backends: Any) -> Iterator[tuple[str, str, Any]]:
+    """Every (account, region, backend) a moto service holds: its state lives in each."""
+    for account in list(backends.keys()):
+        for region, backend in list(backends[account].items()):
+            yield account, region, backend
+
+
 def _time(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -810,47 +817,46 @@ def _table_configs() -> dict[str, str]:
     from moto.dynamodb.models import dynamodb_backends
 
     configs: dict[str, str] = {}
-    for account in list(dynamodb_backends.keys()):
-        for region, backend in list(dynamodb_backends[account].items()):
-            for table in list(backend.tables.values()):
-                configs[f"{account}/{region}/{table.name}"] = _dumps(
-                    {
-                        "schema": table.schema,
-                        "attr": table.attr,
-                        "throughput": {
-                            k: table.throughput[k] for k in ("ReadCapacityUnits", "WriteCapacityUnits")
-                        }
-                        if table.billing_mode != "PAY_PER_REQUEST"
-                        else None,
-                        "billing_mode": table.billing_mode,
-                        "indexes": [index.describe() for index in table.indexes],
-                        "global_indexes": [
-                            {
-                                "IndexName": index.name,
-                                "KeySchema": index.schema,
-                                "Projection": index.projection,
-                                **(
-                                    {
-                                        "ProvisionedThroughput": {
-                                            k: index.throughput[k]
-                                            for k in ("ReadCapacityUnits", "WriteCapacityUnits")
-                                        }
-                                    }
-                                    if table.billing_mode != "PAY_PER_REQUEST"
-                                    else {}
-                                ),
-                            }
-                            for index in table.global_indexes
-                        ],
-                        "streams": table.stream_specification
-                        if (table.stream_specification or {}).get("StreamEnabled")
-                        else None,
-                        "sse_specification": table.sse_specification,
-                        "tags": table.tags,
-                        "deletion_protection_enabled": table.deletion_protection_enabled,
-                        "ttl": table.ttl,
+    for account, region, backend in _regional(dynamodb_backends):
+        for table in list(backend.tables.values()):
+            configs[f"{account}/{region}/{table.name}"] = _dumps(
+                {
+                    "schema": table.schema,
+                    "attr": table.attr,
+                    "throughput": {
+                        k: table.throughput[k] for k in ("ReadCapacityUnits", "WriteCapacityUnits")
                     }
-                )
+                    if table.billing_mode != "PAY_PER_REQUEST"
+                    else None,
+                    "billing_mode": table.billing_mode,
+                    "indexes": [index.describe() for index in table.indexes],
+                    "global_indexes": [
+                        {
+                            "IndexName": index.name,
+                            "KeySchema": index.schema,
+                            "Projection": index.projection,
+                            **(
+                                {
+                                    "ProvisionedThroughput": {
+                                        k: index.throughput[k]
+                                        for k in ("ReadCapacityUnits", "WriteCapacityUnits")
+                                    }
+                                }
+                                if table.billing_mode != "PAY_PER_REQUEST"
+                                else {}
+                            ),
+                        }
+                        for index in table.global_indexes
+                    ],
+                    "streams": table.stream_specification
+                    if (table.stream_specification or {}).get("StreamEnabled")
+                    else None,
+                    "sse_specification": table.sse_specification,
+                    "tags": table.tags,
+                    "deletion_protection_enabled": table.deletion_protection_enabled,
+                    "ttl": table.ttl,
+                }
+            )
     return configs
 
 
@@ -936,17 +942,16 @@ def _queue_configs() -> dict[str, str]:
     from moto.sqs.models import sqs_backends
 
     configs: dict[str, str] = {}
-    for account in list(sqs_backends.keys()):
-        for region, backend in list(sqs_backends[account].items()):
-            for queue in list(backend.queues.values()):
-                attributes = {
-                    name: value
-                    for name, value in queue.attributes.items()
-                    if name not in _QUEUE_ATTRIBUTES_NOT_SET and value is not None
-                }
-                configs[f"{account}/{region}/{queue.name}"] = _dumps(
-                    {"attributes": attributes, "tags": queue.tags}
-                )
+    for account, region, backend in _regional(sqs_backends):
+        for queue in list(backend.queues.values()):
+            attributes = {
+                name: value
+                for name, value in queue.attributes.items()
+                if name not in _QUEUE_ATTRIBUTES_NOT_SET and value is not None
+            }
+            configs[f"{account}/{region}/{queue.name}"] = _dumps(
+                {"attributes": attributes, "tags": queue.tags}
+            )
     return configs
 
 
@@ -1047,38 +1052,37 @@ def _topic_configs() -> dict[str, str]:
     from moto.sns.models import sns_backends
 
     configs: dict[str, str] = {}
-    for account in list(sns_backends.keys()):
-        for region, backend in list(sns_backends[account].items()):
-            topics = [
-                {
-                    "name": topic.name,
-                    "attributes": {
-                        "DisplayName": topic.display_name,
-                        "DeliveryPolicy": topic.delivery_policy,
-                        "KmsMasterKeyId": topic.kms_master_key_id,
-                        "Policy": topic.policy,
-                        "FifoTopic": "true" if topic.fifo_topic else "",
-                        "ContentBasedDeduplication": "true" if topic.content_based_deduplication else "",
-                    },
-                    "tags": topic._tags,
-                }
-                for topic in list(backend.topics.values())
-            ]
-            subscriptions = [
-                {
-                    "arn": subscription.arn,
-                    "topic_arn": subscription.topic.arn,
-                    "protocol": subscription.protocol,
-                    "endpoint": subscription.endpoint,
-                    "confirmed": subscription.confirmed,
-                    "attributes": {
-                        k: v for k, v in subscription.attributes.items() if k in _SUBSCRIPTION_SETTINGS
-                    },
-                }
-                for subscription in list(backend.subscriptions.values())
-            ]
-            if topics or subscriptions:
-                configs[f"{account}/{region}"] = _dumps({"topics": topics, "subscriptions": subscriptions})
+    for account, region, backend in _regional(sns_backends):
+        topics = [
+            {
+                "name": topic.name,
+                "attributes": {
+                    "DisplayName": topic.display_name,
+                    "DeliveryPolicy": topic.delivery_policy,
+                    "KmsMasterKeyId": topic.kms_master_key_id,
+                    "Policy": topic.policy,
+                    "FifoTopic": "true" if topic.fifo_topic else "",
+                    "ContentBasedDeduplication": "true" if topic.content_based_deduplication else "",
+                },
+                "tags": topic._tags,
+            }
+            for topic in list(backend.topics.values())
+        ]
+        subscriptions = [
+            {
+                "arn": subscription.arn,
+                "topic_arn": subscription.topic.arn,
+                "protocol": subscription.protocol,
+                "endpoint": subscription.endpoint,
+                "confirmed": subscription.confirmed,
+                "attributes": {
+                    k: v for k, v in subscription.attributes.items() if k in _SUBSCRIPTION_SETTINGS
+                },
+            }
+            for subscription in list(backend.subscriptions.values())
+        ]
+        if topics or subscriptions:
+            configs[f"{account}/{region}"] = _dumps({"topics": topics, "subscriptions": subscriptions})
     return configs
 
 
@@ -1108,30 +1112,29 @@ def _rule_configs() -> dict[str, str]:
     from moto.events.models import events_backends
 
     configs: dict[str, str] = {}
-    for account in list(events_backends.keys()):
-        for region, backend in list(events_backends[account].items()):
-            buses = [
-                {
-                    "name": bus.name,
-                    "description": bus.description,
-                    "rules": [
-                        {
-                            "name": rule.name,
-                            "description": rule.description,
-                            "event_pattern": rule.event_pattern.dump(),
-                            "schedule": rule.scheduled_expression,
-                            "role_arn": rule.role_arn,
-                            "state": rule.state,
-                            "targets": rule.targets,
-                            "tags": backend.tagger.list_tags_for_resource(rule.arn)["Tags"],
-                        }
-                        for rule in list(bus.rules.values())
-                    ],
-                }
-                for bus in list(backend.event_buses.values())
-            ]
-            if any(bus["rules"] or bus["name"] != "default" for bus in buses):
-                configs[f"{account}/{region}"] = _dumps({"buses": buses})
+    for account, region, backend in _regional(events_backends):
+        buses = [
+            {
+                "name": bus.name,
+                "description": bus.description,
+                "rules": [
+                    {
+                        "name": rule.name,
+                        "description": rule.description,
+                        "event_pattern": rule.event_pattern.dump(),
+                        "schedule": rule.scheduled_expression,
+                        "role_arn": rule.role_arn,
+                        "state": rule.state,
+                        "targets": rule.targets,
+                        "tags": backend.tagger.list_tags_for_resource(rule.arn)["Tags"],
+                    }
+                    for rule in list(bus.rules.values())
+                ],
+            }
+            for bus in list(backend.event_buses.values())
+        ]
+        if any(bus["rules"] or bus["name"] != "default" for bus in buses):
+            configs[f"{account}/{region}"] = _dumps({"buses": buses})
     return configs
 
 
