@@ -31,6 +31,7 @@ from onnx import TensorProto, helper
 from mlambda.adapters.dynamodb import deserialize, serialize
 from mlambda.schemas.registry import HistoryEntry, ModelVersion
 from mlambda.schemas.registry_api import CreateModelRequest, MoveAliasRequest, RegisterVersionRequest
+from tests.integration.test_registry_api import create_stack as create_registry_stack
 from tests.unit.fakes_registry import breast_cancer
 
 
@@ -68,27 +69,10 @@ def wide_regressor(megabytes: int) -> bytes:
 
 
 def create_stack() -> tuple[str, str, str]:
+    """The registry's table and bucket as the registry API's tests make them, versioned, and its queue."""
     table, bucket = "registry", "artifacts"
-    boto3.client("dynamodb").create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gsi1pk", "gsi1sk")
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "gsi1",
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    create_registry_stack(table, bucket)
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     queue = boto3.client("sqs").create_queue(QueueName="validation")["QueueUrl"]
     return table, bucket, queue
