@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from mlambda.adapters import tabular
 from mlambda.errors import NotFoundError, UpstreamError
 from mlambda.schemas.batch import Job, JobInput
-from mlambda.schemas.monitoring import MonitoringSummary
+from mlambda.schemas.monitoring import PREDICTION_PREFIX, MonitoringSummary, ProfileSettings, ReferenceProfile
 from mlambda.schemas.registry import (
     EndpointConfig,
     FeatureSchema,
@@ -26,8 +27,8 @@ from mlambda.schemas.registry import (
 )
 from mlambda.services.monitoring.profiling import (
     ReferenceOutputs,
-    compute_profile,
-    prediction_columns,
+    output_kind,
+    profile_column,
     reference_profile,
 )
 
@@ -381,3 +382,51 @@ def labels_for(rows: pd.DataFrame, rng: np.random.Generator, *, accuracy: float)
             "value": [str(v) for v in truth],
         }
     )
+
+
+def prediction_columns(
+    *,
+    labels: npt.ArrayLike | None = None,
+    probabilities: npt.ArrayLike | None = None,
+    class_labels: Sequence[int | str] | None = None,
+    values: npt.ArrayLike | None = None,
+) -> dict[str, npt.NDArray[Any]]:
+    """Model outputs as archive columns (see ``ReferenceOutputs.columns``), for tests."""
+    outputs = ReferenceOutputs(
+        labels=labels, probabilities=probabilities, class_labels=class_labels, values=values
+    )
+    return outputs.columns()
+
+
+def compute_profile(
+    table: Any,
+    schema: FeatureSchema,
+    predictions: Mapping[str, npt.ArrayLike] | None = None,
+    *,
+    settings: ProfileSettings | None = None,
+    now: datetime | None = None,
+) -> ReferenceProfile:
+    """The profile of a table's schema features (a mapping of column arrays, or a DataFrame) and of
+    output columns named as ``prediction_columns`` makes them; no target, no baseline.
+
+    A test's shortcut to ``reference_profile`` from a DataFrame and loose output columns.
+    """
+    names = list(table.keys()) if isinstance(table, Mapping) else list(getattr(table, "columns", []))
+    rows = len(np.asarray(table[names[0]])) if names else 0
+    columns = {
+        spec.name: np.asarray(table[spec.name]) if spec.name in names else np.full(rows, None, dtype=object)
+        for spec in schema.features
+    }
+    profile, _ = reference_profile(columns, schema, settings=settings, now=now)
+    if predictions:
+        outputs = []
+        for column, values in predictions.items():
+            name = column if column.startswith(PREDICTION_PREFIX) else f"{PREDICTION_PREFIX}{column}"
+            kind = output_kind(name)
+            outputs.append(
+                profile_column(
+                    name, "string" if kind == "categorical" else "float", kind, values, profile.settings
+                )
+            )
+        profile = profile.model_copy(update={"predictions": outputs})
+    return profile

@@ -15,13 +15,8 @@ from mlambda.services.monitoring.analysis import WindowColumns, drift_and_qualit
 from mlambda.services.monitoring.budget import settle
 from mlambda.services.monitoring.data_quality import QualityConfig
 from mlambda.services.monitoring.drift import DriftConfig
-from mlambda.services.monitoring.profiling import (
-    ReferenceOutputs,
-    compute_profile,
-    prediction_columns,
-    reference_profile,
-)
-from tests.unit.fakes_monitoring import SCHEMA, features
+from mlambda.services.monitoring.profiling import ReferenceOutputs, reference_profile
+from tests.unit.fakes_monitoring import SCHEMA, compute_profile, features, prediction_columns
 
 RUNS = 40
 AT = datetime(2025, 3, 1, tzinfo=UTC)

@@ -298,20 +298,6 @@ class ReferenceOutputs:
         return [canonical(label) for label in labels]
 
 
-def prediction_columns(
-    *,
-    labels: npt.ArrayLike | None = None,
-    probabilities: npt.ArrayLike | None = None,
-    class_labels: Sequence[int | str] | None = None,
-    values: npt.ArrayLike | None = None,
-) -> dict[str, npt.NDArray[Any]]:
-    """Model outputs as archive columns (see ``ReferenceOutputs.columns``)."""
-    outputs = ReferenceOutputs(
-        labels=labels, probabilities=probabilities, class_labels=class_labels, values=values
-    )
-    return outputs.columns()
-
-
 def content_seed(*arrays: npt.ArrayLike | None) -> int:
     """A seed from the data itself: the same reference always gets the same intervals."""
     digest = hashlib.sha256()
@@ -517,37 +503,3 @@ def reference_profile(
         baseline=baseline,
     )
     return profile, notes
-
-
-def compute_profile(
-    table: Any,
-    schema: FeatureSchema,
-    predictions: Mapping[str, npt.ArrayLike] | None = None,
-    *,
-    settings: ProfileSettings | None = None,
-    now: datetime | None = None,
-) -> ReferenceProfile:
-    """The profile of a table's schema features (a mapping of column arrays, or a DataFrame) and of
-    output columns named as ``prediction_columns`` makes them; no target, no baseline.
-
-    Kept for callers that have not moved to ``reference_profile`` yet.
-    """
-    names = list(table.keys()) if isinstance(table, Mapping) else list(getattr(table, "columns", []))
-    rows = len(np.asarray(table[names[0]])) if names else 0
-    columns = {
-        spec.name: np.asarray(table[spec.name]) if spec.name in names else np.full(rows, None, dtype=object)
-        for spec in schema.features
-    }
-    profile, _ = reference_profile(columns, schema, settings=settings, now=now)
-    if predictions:
-        outputs = []
-        for column, values in predictions.items():
-            name = column if column.startswith(PREDICTION_PREFIX) else f"{PREDICTION_PREFIX}{column}"
-            kind = output_kind(name)
-            outputs.append(
-                profile_column(
-                    name, "string" if kind == "categorical" else "float", kind, values, profile.settings
-                )
-            )
-        profile = profile.model_copy(update={"predictions": outputs})
-    return profile
