@@ -272,9 +272,8 @@ def main() -> None:
     meter.install()
     with (
         tempfile.TemporaryDirectory() as data_dir,
-        LocalCloud(
-            REPO / "template.yaml", data_dir, function_log=Path(data_dir) / "function-logs.jsonl"
-        ) as cloud,
+        # In process: the meter counts the botocore calls made in this process, the functions' included.
+        LocalCloud(REPO / "template.yaml", data_dir, mode="in-process") as cloud,
     ):
         key = ensure_admin_key(Path(data_dir), cloud.outputs["ApiKeysTableName"], cloud.endpoint_url)
         print(f"local cloud: moto at {cloud.endpoint_url}, API at {cloud.api_url}")

@@ -498,9 +498,7 @@ def http_section(data: bytes, X: np.ndarray, n: int) -> None:
     print("\n== end to end over HTTP through the local cloud (authorizer, no feature lookup)")
     with (
         tempfile.TemporaryDirectory() as tmp,
-        LocalCloud(
-            REPO / "template.yaml", Path(tmp), function_log=Path(tmp) / "function-logs.jsonl"
-        ) as cloud,
+        LocalCloud(REPO / "template.yaml", Path(tmp)) as cloud,
     ):
         admin = ApiClient(
             Target(
