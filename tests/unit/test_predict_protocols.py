@@ -849,3 +849,19 @@ def test_a_shape_declaring_more_than_the_body_can_hold_is_refused_before_anythin
     # Then
     assert error.value.code == code
     assert error.value.message.startswith("inputs[0].shape") and said in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("datatype", "value"),
+    [("INT64", 10**400), ("INT64", 2**63), ("UINT64", 2**64), ("UINT8", 256), ("UINT32", -1), ("INT8", -129)],
+)
+def test_json_integers_outside_their_datatypes_range_are_422_not_a_crash(datatype: str, value: int) -> None:
+    # Given: a JSON integer the datatype cannot hold (JSON integers are unbounded)
+    h = harness()
+    body = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": datatype, "data": [1, 2, 3, value]}]}
+    # When
+    with pytest.raises(UnprocessableError) as error:
+        infer(h, body)
+    # Then
+    assert error.value.code == "wrong_datatype"
+    assert error.value.message.startswith("inputs[0].data") and f"{datatype}'s range" in error.value.message

@@ -66,6 +66,11 @@ _ELEMENTS: dict[str, TypeAdapter[list[Any]]] = {
 """What each kind of tensor's data may hold (JSON numbers for FP, integers for INT and UINT)."""
 _VERSION_PATH = re.compile(r"^(?:v?(\d{1,9})|([A-Za-z][A-Za-z0-9_-]{0,31}))$")
 _LENGTH = re.compile(r"^[0-9]{1,12}$")
+_INTEGER_RANGES = {
+    datatype: (int(np.iinfo(BINARY_DTYPES[datatype]).min), int(np.iinfo(BINARY_DTYPES[datatype]).max))
+    for datatype in INTEGER_TYPES
+}
+"""What each integer datatype holds (JSON integers are unbounded)."""
 _ELEMENT_LENGTH = struct.Struct("<I")
 
 
@@ -269,12 +274,16 @@ def _flat(tensor: InferInput, field: str) -> list[Any]:
             code="wrong_datatype",
             details=[{"field": f"{field}.data[{index}]", "message": f"not a {datatype} value"}],
         ) from exc
-    if datatype.startswith("UINT") and data and min(data) < 0:
-        raise UnprocessableError(
-            f"{field}.data: {datatype} data holds negative values",
-            code="wrong_datatype",
-            details=[{"field": f"{field}.data", "message": "negative value in unsigned data"}],
-        )
+    if kind == "int" and data:
+        low, high = _INTEGER_RANGES[datatype]
+        smallest, largest = min(data), max(data)
+        if smallest < low or largest > high:
+            raise UnprocessableError(
+                f"{field}.data: {datatype} data holds {smallest if smallest < low else largest}, "
+                f"outside {datatype}'s range [{low}, {high}]",
+                code="wrong_datatype",
+                details=[{"field": f"{field}.data", "message": f"a value outside {datatype}'s range"}],
+            )
     return data
 
 
