@@ -653,7 +653,7 @@ def cold_start_section(cloud: Any) -> None:
         "FEATURES_TABLE": outputs["FeaturesTableName"],
         "TRACKING_TABLE": outputs["TrackingTableName"],
         "PREDICTION_CACHE_TABLE": outputs["PredictionCacheTableName"],
-        "ARCHIVE_QUEUE_URL": outputs["ArchiveQueueUrl"],
+        "DATA_BUCKET": outputs["DataBucketName"],
         "POWERTOOLS_SERVICE_NAME": "predict",
         "POWERTOOLS_METRICS_NAMESPACE": "mlambda",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -678,7 +678,7 @@ def cold_start_section(cloud: Any) -> None:
         figures = json.loads(done.stderr.strip().splitlines()[-1])
         # Until the answer, not until the process has exited: Lambda keeps the process warm.
         totals.append(figures["answered_at"] - launched)
-        assert figures["status"] == 200, done.stderr
+        assert figures["status"] == 200, done.stdout[-6000:] + done.stderr
         imports.append(figures["import_s"])
         firsts.append(figures["first_s"])
         pandas_loaded |= figures["pandas"]
