@@ -1,7 +1,7 @@
 """What API handlers know about the caller: the principal the authorizer passed on, and scope checks.
 
 The authorizer puts ``key_id``, ``name`` and ``scopes`` (comma-separated: API Gateway context
-values must be strings) into the request context; handlers call ``require_scope``.
+values must be strings) into the request context; each route's ``mlambda.api.Access`` checks them.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from mlambda.errors import ForbiddenError, UnauthorizedError
+from mlambda.errors import UnauthorizedError
 from mlambda.schemas.keys import Principal, Scope
 
 
@@ -39,22 +39,3 @@ def _principal(key_id: str, name: str, scopes: str) -> Principal:
     return Principal(
         key_id=key_id, name=name, scopes=frozenset(Scope(s) for s in scopes.split(",") if s in known)
     )
-
-
-def require_scope(event: Mapping[str, Any], scope: Scope) -> Principal:
-    """The caller, if it holds ``scope`` (or admin); ForbiddenError (403) otherwise."""
-    principal = principal_from_event(event)
-    if not principal.allows(scope):
-        raise ForbiddenError(f"this key lacks the '{scope.value}' scope", details={"required": scope.value})
-    return principal
-
-
-def require_any_scope(event: Mapping[str, Any], *scopes: Scope) -> Principal:
-    """The caller, if it holds one of ``scopes`` (or admin); ForbiddenError (403) naming them otherwise."""
-    principal = principal_from_event(event)
-    if not any(principal.allows(scope) for scope in scopes):
-        wanted = " or ".join(f"'{scope.value}'" for scope in scopes)
-        raise ForbiddenError(
-            f"this key lacks the {wanted} scope", details={"required": [scope.value for scope in scopes]}
-        )
-    return principal
