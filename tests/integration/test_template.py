@@ -118,6 +118,31 @@ def test_every_api_route_goes_through_the_authorizer_but_the_console_files(templ
             assert operation.get("security") == expected, f"{method} {path}"
 
 
+def test_every_gateway_response_has_the_platform_error_shape(template: Template) -> None:
+    # Given the answers API Gateway gives itself (401, 403, 404, 413, 429, 4xx, 5xx)
+    (api,) = resources_of(template, "AWS::ApiGateway::RestApi").values()
+    responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    assert {
+        "UNAUTHORIZED",
+        "ACCESS_DENIED",
+        "THROTTLED",
+        "QUOTA_EXCEEDED",
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+    } <= set(responses)
+    for kind, response in responses.items():
+        # When its template is rendered as API Gateway renders it
+        rendered = (
+            response["responseTemplates"]["application/json"]
+            .replace("$context.error.messageString", json.dumps('a "quoted" message'))
+            .replace("$context.error.responseType", kind)
+        )
+        # Then it is {code, message, details}, details null or an object
+        body = json.loads(rendered)
+        assert set(body) == {"code", "message", "details"}, kind
+        assert body["details"] is None or isinstance(body["details"], dict), kind
+
+
 def test_every_table_has_ttl_or_is_kept_forever_on_purpose(template: Template) -> None:
     # Evaluations are the record behind a production decision (who judged what, before it shipped):
     # kept like the registry's history, and Retained on stack deletion.

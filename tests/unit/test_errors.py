@@ -100,3 +100,13 @@ def test_missing_scope_is_a_403_naming_the_scope(lambda_context: Any) -> None:
     status, body = call("/admin", lambda_context=lambda_context)
     assert status == 403
     assert body["details"] == {"required": "admin"}
+
+
+@pytest.mark.parametrize("kind", ["missing", "conflict", "forbidden", "upstream", "bug"])
+def test_every_error_body_carries_details_even_when_there_are_none(kind: str, lambda_context: Any) -> None:
+    # Given errors raised without details
+    # When they are answered
+    _, body = call(f"/raise/{kind}", lambda_context=lambda_context)
+    # Then the body is still {code, message, details}, details null
+    assert set(body) == {"code", "message", "details"}
+    assert body["details"] is None

@@ -39,7 +39,10 @@ DEFAULT_GATEWAY_RESPONSES: dict[str, tuple[int, str, str]] = {
     "UNAUTHORIZED": (401, "unauthorized", "Unauthorized"),
     "ACCESS_DENIED": (403, "forbidden", "User is not authorized to access this resource"),
     "MISSING_AUTHENTICATION_TOKEN": (403, "missing_authentication_token", "Missing Authentication Token"),
+    "INVALID_API_KEY": (403, "forbidden", "Forbidden"),
     "REQUEST_TOO_LARGE": (413, "payload_too_large", "Request Too Long"),
+    "THROTTLED": (429, "throttled", "Too Many Requests"),
+    "QUOTA_EXCEEDED": (429, "quota_exceeded", "Limit Exceeded"),
     "AUTHORIZER_CONFIGURATION_ERROR": (500, "internal_error", "Internal server error"),
     "INTEGRATION_FAILURE": (502, "upstream_error", "Internal server error"),
 }
@@ -60,6 +63,18 @@ class HttpResponse:
             [("Content-Type", "application/json"), *(headers or [])],
             json.dumps(payload, default=str).encode(),
         )
+
+    @classmethod
+    def error(
+        cls,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> HttpResponse:
+        """The platform's error shape, ``{code, message, details}`` (details null when there are none)."""
+        return cls.json(status, {"code": code, "message": message, "details": details}, headers)
 
 
 @dataclass(frozen=True)
@@ -321,14 +336,14 @@ class RestApi:
         configured = self.gateway_responses.get(kind) or self.gateway_responses.get(family)
         headers = [("x-amzn-ErrorType", kind), ("x-amzn-RequestId", request_id)]
         if not configured:
-            return HttpResponse.json(status or default_status, {"code": code, "message": message}, headers)
+            return HttpResponse.error(status or default_status, code, message, headers=headers)
         response_status = int(configured.get("statusCode") or status or default_status)
         for key, value in (configured.get("responseParameters") or {}).items():
             headers.append((key.removeprefix("gatewayresponse.header."), str(value).strip("'")))
         templates = configured.get("responseTemplates") or {}
         template = templates.get("application/json")
         if template is None:
-            return HttpResponse.json(response_status, {"code": code, "message": message}, headers)
+            return HttpResponse.error(response_status, code, message, headers=headers)
         rendered = (
             template.replace("$context.error.messageString", json.dumps(message))
             .replace("$context.error.message", message)
