@@ -16,6 +16,7 @@ from mlambda.schemas.keys import Scope
 from mlambda.services.apikeys import ApiKeyService
 from mlambda_local.client import ADMIN_KEY_FILE
 from mlambda_local.cloud.template import DEFAULT_REGION
+from mlambda_local.private_files import private_directory, write_private
 
 
 def key_service(table_name: str, endpoint_url: str | None, region: str = DEFAULT_REGION) -> ApiKeyService:
@@ -39,7 +40,6 @@ def ensure_admin_key(data_dir: Path, table_name: str, endpoint_url: str | None) 
         else:
             return saved
     created = keys.create("local-admin", list(Scope), created_by="mlambda local up")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(created.api_key + "\n")
-    path.chmod(0o600)
+    private_directory(data_dir)
+    write_private(path, created.api_key + "\n")
     return created.api_key

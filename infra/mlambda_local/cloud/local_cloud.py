@@ -76,6 +76,7 @@ from mlambda_local.cloud.schedule import (
 from mlambda_local.cloud.server import CONTROL_PREFIX, LocalHttpServer
 from mlambda_local.cloud.sqs import QueuePoller, S3NotificationPoller, SqsEventSourcePoller, SqsMapping
 from mlambda_local.cloud.template import DEFAULT_REGION, IntrinsicResolver, Template, load_template
+from mlambda_local.private_files import private_directory
 
 logger = logging.getLogger("mlambda.local")
 
@@ -239,7 +240,7 @@ class LocalCloud:
         return self
 
     def _start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.data_dir)
         template = load_template(
             self.template_path,
             stack_name=self.stack_name,
