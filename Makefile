@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test test-triton unit integration e2e browser screenshots lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart bench-cold-start
+.PHONY: install demo up test test-triton unit integration e2e fuzz openapi browser screenshots lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart bench-cold-start
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,15 @@ $(TRITON_VENV)/.installed-stamp:
 
 test-triton: install $(TRITON_VENV)/.installed-stamp  ## tritonclient against the local cloud's /v2 routes
 	MLAMBDA_TRITON_PYTHON=$(TRITON_VENV)/bin/python $(BIN)/pytest tests/e2e/test_triton_client_e2e.py $(PYTEST_ARGS)
+
+openapi: install  ## regenerate functions/console/openapi.json from the API functions (a test fails when it drifts)
+	$(BIN)/python -m mlambda_local.openapi
+
+# The property-based fuzz of every operation against an in-process local cloud; `make test` runs it
+# on a short budget. MLAMBDA_FUZZ_SECONDS (default 600 here) bounds the whole run; -s prints the tally.
+MLAMBDA_FUZZ_SECONDS ?= 600
+fuzz: install  ## schemathesis over the OpenAPI document for MLAMBDA_FUZZ_SECONDS: operations, cases, failures
+	MLAMBDA_FUZZ_SECONDS=$(MLAMBDA_FUZZ_SECONDS) MLAMBDA_FUZZ_EXAMPLES=$${MLAMBDA_FUZZ_EXAMPLES:-60} $(BIN)/pytest tests/e2e/test_fuzz_e2e.py -s -p no:randomly $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

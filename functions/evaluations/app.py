@@ -23,7 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlambda.api import ScopedResolver, needs
+from mlambda.api import RouteDoc, ScopedResolver, needs
 from mlambda.config import EvaluationsSettings
 from mlambda.errors import InvalidInputError, NotFoundError
 from mlambda.observability import logger
@@ -85,7 +85,7 @@ def _index(index: str) -> int:
     return int(index)
 
 
-@app.post("/models/<name>/evaluations", MANAGE, status_code=201)
+@app.post("/models/<name>/evaluations", MANAGE, RouteDoc(answer=Evaluation, statuses=(201, 200)))
 def create_evaluation(name: str, body: Annotated[CreateEvaluationRequest, Body()]) -> Response[str]:
     """Draw rows from the source, score (and explain) them with the version: 201, or 200 for a resent ``request_id``."""
     evaluation, created = service().create(name, body, app.caller().name)

@@ -15,16 +15,19 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Field
 
 from mlambda import errors
-from mlambda.api import ScopedResolver, needs
+from mlambda.api import RouteDoc, ScopedResolver, needs
 from mlambda.config import IngestSettings
 from mlambda.http import request_body
 from mlambda.observability import logger, metrics
 from mlambda.schemas.events import (
     IDENTIFIER,
     EntityFeatures,
+    Event,
     FeatureGroupPage,
+    IngestResponse,
     ItemsRequest,
     ItemsResponse,
     PurgeResult,
@@ -35,6 +38,13 @@ from mlambda.services.ingestion.service import MAX_GROUPS_PAGE, IngestionService
 app = ScopedResolver()
 INGEST = needs(Scope.INGEST)
 ADMIN = needs(Scope.ADMIN)
+
+
+class EventsBody(BaseModel):
+    """``POST /events``'s body as the OpenAPI document states it; the route reads it itself, event by
+    event (one bad event is rejected alone, with its index: 207)."""
+
+    events: list[Event] = Field(min_length=1)
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +59,7 @@ def service() -> IngestionService:
     return IngestionService.from_settings(settings())
 
 
-@app.post("/events", INGEST)
+@app.post("/events", INGEST, RouteDoc(body=EventsBody, answer=IngestResponse, statuses=(200, 207)))
 def post_events() -> Response[str]:
     """Apply a batch of events: 200 when every event was accepted, 207 listing the rejected ones."""
     config = settings()

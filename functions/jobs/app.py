@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlambda.api import ScopedResolver, needs
+from mlambda.api import RouteDoc, ScopedResolver, needs
 from mlambda.config import JobsSettings
 from mlambda.errors import NotFoundError
 from mlambda.observability import logger
@@ -82,7 +82,7 @@ def list_jobs(
     return service().list(model, limit=limit, next_token=next_token)
 
 
-@app.post("/jobs", PREDICT, status_code=201)
+@app.post("/jobs", PREDICT, RouteDoc(statuses=(201, 200)))
 def submit_job(body: Annotated[SubmitJobRequest, Body()]) -> Response[JobView]:
     """Score an object already in the batch bucket: 201 with a new job, 200 with the existing one."""
     view, created = service().submit(body, submitted_by=app.caller().name)

@@ -16,11 +16,12 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlambda.api import ScopedResolver, needs
+from mlambda.api import RouteDoc, ScopedResolver, needs
 from mlambda.config import MonitorSettings
 from mlambda.errors import InvalidInputError
 from mlambda.observability import logger
 from mlambda.schemas.keys import Scope
+from mlambda.schemas.monitoring import MonitoringView
 from mlambda.schemas.registry import MODEL_NAME_PATTERN
 from mlambda.services.monitoring.service import MonitoringService
 
@@ -40,7 +41,7 @@ def _model_name(name: str) -> str:
     return name
 
 
-@app.get("/models/<name>/monitoring", needs(Scope.REGISTRY_READ))
+@app.get("/models/<name>/monitoring", needs(Scope.REGISTRY_READ), RouteDoc(answer=MonitoringView, html=True))
 def monitoring(
     name: str,
     limit: Annotated[int, Query(ge=1, le=200)] = 24,

@@ -79,6 +79,20 @@ def needs(*scopes: Scope) -> Access:
     return Access(tuple(scopes))
 
 
+@dataclass(frozen=True)
+class RouteDoc:
+    """What the OpenAPI document says of a route beyond what powertools reads from its signature.
+
+    ``body``/``answer``: the types of a body the route parses itself and of an answer it returns as
+    text (``Response[str]``); ``statuses``: every success status it answers (the first is the usual).
+    """
+
+    body: Any = None
+    answer: Any = None
+    statuses: tuple[int, ...] = (200,)
+    html: bool = False
+
+
 class _AccessCheck(BaseMiddlewareHandler[Any]):
     """The first middleware of every route: its Access, checked on the raw event."""
 
@@ -100,6 +114,7 @@ class ScopedResolver(APIGatewayRestResolver):
     def __init__(self) -> None:
         super().__init__(enable_validation=True)
         self.routes: dict[tuple[str, str], Access] = {}
+        self.documentation: dict[tuple[str, str], RouteDoc] = {}
         self._request_validation = OpenAPIRequestValidationMiddleware()  # type: ignore[no-untyped-call]
         self._response_validation = OpenAPIResponseValidationMiddleware(
             validation_serializer=None, has_response_validation_error=False
@@ -111,43 +126,58 @@ class ScopedResolver(APIGatewayRestResolver):
         context: the in-process local cloud runs one module's handler in several threads at once)."""
         return principal_from_event(self.current_event.raw_event)
 
-    def scoped(self, method: str, rule: str, access: Access, **options: Any) -> Callable[[Handler], Handler]:
+    def scoped(
+        self, method: str, rule: str, access: Access, doc: RouteDoc | None = None, **options: Any
+    ) -> Callable[[Handler], Handler]:
         """Register ``rule`` for ``method`` with its Access checked before powertools validates anything."""
+        documented = doc or RouteDoc(statuses=(options.get("status_code", 200),))
 
         def register(func: Handler) -> Handler:
-            doc = " ".join((func.__doc__ or "").split())
+            text = " ".join((func.__doc__ or "").split())
             path = rule.replace("<", "{").replace(">", "}")
             self.routes[(method, path)] = access
+            self.documentation[(method, path)] = documented
             decorator = self.route(
                 rule,
                 method,
-                description=f"{doc}\n\n{access.sentence}".strip(),
+                description=f"{text}\n\n{access.sentence}".strip(),
+                status_code=documented.statuses[0],
                 security=[{SECURITY_SCHEME: []}],
                 openapi_extensions={SCOPE_EXTENSION: [scope.value for scope in access.scopes]},
                 enable_validation=False,
                 middlewares=[_AccessCheck(access), self._request_validation, self._response_validation],
-                **options,
+                **{key: value for key, value in options.items() if key != "status_code"},
             )
             return decorator(func)
 
         return register
 
-    def get(self, rule: str, access: Access, **options: Any) -> Callable[[Handler], Handler]:  # type: ignore[override]
+    def get(  # type: ignore[override]
+        self, rule: str, access: Access, doc: RouteDoc | None = None, **options: Any
+    ) -> Callable[[Handler], Handler]:
         """A GET route with its Access."""
-        return self.scoped("GET", rule, access, **options)
+        return self.scoped("GET", rule, access, doc, **options)
 
-    def post(self, rule: str, access: Access, **options: Any) -> Callable[[Handler], Handler]:  # type: ignore[override]
+    def post(  # type: ignore[override]
+        self, rule: str, access: Access, doc: RouteDoc | None = None, **options: Any
+    ) -> Callable[[Handler], Handler]:
         """A POST route with its Access."""
-        return self.scoped("POST", rule, access, **options)
+        return self.scoped("POST", rule, access, doc, **options)
 
-    def put(self, rule: str, access: Access, **options: Any) -> Callable[[Handler], Handler]:  # type: ignore[override]
+    def put(  # type: ignore[override]
+        self, rule: str, access: Access, doc: RouteDoc | None = None, **options: Any
+    ) -> Callable[[Handler], Handler]:
         """A PUT route with its Access."""
-        return self.scoped("PUT", rule, access, **options)
+        return self.scoped("PUT", rule, access, doc, **options)
 
-    def patch(self, rule: str, access: Access, **options: Any) -> Callable[[Handler], Handler]:  # type: ignore[override]
+    def patch(  # type: ignore[override]
+        self, rule: str, access: Access, doc: RouteDoc | None = None, **options: Any
+    ) -> Callable[[Handler], Handler]:
         """A PATCH route with its Access."""
-        return self.scoped("PATCH", rule, access, **options)
+        return self.scoped("PATCH", rule, access, doc, **options)
 
-    def delete(self, rule: str, access: Access, **options: Any) -> Callable[[Handler], Handler]:  # type: ignore[override]
+    def delete(  # type: ignore[override]
+        self, rule: str, access: Access, doc: RouteDoc | None = None, **options: Any
+    ) -> Callable[[Handler], Handler]:
         """A DELETE route with its Access."""
-        return self.scoped("DELETE", rule, access, **options)
+        return self.scoped("DELETE", rule, access, doc, **options)

@@ -104,8 +104,9 @@ def test_no_policy_grants_wildcard_actions(template: Template) -> None:
             assert "AdministratorAccess" not in str(arn) and "FullAccess" not in str(arn), logical_id
 
 
-# The console's static files hold no data (the page asks the API for everything, with a key).
-PUBLIC_ROUTES = {("get", "/console"), ("get", "/console/{proxy+}")}
+# The console's static files and the OpenAPI document hold no data (the page asks the API for
+# everything, with a key).
+PUBLIC_ROUTES = {("get", "/console"), ("get", "/console/{proxy+}"), ("get", "/openapi.json")}
 
 
 def test_every_api_route_goes_through_the_authorizer_but_the_console_files(template: Template) -> None:
