@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from mlambda.errors import UnauthorizedError
-from mlambda.schemas.keys import Principal, Scope
+from mlambda.schemas.keys import DEFAULT_PLAN, Principal, Scope
 
 
 def authorizer_context(principal: Principal) -> dict[str, str]:
@@ -20,6 +20,7 @@ def authorizer_context(principal: Principal) -> dict[str, str]:
         "key_id": principal.key_id,
         "name": principal.name,
         "scopes": ",".join(sorted(principal.scopes)),
+        "plan": principal.plan,
     }
 
 
@@ -29,13 +30,21 @@ def principal_from_event(event: Mapping[str, Any]) -> Principal:
     key_id = context.get("key_id")
     if not key_id:
         raise UnauthorizedError("request carries no authorizer context")
-    return _principal(str(key_id), str(context.get("name", key_id)), str(context.get("scopes", "")))
+    return _principal(
+        str(key_id),
+        str(context.get("name", key_id)),
+        str(context.get("scopes", "")),
+        str(context.get("plan") or DEFAULT_PLAN),
+    )
 
 
 @lru_cache(maxsize=1024)
-def _principal(key_id: str, name: str, scopes: str) -> Principal:
+def _principal(key_id: str, name: str, scopes: str, plan: str) -> Principal:
     """Built once per caller and instance: every request of a warm function asks again (Principal is frozen)."""
     known = {scope.value for scope in Scope}
     return Principal(
-        key_id=key_id, name=name, scopes=frozenset(Scope(s) for s in scopes.split(",") if s in known)
+        key_id=key_id,
+        name=name,
+        scopes=frozenset(Scope(s) for s in scopes.split(",") if s in known),
+        plan=plan,
     )

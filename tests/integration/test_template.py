@@ -115,7 +115,10 @@ def test_every_api_route_goes_through_the_authorizer_but_the_console_files(templ
     assert paths, "the API has no routes"
     for path, methods in paths.items():
         for method, operation in methods.items():
-            expected = [{"NONE": []}] if (method, path) in PUBLIC_ROUTES else [{"ApiKeyAuthorizer": []}]
+            # Keyed routes: the authorizer, and the API key it returns (usage plans, per key throttling).
+            expected: list[Any] = []  # public: neither the authorizer nor an API key
+            if (method, path) not in PUBLIC_ROUTES:
+                expected = [{"ApiKeyAuthorizer": []}, {"api_key": []}]
             assert operation.get("security") == expected, f"{method} {path}"
 
 
