@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test test-triton unit integration e2e fuzz openapi browser screenshots lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart bench-cold-start
+.PHONY: install demo up test test-triton unit integration e2e openapi browser screenshots lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart bench-cold-start
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,12 +53,6 @@ test-triton: install $(TRITON_VENV)/.installed-stamp  ## tritonclient against th
 
 openapi: install  ## regenerate functions/console/openapi.json from the API functions (a test fails when it drifts)
 	$(BIN)/python -m mlambda_local.openapi
-
-# The property-based fuzz of every operation against an in-process local cloud; `make test` runs it
-# on a short budget. MLAMBDA_FUZZ_SECONDS (default 600 here) bounds the whole run; -s prints the tally.
-MLAMBDA_FUZZ_SECONDS ?= 600
-fuzz: install  ## schemathesis over the OpenAPI document for MLAMBDA_FUZZ_SECONDS: operations, cases, failures
-	MLAMBDA_FUZZ_SECONDS=$(MLAMBDA_FUZZ_SECONDS) MLAMBDA_FUZZ_EXAMPLES=$${MLAMBDA_FUZZ_EXAMPLES:-60} $(BIN)/pytest tests/e2e/test_fuzz_e2e.py -s -p no:randomly $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
