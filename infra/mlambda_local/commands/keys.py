@@ -16,7 +16,7 @@ from mlambda_local.commands import api, print_json
 def keys_create(args: argparse.Namespace) -> int:
     """Issue a key through the API (admin key needed); prints the secret once."""
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-    print_json(api(args).post("/keys", {"name": args.name, "scopes": scopes}))
+    print_json(api(args).post("/keys", {"name": args.name, "scopes": scopes, "plan": args.plan}))
     print("Store the api_key now: it is not shown again.", file=sys.stderr)
     return 0
 
@@ -25,7 +25,15 @@ def keys_list(args: argparse.Namespace) -> int:
     """Every key, without secrets."""
     for key in api(args).get("/keys")["keys"]:
         state = "revoked" if key.get("revoked_at") else "active"
-        print(f"{key['key_id']}  {state:8} {key['name']:24} {','.join(key['scopes'])}")
+        print(
+            f"{key['key_id']}  {state:8} {key.get('plan', ''):9} {key['name']:24} {','.join(key['scopes'])}"
+        )
+    return 0
+
+
+def keys_plan(args: argparse.Namespace) -> int:
+    """Give a key another usage plan (admin key needed)."""
+    print_json(api(args).request("PUT", f"/keys/{args.key_id}/plan", body={"plan": args.plan}))
     return 0
 
 
@@ -49,9 +57,9 @@ def keys_bootstrap(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"{exc}; scopes are {', '.join(s.value for s in Scope)}") from exc
     endpoint = args.endpoint_url or state.get("endpoint_url")
-    created = key_service(table, endpoint, stack_region(args.region, endpoint)).create(
-        args.name, scopes, created_by="bootstrap"
-    )
+    created = key_service(
+        table, endpoint, stack_region(args.region, endpoint), getattr(args, "stack", None)
+    ).create(args.name, scopes, created_by="bootstrap", plan=getattr(args, "plan", "bulk"))
     print_json(created.model_dump(mode="json"))
     return 0
 
@@ -82,7 +90,14 @@ def register(groups: Any) -> None:
     create = keys.add_parser("create", help="issue a key (printed once)")
     create.add_argument("--name", required=True)
     create.add_argument("--scopes", required=True, help="comma-separated: predict,ingest,registry:read,...")
+    create.add_argument(
+        "--plan", default="standard", help="usage plan: standard, bulk, trial (template.yaml)"
+    )
     create.set_defaults(run=keys_create)
+    plan = keys.add_parser("plan", help="give a key another usage plan")
+    plan.add_argument("key_id")
+    plan.add_argument("plan")
+    plan.set_defaults(run=keys_plan)
     keys.add_parser("list", help="list keys").set_defaults(run=keys_list)
     revoke = keys.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
@@ -93,5 +108,10 @@ def register(groups: Any) -> None:
     boot.add_argument("--table", help="API keys table name (default: the local cloud's)")
     boot.add_argument("--endpoint-url", help="AWS endpoint (default: the local cloud's; unset on AWS)")
     boot.add_argument("--region", help="the stack's region (default: AWS_REGION or the AWS profile's)")
+    boot.add_argument("--plan", default="bulk", help="the key's usage plan")
+    boot.add_argument(
+        "--usage-plans",
+        help="the stack output UsagePlanIds (JSON): puts the key in its API Gateway usage plan",
+    )
     boot.set_defaults(run=keys_bootstrap)
     groups.add_parser("whoami", help="the key in use").set_defaults(run=whoami)
