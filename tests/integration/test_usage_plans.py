@@ -36,11 +36,11 @@ def world() -> Iterator[tuple[ApiKeyService, Any, dict[str, str]]]:
             for name, rate in (("standard", 100), ("trial", 2))
         }
         settings = KeysSettings.model_validate(
-            {"API_KEYS_TABLE": "keys", "USAGE_PLAN_IDS": __import__("json").dumps(plans)}
+            {"API_KEYS_TABLE": "keys", "USAGE_PLANS": ",".join(plans), "USAGE_PLAN_PREFIX": "stack-"}
         )
         service = ApiKeyService(
             DynamoApiKeyStore(DynamoTable("keys", settings)),
-            ApiGatewayUsagePlans(settings.usage_plan_ids, settings, api),
+            ApiGatewayUsagePlans(settings.plan_names, settings.usage_plan_prefix, settings, api),
         )
         yield service, api, plans
 
