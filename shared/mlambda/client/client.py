@@ -673,11 +673,11 @@ class Client:
         file = Path(path)
         if not file.is_file():
             raise MlambdaClientError(f"no such file: {file}")
-        body: Json = {"model": model, "filename": file.name, "alias": alias, "explain": explain}
-        if chunk_rows is not None:
-            body["chunk_rows"] = chunk_rows
-        if passthrough is not None:
-            body["passthrough"] = list(passthrough)
+        body = {
+            "model": model,
+            "filename": file.name,
+            **_job_options(alias, chunk_rows, explain, passthrough),
+        }
         ticket = self.request("POST", "/jobs/uploads", body=body, idempotent=True)
         self._put_file(ticket["url"], file, ticket.get("headers"), on_progress)
         return str(ticket["key"])
@@ -718,11 +718,7 @@ class Client:
     ) -> Json:
         """Score an object already under ``input/``: its job, the same one however often this is
         called (the job id derives from the object and the options; safe to retry)."""
-        body: Json = {"key": key, "alias": alias, "explain": explain}
-        if chunk_rows is not None:
-            body["chunk_rows"] = chunk_rows
-        if passthrough is not None:
-            body["passthrough"] = list(passthrough)
+        body = {"key": key, **_job_options(alias, chunk_rows, explain, passthrough)}
         return dict(self.request("POST", "/jobs", body=body, idempotent=True))
 
     def job(self, job_id: str) -> Json:
@@ -827,6 +823,19 @@ class Client:
         if self.api_key:
             headers["x-api-key"] = self.api_key
         return self._send("GET", url, headers=headers, body=lambda: None, idempotent=True).body.decode()
+
+
+def _job_options(
+    alias: str, chunk_rows: int | None, explain: bool, passthrough: Sequence[str] | None
+) -> Json:
+    """A batch job's options as ``POST /jobs/uploads`` and ``POST /jobs`` take them (the same ones,
+    so both name the same job)."""
+    options: Json = {"alias": alias, "explain": explain}
+    if chunk_rows is not None:
+        options["chunk_rows"] = chunk_rows
+    if passthrough is not None:
+        options["passthrough"] = list(passthrough)
+    return options
 
 
 def _segment(value: str) -> str:

@@ -4,7 +4,7 @@ request format, and the totals of a chunked event upload."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 Json = dict[str, Any]
@@ -32,45 +32,37 @@ class Predictions:
     def from_response(cls, body: Mapping[str, Any]) -> Predictions:
         """Either answer shape: MLflow's (a list of labels/values) or mlambda's (an object per row)."""
         rows = list(body.get("predictions") or [])
-        model, version = str(body.get("model", "")), int(body.get("version", 0))
-        variant, request_id = str(body.get("variant", "")), str(body.get("request_id", ""))
-        cached, raw = bool(body.get("cached", False)), dict(body)
+        header = cls(
+            model=str(body.get("model", "")),
+            version=int(body.get("version", 0)),
+            variant=str(body.get("variant", "")),
+            request_id=str(body.get("request_id", "")),
+            cached=bool(body.get("cached", False)),
+            predictions=[],
+            raw=dict(body),
+        )
         if not rows or not isinstance(rows[0], dict):
             probabilities = body.get("probabilities")
-            return cls(
+            return replace(
+                header,
                 predictions=rows,
                 classes=body.get("classes"),
                 probabilities=None if probabilities is None else [list(p) for p in probabilities],
                 annotations=body.get("annotations"),
-                model=model,
-                version=version,
-                variant=variant,
-                request_id=request_id,
-                cached=cached,
-                raw=raw,
             )
-        classes: list[str] | None = None
-        for row in rows:
-            if row.get("probabilities"):
-                classes = list(row["probabilities"])
-                break
+        classes = next((list(row["probabilities"]) for row in rows if row.get("probabilities")), None)
         values, probabilities_rows, annotations = [], [], []
         for row in rows:
             values.append(row.get("label", row.get("value")))
             given = row.get("probabilities") or {}
             probabilities_rows.append([float(given[c]) for c in classes] if classes and given else [])
             annotations.append({k: v for k, v in row.items() if k not in ("label", "value", "probabilities")})
-        return cls(
+        return replace(
+            header,
             predictions=values,
             classes=classes,
             probabilities=probabilities_rows if classes else None,
             annotations=annotations if any(annotations) else None,
-            model=model,
-            version=version,
-            variant=variant,
-            request_id=request_id,
-            cached=cached,
-            raw=raw,
         )
 
     def __len__(self) -> int:
