@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlambda_local.cli import main
+from mlambda_local.cloud.function_output import function_output
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import Platform
 from tests.unit.fakes_registry import TrainedModel, breast_cancer
@@ -43,9 +44,12 @@ class Cli:
     def __call__(self, *args: str, key: str | None = None) -> tuple[int, str, str]:
         flags = ["--api-url", self.platform.api_url, "--api-key", key or self.platform.admin_key]
         self.capsys.readouterr()
-        code = main([*args, *flags])  # global options after the command
-        captured = self.capsys.readouterr()
-        return code, captured.out, captured.err
+        out = io.StringIO()
+        # This thread's stdout only: the in-process cloud's own threads (pollers, a function's thread
+        # pool) may print meanwhile, which a user's CLI, in a process of its own, never sees.
+        with function_output(out):
+            code = main([*args, *flags])  # global options after the command
+        return code, out.getvalue(), self.capsys.readouterr().err
 
     def json(self, *args: str) -> Any:
         code, out, err = self(*args, "-o", "json")
