@@ -43,7 +43,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from mlambda import errors
-from mlambda.auth import require_scope
+from mlambda.api import needs
 from mlambda.config import PredictSettings
 from mlambda.http import (
     BINARY,
@@ -160,6 +160,8 @@ ROUTES: dict[tuple[str, str], Callable[[dict[str, Any], InferenceService], Any]]
     ("POST", "/v2/models/{name}/versions/{version}/infer"): infer,
 }
 """API Gateway's (method, resource template) -> the route; template.yaml declares the same."""
+ACCESS = needs(Scope.PREDICT)
+"""Who may call every route of this function (the OpenAPI document states it per route)."""
 
 
 def answer(
@@ -171,7 +173,7 @@ def answer(
         raise errors.NotFoundError(
             f"no route for {event.get('httpMethod')} {event.get('path')}", code="no_route"
         )
-    require_scope(event, Scope.PREDICT)
+    ACCESS.check(event)
     result = route(event, inference or service())
     if isinstance(result, BinaryInferResponse):
         header = orjson.dumps(result.header, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY)
