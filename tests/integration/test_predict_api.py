@@ -40,6 +40,7 @@ from tests.explain_support import with_explainer
 from tests.registry_support import publish
 from tests.triton_support import Tensor, binary_answer, binary_request, infer_event, recorded_requests
 from tests.unit.fakes_predict import classifier, row, version_of
+from tests.unit.test_predict_service import harness
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CONTEXT = LambdaContext(
@@ -493,9 +494,10 @@ def test_v2_routes_need_the_predict_scope(world: World) -> None:
     ],
 )
 def test_predict_reads_json_only_and_any_other_media_type_is_a_415_naming_the_header(
-    world: World, headers: dict[str, str], status: int, named: str | None
+    headers: dict[str, str], status: int, named: str | None
 ) -> None:
-    # Given: the same JSON body under different declared media types
+    # Given: the same JSON body under different declared media types (the service on in-memory fakes:
+    # the media type is the handler's business)
     event = load_event(
         "predict_request",
         pathParameters={"name": "churn"},
@@ -504,7 +506,7 @@ def test_predict_reads_json_only_and_any_other_media_type_is_a_415_naming_the_he
         body=json.dumps({"instances": [row([0, 0, 0, 0])]}),
     )
     # When
-    response = predict_app.handler(event, CONTEXT, world.service())
+    response = predict_app.handler(event, CONTEXT, harness().service)
     # Then
     body = json.loads(response["body"])
     assert response["statusCode"] == status, body
@@ -553,13 +555,13 @@ def test_v2_binary_request_from_a_caller_that_does_not_accept_bytes_is_answered_
     ],
 )
 def test_v2_binary_data_that_api_gateway_passed_as_text_is_a_415(
-    world: World, content_type: str | None, status: int, code: str, capsys: pytest.CaptureFixture[str]
+    content_type: str | None, status: int, code: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given: tritonclient's binary body as sent (no Content-Type), which API Gateway hands over as text
     _, headers, body = next(iter(recorded_requests().values()))
     event = infer_event(body, int(headers["Inference-Header-Content-Length"]), content_type=content_type)
     # When
-    response = predict_app.handler(event, CONTEXT, world.service())
+    response = predict_app.handler(event, CONTEXT, harness().service)
     # Then
     answer = json.loads(response["body"])
     assert (response["statusCode"], answer["code"]) == (status, code)
