@@ -30,6 +30,8 @@ from mlambda_local.cloud.template import load_yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = REPO_ROOT / "functions" / "console" / "openapi.json"
 REF = "#/components/schemas/{model}"
+MEDIA_CHECKED = "x-media-type-checked"
+"""Marks, while the document is built, the operations that answer 415 for a body they cannot read."""
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -81,6 +83,14 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
             "code": "body_too_large",
             "message": "request body is 7340032 bytes, over the 6291456-byte limit",
             "details": {"bytes": 7340032, "limit": 6291456},
+        },
+    ),
+    415: (
+        "The body's `Content-Type` (or `Content-Encoding`) is not one the route reads",
+        {
+            "code": "unsupported_media_type",
+            "message": "Content-Type: text/plain is not accepted here; send application/json",
+            "details": [{"field": "Content-Type", "message": "accepted: application/json"}],
         },
     ),
     422: (
@@ -285,6 +295,13 @@ def _predict_paths(components: dict[str, Any]) -> dict[str, dict[str, Any]]:
         operation["description"] += f"\n\n{predict.ACCESS.sentence}"
         if body is not None:
             operation["requestBody"] = {"required": True, "content": _json(body)}
+            operation[MEDIA_CHECKED] = True
+        if path.endswith("/infer"):
+            operation["requestBody"]["content"]["application/octet-stream"] = {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "The binary tensor data extension: the JSON request of "
+                "`Inference-Header-Content-Length` bytes, then each binary input's bytes",
+            }
         paths.setdefault(path, {})[method.lower()] = operation
     return paths
 
@@ -332,6 +349,8 @@ def _document(operation: dict[str, Any], doc: RouteDoc, components: dict[str, An
 def _errors_for(method: str, operation: dict[str, Any], public: bool) -> list[int]:
     """The error statuses an operation can answer."""
     statuses = [400, 404]
+    if operation.pop(MEDIA_CHECKED, False):  # predict's body routes check the media type
+        statuses.append(415)
     if not public:
         statuses += [401, 429]
         if operation.get(SCOPE_EXTENSION):

@@ -57,6 +57,13 @@ class PayloadTooLargeError(InvalidInputError):
     default_code = "payload_too_large"
 
 
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A body in a media type (or content encoding) the route cannot read (415)."""
+
+    status = 415
+    default_code = "unsupported_media_type"
+
+
 class PreconditionRequiredError(InvalidInputError):
     """A write that must name the state it read (``If-Match``) did not (428)."""
 

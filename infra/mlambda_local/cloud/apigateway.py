@@ -5,6 +5,11 @@ the AWS::ApiGateway::RestApi, so what is tested locally is what is deployed. A r
 through what API Gateway does, in its order: body cap (413), route match (unknown route:
 MISSING_AUTHENTICATION_TOKEN), authorizer (401 / 403, with results cached by identity for the
 authorizer's TTL), then the function with a version 1.0 proxy event; a function error is a 502.
+Bodies follow the API's binary media types as API Gateway applies them: a request body whose
+``Content-Type`` matches one reaches the function base64-encoded, any other as UTF-8 text (bytes
+that are not UTF-8 do not survive); a base64 answer (``isBase64Encoded``) is decoded only for a
+request whose first ``Accept`` type matches one (no ``Accept``: only ``*/*`` does), else the
+caller gets the base64 text.
 """
 
 from __future__ import annotations
@@ -388,7 +393,7 @@ class RestApi:
             result = route.function.invoke(event)
         except FunctionInvocationError:
             return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", request_id)
-        return self.proxy_response(route, result, request_id)
+        return self.proxy_response(route, result, request_id, accept=request.header("Accept"))
 
     def metered(self, context: dict[str, Any], usage_key: str | None, request_id: str) -> HttpResponse | None:
         """The usage plan's answer when the key is over it (429 with Retry-After), else None.
@@ -416,16 +421,12 @@ class RestApi:
     def method_arn(self, method: str, path: str) -> str:
         return f"arn:aws:execute-api:{self.region}:{self.account_id}:{self.api_id}/{self.stage}/{method}/{path.lstrip('/')}"
 
-    def _is_binary(self, content_type: str | None, body: bytes) -> bool:
-        if content_type:
-            media = content_type.split(";", 1)[0].strip().lower()
-            if any(fnmatch.fnmatch(media, pattern.lower()) for pattern in self.binary_media_types):
-                return True
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            return True
-        return False
+    def _is_binary(self, media_type: str | None) -> bool:
+        """Whether a request's ``Content-Type`` (or first ``Accept`` type) is one of the API's binary media types."""
+        media = (media_type or "").split(",", 1)[0].split(";", 1)[0].strip().lower()
+        if not media:
+            return "*/*" in self.binary_media_types
+        return any(fnmatch.fnmatch(media, pattern.lower()) for pattern in self.binary_media_types)
 
     def proxy_event(
         self, request: HttpRequest, path: str, route: Route, path_parameters: dict[str, str], request_id: str
@@ -447,10 +448,12 @@ class RestApi:
         for key, value in pairs:
             single_query[key] = value
             multi_query.setdefault(key, []).append(value)
-        binary = bool(request.body) and self._is_binary(request.header("Content-Type"), request.body)
+        binary = bool(request.body) and self._is_binary(request.header("Content-Type") or "application/json")
         body: str | None = None
         if request.body:
-            body = base64.b64encode(request.body).decode() if binary else request.body.decode("utf-8")
+            body = (
+                base64.b64encode(request.body).decode() if binary else request.body.decode("utf-8", "replace")
+            )
         now = datetime.now(UTC)
         path = unquote(path)
         return {
@@ -497,15 +500,22 @@ class RestApi:
             "isBase64Encoded": binary,
         }
 
-    def proxy_response(self, route: Route, result: Any, request_id: str) -> HttpResponse:
-        """Turn a Lambda proxy result into the HTTP response; a malformed one is a 502, as on AWS."""
+    def proxy_response(
+        self, route: Route, result: Any, request_id: str, *, accept: str | None = None
+    ) -> HttpResponse:
+        """Turn a Lambda proxy result into the HTTP response; a malformed one is a 502, as on AWS.
+
+        A base64 body is decoded when the request's first ``Accept`` type is a binary media type
+        (``accept``), else passed on as its base64 text, as API Gateway does.
+        """
         if not isinstance(result, dict) or "statusCode" not in result:
             logger.error("%s %s: malformed Lambda proxy response %r", route.method, route.resource, result)
             return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", request_id)
         try:
             status = int(result["statusCode"])
             raw_body = result.get("body") or ""
-            body = base64.b64decode(raw_body) if result.get("isBase64Encoded") else str(raw_body).encode()
+            decode = bool(result.get("isBase64Encoded")) and self._is_binary(accept)
+            body = base64.b64decode(raw_body) if decode else str(raw_body).encode()
         except (TypeError, ValueError) as exc:
             logger.error("%s %s: malformed Lambda proxy response: %s", route.method, route.resource, exc)
             return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", request_id)

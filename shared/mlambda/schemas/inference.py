@@ -32,12 +32,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from mlambda.errors import UnprocessableError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class ExplainOptions(BaseModel):
@@ -104,15 +107,16 @@ class RequestTable:
     """A request's rows as the client sent them, before any model is known.
 
     ``field`` is the request field they came in (error messages name it). Either ``records``
-    (one mapping per row) or ``values`` (one sequence per row) is set; ``names`` are the
-    columns of ``values``, or None when the rows are in the model's feature order.
+    (one mapping per row) or ``values`` (one sequence per row, or a numeric ``[rows, columns]``
+    array decoded from tensors) is set; ``names`` are the columns of ``values``, or None when
+    the rows are in the model's feature order.
     """
 
     field: str
     format: str
     records: list[dict[str, Any]] | None = None
     names: list[str] | None = None
-    values: Sequence[Sequence[Any]] | None = None
+    values: Sequence[Sequence[Any]] | np.ndarray | None = None
     name_fields: list[str] | None = None
     """Where each of ``names`` came from (``dataframe_split.columns[2]``, ``inputs[1].name``), for errors."""
     tensor_name: str | None = None
@@ -123,15 +127,28 @@ class RequestTable:
     """Every value is already known to be an int or a float (tensors validated against their datatype)."""
 
     def __len__(self) -> int:
-        return len(self.records if self.records is not None else self.values or ())
+        if self.records is not None:
+            return len(self.records)
+        return 0 if self.values is None else len(self.values)
+
+    def value_rows(self) -> Sequence[Sequence[Any]]:
+        """``values`` as rows of Python values (an array's one ``tolist()``; numpy is not imported here)."""
+        if self.values is None:
+            return []
+        tolist = getattr(self.values, "tolist", None)
+        if tolist is not None:
+            listed: Sequence[Sequence[Any]] = tolist()
+            return listed
+        return self.values  # type: ignore[return-value]  # not an array: the rows themselves
 
     def as_records(self, feature_names: Sequence[str]) -> list[dict[str, Any]]:
         """One mapping per row (positional rows named after ``feature_names``)."""
         if self.records is not None:
             return self.records
         names = self.names if self.names is not None else list(feature_names)
+        rows = self.value_rows()
         if self.names is None:
-            for index, values in enumerate(self.values or ()):
+            for index, values in enumerate(rows):
                 if len(values) != len(names):
                     raise UnprocessableError(
                         f"{self.field}[{index}] has {len(values)} values; the model takes {len(names)} "
@@ -139,7 +156,7 @@ class RequestTable:
                         code="invalid_features",
                         details=[{"row": index, "field": self.field, "message": "wrong number of values"}],
                     )
-        return [dict(zip(names, values, strict=True)) for values in self.values or ()]
+        return [dict(zip(names, values, strict=True)) for values in rows]
 
 
 class PredictRequest(BaseModel):

@@ -299,33 +299,36 @@ class PreparedVersion:
 
         For numeric tensor models whose block names exactly the model's features (in any order,
         or none: the model's order): every value an int or float (bools and strings refused),
-        finite, integers where the schema says int. None sends the rows down the per-row path,
-        which names each problem under the request's field.
+        finite, integers where the schema says int. A block already decoded to a numeric array
+        (binary tensors, JSON tensors) is used as it is. None sends the rows down the per-row
+        path, which names each problem under the request's field.
         """
         values = table.values
-        if not self.vectorised or values is None or not values:
+        if not self.vectorised or values is None or not len(values):
             return None
         names = table.names
         width = len(self.names)
         if names is not None and (len(names) != width or frozenset(names) != self.name_set):
             return None
-        try:
-            # pydantic's strict float check in Rust: ints and floats only (bools, strings, None
-            # refused), half the cost of checking types in Python, one pass over 20,000 values.
-            numbers = values if table.numbers_checked else _NUMERIC_ROWS.validate_python(values)
-            matrix = np.array(numbers, dtype=np.float64)
-        except (ValidationError, ValueError, OverflowError):  # not numbers, or ragged rows
+        matrix: np.ndarray | None
+        if isinstance(values, np.ndarray):
+            if values.ndim != 2 or values.shape[1] != width or values.dtype.kind not in "fiu":
+                return None
+            matrix = values
+        else:
+            matrix = _numeric_matrix(values, width, checked=table.numbers_checked)
+        if matrix is None:
             return None
-        if matrix.ndim != 2 or matrix.shape[1] != width or not np.isfinite(matrix).all():
+        if matrix.dtype.kind == "f" and not np.isfinite(matrix).all():
             return None
         if names is not None and list(names) != self.names:
             position = {name: i for i, name in enumerate(names)}
             matrix = matrix[:, [position[name] for name in self.names]]
-        if self._int_columns:
+        if self._int_columns and matrix.dtype.kind == "f":
             ints = matrix[:, self._int_columns]
             if not np.array_equal(ints, np.floor(ints)):
                 return None
-        return matrix if self.dtype is np.float64 else matrix.astype(self.dtype)
+        return matrix.astype(self.dtype, copy=False)
 
     def matrix_feed(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
         """The ONNX feed of a matrix ``block_matrix`` made."""
@@ -359,8 +362,27 @@ class PreparedVersion:
 
 
 _NUMBER_TYPES = frozenset((float, int))
-_NUMERIC_ROWS: TypeAdapter[list[list[float]]] = TypeAdapter(list[list[Annotated[float, Strict()]]])
-"""Rows of JSON numbers: Python ints and floats, never bools or numeric strings."""
+_NUMBERS: TypeAdapter[list[float]] = TypeAdapter(list[Annotated[float, Strict()]])
+"""JSON numbers: Python ints and floats, never bools or numeric strings."""
+
+
+def _numeric_matrix(rows: Sequence[Sequence[Any]], width: int, *, checked: bool) -> np.ndarray | None:
+    """Rows of ``width`` JSON numbers as a float64 matrix, or None (ragged rows, a value not a number).
+
+    Flattened first: pydantic's strict check (in Rust) and numpy's conversion both take a flat
+    list in half the time they take rows (1,000 x 20: 1.5 ms of CPU against 3.0); ``np.fromiter``
+    converts it a tenth faster than ``np.array``. What is left is CPython's unboxing of each float
+    (~40 ns a value), the floor of JSON numbers.
+    """
+    if set(map(len, rows)) != {width}:
+        return None
+    flat = list(chain.from_iterable(rows))
+    try:
+        if not checked:
+            _NUMBERS.validate_python(flat)
+        return np.fromiter(flat, dtype=np.float64, count=len(flat)).reshape(len(rows), width)
+    except (ValidationError, ValueError, OverflowError, TypeError):  # not numbers
+        return None
 
 
 def _now() -> str:
@@ -382,7 +404,10 @@ def _sticky_rows(router: Router, table: RequestTable) -> list[dict[str, Any]]:
             code="sticky_key_unavailable",
             details={"field": table.field, "sticky_key": key},
         )
-    return [dict(zip(table.names, (table.values or [()])[0], strict=False))]
+    first: Any = table.values[0] if table.values is not None and len(table.values) else ()
+    if isinstance(first, np.ndarray):
+        first = first.tolist()
+    return [dict(zip(table.names, first, strict=False))]
 
 
 def check_table(table: RequestTable, schema: FeatureSchema) -> None:
@@ -405,7 +430,7 @@ def check_table(table: RequestTable, schema: FeatureSchema) -> None:
                     {"field": f"{table.field}[0].name", "message": f"unknown input '{table.tensor_name}'"}
                 ],
             )
-        if table.tensor_name is not None and table.values and len(table.values[0]) != len(schema.names):
+        if table.tensor_name is not None and len(table.values) and len(table.values[0]) != len(schema.names):
             raise UnprocessableError(
                 f"{table.field}[0].shape: [rows, {len(table.values[0])}], and the model takes "
                 f"{len(schema.names)} features: {', '.join(schema.names[:20])}",
