@@ -28,6 +28,7 @@ from mlambda.auth import require_any_scope, require_scope
 from mlambda.config import EvaluationsSettings
 from mlambda.errors import InvalidInputError, NotFoundError
 from mlambda.observability import logger
+from mlambda.schemas.bounds import MAX_PAGE_TOKEN
 from mlambda.schemas.evaluations import (
     MAX_PAGE,
     CancelRequest,
@@ -52,7 +53,7 @@ app = APIGatewayRestResolver(enable_validation=True)
 errors.install(app)
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Token = Annotated[str | None, Query(max_length=2048)]
+Token = Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)]
 EVALUATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 

@@ -38,6 +38,7 @@ from mlambda.services.registry.service import EVENT_SOURCE, RegistryService
 from mlambda_local.client import ApiError
 from mlambda_local.cloud.sqs import sqs_record
 from mlambda_local.commands import models as models_commands
+from tests.conftest import forged_token as forged
 from tests.conftest import load_event
 from tests.onnx_exploits import PLACES, sparse_initializer_values
 from tests.unit.fakes_registry import (
@@ -327,6 +328,57 @@ def test_bad_listing_parameters_are_400(api: Api, query: dict[str, str], code: s
     status, error = api.call("GET", "/models", query=query)
     assert status == 400
     assert error["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("path", "token"),
+    [
+        ("/models", forged({"gsi1pk": "models"})),
+        ("/models", forged({"gsi1pk": "models", "gsi1sk": "b", "pk": "model#b", "sk": "meta"})),
+        ("/models/a-model/versions", forged({"pk": "model#a-model"})),
+        ("/models/a-model/versions", forged({"pk": "model#a-model", "sk": "version#0000000002"})),
+        ("/models/a-model/history", forged({"pk": "model#a-model", "sk": "history#9"})),
+        ("/models/a-model/history", "x" * 300),
+        ("/models", "a.b"),
+    ],
+    ids=[
+        "missing-keys",
+        "well-formed-key",
+        "versions-missing-sk",
+        "versions-key",
+        "history-key",
+        "junk",
+        "dots",
+    ],
+)
+def test_forged_page_tokens_are_400_invalid_token(api: Api, path: str, token: str) -> None:
+    # Given two models, a-model with two versions' worth of history
+    for name in ("a-model", "b-model"):
+        api.ok("POST", "/models", {"name": name})
+    # When
+    status, error = api.call("GET", path, query={"next_token": token, "limit": "1"})
+    # Then
+    assert (status, error["code"]) == (400, "invalid_token")
+    assert "next_token" in error["message"]
+
+
+def test_a_page_token_continues_only_the_listing_that_issued_it(api: Api) -> None:
+    # Given three models of two owners, and a first page of ann's
+    for name, owner in (("a-model", "ann"), ("b-model", "bob"), ("c-model", "ann")):
+        api.ok("POST", "/models", {"name": name, "owner": owner})
+    first = api.ok("GET", "/models", query={"limit": "1", "owner": "ann"})
+    token = first["next_token"]
+    body, mac = token.split(".")
+    tampered = f"{body[:-2]}{'AA' if body[-2:] != 'AA' else 'BB'}.{mac}"
+    # When
+    same = api.call("GET", "/models", query={"limit": "1", "owner": "ann", "next_token": token})
+    other_filter = api.call("GET", "/models", query={"limit": "1", "owner": "bob", "next_token": token})
+    other_listing = api.call("GET", "/models/a-model/versions", query={"next_token": token})
+    changed = api.call("GET", "/models", query={"limit": "1", "owner": "ann", "next_token": tampered})
+    # Then
+    assert same[0] == 200
+    assert [m["name"] for m in same[1]["models"]] == ["c-model"]
+    assert [(s, e["code"]) for s, e in (other_filter, other_listing, changed)] == [(400, "invalid_token")] * 3
 
 
 def test_reads_need_registry_read_and_writes_registry_write(api: Api) -> None:
