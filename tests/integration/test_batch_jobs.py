@@ -249,6 +249,7 @@ def test_the_job_api_submits_lists_and_guards_jobs(stack: Stack, batch: dict[str
     assert api(stack, "POST", "/jobs", {"key": "input/churn/missing.csv"})[0] == 404
     assert api(stack, "POST", "/jobs", {"key": "output/x/y.csv"})[1]["code"] == "key_outside_input"
     assert api(stack, "POST", "/jobs", {"key": "input/churn/x.csv", "bogus": 1})[0] == 422
+    assert api(stack, "POST", "/jobs", {"key": "input/churn/x.csv", "passthrough": ["c" * 300]})[0] == 422
     assert api(stack, "GET", "/jobs")[0] == 422
     assert api(stack, "GET", f"/jobs/{created['job']['job_id']}", scopes="ingest")[0] == 403
     # and forged page tokens: a key a client made up, one of another model's listing

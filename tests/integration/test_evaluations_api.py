@@ -201,6 +201,31 @@ def test_bad_requests_get_precise_errors(stack: Stack, churn: dict[str, Any]) ->
         (
             {
                 "version": 1,
+                "source": {
+                    "type": "rows",
+                    "rows": [{**inline_rows(1)[0], **{f"note{i}": "x" * 1000 for i in range(100)}}],
+                },
+            },
+            422,
+            "validation_error",
+        ),
+        (
+            {
+                "version": 1,
+                "source": {"type": "rows", "rows": [{**inline_rows(1)[0], "note": {"deep": [1]}}]},
+            },
+            422,
+            "validation_error",
+        ),
+        (
+            {"version": 1, "source": {"type": "rows", "rows": [{**inline_rows(1)[0], "note": "x" * 5000}]}},
+            422,
+            "validation_error",
+        ),
+        ({"version": 10**40, "source": {"type": "rows", "rows": inline_rows(1)}}, 422, "validation_error"),
+        (
+            {
+                "version": 1,
                 "source": {"type": "traffic", "start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z"},
             },
             422,

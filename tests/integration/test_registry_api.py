@@ -1045,6 +1045,115 @@ def test_invalid_endpoint_configs_are_refused(
     assert with_versions.call("GET", "/models/cancer/endpoint")[1]["code"] == "no_endpoint_config"
 
 
+def nested(depth: int) -> dict[str, Any]:
+    """``{"a": {"a": ... {"a": 1}}}``, ``depth`` objects deep."""
+    document: dict[str, Any] = {"a": 1}
+    for _ in range(depth - 1):
+        document = {"a": document}
+    return document
+
+
+VARIANTS = '"variants": [{"name": "a", "target": "v1", "weight": 100}]'
+
+
+@pytest.mark.parametrize(
+    ("method", "raw", "field"),
+    [
+        ("PUT", f'{{{VARIANTS}, "rules": {{"fallback": {{"response": {{"label": 1e999}}}}}}}}', "response"),
+        ("PUT", f'{{{VARIANTS}, "rules": {{"fallback": {{"response": {{"p": NaN}}}}}}}}', "response"),
+        (
+            "PUT",
+            f'{{{VARIANTS}, "rules": {{"fallback": {{"response": {json.dumps(nested(40))}}}}}}}',
+            "response",
+        ),
+        (
+            "PUT",
+            f'{{{VARIANTS}, "rules": {{"exclude_recently_seen": {{"item_field": "{"x" * 500_000}", "hours": 1}}}}}}',
+            "item_field",
+        ),
+        (
+            "PUT",
+            f'{{{VARIANTS}, "rules": {{"decision": {{"thresholds": [{{"min_score": Infinity, "decision": "a"}}]}}}}}}',
+            "min_score",
+        ),
+        (
+            "PUT",
+            f'{{{VARIANTS}, "rules": {{"enrich_items": {{"item_field": "i", "attributes": ["{"a" * 200}"]}}}}}}',
+            "attributes",
+        ),
+        ("PUT", f'{{{VARIANTS}, "sticky_key": "{"k" * 100}"}}', "sticky_key"),
+        ("PATCH", f'{{"rules": {json.dumps(nested(40))}}}', "rules"),
+        ("PATCH", '{"rules": {"fallback": {"response": {"label": -1e999}}}}', "rules"),
+    ],
+    ids=[
+        "inf",
+        "nan",
+        "nested-40",
+        "item-field-500k",
+        "inf-threshold",
+        "long-attribute",
+        "sticky-key",
+        "patch-nested",
+        "patch-inf",
+    ],
+)
+def test_endpoint_configs_beyond_their_bounds_are_422_naming_the_field(
+    api: Api, method: str, raw: str, field: str
+) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "bounded"})
+    # When
+    status, error = api.call(method, "/models/bounded/endpoint", raw_body=raw)
+    # Then nothing was stored, and the answer names the field
+    assert (status, error["code"]) == (422, "validation_error"), error
+    assert field in error["details"][0]["field"]
+    assert api.call("GET", "/models/bounded/endpoint")[1]["code"] == "no_endpoint_config"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"upload_key": "k", "metrics": {"auc": NaN}}', "metrics"),
+        ('{"upload_key": "k", "metrics": {"auc": 1e999}}', "metrics"),
+        (f'{{"upload_key": "k", "params": {json.dumps(nested(40))}}}', "params"),
+        ('{"upload_key": "k", "params": {"seed": 1e300}}', "params"),
+        (f'{{"upload_key": "k", "smoke_inputs": [{{"f0": "{"x" * 5000}"}}]}}', "smoke_inputs"),
+        (f'{{"upload_key": "k", "feature_names": ["{"f" * 200}"]}}', "feature_names"),
+        (f'{{"upload_key": "k", "metrics": {json.dumps({f"m{i}": 1 for i in range(101)})}}}', "metrics"),
+    ],
+    ids=[
+        "nan-metric",
+        "inf-metric",
+        "nested-params",
+        "huge-param",
+        "long-smoke-value",
+        "long-name",
+        "many-metrics",
+    ],
+)
+def test_version_registrations_beyond_their_bounds_are_422_naming_the_field(
+    api: Api, raw: str, field: str
+) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "bounded"})
+    # When
+    status, error = api.call("POST", "/models/bounded/versions", raw_body=raw)
+    # Then
+    assert (status, error["code"]) == (422, "validation_error"), error
+    assert field in error["details"][0]["field"]
+
+
+def test_version_numbers_are_bounded_in_bodies_and_paths(api: Api) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "bounded"})
+    # When
+    moved = api.call("PUT", "/models/bounded/aliases/production", {"version": 10**40})
+    read = api.call("GET", f"/models/bounded/versions/{'9' * 40}")
+    # Then
+    assert (moved[0], moved[1]["code"]) == (422, "validation_error")
+    assert read[0] in (400, 404)
+
+
 def test_endpoint_changes_are_read_modify_write_with_etags(with_versions: Api) -> None:
     # Given an endpoint with serving rules and a cache
     api = with_versions

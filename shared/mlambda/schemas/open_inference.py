@@ -17,12 +17,13 @@ request picks among them. Errors are mlambda's ``{code, message, details}`` plus
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
-from mlambda.schemas.inference import ExplainOptions
+from mlambda.schemas.bounds import JsonObject
+from mlambda.schemas.inference import MAX_ROWS, ExplainOptions
 
 Datatype = Literal[
     "BOOL",
@@ -59,6 +60,8 @@ DATATYPE_OF_TENSOR = {
     "bool": "BOOL",
 }
 OUTPUT_NAMES = ("label", "probabilities", "value", "attributions", "baseline", "explained_value")
+MAX_DIMENSION = 1_000_000
+"""A tensor dimension at most (rows are capped at ``MAX_ROWS`` by the service, features by the model)."""
 
 
 class InferInput(BaseModel):
@@ -67,10 +70,10 @@ class InferInput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=256)
-    shape: list[int] = Field(min_length=1, max_length=2)
+    shape: list[Annotated[int, Field(le=MAX_DIMENSION)]] = Field(min_length=1, max_length=2)
     datatype: Datatype
-    parameters: dict[str, Any] | None = None
-    data: list[Any]
+    parameters: JsonObject | None = None
+    data: list[Any] = Field(max_length=MAX_ROWS * 10_000)
 
     @model_validator(mode="after")
     def _shape(self) -> InferInput:
@@ -85,7 +88,7 @@ class RequestedOutput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Literal["label", "probabilities", "value", "attributions", "baseline", "explained_value"]
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
 
 
 class InferParameters(BaseModel):
@@ -104,7 +107,7 @@ class InferRequest(BaseModel):
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,128}$")
     parameters: InferParameters = Field(default_factory=InferParameters)
     inputs: list[InferInput] = Field(min_length=1, max_length=10_000)
-    outputs: list[RequestedOutput] | None = None
+    outputs: list[RequestedOutput] | None = Field(None, max_length=len(OUTPUT_NAMES))
 
     @model_validator(mode="after")
     def _distinct(self) -> InferRequest:

@@ -74,6 +74,8 @@ from mlambda.services.inference.prediction_cache import PredictionCache, cache_k
 from mlambda.services.inference.prediction_log import InputBlock, LoggedRequest, PredictionLog, Scored
 from mlambda.services.inference.routing import Router
 from mlambda.services.inference.scoring import (
+    INPUT_LIMITS,
+    INT64_LIMIT,
     MAX_REPORTED_PROBLEMS,
     NUMPY_TYPES,
     PredictionColumns,
@@ -275,6 +277,10 @@ class PreparedVersion:
         self._int_columns = [i for i, spec in enumerate(schema.features) if spec.dtype == "int"]
         self._input = schema.tensor_input or "input"
         self.dtype = NUMPY_TYPES[schema.tensor_dtype or "float32"]
+        # The fast paths take values below this in magnitude: what the input type holds, and for
+        # Python ints what int64 arrays and the prediction log hold. Anything else goes the exact
+        # way, ``validate_rows``, which names it.
+        self._bound = min(INPUT_LIMITS.get(schema.tensor_dtype or "float32", math.inf), INT64_LIMIT)
         if signature.task == "classification":
             self.outputs = [signature.label_output or "", signature.probability_output or ""]
         else:
@@ -316,7 +322,7 @@ class PreparedVersion:
             matrix = np.array(numbers, dtype=np.float64)
         except (ValidationError, ValueError, OverflowError):  # not numbers, or ragged rows
             return None
-        if matrix.ndim != 2 or matrix.shape[1] != width or not np.isfinite(matrix).all():
+        if matrix.ndim != 2 or matrix.shape[1] != width:
             return None
         if names is not None and list(names) != self.names:
             position = {name: i for i, name in enumerate(names)}
@@ -325,7 +331,16 @@ class PreparedVersion:
             ints = matrix[:, self._int_columns]
             if not np.array_equal(ints, np.floor(ints)):
                 return None
-        return matrix if self.dtype is np.float64 else matrix.astype(self.dtype)
+        if self.dtype is np.float64:
+            return matrix if np.isfinite(matrix).all() else None
+        if self.dtype is np.float32:
+            # One finiteness check, after the cast: NaN and infinity stay so, and a value beyond
+            # float32's range becomes infinity there.
+            narrowed = matrix.astype(np.float32)
+            return narrowed if np.isfinite(narrowed).all() else None
+        if not np.isfinite(matrix).all() or float(np.abs(matrix).max(initial=0.0)) >= self._bound:
+            return None
+        return matrix.astype(self.dtype)
 
     def matrix_feed(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
         """The ONNX feed of a matrix ``block_matrix`` made."""
@@ -341,15 +356,19 @@ class PreparedVersion:
             values = list(chain.from_iterable(map(self._getter, rows)))
         if not _NUMBER_TYPES.issuperset(map(type, values)):
             return None
+        bound = self._bound
         try:
             matrix = np.array(values, dtype=np.float64).reshape(len(rows), len(self.names))
-            # A non-finite value makes the sum non-finite; summing in Python beats a numpy
-            # call for the one-row requests that dominate (an overflowing sum of finite
-            # values only sends the request down the slower, exact path).
-            finite = math.isfinite(sum(values)) if len(values) <= 1024 else bool(np.isfinite(matrix).all())
+            # Python's min, max and sum beat numpy calls for the one-row requests that dominate:
+            # every value within the bound (NaN fails the comparisons), and a non-finite value
+            # makes the sum non-finite.
+            if len(values) <= 1024:
+                usable = -bound < min(values) and max(values) < bound and math.isfinite(sum(values))
+            else:
+                usable = bool(np.isfinite(matrix).all()) and float(np.abs(matrix).max()) < bound
         except OverflowError:
             return None
-        if not finite:
+        if not usable:
             return None
         if self._int_columns:
             ints = matrix[:, self._int_columns]
