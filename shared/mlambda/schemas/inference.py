@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from mlambda.errors import UnprocessableError
+from mlambda.schemas.bounds import Int64
 
 
 class ExplainOptions(BaseModel):
@@ -48,7 +49,7 @@ class ExplainOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    class_label: int | str | None = Field(
+    class_label: Int64 | str | None = Field(
         None,
         alias="class",
         description="classifiers: the class whose output is explained (default: the predicted class)",

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from mlambda.errors import UnauthorizedError
+from mlambda.errors import NotFoundError, UnauthorizedError
 from mlambda.ports import ApiKeyStore
 from mlambda.schemas.keys import ApiKeyRecord, ApiKeyView, CreatedKey, Principal, Scope
 
 KEY_PREFIX = "mlk"
 MAX_PRESENTED_KEY_LENGTH = 128
+KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a key id can be (``create`` makes 12 hex digits)."""
 
 
 def _hash(secret: str) -> str:
@@ -72,5 +75,7 @@ class ApiKeyService:
         return sorted(views, key=lambda view: view.created_at, reverse=True)
 
     def revoke(self, key_id: str) -> ApiKeyView:
-        """Revoke a key for good (idempotent)."""
+        """Revoke a key for good (idempotent); an id no key can have is not found without a lookup."""
+        if KEY_ID.fullmatch(key_id) is None:
+            raise NotFoundError(f"no key {key_id[:64]!r}", code="key_not_found")
         return ApiKeyView.of(self._store.revoke(key_id, self._clock()))
