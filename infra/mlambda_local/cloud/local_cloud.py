@@ -76,6 +76,7 @@ from mlambda_local.cloud.schedule import (
 from mlambda_local.cloud.server import CONTROL_PREFIX, LocalHttpServer
 from mlambda_local.cloud.sqs import QueuePoller, S3NotificationPoller, SqsEventSourcePoller, SqsMapping
 from mlambda_local.cloud.template import DEFAULT_REGION, IntrinsicResolver, Template, load_template
+from mlambda_local.private_files import private_directory
 
 logger = logging.getLogger("mlambda.local")
 
@@ -239,7 +240,7 @@ class LocalCloud:
         return self
 
     def _start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.data_dir)
         template = load_template(
             self.template_path,
             stack_name=self.stack_name,
@@ -755,14 +756,10 @@ class LocalCloud:
     def _control(self, request: HttpRequest) -> HttpResponse:
         """``/_mlambda/{status,trigger/<name>,invoke/<function>}``: loopback and token only."""
         if request.source_ip not in _LOOPBACK:
-            return HttpResponse.json(
-                403, {"code": "forbidden", "message": "the control API is loopback only"}
-            )
+            return HttpResponse.error(403, "forbidden", "the control API is loopback only")
         token = request.header(CONTROL_HEADER) or ""
         if not hmac.compare_digest(token.encode(), self._token.encode()):
-            return HttpResponse.json(
-                401, {"code": "unauthorized", "message": f"missing or wrong {CONTROL_HEADER}"}
-            )
+            return HttpResponse.error(401, "unauthorized", f"missing or wrong {CONTROL_HEADER}")
         parts = [
             unquote(part) for part in urlsplit(request.target).path[len(CONTROL_PREFIX) :].split("/") if part
         ]
@@ -775,16 +772,12 @@ class LocalCloud:
                 event = json.loads(request.body) if request.body.strip() else {}
                 return HttpResponse.json(200, {"result": self.invoke(parts[1], event)})
         except UnknownTargetError as exc:
-            return HttpResponse.json(404, {"code": "not_found", "message": str(exc)})
+            return HttpResponse.error(404, "not_found", str(exc))
         except FunctionInvocationError as exc:
-            return HttpResponse.json(502, {"code": "function_error", "message": str(exc)})
+            return HttpResponse.error(502, "function_error", str(exc))
         except json.JSONDecodeError as exc:
-            return HttpResponse.json(
-                400, {"code": "invalid_input", "message": f"the event is not JSON: {exc}"}
-            )
-        return HttpResponse.json(
-            404, {"code": "not_found", "message": f"no control route {request.method} {parts}"}
-        )
+            return HttpResponse.error(400, "invalid_input", f"the event is not JSON: {exc}")
+        return HttpResponse.error(404, "not_found", f"no control route {request.method} {parts}")
 
 
 class _LogEcho:

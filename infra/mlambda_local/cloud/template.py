@@ -26,8 +26,8 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.utils.py27hash_fix import to_py27_compatible_template, undo_mark_unicode_str_in_template
 
-from mlambda_local.cloud.control import write_private_json
 from mlambda_local.cloud.errors import TemplateError
+from mlambda_local.private_files import write_private_json
 
 logger = logging.getLogger("mlambda.local")
 
