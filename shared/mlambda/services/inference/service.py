@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -60,6 +61,7 @@ from mlambda.schemas.inference import (
 )
 from mlambda.schemas.open_inference import ACCEPTED_FOR_FEATURE, DATATYPE_OF_FEATURE
 from mlambda.schemas.registry import (
+    MODEL_NAME_PATTERN,
     PRODUCTION,
     CachePolicy,
     EndpointConfig,
@@ -155,6 +157,21 @@ class Endpoint:
     configured: bool
 
 
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+MAX_CACHED = 10_000
+"""Entries of each of the catalog cache's maps at most: names callers choose cannot grow it without end."""
+
+
+def _bounded(entries: dict[Any, tuple[float, Any]], now: float) -> None:
+    """Make room for one more entry: expired ones go first, and everything when none has expired."""
+    if len(entries) < MAX_CACHED:
+        return
+    for key in [key for key, (until, _) in entries.items() if until <= now]:
+        del entries[key]
+    if len(entries) >= MAX_CACHED:
+        entries.clear()
+
+
 class CatalogCache:
     """The registry's answers kept for ``ttl`` seconds, misses (404s) included."""
 
@@ -168,13 +185,20 @@ class CatalogCache:
         self._versions: dict[tuple[str, str], tuple[float, ModelVersion | NotFoundError]] = {}
 
     def endpoint(self, model: str) -> Endpoint:
-        """The model's endpoint (the implicit ``production`` one when it has no config)."""
+        """The model's endpoint (the implicit ``production`` one when it has no config).
+
+        A name no model can have is a 404 before any lookup (and is never cached): checked on a
+        cache miss only, so a warm request pays nothing for it.
+        """
         now = self._clock()
         cached = self._endpoints.get(model)
         if cached is not None and cached[0] > now:
             return cached[1]
+        if _MODEL_NAME.fullmatch(model) is None:
+            raise NotFoundError(f"no model {model[:64]!r}", code="model_not_found")
         config = self._catalog.endpoint_config(model)
         endpoint = _endpoint(model, config)
+        _bounded(self._endpoints, now)
         self._endpoints[model] = (now + self._ttl, endpoint)
         return endpoint
 
@@ -183,11 +207,14 @@ class CatalogCache:
         now = self._clock()
         cached = self._versions.get((model, ref))
         if cached is None or cached[0] <= now:
+            if _MODEL_NAME.fullmatch(model) is None:
+                raise NotFoundError(f"no model {model[:64]!r}", code="model_not_found")
             try:
                 answer: ModelVersion | NotFoundError = self._catalog.resolve(model, ref)
             except NotFoundError as exc:
                 answer = exc
             cached = (now + self._ttl, answer)
+            _bounded(self._versions, now)
             self._versions[(model, ref)] = cached
         if isinstance(cached[1], NotFoundError):
             raise cached[1]
