@@ -386,11 +386,11 @@ class PreparedVersion:
         bound = self._bound
         try:
             matrix = np.array(values, dtype=np.float64).reshape(len(rows), len(self.names))
-            # Python's min, max and sum beat numpy calls for the one-row requests that dominate:
-            # every value within the bound (NaN fails the comparisons), and a non-finite value
-            # makes the sum non-finite.
+            # One sum of magnitudes in Python beats numpy calls for the one-row requests that
+            # dominate (~0.5 µs more than the plain sum it replaces): below the bound, every value
+            # is; NaN and infinity fail the comparison. A large but valid row only goes the exact way.
             if len(values) <= 1024:
-                usable = -bound < min(values) and max(values) < bound and math.isfinite(sum(values))
+                usable = sum(map(abs, values)) < bound
             else:
                 usable = bool(np.isfinite(matrix).all()) and float(np.abs(matrix).max()) < bound
         except OverflowError:
