@@ -1082,6 +1082,12 @@ VARIANTS = '"variants": [{"name": "a", "target": "v1", "weight": 100}]'
             "attributes",
         ),
         ("PUT", f'{{{VARIANTS}, "sticky_key": "{"k" * 100}"}}', "sticky_key"),
+        (
+            "PUT",
+            f'{{{VARIANTS}, "rules": {{"exclude_recently_seen": {{"item_field": "i", "hours": 1, '
+            f'"interactions": {json.dumps(["view"] * 1000)}}}}}}}',
+            "interactions",
+        ),
         ("PATCH", f'{{"rules": {json.dumps(nested(40))}}}', "rules"),
         ("PATCH", '{"rules": {"fallback": {"response": {"label": -1e999}}}}', "rules"),
     ],

@@ -300,7 +300,9 @@ class ExcludeRecentlySeen(BaseModel):
 
     item_field: Name = Field(description="the instance field holding the item id")
     hours: float = Field(gt=0, le=24 * 30)
-    interactions: list[Interaction] = Field(default_factory=lambda: list(SEEN_INTERACTIONS))
+    interactions: list[Interaction] = Field(
+        default_factory=lambda: list(SEEN_INTERACTIONS), min_length=1, max_length=3
+    )
 
 
 class Threshold(BaseModel):
