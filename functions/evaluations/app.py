@@ -27,6 +27,7 @@ from mlambda.api import RouteDoc, ScopedResolver, needs
 from mlambda.config import EvaluationsSettings
 from mlambda.errors import InvalidInputError, NotFoundError
 from mlambda.observability import logger
+from mlambda.schemas.bounds import MAX_PAGE_TOKEN
 from mlambda.schemas.evaluations import (
     MAX_PAGE,
     CancelRequest,
@@ -53,7 +54,7 @@ READ = needs(Scope.EVALUATE, Scope.REGISTRY_WRITE)
 JUDGE = needs(Scope.EVALUATE)
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Token = Annotated[str | None, Query(max_length=2048)]
+Token = Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)]
 EVALUATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 

@@ -22,11 +22,13 @@ from mlambda.api import RouteDoc, ScopedResolver, needs
 from mlambda.config import IngestSettings
 from mlambda.http import request_body
 from mlambda.observability import logger, metrics
+from mlambda.schemas.bounds import MAX_PAGE_TOKEN
 from mlambda.schemas.events import (
     IDENTIFIER,
     EntityFeatures,
     Event,
     FeatureGroupPage,
+    GroupName,
     IngestResponse,
     ItemsRequest,
     ItemsResponse,
@@ -85,13 +87,15 @@ def post_items(body: Annotated[ItemsRequest, Body()]) -> ItemsResponse:
 @app.delete("/items/<item_id>", INGEST)
 def delete_item(item_id: str) -> dict[str, Any]:
     """Remove an item's metadata."""
+    if re.fullmatch(IDENTIFIER, item_id) is None:
+        raise errors.InvalidInputError(f"item id must match {IDENTIFIER}", code="invalid_item_id")
     return service().delete_item(item_id)
 
 
 @app.get("/entities/<entity_id>/features", INGEST)
 def get_features(
     entity_id: str,
-    group: Annotated[list[str] | None, Query(max_length=100)] = None,
+    group: Annotated[list[GroupName] | None, Query(max_length=100)] = None,
 ) -> EntityFeatures:
     """The entity's live feature groups (``group=`` to pick some) and aggregates."""
     _check_entity(entity_id)
@@ -101,7 +105,7 @@ def get_features(
 @app.get("/feature-groups", INGEST)
 def feature_groups(
     limit: Annotated[int, Query(ge=1, le=MAX_GROUPS_PAGE)] = 100,
-    next_token: Annotated[str | None, Query(max_length=64)] = None,
+    next_token: Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)] = None,
 ) -> FeatureGroupPage:
     """The feature groups the store has been sent (by name), with the feature names seen in each."""
     return service().feature_groups(limit=limit, token=next_token)

@@ -33,6 +33,7 @@ from mlambda.schemas.batch import (
     RetryResult,
     SubmitJobRequest,
 )
+from mlambda.schemas.bounds import MAX_PAGE_TOKEN
 from mlambda.schemas.keys import Scope
 from mlambda.schemas.registry import MODEL_NAME_PATTERN
 from mlambda.services.batch.jobs import JobService
@@ -79,7 +80,7 @@ def get_files(job_id: str) -> JobFiles:
 def list_jobs(
     model: Annotated[str, Query(pattern=MODEL_NAME_PATTERN)],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+    next_token: Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)] = None,
 ) -> JobList:
     """A model's jobs, newest first."""
     return service().list(model, limit=limit, next_token=next_token)

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlambda.api import ScopedResolver, needs
 from mlambda.config import RegistrySettings
 from mlambda.observability import logger
+from mlambda.schemas.bounds import MAX_PAGE_TOKEN
 from mlambda.schemas.keys import Scope
 from mlambda.schemas.registry import ALIAS_PATTERN, Alias, EndpointConfig, PendingVersion, VersionRecord
 from mlambda.schemas.registry_api import (
@@ -40,7 +41,7 @@ READ = needs(Scope.REGISTRY_READ)
 WRITE = needs(Scope.REGISTRY_WRITE)
 
 Limit = Annotated[int, Query(ge=1, le=100)]
-Token = Annotated[str | None, Query(max_length=2048)]
+Token = Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)]
 IfMatch = Annotated[
     str | None,
     Header(alias="if-match", max_length=64, description="the endpoint's revision as read (its ETag)"),

@@ -16,6 +16,7 @@ from mlambda.config import BatchWorkerSettings
 from mlambda.errors import ConflictError
 from mlambda.schemas.batch import Manifest
 from tests.batch_support import pump, register_model
+from tests.conftest import forged_token as forged
 from tests.conftest import load_event
 from tests.integration.conftest import Stack
 from tests.unit.fakes_batch import classifier_model, csv_bytes, make_frame
@@ -248,8 +249,14 @@ def test_the_job_api_submits_lists_and_guards_jobs(stack: Stack, batch: dict[str
     assert api(stack, "POST", "/jobs", {"key": "input/churn/missing.csv"})[0] == 404
     assert api(stack, "POST", "/jobs", {"key": "output/x/y.csv"})[1]["code"] == "key_outside_input"
     assert api(stack, "POST", "/jobs", {"key": "input/churn/x.csv", "bogus": 1})[0] == 422
+    assert api(stack, "POST", "/jobs", {"key": "input/churn/x.csv", "passthrough": ["c" * 300]})[0] == 422
     assert api(stack, "GET", "/jobs")[0] == 422
     assert api(stack, "GET", f"/jobs/{created['job']['job_id']}", scopes="ingest")[0] == 403
+    # and forged page tokens: a key a client made up, one of another model's listing
+    well_formed = {"gsi1pk": "model#churn", "gsi1sk": "2000", "pk": "job#x", "sk": "meta"}
+    for token in (forged(well_formed), forged({"gsi1pk": "model#churn"}), "x" * 100):
+        status, error = api(stack, "GET", "/jobs", model="churn", next_token=token)
+        assert (status, error["code"]) == (400, "invalid_token"), token
 
 
 def test_ranged_reads_are_pinned_to_the_planned_etag(stack: Stack, batch: dict[str, Any]) -> None:

@@ -202,6 +202,16 @@ def test_the_handler_builds_its_service_from_the_environment(world: World) -> No
         (None, '{"instances": [{"f0": NaN, "f1": 1, "f2": 1, "f3": 1}]}', 422, "invalid_features", "f0"),
         (None, '{"instances": [{"f0": 1e999, "f1": 1, "f2": 1, "f3": 1}]}', 422, "invalid_features", "f0"),
         ({"instances": [{**row([0, 0, 0, 0]), "bonus": 1}]}, None, 422, "invalid_features", "bonus"),
+        ({"instances": [{**row([0, 0, 0, 0]), "f1": 1e300}]}, None, 422, "invalid_features", "f1"),
+        ({"instances": [[0.0, 0.0, -1e300, 0.0]]}, None, 422, "invalid_features", "instances[0].f2"),
+        (
+            {"dataframe_split": {"columns": ["f0", "f1", "f2", "f3"], "data": [[0, 0, 0, 1e300]]}},
+            None,
+            422,
+            "invalid_features",
+            "f3",
+        ),
+        ({"inputs": {"f0": [1e300], "f1": [0], "f2": [0], "f3": [0]}}, None, 422, "invalid_features", "f0"),
         ({"instances": [{"f0": "x" * 70_000}]}, None, 413, "body_too_large", None),
     ],
 )
@@ -213,6 +223,30 @@ def test_bad_requests_get_the_right_status_and_name_the_problem(
     assert (got_status, error["code"]) == (status, code), error
     if named:
         assert named in error["message"]
+
+
+def test_an_online_feature_beyond_64_bits_is_a_422_naming_it_not_a_500_in_the_log(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the entity's online features hold a 31-digit integer (an aggregate of huge increments,
+    # written before increments were bounded)
+    DynamoTable("features", world.settings).put(
+        {
+            "pk": "entity#u1",
+            "sk": "fg#profile",
+            "values": {"f0": 10**30},
+            "at": NOW.isoformat(),
+            "at_us": int(NOW.timestamp() * 1_000_000),
+            "event_id": "e1",
+        }
+    )
+    # When
+    status, error = call(world.service(), {"entity_id": "u1", "features": {"f1": 0.5, "f2": 0.5, "f3": 0.5}})
+    # Then
+    assert (status, error["code"]) == (422, "invalid_features")
+    assert error["details"][0]["field"] == "f0"
+    assert "64-bit" in error["message"]
+    assert logged_records(capsys.readouterr().out) == []
 
 
 def test_unknown_model_is_404(world: World) -> None:
@@ -468,6 +502,36 @@ def test_v2_errors_carry_the_protocols_error_and_name_the_field(world: World) ->
         name="churn",
     )
     assert status == 422 and body["code"] == "validation_error" and "inputs" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("tensor", "field"),
+    [
+        # 2**40 x 2**24 overflows numpy's int64 product to 0, which an empty data list matched: the
+        # request then built 2**40 empty rows (the function hung until its timeout)
+        ({"name": "input", "shape": [2**40, 2**24], "datatype": "FP32", "data": []}, "shape"),
+        (
+            {"name": "f0", "shape": [1], "datatype": "FP32", "data": [1.0], "parameters": {"p": 1e300}},
+            "parameters",
+        ),
+    ],
+    ids=["wrapping-shape", "huge-parameter"],
+)
+def test_v2_tensors_beyond_their_bounds_are_422_naming_the_field(
+    world: World, tensor: dict[str, Any], field: str
+) -> None:
+    # When
+    status, body = call_route(
+        world.service(),
+        "POST",
+        "/v2/models/{name}/infer",
+        "/v2/models/churn/infer",
+        {"inputs": [tensor]},
+        name="churn",
+    )
+    # Then
+    assert (status, body["code"]) == (422, "validation_error")
+    assert field in body["details"][0]["field"]
 
 
 def test_v2_routes_need_the_predict_scope(world: World) -> None:

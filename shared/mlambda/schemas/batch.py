@@ -24,6 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mlambda.schemas.bounds import Name
 from mlambda.schemas.registry import ALIAS_PATTERN, MODEL_NAME_PATTERN, PRODUCTION
 
 JobStatus = Literal["planning", "running", "completed", "failed"]
@@ -200,7 +201,7 @@ class SubmitJobRequest(BaseModel):
     )
     alias: str = Field(PRODUCTION, pattern=ALIAS_PATTERN + r"|^v?\d+$", description="alias or version ref")
     chunk_rows: int | None = Field(None, ge=MIN_CHUNK_ROWS, le=MAX_CHUNK_ROWS)
-    passthrough: list[str] | None = Field(
+    passthrough: list[Name] | None = Field(
         None, max_length=100, description="columns copied to the output; default: every non-feature column"
     )
     explain: bool = Field(

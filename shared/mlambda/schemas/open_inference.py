@@ -24,12 +24,13 @@ parameters) or ``binary_data`` (per requested output) asks for outputs the same 
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from typing_extensions import TypedDict
 
-from mlambda.schemas.inference import ExplainOptions
+from mlambda.schemas.bounds import JsonObject
+from mlambda.schemas.inference import MAX_ROWS, ExplainOptions
 
 Datatype = Literal[
     "BOOL",
@@ -84,6 +85,8 @@ BINARY_DTYPES: dict[str, str] = {
 INFERENCE_HEADER = "Inference-Header-Content-Length"
 """The HTTP header giving the JSON header's length in bytes when binary tensor data follows it."""
 BINARY_DATA_SIZE = "binary_data_size"
+MAX_DIMENSION = 1_000_000
+"""A tensor dimension at most (rows are capped at ``MAX_ROWS`` by the service, features by the model)."""
 
 
 class InferInput(BaseModel):
@@ -96,10 +99,10 @@ class InferInput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=256)
-    shape: list[int] = Field(min_length=1, max_length=2)
+    shape: list[Annotated[int, Field(le=MAX_DIMENSION)]] = Field(min_length=1, max_length=2)
     datatype: Datatype
-    parameters: dict[str, Any] | None = None
-    data: list[Any] | None = None
+    parameters: JsonObject | None = None
+    data: list[Any] | None = Field(default=None, max_length=MAX_ROWS * 10_000)
 
     @model_validator(mode="after")
     def _shape(self) -> InferInput:
@@ -126,7 +129,7 @@ class RequestedOutput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Literal["label", "probabilities", "value", "attributions", "baseline", "explained_value"]
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
 
     @model_validator(mode="after")
     def _binary_flag(self) -> RequestedOutput:
@@ -159,7 +162,7 @@ class InferRequest(BaseModel):
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,128}$")
     parameters: InferParameters = Field(default_factory=InferParameters)
     inputs: list[InferInput] = Field(min_length=1, max_length=10_000)
-    outputs: list[RequestedOutput] | None = None
+    outputs: list[RequestedOutput] | None = Field(None, max_length=len(OUTPUT_NAMES))
 
     @model_validator(mode="after")
     def _distinct(self) -> InferRequest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ from mlambda.schemas.keys import DEFAULT_PLAN, ApiKeyRecord, ApiKeyView, Created
 
 KEY_PREFIX = "mlk"
 MAX_PRESENTED_KEY_LENGTH = 128
+KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a key id can be (``create`` makes 12 hex digits)."""
 
 
 def _hash(secret: str) -> str:
@@ -27,6 +30,14 @@ def _hash(secret: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _known_id(key_id: str) -> str:
+    """``key_id`` when a key can have it; 404 ``key_not_found`` without a lookup otherwise (DynamoDB
+    refuses partition keys over 2,048 bytes: that would be a 502)."""
+    if KEY_ID.fullmatch(key_id) is None:
+        raise NotFoundError(f"no key {key_id[:64]!r}", code="key_not_found")
+    return key_id
 
 
 class ApiKeyService:
@@ -102,7 +113,7 @@ class ApiKeyService:
     def set_plan(self, key_id: str, plan: str) -> ApiKeyView:
         """Give a key another usage plan (takes effect within the authorizer cache's TTL)."""
         self._check_plan(plan)
-        record = self._store.get(key_id)
+        record = self._store.get(_known_id(key_id))
         if record is None:
             raise NotFoundError(f"key {key_id} not found", code="key_not_found")
         if record.revoked_at is not None:
@@ -115,7 +126,7 @@ class ApiKeyService:
 
     def revoke(self, key_id: str) -> ApiKeyView:
         """Revoke a key for good (idempotent); it leaves its usage plan."""
-        record = self._store.revoke(key_id, self._clock())
+        record = self._store.revoke(_known_id(key_id), self._clock())
         if self._plans is not None:
             self._plans.detach(record.usage_key_id)
         return ApiKeyView.of(record)
