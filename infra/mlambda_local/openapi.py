@@ -83,6 +83,14 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
             "details": {"bytes": 7340032, "limit": 6291456},
         },
     ),
+    415: (
+        "The body is declared as another media type than `application/json` (or a multipart without its boundary)",
+        {
+            "code": "unsupported_media_type",
+            "message": "send the body as application/json, not text/plain",
+            "details": {"content_type": "text/plain", "accepted": ["application/json"]},
+        },
+    ),
     422: (
         "Well-formed JSON that fails validation: `details` lists each field at fault",
         {
@@ -329,8 +337,9 @@ def _document(operation: dict[str, Any], doc: RouteDoc, components: dict[str, An
         responses[str(status)] = {**usual, "description": "Successful Response"}
 
 
-def _errors_for(method: str, operation: dict[str, Any], public: bool) -> list[int]:
-    """The error statuses an operation can answer."""
+def _errors_for(method: str, operation: dict[str, Any], public: bool, json_only: bool) -> list[int]:
+    """The error statuses an operation can answer (``json_only``: its function refuses a body of another
+    media type, as ``mlambda.api.ScopedResolver`` does; predict reads any body as JSON)."""
     statuses = [400, 404]
     if not public:
         statuses += [401, 429]
@@ -341,6 +350,8 @@ def _errors_for(method: str, operation: dict[str, Any], public: bool) -> list[in
         statuses.append(422)
     if operation.get("requestBody"):
         statuses.append(413)
+        if json_only:
+            statuses.append(415)
     if method in ("post", "put", "patch", "delete"):
         statuses.append(409)
     if any(parameter.get("name") == "if-match" for parameter in parameters):
@@ -348,10 +359,10 @@ def _errors_for(method: str, operation: dict[str, Any], public: bool) -> list[in
     return sorted(statuses)
 
 
-def _add_errors(method: str, operation: dict[str, Any], public: bool) -> None:
+def _add_errors(method: str, operation: dict[str, Any], public: bool, json_only: bool) -> None:
     responses = operation.setdefault("responses", {})
     responses.pop("422", None)  # powertools' own 422 body; the platform's is Error, where it applies
-    for status in _errors_for(method, operation, public):
+    for status in _errors_for(method, operation, public, json_only):
         description, example = ERRORS[status]
         response: dict[str, Any] = {
             "description": description,
@@ -408,8 +419,8 @@ def build() -> dict[str, Any]:
         )
     for path, operations in paths.items():
         for method, operation in operations.items():
-            public = routes[(method.upper(), path)][1]
-            _add_errors(method, operation, public)
+            module, public = routes[(method.upper(), path)]
+            _add_errors(method, operation, public, json_only=module != "functions.predict.app")
     return {
         "openapi": "3.1.0",
         "info": {
