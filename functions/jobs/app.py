@@ -1,4 +1,5 @@
-"""``/jobs``: batch job status and progress, submit an object under ``input/``, retry what failed.
+"""``/jobs``: batch job status and progress, upload a file to score (a presigned PUT), submit an
+object under ``input/``, retry what failed.
 
 Scope: ``predict`` for every route. Batch scoring is prediction over a file: whoever may score
 rows online may score them in bulk and read the jobs' status; ``admin`` is not needed (and, as
@@ -23,6 +24,8 @@ from mlambda.observability import logger
 from mlambda.schemas.batch import (
     JOB_ID_PATTERN,
     MAX_REJECTS_PAGE,
+    BatchUploadRequest,
+    BatchUploadTicket,
     JobFiles,
     JobList,
     JobView,
@@ -87,6 +90,13 @@ def submit_job(body: Annotated[SubmitJobRequest, Body()]) -> Response[JobView]:
     """Score an object already in the batch bucket: 201 with a new job, 200 with the existing one."""
     view, created = service().submit(body, submitted_by=app.caller().name)
     return Response(status_code=201 if created else 200, content_type="application/json", body=view)
+
+
+@app.post("/jobs/uploads", PREDICT)
+def upload_ticket(body: Annotated[BatchUploadRequest, Body()]) -> Response[BatchUploadTicket]:
+    """201: a presigned PUT under ``input/<model>/`` whose upload starts the job (no AWS credentials)."""
+    ticket = service().upload_ticket(body)
+    return Response(status_code=201, content_type="application/json", body=ticket)
 
 
 @app.post("/jobs/<job_id>/retry", PREDICT, status_code=202)
