@@ -346,10 +346,12 @@ def _document(operation: dict[str, Any], doc: RouteDoc, components: dict[str, An
         responses[str(status)] = {**usual, "description": "Successful Response"}
 
 
-def _errors_for(method: str, operation: dict[str, Any], public: bool) -> list[int]:
-    """The error statuses an operation can answer."""
+def _errors_for(method: str, operation: dict[str, Any], public: bool, json_only: bool) -> list[int]:
+    """The error statuses an operation can answer (``json_only``: its function refuses a body of another
+    media type, as ``mlambda.api.ScopedResolver`` does; predict reads any body as JSON)."""
     statuses = [400, 404]
-    if operation.pop(MEDIA_CHECKED, False):  # predict's body routes check the media type
+    # predict's body routes check the media type; every other function's (ScopedResolver) too
+    if operation.pop(MEDIA_CHECKED, False) or (json_only and operation.get("requestBody")):
         statuses.append(415)
     if not public:
         statuses += [401, 429]
@@ -367,10 +369,10 @@ def _errors_for(method: str, operation: dict[str, Any], public: bool) -> list[in
     return sorted(statuses)
 
 
-def _add_errors(method: str, operation: dict[str, Any], public: bool) -> None:
+def _add_errors(method: str, operation: dict[str, Any], public: bool, json_only: bool) -> None:
     responses = operation.setdefault("responses", {})
     responses.pop("422", None)  # powertools' own 422 body; the platform's is Error, where it applies
-    for status in _errors_for(method, operation, public):
+    for status in _errors_for(method, operation, public, json_only):
         description, example = ERRORS[status]
         response: dict[str, Any] = {
             "description": description,
@@ -427,8 +429,8 @@ def build() -> dict[str, Any]:
         )
     for path, operations in paths.items():
         for method, operation in operations.items():
-            public = routes[(method.upper(), path)][1]
-            _add_errors(method, operation, public)
+            module, public = routes[(method.upper(), path)]
+            _add_errors(method, operation, public, json_only=module != "functions.predict.app")
     return {
         "openapi": "3.1.0",
         "info": {

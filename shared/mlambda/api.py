@@ -3,10 +3,16 @@
 powertools validates a route's path, query and body in the first middleware of the route's stack,
 so a scope check in the route body came after it: a ``predict`` key POSTing ``{}`` to ``/models``
 was told 422 (and the route's schema) instead of 403. Here every route is declared with its
-``Access`` and its stack is ``[access check, powertools' request validation, powertools' response
-validation]``: the route turns off the resolver-wide placement of the validation middlewares and
+``Access`` and its stack is ``[access check, JSON body check, powertools' request validation,
+powertools' response validation]``: the route turns off the resolver-wide placement of the validation middlewares and
 lists powertools' own classes after the check, so a caller learns nothing about a route's input
 before it is known to be allowed there.
+
+Before powertools reads a body, the second middleware makes sure it is JSON text: a body declared
+as another media type is 415 (powertools would parse a form or a multipart body into the route's
+model, and fail with a 500 on any other type or a multipart without a boundary), and bytes that are
+not UTF-8 are 400 ``malformed_json`` (powertools' decoding raised, a 500); and the body's values
+must be of the JSON types the document gives them (``_JsonBodyCheck``).
 
 The same declaration feeds the OpenAPI document: the route's ``security`` (the ``x-api-key``
 scheme), ``x-mlambda-scope`` (the scopes, any one of which will do; empty for any valid key) and
@@ -15,9 +21,10 @@ a sentence of its description (``mlambda_local.openapi`` adds the error response
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.middlewares import BaseMiddlewareHandler
@@ -25,17 +32,24 @@ from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
     OpenAPIRequestValidationMiddleware,
     OpenAPIResponseValidationMiddleware,
 )
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from pydantic import TypeAdapter, ValidationError
 
 from mlambda import errors
 from mlambda.auth import principal_from_event
+from mlambda.http import require_media_type
 from mlambda.schemas.keys import Principal, Scope
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import Response
     from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+    from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 SECURITY_SCHEME = "apiKey"
 """The OpenAPI security scheme every keyed route names (the ``x-api-key`` header)."""
+JSON_MEDIA_TYPE = "application/json"
+"""The one media type a request body may be declared as (or not declared at all)."""
 SCOPE_EXTENSION = "x-mlambda-scope"
 """Per operation: the scopes any one of which lets a key call it (``[]``: any valid key)."""
 
@@ -104,6 +118,58 @@ class _AccessCheck(BaseMiddlewareHandler[Any]):
         return next_middleware(app)
 
 
+def require_json_body(event: BaseProxyEvent) -> None:
+    """A request's body, if any, is UTF-8 text declared as JSON or not declared: else 415 or 400."""
+    if not event.body:
+        return
+    require_media_type(event.raw_event, (JSON_MEDIA_TYPE,))
+    declared = event.headers.get("content-type") or ""
+    media = declared.split(";", 1)[0].strip().lower()
+    if media and not declared.lstrip().startswith(JSON_MEDIA_TYPE):
+        # Application/JSON is JSON (media types ignore case); powertools compares as written.
+        headers = event.raw_event["headers"]
+        for name in [name for name in headers if name.lower() == "content-type"]:
+            headers[name] = JSON_MEDIA_TYPE
+    try:
+        event.decoded_body  # noqa: B018 - decoding is the check (cached for powertools)
+    except (UnicodeDecodeError, binascii.Error) as exc:
+        raise errors.InvalidInputError(
+            "body is not valid JSON: it is not UTF-8 text", code="malformed_json"
+        ) from exc
+
+
+def _body_type(func: Callable[..., Any]) -> Any:
+    """The type of the route's ``Annotated[X, Body()]`` parameter, or None when it takes no body."""
+    for hint in get_type_hints(func, include_extras=True).values():
+        if get_origin(hint) is Annotated and any(isinstance(meta, Body) for meta in hint.__metadata__):
+            return get_args(hint)[0]
+    return None
+
+
+class _JsonBodyCheck(BaseMiddlewareHandler[Any]):
+    """The second middleware of every route: the body is JSON text of the document's JSON types.
+
+    powertools validates a parsed body in pydantic's lax mode, where ``0`` is ``false``, ``"12"`` is
+    12 and ``0`` a datetime: a body the document calls invalid was accepted. The body is first
+    validated from its text in strict mode (JSON's types as the document states them; strings still
+    give datetimes and enums, as JSON has no others), then powertools validates it as before.
+    """
+
+    def __init__(self, body_type: Any) -> None:
+        self._body = None if body_type is None else TypeAdapter(body_type)
+
+    def handler(self, app: Any, next_middleware: NextMiddleware) -> Response[Any]:
+        event = app.current_event
+        require_json_body(event)
+        if self._body is not None and event.body:
+            try:
+                self._body.validate_json(event.decoded_body, strict=True)
+            except ValidationError as exc:
+                problems = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+                raise RequestValidationError(problems) from exc
+        return next_middleware(app)
+
+
 class ScopedResolver(APIGatewayRestResolver):
     """An APIGatewayRestResolver whose routes are declared with their Access (see the module docstring).
 
@@ -145,7 +211,12 @@ class ScopedResolver(APIGatewayRestResolver):
                 security=[{SECURITY_SCHEME: []}],
                 openapi_extensions={SCOPE_EXTENSION: [scope.value for scope in access.scopes]},
                 enable_validation=False,
-                middlewares=[_AccessCheck(access), self._request_validation, self._response_validation],
+                middlewares=[
+                    _AccessCheck(access),
+                    _JsonBodyCheck(_body_type(func)),
+                    self._request_validation,
+                    self._response_validation,
+                ],
                 **{key: value for key, value in options.items() if key != "status_code"},
             )
             return decorator(func)

@@ -124,12 +124,20 @@ def caller_error(exc: Exception) -> MlambdaError:
     exceptions are logged with the traceback and answered with a generic message.
     """
     from aws_lambda_powertools.event_handler.exceptions import BadRequestError
-    from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+    from aws_lambda_powertools.event_handler.openapi.exceptions import (
+        RequestUnsupportedContentType,
+        RequestValidationError,
+    )
 
     from mlambda.observability import logger
 
     error: MlambdaError
-    if isinstance(exc, RequestValidationError):
+    if isinstance(exc, RequestUnsupportedContentType):  # a NotImplementedError: else a 500
+        error = UnsupportedMediaTypeError(
+            "send the body as application/json",
+            details=[{"field": "Content-Type", "message": "accepted: application/json"}],
+        )
+    elif isinstance(exc, RequestValidationError):
         error = _validation_error(exc)
     elif isinstance(exc, json.JSONDecodeError):
         error = InvalidInputError(f"body is not valid JSON: {exc.msg}", code="malformed_json")

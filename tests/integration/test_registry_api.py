@@ -1099,6 +1099,7 @@ VARIANTS = '"variants": [{"name": "a", "target": "v1", "weight": 100}]'
         "inf-threshold",
         "long-attribute",
         "sticky-key",
+        "interactions-1000",
         "patch-nested",
         "patch-inf",
     ],

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, Any
 
 import pytest
@@ -17,6 +18,8 @@ app = ScopedResolver()
 
 class Thing(BaseModel):
     size: int
+    fragile: bool = False
+    made: datetime | None = None
 
 
 @app.get("/raise/<kind>", ANY_KEY)
@@ -110,3 +113,33 @@ def test_every_error_body_carries_details_even_when_there_are_none(kind: str, la
     # Then the body is still {code, message, details}, details null
     assert set(body) == {"code", "message", "details"}
     assert body["details"] is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"size": "12"},
+        {"size": True},
+        {"size": 12, "fragile": 0},
+        {"size": 12, "fragile": "true"},
+        {"size": 1, "made": 0},
+    ],
+    ids=["int-as-string", "int-as-bool", "bool-as-int", "bool-as-string", "datetime-as-int"],
+)
+def test_a_body_value_of_another_json_type_is_refused(body: dict[str, Any], lambda_context: Any) -> None:
+    # Given a value of another JSON type than the schema's (pydantic's lax mode would coerce it)
+    # When it is sent
+    status, payload = call("/things", "POST", json.dumps(body), lambda_context)
+    # Then it is a 422 naming the field (the fuzzer's "schema-violating request accepted")
+    assert (status, payload["code"]) == (422, "validation_error"), payload
+    assert payload["details"][0]["field"].startswith("body.")
+
+
+def test_json_strings_still_give_datetimes(lambda_context: Any) -> None:
+    # Given a datetime as JSON has it, a string
+    # When it is sent
+    status, payload = call(
+        "/things", "POST", json.dumps({"size": 3, "made": "2026-01-02T03:04:05Z"}), lambda_context
+    )
+    # Then it is read
+    assert (status, payload["made"]) == (200, "2026-01-02T03:04:05Z")
