@@ -24,7 +24,7 @@ parameters) or ``binary_data`` (per requested output) asks for outputs the same 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from typing_extensions import TypedDict
@@ -85,8 +85,6 @@ BINARY_DTYPES: dict[str, str] = {
 INFERENCE_HEADER = "Inference-Header-Content-Length"
 """The HTTP header giving the JSON header's length in bytes when binary tensor data follows it."""
 BINARY_DATA_SIZE = "binary_data_size"
-MAX_DIMENSION = 1_000_000
-"""A tensor dimension at most (rows are capped at ``MAX_ROWS`` by the service, features by the model)."""
 
 
 class InferInput(BaseModel):
@@ -99,7 +97,9 @@ class InferInput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=256)
-    shape: list[Annotated[int, Field(le=MAX_DIMENSION)]] = Field(min_length=1, max_length=2)
+    # Dimensions are not capped here: the service refuses a shape whose rows pass ``MAX_ROWS`` (413
+    # too_many_instances) or whose product differs from the data (shape_mismatch), exactly.
+    shape: list[int] = Field(min_length=1, max_length=2)
     datatype: Datatype
     parameters: JsonObject | None = None
     data: list[Any] | None = Field(default=None, max_length=MAX_ROWS * 10_000)
