@@ -1,7 +1,8 @@
 """Functions in worker processes of their own, behind the Lambda Runtime API, with Lambda's limits.
 
 ``FunctionPool`` is one function: execution environments (``ExecutionEnvironment``: a worker
-process running AWS's runtime interface client against its own ``RuntimeApiEndpoint``), started
+process running AWS's runtime interface client against its own ``RuntimeApiEndpoint``, through
+``WORKER_BOOTSTRAP``), started
 on demand up to the function's concurrency, reused warm (most recently used first), reaped
 after ``idle_seconds`` without work. Per invocation, as Lambda does:
 
@@ -55,6 +56,18 @@ INIT_LIMIT_SECONDS = 10.0  # Lambda's init phase; past it, init is retried withi
 DEFAULT_IDLE_SECONDS = 300.0
 WATCHDOG_INTERVAL = 0.1
 PLATFORM_ERRORS = frozenset({"Runtime.OutOfMemory", "Runtime.ExitError"})
+# What ``python -m awslambdaric <handler>`` runs (its loop, its Runtime API client), except that
+# ``/next`` is polled on the main thread. awslambdaric's ``__main__`` polls from a new thread per
+# invocation when ``AWS_EXECUTION_ENV`` names python3.12 or later, so that the main thread can
+# take signals while it waits; no signal but SIGKILL ever reaches a local worker (the runner ends
+# workers as Lambda ends a sandbox), and that thread cost ~0.4 ms of CPU and ~1 ms of wall time an
+# invocation here, more than the predict handler itself. The code directory is first on the path,
+# as ``-m`` (and Lambda's ``LAMBDA_TASK_ROOT``) puts it.
+WORKER_BOOTSTRAP = (
+    "import os, sys; sys.path[0] = os.getcwd(); from awslambdaric import bootstrap; "
+    "from awslambdaric.lambda_runtime_client import LambdaRuntimeClient; "
+    "bootstrap.run(sys.argv[1], LambdaRuntimeClient(os.environ['AWS_LAMBDA_RUNTIME_API'], False))"
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,7 @@ class WorkerLaunch:
 
     def command(self, handler: str) -> list[str]:
         flags = ["-S"] if self.isolated else ["-s"]
-        return [self.python, *flags, "-m", "awslambdaric", handler]
+        return [self.python, *flags, "-c", WORKER_BOOTSTRAP, handler]
 
 
 class _ProcStatus:

@@ -32,6 +32,7 @@ def _pool(
     memory_mb: int = 128,
     concurrency: int = 2,
     idle_seconds: float = 300.0,
+    runtime: str = "python3.11",
 ) -> FunctionPool:
     spec = FunctionSpec(
         logical_id="WorkerFunction",
@@ -43,7 +44,7 @@ def _pool(
         timeout=timeout,
         memory_mb=memory_mb,
         reserved_concurrency=None,
-        runtime="python3.11",
+        runtime=runtime,
     )
     return FunctionPool(
         spec,
@@ -100,6 +101,17 @@ def test_warm_invocations_reuse_the_worker_and_report_init_only_on_the_cold_star
     assert re.match(pattern.format(first["request_id"]) + r"Init Duration: [\d.]+ ms\t$", cold)
     assert re.match(pattern.format(second["request_id"]) + "$", warm)
     assert pool.status()["cold_starts"] == 1
+
+
+def test_a_python_3_12_worker_waits_for_its_invocations_without_a_thread_each(tmp_path: Path) -> None:
+    # Given: a function on the python3.12 runtime (awslambdaric's __main__ would poll from a thread)
+    with closing(_pool(tmp_path, runtime="python3.12")) as pool:
+        # When: three invocations of one warm worker
+        answers = [pool.invoke({"action": "echo"}) for _ in range(3)]
+    # Then: Lambda's environment, and no thread started to wait for any of them
+    assert {a["execution_env"] for a in answers} == {"AWS_Lambda_python3.12"}
+    assert len({a["pid"] for a in answers}) == 1
+    assert [a["threads_started"] for a in answers] == [0, 0, 0]
 
 
 def test_handler_exception_is_the_runtime_error_document(pool: FunctionPool) -> None:
