@@ -1,21 +1,50 @@
-"""The local cloud: a SAM template running in one process against moto, without Docker.
+"""The local cloud: a SAM template running on one machine against moto, without Docker.
 
 ``LocalCloud`` is the entry point; ``ControlClient`` drives a running one from another process.
+
+Names are imported on first use (PEP 562): ``mlambda_local.cloud.errors``, which every CLI command
+imports, must not bring moto, the SAM translator and boto3 with it (seconds of a command's start).
 """
 
-from mlambda_local.cloud.control import ControlClient, read_state
-from mlambda_local.cloud.errors import (
-    FunctionInvocationError,
-    MlambdaLocalError,
-    TemplateError,
-    UnknownTargetError,
-)
-from mlambda_local.cloud.functions import LambdaContext
-from mlambda_local.cloud.local_cloud import LocalCloud
-from mlambda_local.cloud.moto_server import MotoServer
-from mlambda_local.cloud.provision import Inventory, InventoryItem
-from mlambda_local.cloud.schedule import CronExpression, RateExpression, parse_schedule
-from mlambda_local.cloud.template import IntrinsicResolver, Template, load_template
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlambda_local.cloud.control import ControlClient, read_state
+    from mlambda_local.cloud.errors import (
+        FunctionInvocationError,
+        MlambdaLocalError,
+        TemplateError,
+        UnknownTargetError,
+    )
+    from mlambda_local.cloud.functions import LambdaContext
+    from mlambda_local.cloud.local_cloud import LocalCloud
+    from mlambda_local.cloud.moto_server import MotoServer
+    from mlambda_local.cloud.provision import Inventory, InventoryItem
+    from mlambda_local.cloud.schedule import CronExpression, RateExpression, parse_schedule
+    from mlambda_local.cloud.template import IntrinsicResolver, Template, load_template
+
+_WHERE = {
+    "ControlClient": "control",
+    "read_state": "control",
+    "FunctionInvocationError": "errors",
+    "MlambdaLocalError": "errors",
+    "TemplateError": "errors",
+    "UnknownTargetError": "errors",
+    "LambdaContext": "functions",
+    "LocalCloud": "local_cloud",
+    "MotoServer": "moto_server",
+    "Inventory": "provision",
+    "InventoryItem": "provision",
+    "CronExpression": "schedule",
+    "RateExpression": "schedule",
+    "parse_schedule": "schedule",
+    "IntrinsicResolver": "template",
+    "Template": "template",
+    "load_template": "template",
+}
 
 __all__ = [
     "ControlClient",
@@ -36,3 +65,12 @@ __all__ = [
     "parse_schedule",
     "read_state",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -47,7 +47,7 @@ import orjson
 from mlambda_local.cloud.errors import FunctionInvocationError
 from mlambda_local.cloud.functions import FunctionSpec
 from mlambda_local.cloud.logs import LogGroup, LogStream
-from mlambda_local.cloud.runtime_api import Invocation, RuntimeApiEndpoint
+from mlambda_local.cloud.runtime_api import Invocation, RuntimeApiEndpoint, Signal
 
 logger = logging.getLogger("mlambda.local")
 
@@ -153,6 +153,8 @@ class ExecutionEnvironment:
         self.kill_reason: str | None = None
         self.init_error: tuple[str, bytes] | None = None
         self.init_duration_ms: float | None = None
+        self.initialised = Signal()  # set when the init is over (done, failed, or the worker died)
+        self.ready_at: float | None = None  # perf_counter when it was
         self.cold = True  # the next invocation is this environment's first
         self.last_used = time.monotonic()
         self.endpoint = RuntimeApiEndpoint(self, f"{spec.logical_id}-{self.id[:6]}")
@@ -165,7 +167,7 @@ class ExecutionEnvironment:
         }
         if launch.python_path:
             environment["PYTHONPATH"] = os.pathsep.join(str(path) for path in launch.python_path)
-        self._started = time.perf_counter()
+        self.started_at = time.perf_counter()
         stream.write(f"INIT_START Runtime Version: {launch.runtime_name}.mlambda-local\n")
         self.process = subprocess.Popen(
             launch.command(spec.handler),
@@ -185,8 +187,9 @@ class ExecutionEnvironment:
     def next_invocation(self) -> Invocation | None:
         with self._lock:
             if self.init_duration_ms is None:
-                self.init_duration_ms = (time.perf_counter() - self._started) * 1000
+                self.init_duration_ms = (time.perf_counter() - self.started_at) * 1000
             self._current = None
+        self._initialised()
         self._slot.acquire()  # until assign() or shutdown() releases it
         with self._lock:
             invocation = self._assigned
@@ -230,12 +233,19 @@ class ExecutionEnvironment:
             if self.init_error is not None or self.init_duration_ms is not None:
                 return 403
             self.init_error = (error_type, body)
-            self.init_duration_ms = (time.perf_counter() - self._started) * 1000
+            self.init_duration_ms = (time.perf_counter() - self.started_at) * 1000
+        self._initialised()
         self.stream.write(
             f"INIT_REPORT Init Duration: {self.init_duration_ms:.2f} ms\tPhase: init\tStatus: error\t"
             f"Error Type: {error_type}\n"
         )
         return 202
+
+    def _initialised(self) -> None:
+        with self._lock:
+            if self.ready_at is None:
+                self.ready_at = time.perf_counter()
+        self.initialised.set()
 
     # -- the runner side -----------------------------------------------------------------------
 
@@ -290,6 +300,7 @@ class ExecutionEnvironment:
 
     def _watch_exit(self) -> None:
         code = self.process.wait()
+        self._initialised()
         self._close_slot()
         with self._lock:
             self.dead = True
@@ -425,14 +436,18 @@ class FunctionPool:
             if self._waiting:
                 self._cond.notify()
 
-    def prewarm(self) -> None:
-        """Start one environment now, so its init is done before the first request needs it."""
+    def prewarm(self) -> ExecutionEnvironment | None:
+        """Start one environment now, so its init is done before the first request needs it.
+
+        None when the function already has one (a request started it) or is closing.
+        """
         with self._cond:
             if self._all or self._starting or self._closed:
-                return
+                return None
             self._starting += 1
         environment = self._spawn()
         self._release(environment)
+        return environment
 
     # -- invocations ---------------------------------------------------------------------------
 

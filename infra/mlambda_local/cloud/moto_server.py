@@ -29,12 +29,11 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 from xml.etree import ElementTree
 
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
 from mlambda_local.cloud import moto_patches
 from mlambda_local.cloud.errors import MlambdaLocalError
+from mlambda_local.cloud.http_wire import WireRequest
 from mlambda_local.cloud.persistence import StateStore
-from mlambda_local.cloud.wsgi_server import WsgiServer
+from mlambda_local.cloud.wsgi_server import WsgiServer, wsgi_environ
 
 logger = logging.getLogger("mlambda.local")
 
@@ -46,27 +45,32 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-class _CachingDispatcher(DomainDispatcherApplication):
+def _caching_dispatcher() -> WsgiApp:
     """moto's dispatcher, remembering which backend serves a host.
 
     moto works that out on every request by listing its package folder (~150 stat calls) and
     trying hundreds of URL patterns: a tenth of the local cloud's CPU under load, for an
-    answer that never changes for a given host.
+    answer that never changes for a given host. moto is imported here, when the server starts:
+    the runner starts its first workers before paying for it.
     """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._backend_by_host: dict[str, Any] = {}
+    class CachingDispatcher(DomainDispatcherApplication):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._backend_by_host: dict[str, Any] = {}
 
-    def get_backend_for_host(self, host: str | None) -> Any:
-        if host is None:
-            return None
-        try:
-            return self._backend_by_host[host]
-        except KeyError:
-            backend = super().get_backend_for_host(host)
-            self._backend_by_host[host] = backend
-            return backend
+        def get_backend_for_host(self, host: str | None) -> Any:
+            if host is None:
+                return None
+            try:
+                return self._backend_by_host[host]
+            except KeyError:
+                backend = super().get_backend_for_host(host)
+                self._backend_by_host[host] = backend
+                return backend
+
+    return CachingDispatcher(create_backend_app)
 
 
 # -- what a request is -------------------------------------------------------------------------------
@@ -550,18 +554,31 @@ class MotoServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>`` once started."""
+        """``http://127.0.0.1:<port>`` once bound."""
         if self._server is None:
             raise MlambdaLocalError("the moto server is not running")
         return f"http://{self.host}:{self._server.server_address[1]}"
 
+    def bind(self) -> str:
+        """Take the port now, before moto is even imported; the URL.
+
+        Connections made before ``start`` wait in the port's backlog and are served once it has
+        started: the runner can give the URL to workers it starts while moto comes up.
+        """
+        if self._server is None:
+            self._server = self._listen(self.port)
+            self.port = self._server.server_address[1]
+        return self.url
+
     def start(self) -> str:
         """Serve the stored state (or an empty one); returns the URL."""
-        if self._server is not None:
+        if self._persisting is not None:
             return self.url
+        self.bind()
         moto_patches.install()
-        self._persisting = _PersistingApp(_RangedGetApp(_CachingDispatcher(create_backend_app)))
-        self._serve(self.port)
+        self._persisting = _PersistingApp(_RangedGetApp(_caching_dispatcher()))
+        assert self._server is not None
+        self._run(self._server)
         _reset_moto()
         if self.store is not None:
             assert self.data_dir is not None
@@ -573,7 +590,7 @@ class MotoServer:
                 )
             started = time.perf_counter()
             self.store.open()
-            counts = self.store.restore(self.url)
+            counts = self.store.restore(self._replay)
             logger.info(
                 "state restored from %s in %.2f s: %s",
                 self.store.directory,
@@ -584,16 +601,66 @@ class MotoServer:
         logger.info("moto server listening on %s", self.url)
         return self.url
 
-    def _serve(self, port: int) -> None:
-        assert self._persisting is not None
+    def _replay(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """A request to moto in this thread, without a socket: the restore's replay of bucket settings."""
+        assert self._persisting is not None and self._server is not None
+        host, port = self._server.server_address
+        wire = WireRequest(
+            method, target, "HTTP/1.1", [("Host", f"{host}:{port}"), *headers.items()], body, True
+        )
+        status: list[str] = []
+
+        def start_response(line: str, _headers: list[tuple[str, str]], _exc_info: Any = None) -> Any:
+            status.append(line)
+            return lambda _data: None
+
+        result = self._persisting(wsgi_environ(wire, (host, port), ("127.0.0.1", 0)), start_response)
         try:
-            server = WsgiServer(self.host, port, _SerialApp(self._persisting))
+            answer = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return int(status[0].split(" ", 1)[0]), answer
+
+    def _listen(self, port: int) -> WsgiServer:
+        try:
+            return WsgiServer(self.host, port)
         except OSError as exc:
             raise OSError(f"port {port} of {self.host} is in use ({exc.strerror})") from exc
+
+    def _run(self, server: WsgiServer) -> None:
+        assert self._persisting is not None
+        server.app = _SerialApp(self._persisting)
         thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
         thread.start()
         self._server, self._thread = server, thread
-        self.port = server.server_address[1]
+
+    def missing(self, names: dict[str, set[str]], account: str, region: str) -> list[str]:
+        """Which of ``names`` (physical names by CloudFormation type) the state being served lacks."""
+        from moto.dynamodb.models import dynamodb_backends
+        from moto.events.models import events_backends
+        from moto.s3.models import s3_backends
+        from moto.sns.models import sns_backends
+        from moto.sqs.models import sqs_backends
+
+        held: dict[str, Callable[[str], bool]] = {
+            "AWS::DynamoDB::Table": lambda name: name in dynamodb_backends[account][region].tables,
+            "AWS::S3::Bucket": lambda name: name in s3_backends[account]["aws"].buckets,
+            "AWS::SQS::Queue": lambda name: name in sqs_backends[account][region].queues,
+            "AWS::SNS::Topic": lambda name: (
+                f"arn:aws:sns:{region}:{account}:{name}" in sns_backends[account][region].topics
+            ),
+            "AWS::Events::Rule": lambda name: any(
+                name in bus.rules for bus in events_backends[account][region].event_buses.values()
+            ),
+        }
+        return sorted(
+            f"{kind} {name}"
+            for kind, wanted in names.items()
+            for name in wanted
+            if kind not in held or not held[kind](name)
+        )
 
     def alive(self) -> bool:
         """True while the server thread serves requests."""
@@ -603,7 +670,7 @@ class MotoServer:
         """Serve again on the same port after the server thread died; the state in memory is intact."""
         if self._server is not None:
             self._server.server_close()
-        self._serve(self.port)
+        self._run(self._listen(self.port))
 
     def supervise(self, on_fault: Callable[[str], None], interval: float = 1.0) -> None:
         """Watch the server: if it stops serving, serve again on the same port (clients keep their

@@ -97,9 +97,12 @@ def wsgi_environ(request: WireRequest, server: tuple[str, int], client: tuple[st
 
 
 class WsgiServer:
-    """Serves ``app`` on ``host:port`` (0: a free port): a thread per kept-alive connection."""
+    """Serves ``app`` on ``host:port`` (0: a free port): a thread per kept-alive connection.
 
-    def __init__(self, host: str, port: int, app: WsgiApp) -> None:
+    The port is taken at construction; ``app`` may be set later, before ``serve_forever``.
+    """
+
+    def __init__(self, host: str, port: int, app: WsgiApp | None = None) -> None:
         self.app = app
         self.socket = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
         self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
@@ -109,6 +112,8 @@ class WsgiServer:
 
     def serve_forever(self) -> None:
         """Accept connections until ``shutdown``."""
+        if self.app is None:
+            raise RuntimeError("no WSGI application to serve")
         while not self._stopped.is_set():
             try:
                 connection, address = self.socket.accept()
@@ -160,6 +165,7 @@ class WsgiServer:
         """Run the application on ``request`` and write its response; False if the connection must close."""
         environ = wsgi_environ(request, self.server_address, address)
         started: list[Any] = []
+        assert self.app is not None
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if exc_info is not None and started:

@@ -15,7 +15,6 @@ from mlambda_local.commands import print_json
 
 def local_up(args: argparse.Namespace) -> int:
     """Run the local cloud in the foreground until Ctrl-C / SIGTERM."""
-    from mlambda_local.bootstrap import ensure_admin_key
     from mlambda_local.cloud import LocalCloud
 
     # What the cloud itself does (state restored and how long it took, schedules fired, batches
@@ -43,6 +42,9 @@ def local_up(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     cloud.start()
     try:
+        # Imported once the cloud is up: the shared layer and boto3 are no part of its start.
+        from mlambda_local.bootstrap import ensure_admin_key
+
         key = ensure_admin_key(data_dir, cloud.outputs["ApiKeysTableName"], cloud.endpoint_url)
         print(f"mlambda local cloud is up (data dir {data_dir})")
         source = f"built artifacts in {args.from_build}" if args.from_build else "the source tree"

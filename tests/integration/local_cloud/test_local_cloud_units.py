@@ -200,3 +200,37 @@ def test_the_expansion_cached_in_the_data_dir_is_the_translators_and_follows_tem
     assert first.translated == cached.translated == fresh.translated
     assert translations == ["template.yaml", "template.yaml"]
     assert edited.resources["T"]["Type"] == "AWS::SQS::Queue"
+
+
+class _ListingS3:
+    """An S3 client that records which buckets were listed (and holds nothing)."""
+
+    def __init__(self) -> None:
+        self.listed: list[str] = []
+
+    def get_paginator(self, _name: str) -> _ListingS3:
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, list[object]]]:
+        self.listed.append(Bucket)
+        return [{"Versions": [], "DeleteMarkers": []}]
+
+
+def test_the_lifecycle_sweep_is_no_part_of_the_start_and_comes_soon_after() -> None:
+    # Given: one rule, and a sweeper whose first sweep comes 0.2 s after its start
+    from mlambda_local.cloud.lifecycle import ExpirationRule, LifecycleSweeper
+
+    from .support import wait_for
+
+    s3 = _ListingS3()
+    rule = ExpirationRule("uploads", "expire", "uploads/", 1, None)
+    sweeper = LifecycleSweeper(s3, [rule], clock=lambda: datetime(2030, 1, 1, tzinfo=UTC), first_sweep=0.2)
+    # When
+    sweeper.start()
+    try:
+        # Then: nothing listed while starting, then the bucket swept
+        assert s3.listed == []
+        wait_for(lambda: s3.listed, timeout=10)
+        assert set(s3.listed) == {"uploads"}
+    finally:
+        sweeper.stop()
