@@ -14,6 +14,13 @@ after ``idle_seconds`` without work. Per invocation, as Lambda does:
   the invocation fails with ``Runtime.OutOfMemory`` (``Runtime exited with error: signal:
   killed``); a watchdog samples busy workers, and every answer is checked against the peak;
 - a worker that dies (crash, ``os._exit``) fails its invocation with ``Runtime.ExitError``;
+- ``ReservedConcurrentExecutions``: a synchronous invocation (API Gateway, Invoke) finding every
+  reserved instance busy fails at once with ``TooManyRequestsException`` (Reason
+  ``ReservedFunctionConcurrentInvocationLimitExceeded``), as Lambda throttles it; asynchronous
+  invocations and event source mappings wait for an instance, as Lambda's internal queue and
+  pollers do. A function without reserved concurrency is bounded by the local machine only
+  (``--max-instances``, the mapping's ``MaximumConcurrency``): its invocations wait, since
+  Lambda would have scaled instead of throttling;
 - an import that fails posts ``/init/error``: the invocation fails with the runtime's error
   (``Runtime.ImportModuleError``...), and the next one starts a fresh worker;
 - the platform writes ``START``, ``END`` and ``REPORT`` lines (Duration, Billed Duration,
@@ -56,6 +63,7 @@ INIT_LIMIT_SECONDS = 10.0  # Lambda's init phase; past it, init is retried withi
 DEFAULT_IDLE_SECONDS = 300.0
 WATCHDOG_INTERVAL = 0.1
 PLATFORM_ERRORS = frozenset({"Runtime.OutOfMemory", "Runtime.ExitError"})
+THROTTLED = "TooManyRequestsException"
 # What ``python -m awslambdaric <handler>`` runs (its loop, its Runtime API client), except that
 # ``/next`` is polled on the main thread. awslambdaric's ``__main__`` polls from a new thread per
 # invocation when ``AWS_EXECUTION_ENV`` names python3.12 or later, so that the main thread can
@@ -374,6 +382,7 @@ class FunctionPool:
         self.cold_starts = 0
         self.timeouts = 0
         self.out_of_memory = 0
+        self.throttles = 0
         self.last_error: str | None = None
 
     @property
@@ -408,8 +417,9 @@ class FunctionPool:
                 self._all.remove(environment)
             self._cond.notify_all()
 
-    def _acquire(self) -> ExecutionEnvironment:
-        """A warm idle environment, a new one if under the concurrency, else wait for one."""
+    def _acquire(self, throttle: bool = False) -> ExecutionEnvironment:
+        """A warm idle environment, a new one if under the concurrency, else wait for one
+        (``throttle``: raise Lambda's TooManyRequestsException instead of waiting)."""
         with self._lock:
             while True:
                 if self._closed:
@@ -423,10 +433,33 @@ class FunctionPool:
                     self._starting += 1
                     self.invocations += 1
                     break
+                if throttle:
+                    self.throttles += 1
+                    raise self._throttled(self.throttles)
                 self._waiting += 1
                 self._cond.wait()
                 self._waiting -= 1
         return self._spawn()
+
+    def _throttled(self, count: int) -> FunctionInvocationError:
+        if count == 1 or count % 100 == 0:
+            logger.warning(
+                "%s throttled: its %d reserved instances are busy (%d synchronous invocations refused so far)",
+                self.spec.logical_id,
+                self.concurrency,
+                count,
+            )
+        message = "Rate Exceeded."
+        return self._error(
+            THROTTLED,
+            message,
+            {
+                "errorType": THROTTLED,
+                "errorMessage": message,
+                "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+                "retryAfterSeconds": "1",
+            },
+        )
 
     def _release(self, environment: ExecutionEnvironment) -> None:
         with self._lock:
@@ -451,23 +484,27 @@ class FunctionPool:
 
     # -- invocations ---------------------------------------------------------------------------
 
-    def invoke(self, event: Any) -> Any:
-        """Run ``event`` synchronously; the handler's result, or FunctionInvocationError as Lambda reports it."""
-        result = self.invoke_payload(orjson.dumps(event))
+    def invoke(self, event: Any, *, throttle: bool = False) -> Any:
+        """Run ``event`` synchronously; the handler's result, or FunctionInvocationError as Lambda reports it.
+
+        ``throttle``: the caller is a synchronous invoker (API Gateway, Invoke), which Lambda
+        throttles when the function's reserved concurrency is in use instead of making it wait.
+        """
+        result = self.invoke_payload(orjson.dumps(event), throttle=throttle)
         return orjson.loads(result) if result else None
 
     def submit(self, event: Any) -> Future[Any]:
         """Start an invocation (asynchronous, as S3, EventBridge and CloudWatch Logs invoke)."""
         return self._async.submit(self.invoke, event)
 
-    def invoke_payload(self, payload: bytes) -> bytes:
+    def invoke_payload(self, payload: bytes, *, throttle: bool = False) -> bytes:
         """Run one JSON payload; the response bytes."""
         if len(payload) > MAX_SYNC_PAYLOAD:
             raise self._error(
                 "RequestEntityTooLargeException",
                 f"Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation",
             )
-        environment = self._acquire()
+        environment = self._acquire(throttle and self.spec.reserved_concurrency is not None)
         request_id, trace_id = _request_ids()
         invocation = Invocation(
             request_id=request_id, payload=payload, function_arn=self.spec.arn, trace_id=trace_id
@@ -608,6 +645,7 @@ class FunctionPool:
                 "errors": self.errors,
                 "timeouts": self.timeouts,
                 "out_of_memory": self.out_of_memory,
+                "throttles": self.throttles,
                 "last_error": self.last_error,
                 "log_group": str(self.group.directory),
             }

@@ -250,8 +250,12 @@ class Function(Protocol):
         """The variables the function sees (its template's, and Lambda's own)."""
         ...
 
-    def invoke(self, event: Any) -> Any:
-        """Run ``event`` synchronously; the result, or FunctionInvocationError."""
+    def invoke(self, event: Any, *, throttle: bool = False) -> Any:
+        """Run ``event`` synchronously; the result, or FunctionInvocationError.
+
+        ``throttle``: a synchronous invoker's call (API Gateway, Invoke), refused as Lambda refuses
+        it (TooManyRequestsException) when the function's reserved concurrency is all in use.
+        """
         ...
 
     def submit(self, event: Any) -> Future[Any]:
@@ -348,10 +352,12 @@ class LocalFunction:
         payload = json.loads(json.dumps(event))
         return self._pool.submit(self._run, payload, started)
 
-    def invoke(self, event: Any) -> Any:
+    def invoke(self, event: Any, *, throttle: bool = False) -> Any:
         """Invoke synchronously; raises FunctionInvocationError (with the cause) on error or timeout.
 
         The Timeout counts from when a worker picks the invocation up, not while it waits for one.
+        In process nothing is throttled (``throttle`` is accepted for the protocol): every function
+        shares the runner's threads.
         """
         started = threading.Event()
         future = self.submit(event, started)

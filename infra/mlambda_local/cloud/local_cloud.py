@@ -853,7 +853,7 @@ class LocalCloud:
         function_id = self._function_id(function)
         if function_id is None:
             raise UnknownTargetError(f"no function {function!r} in the template")
-        return self.functions[function_id].invoke({} if event is None else event)
+        return self.functions[function_id].invoke({} if event is None else event, throttle=True)
 
     def trigger(self, name: str) -> list[Any]:
         """Fire a schedule rule now (by rule logical id/name, or the function it targets); the results."""
@@ -903,6 +903,12 @@ class LocalCloud:
         except UnknownTargetError as exc:
             return HttpResponse.json(404, {"code": "not_found", "message": str(exc)})
         except FunctionInvocationError as exc:
+            if exc.error_type == "TooManyRequestsException":  # Invoke's own answer when throttled
+                return HttpResponse.json(
+                    429,
+                    {"code": "throttled", "message": str(exc), "details": exc.payload},
+                    [("Retry-After", "1")],
+                )
             return HttpResponse.json(502, {"code": "function_error", "message": str(exc)})
         except json.JSONDecodeError as exc:
             return HttpResponse.json(

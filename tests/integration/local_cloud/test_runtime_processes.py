@@ -33,6 +33,7 @@ def _pool(
     concurrency: int = 2,
     idle_seconds: float = 300.0,
     runtime: str = "python3.11",
+    reserved: int | None = None,
 ) -> FunctionPool:
     spec = FunctionSpec(
         logical_id="WorkerFunction",
@@ -43,7 +44,7 @@ def _pool(
         environment={"GREETING": "hello from the template"},
         timeout=timeout,
         memory_mb=memory_mb,
-        reserved_concurrency=None,
+        reserved_concurrency=reserved,
         runtime=runtime,
     )
     return FunctionPool(
@@ -357,3 +358,40 @@ def test_built_artifacts_run_isolated_with_the_templates_python(tmp_path: Path) 
     assert answer["helper"] == "from the layer"
     assert answer["mlambda"] is False
     assert answer["path"][:2] == [str(build / "EchoFunction"), str(build / "SharedLayer" / "python")]
+
+
+def test_a_synchronous_call_over_the_reserved_concurrency_is_throttled_as_lambda_throttles_it(
+    tmp_path: Path,
+) -> None:
+    # Given: a function with one reserved instance, busy with a long invocation
+    with (
+        closing(_pool(tmp_path, timeout=10.0, concurrency=1, reserved=1)) as pool,
+        ThreadPoolExecutor(2) as threads,
+    ):
+        busy = threads.submit(pool.invoke, {"action": "sleep", "seconds": 2})
+        wait_for_busy = time.monotonic() + 30
+        while pool.status()["workers"] == [] or not pool.status()["workers"][0]["busy"]:
+            assert time.monotonic() < wait_for_busy, "the first invocation never started"
+            time.sleep(0.02)
+        # When: a synchronous invoker calls it, and an asynchronous one too
+        with pytest.raises(FunctionInvocationError) as throttled:
+            pool.invoke({"action": "echo"}, throttle=True)
+        queued = threads.submit(pool.invoke, {"action": "echo"})
+        # Then: Lambda's 429 at once for the first; the second waits its turn and runs
+        assert throttled.value.error_type == "TooManyRequestsException"
+        assert throttled.value.payload["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+        assert not busy.done()
+        assert queued.result(timeout=30)["pid"] == busy.result(timeout=30)["pid"]
+    assert pool.status()["throttles"] == 1
+
+
+def test_without_reserved_concurrency_a_synchronous_call_waits_for_the_local_cap(tmp_path: Path) -> None:
+    # Given: no reserved concurrency, the local cap of one instance in use
+    with closing(_pool(tmp_path, timeout=10.0, concurrency=1)) as pool, ThreadPoolExecutor(1) as threads:
+        busy = threads.submit(pool.invoke, {"action": "sleep", "seconds": 1})
+        time.sleep(0.2)
+        # When: a synchronous invoker calls (Lambda would have scaled, not throttled)
+        answer = pool.invoke({"action": "echo"}, throttle=True)
+        # Then: it waited and ran
+        assert answer["pid"] == busy.result(timeout=30)["pid"]
+        assert pool.status()["throttles"] == 0
