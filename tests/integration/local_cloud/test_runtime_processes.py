@@ -395,3 +395,43 @@ def test_without_reserved_concurrency_a_synchronous_call_waits_for_the_local_cap
         # Then: it waited and ran
         assert answer["pid"] == busy.result(timeout=30)["pid"]
         assert pool.status()["throttles"] == 0
+
+
+def test_fast_invocations_far_under_memory_size_reuse_the_last_peak_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: a worker with room (512 MB), its peak reads counted
+    from mlambda_local.cloud import execution
+
+    fast = execution.FAST_INVOCATION_SECONDS
+    monkeypatch.setattr(execution, "FAST_INVOCATION_SECONDS", 10.0)  # every echo counts as fast
+    reads: list[int] = []
+    peak = execution.ExecutionEnvironment.peak_memory_kb
+    monkeypatch.setattr(
+        execution.ExecutionEnvironment, "peak_memory_kb", lambda self: reads.append(1) or peak(self)
+    )
+    with closing(_pool(tmp_path, memory_mb=512)) as pool:
+        # When: a cold invocation, then three warm fast ones, then one allocating 300 MB
+        for _ in range(4):
+            pool.invoke({"action": "echo"})
+        reused = len(reads)
+        monkeypatch.setattr(execution, "FAST_INVOCATION_SECONDS", fast)  # writing 300 MB takes longer
+        pool.invoke({"action": "allocate", "mb": 300})
+        reports = _reports(pool)
+    # Then: one read for the four, the REPORT lines keep its figure; the allocation is read afresh
+    assert reused == 1
+    used = [int(re.search(r"Max Memory Used: (\d+) MB", line).group(1)) for line in reports]  # type: ignore[union-attr]
+    assert len(set(used[:4])) == 1 and used[0] > 0
+    assert used[4] >= 300 > used[0]
+
+
+def test_an_allocation_over_memory_size_is_caught_even_after_fast_invocations(tmp_path: Path) -> None:
+    # Given: a 256 MB function whose warm invocations are fast
+    with closing(_pool(tmp_path, memory_mb=256, timeout=30.0)) as pool:
+        for _ in range(3):
+            pool.invoke({"action": "echo"})
+        # When: one allocates and frees 300 MB
+        with pytest.raises(FunctionInvocationError) as raised:
+            pool.invoke({"action": "allocate", "mb": 300})
+    # Then
+    assert raised.value.error_type == "Runtime.OutOfMemory"
