@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlambda.schemas.batch import job_id_for
 from mlambda_local.client import ApiClient, CliError, Target
 from mlambda_local.commands import api, print_json
 
@@ -150,6 +149,10 @@ def batch_submit(args: argparse.Namespace) -> int:
     print(f"uploaded {path} to s3://{bucket}/{key} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
     etag = s3_client(target).head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
     client = ApiClient(target)
+    # Here, not at import: every `mlambda` command (local up included) imports this module to
+    # build the parser, and the schemas' pydantic models were a fifth of a second of each start.
+    from mlambda.schemas.batch import job_id_for
+
     job_id = job_id_for(bucket, key, etag, args.alias, explain=args.explain)
     view = find_job(client, job_id, key, args)
     print(f"job {job_id}", file=sys.stderr)
