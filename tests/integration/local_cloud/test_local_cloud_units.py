@@ -301,3 +301,24 @@ def test_the_control_api_answers_a_throttled_invoke_as_lambda_s_invoke_does(
     assert response.status == 429
     assert ("Retry-After", "1") in response.headers
     assert json.loads(response.body)["code"] == "throttled"
+
+
+def test_the_cli_and_the_cloud_module_load_without_moto_boto3_the_translator_or_the_schemas() -> None:
+    # Given: what a `mlambda` command imports before it runs, and what local up imports before
+    # its first workers start
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from mlambda_local.cli import build_parser\n"
+        "build_parser()\n"
+        "import mlambda_local.cloud.local_cloud\n"
+        "heavy = ('moto', 'samtranslator', 'boto3', 'botocore', 'mlambda.schemas', 'mlambda.config')\n"
+        "print(sorted({m.split('.')[0] if not m.startswith('mlambda.') else '.'.join(m.split('.')[:2])"
+        " for m in sys.modules if m.startswith(heavy)}))\n"
+    )
+    # When
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    # Then: none of them (each is tenths of a second of a start)
+    assert loaded.stdout.strip() == "[]"
