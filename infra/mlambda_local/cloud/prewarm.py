@@ -12,8 +12,9 @@ of them. Instead:
 - a request for a function not warm yet starts its worker at once, as it always did: pre-warming
   only changes when workers start, never whether a request waits for one.
 
-How much each function was used is kept in ``<data_dir>/functions-used.json`` (invocations of the
-last run that used it), saved every half minute while it changes and when the cloud stops.
+How much each function was used is kept in ``<data_dir>/functions-used.json``: invocations, the
+earlier runs' halved at each run (so a short run does not undo a long one's ranking, and a
+function that stops being used fades), saved every half minute while it changes and at stop.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ INIT_WAIT_SECONDS = 15.0  # a pre-warm waits this long for an init before starti
 
 
 class UsageRecord:
-    """Invocations per function (logical id), of the last run that invoked it."""
+    """Invocations per function (logical id): this run's, plus half of what the earlier runs had."""
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / USAGE_FILE
@@ -53,8 +54,10 @@ class UsageRecord:
         return {str(k): int(v) for k, v in document.items() if isinstance(v, int) and v >= 0}
 
     def merged(self, counts: dict[str, int]) -> dict[str, int]:
-        """This run's counts where a function was invoked, the previous ones elsewhere."""
-        return {**self.previous, **{name: count for name, count in counts.items() if count > 0}}
+        """This run's counts plus half the earlier ones (functions with neither are left out)."""
+        names = set(self.previous) | set(counts)
+        merged = {name: counts.get(name, 0) + self.previous.get(name, 0) // 2 for name in names}
+        return {name: count for name, count in merged.items() if count > 0}
 
     def save(self, counts: dict[str, int]) -> None:
         write_private_json(self.path, self.merged(counts))

@@ -96,10 +96,10 @@ def test_a_function_a_request_already_started_is_not_started_again() -> None:
     assert [name for name, _ in prewarmer.started] == ["A"]
 
 
-def test_use_is_saved_for_the_next_start_and_kept_for_functions_this_run_did_not_use(tmp_path: Path) -> None:
-    # Given: what an earlier run used
-    (tmp_path / USAGE_FILE).write_text(json.dumps({"Predict": 40, "Registry": 7}))
-    counts = {"Predict": 3, "Keys": 1, "Registry": 0}
+def test_use_is_saved_for_the_next_start_with_the_earlier_runs_halved(tmp_path: Path) -> None:
+    # Given: what earlier runs used (Predict a lot), and a short run since
+    (tmp_path / USAGE_FILE).write_text(json.dumps({"Predict": 4000, "Registry": 70, "Old": 1}))
+    counts = {"Predict": 3, "Keys": 1, "Registry": 80}
     lock = threading.Lock()
 
     def current() -> dict[str, int]:
@@ -111,6 +111,7 @@ def test_use_is_saved_for_the_next_start_and_kept_for_functions_this_run_did_not
     prewarmer.start()
     prewarmer.release()
     prewarmer.stop()
-    # Then: this run's counts where it used a function, the earlier ones elsewhere
-    assert json.loads((tmp_path / USAGE_FILE).read_text()) == {"Predict": 3, "Keys": 1, "Registry": 7}
-    assert UsageRecord(tmp_path).previous == {"Predict": 3, "Keys": 1, "Registry": 7}
+    # Then: the short run does not undo the long one's ranking, and what is no longer used fades
+    saved = {"Predict": 2003, "Keys": 1, "Registry": 115}
+    assert json.loads((tmp_path / USAGE_FILE).read_text()) == saved
+    assert UsageRecord(tmp_path).previous == saved
