@@ -11,6 +11,8 @@ caller's answer (413) instead of a reset.
 from __future__ import annotations
 
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -178,6 +180,27 @@ class RequestReader:
         if data is None:
             return None
         return WireRequest(method, target, version, headers, None if too_large else data, keep_alive)
+
+
+def accept_forever(
+    listening: socket.socket,
+    serve: Callable[[socket.socket, tuple[str, int]], None],
+    track: Callable[[socket.socket], bool],
+    name: str,
+) -> None:
+    """Accept connections until ``listening`` is shut: each gets TCP_NODELAY (a response's head and
+    body leave at once), is registered by ``track`` (False: the server is stopping, so it is closed
+    and accepting ends), and is served by ``serve`` on a daemon thread of its own."""
+    while True:
+        try:
+            connection, address = listening.accept()
+        except OSError:
+            return
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not track(connection):
+            connection.close()
+            return
+        threading.Thread(target=serve, args=(connection, address), name=name, daemon=True).start()
 
 
 def response_bytes(

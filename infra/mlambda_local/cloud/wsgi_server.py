@@ -26,7 +26,13 @@ from io import BytesIO
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from mlambda_local.cloud.http_wire import BadRequestError, RequestReader, WireRequest
+from mlambda_local.cloud.http_wire import (
+    BadRequestError,
+    RequestReader,
+    WireRequest,
+    accept_forever,
+    response_bytes,
+)
 
 logger = logging.getLogger("mlambda.local")
 
@@ -37,6 +43,7 @@ MAX_BODY_BYTES = 5 * 1024**3 + 1024  # S3's single PUT limit (5 GiB)
 LISTEN_BACKLOG = 1024
 PRESERVED_HEADER_NAMES = "moto.preserved_header_names"  # moto.core.request.PRESERVED_HEADER_NAMES_ENVIRON_KEY
 _NO_BODY_STATUSES = frozenset({204, 304})
+CLOSE = [("Connection", "close")]
 
 
 def _environ_key(name: str) -> str:
@@ -114,20 +121,14 @@ class WsgiServer:
         """Accept connections until ``shutdown``."""
         if self.app is None:
             raise RuntimeError("no WSGI application to serve")
-        while not self._stopped.is_set():
-            try:
-                connection, address = self.socket.accept()
-            except OSError:
-                return
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                if self._stopped.is_set():
-                    connection.close()
-                    return
-                self._connections.add(connection)
-            threading.Thread(
-                target=self._serve, args=(connection, address), name="moto-conn", daemon=True
-            ).start()
+        accept_forever(self.socket, self._serve, self._track, "moto-conn")
+
+    def _track(self, connection: socket.socket) -> bool:
+        with self._lock:
+            if self._stopped.is_set():
+                return False
+            self._connections.add(connection)
+        return True
 
     def _serve(self, connection: socket.socket, address: tuple[str, int]) -> None:
         reader = RequestReader(connection, MAX_BODY_BYTES)
@@ -136,20 +137,12 @@ class WsgiServer:
                 try:
                     request = reader.read()
                 except BadRequestError as exc:
-                    body = str(exc).encode()
-                    connection.sendall(
-                        b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: "
-                        + str(len(body)).encode()
-                        + b"\r\n\r\n"
-                        + body
-                    )
+                    connection.sendall(response_bytes(400, "Bad Request", CLOSE, str(exc).encode()))
                     return
                 if request is None:
                     return
                 if request.body is None:
-                    connection.sendall(
-                        b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-                    )
+                    connection.sendall(response_bytes(413, "Request Entity Too Large", CLOSE, b""))
                     return
                 if not self._respond(connection, request, address) or not request.keep_alive:
                     return
@@ -177,9 +170,7 @@ class WsgiServer:
             result = self.app(environ, start_response)
         except Exception:
             logger.exception("the moto server failed on %s %s", request.method, request.target)
-            connection.sendall(
-                b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-            )
+            connection.sendall(response_bytes(500, "Internal Server Error", CLOSE, b""))
             return False
         try:
             return self._write(connection, request, result, started)

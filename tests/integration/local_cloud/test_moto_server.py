@@ -348,3 +348,19 @@ def test_a_request_does_not_list_its_handler_s_methods_again(
         ddb.list_tables()
     # Then: moto found the action without inspecting the class again
     assert listings == []
+
+
+def test_bytes_that_are_not_http_get_a_400_and_the_connection_is_closed(moto_url: str) -> None:
+    # Given: a raw connection to the moto server
+    import socket
+
+    host, port = moto_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        # When
+        raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(4096):
+            answer += chunk
+    # Then
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Connection: close" in answer
