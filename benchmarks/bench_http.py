@@ -217,7 +217,6 @@ def api_url_of(data_dir: Path) -> str | None:
 def mlambda_setup(data_dir: Path, onnx: bytes, X: np.ndarray) -> tuple[str, str]:
     """Register the model behind ``production`` and make a predict key, through the API; (api_url, key)."""
     from mlambda_local.client import ApiClient, Target
-    from mlambda_local.commands.models import wait_until_ready
 
     api_url = api_url_of(data_dir)
     assert api_url is not None
@@ -233,7 +232,7 @@ def mlambda_setup(data_dir: Path, onnx: bytes, X: np.ndarray) -> tuple[str, str]
             "smoke_inputs": [dict(zip(FEATURES, map(float, x), strict=True)) for x in X[:5]],
         },
     )
-    wait_until_ready(admin, "bench", int(version["version"]), timeout=180)
+    admin.wait_until_ready("bench", int(version["version"]), timeout=180)
     admin.request("PUT", "/models/bench/aliases/production", body={"version": version["version"]})
     key = admin.post("/keys", {"name": "bench", "scopes": ["predict"]})["api_key"]
     return api_url, str(key)

@@ -493,7 +493,6 @@ def http_section(data: bytes, X: np.ndarray, n: int) -> None:
     from mlambda_local.bootstrap import ensure_admin_key
     from mlambda_local.client import ApiClient, Target
     from mlambda_local.cloud import LocalCloud
-    from mlambda_local.commands.models import wait_until_ready
 
     print("\n== end to end over HTTP through the local cloud (authorizer, no feature lookup)")
     with (
@@ -517,7 +516,7 @@ def http_section(data: bytes, X: np.ndarray, n: int) -> None:
                 "smoke_inputs": [row_of(x) for x in X[:5]],
             },
         )
-        wait_until_ready(admin, "bench", int(version["version"]), timeout=120)
+        admin.wait_until_ready("bench", int(version["version"]), timeout=120)
         admin.request("PUT", "/models/bench/aliases/production", body={"version": version["version"]})
         key = admin.post("/keys", {"name": "bench", "scopes": ["predict"]})["api_key"]
         url = f"{cloud.api_url}/models/bench/predict"

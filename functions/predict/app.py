@@ -33,7 +33,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from mlambda import errors
-from mlambda.auth import require_scope
+from mlambda.api import needs
 from mlambda.config import PredictSettings
 from mlambda.http import request_body, require_body_within
 from mlambda.observability import MetricUnit, logger, metrics
@@ -120,6 +120,8 @@ ROUTES: dict[tuple[str, str], Callable[[dict[str, Any], InferenceService], Any]]
     ("POST", "/v2/models/{name}/versions/{version}/infer"): infer,
 }
 """API Gateway's (method, resource template) -> the route; template.yaml declares the same."""
+ACCESS = needs(Scope.PREDICT)
+"""Who may call every route of this function (the OpenAPI document states it per route)."""
 
 
 def answer(event: dict[str, Any], inference: InferenceService | None) -> bytes:
@@ -129,7 +131,7 @@ def answer(event: dict[str, Any], inference: InferenceService | None) -> bytes:
         raise errors.NotFoundError(
             f"no route for {event.get('httpMethod')} {event.get('path')}", code="no_route"
         )
-    require_scope(event, Scope.PREDICT)
+    ACCESS.check(event)
     return orjson.dumps(
         route(event, inference or service()), default=json_default, option=orjson.OPT_SERIALIZE_NUMPY
     )

@@ -28,11 +28,8 @@ class MlambdaError(Exception):
         self.details = details
 
     def to_body(self) -> dict[str, Any]:
-        """The JSON body every API returns for this error."""
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details is not None:
-            body["details"] = self.details
-        return body
+        """The JSON body every API returns for this error: ``details`` always there (null when none)."""
+        return {"code": self.code, "message": self.message, "details": self.details}
 
     def to_json(self) -> str:
         """``to_body()`` as the response text (details that are not JSON types are written as strings)."""

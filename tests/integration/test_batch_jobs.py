@@ -331,3 +331,39 @@ def test_an_explained_upload_gets_attribution_columns_and_a_job_of_its_own(stack
     assert (plain_status, again_status) == (201, 200)
     assert plain["job"]["job_id"] != job["job_id"] == again["job"]["job_id"]
     assert plain["job"]["explain"] is False
+
+
+def test_a_presigned_batch_upload_carries_the_job_options_and_needs_no_aws_credentials(
+    stack: Stack, batch: dict[str, Any]
+) -> None:
+    import requests
+
+    # Given a ticket for version 1 in chunks of 100 rows
+    status, ticket = api(
+        stack,
+        "POST",
+        "/jobs/uploads",
+        {"model": "churn", "filename": "march.csv", "alias": "v1", "chunk_rows": 100},
+    )
+    assert status == 201, ticket
+    # When the file is PUT to its URL with its headers (plain HTTP: no AWS credentials)
+    put = requests.put(ticket["url"], data=csv_bytes(250), headers=ticket["headers"], timeout=30)
+    # Then the object carries the options its S3 event plans the job with
+    assert put.status_code == 200, put.text
+    head = batch["s3"].head_object(Bucket=batch["bucket"], Key=ticket["key"])
+    assert head["Metadata"] == {"alias": "v1", "chunk-rows": "100", "explain": "false"}
+    status, view = api(stack, "POST", "/jobs", {"key": ticket["key"], "alias": "v1", "chunk_rows": 100})
+    assert status == 201 and view["job"]["total_chunks"] == 3
+
+
+def test_a_batch_upload_ticket_is_refused_for_an_unknown_model_and_a_bad_name(
+    stack: Stack, batch: dict[str, Any]
+) -> None:
+    status, body = api(stack, "POST", "/jobs/uploads", {"model": "nobody", "filename": "x.csv"})
+    assert status == 404, body
+    status, body = api(stack, "POST", "/jobs/uploads", {"model": "churn", "filename": "../x.csv"})
+    assert status == 422 and "filename" in json.dumps(body["details"]), body
+    status, body = api(
+        stack, "POST", "/jobs/uploads", {"model": "churn", "filename": "x.csv"}, scopes="ingest"
+    )
+    assert status == 403, body

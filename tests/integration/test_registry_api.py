@@ -8,12 +8,12 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import boto3
 import pytest
@@ -31,11 +31,11 @@ from mlambda.adapters.registry import (
     S3RegistryArtifacts,
     SqsValidationQueue,
 )
+from mlambda.client import Client, HttpResponse
 from mlambda.config import RegistrySettings, function_environment
 from mlambda.errors import ConflictError
 from mlambda.schemas.registry_api import MoveAliasRequest, RegisterVersionRequest
 from mlambda.services.registry.service import EVENT_SOURCE, RegistryService
-from mlambda_local.client import ApiError
 from mlambda_local.cloud.sqs import sqs_record
 from mlambda_local.commands import models as models_commands
 from tests.conftest import load_event
@@ -1042,22 +1042,24 @@ def test_endpoint_changes_are_read_modify_write_with_etags(with_versions: Api) -
     assert [g["target"] for g in entry["details"]["gates"]] == ["v2"]
 
 
-class HandlerClient:
-    """The CLI's ApiClient, answered by the registry function in-process."""
+class HandlerTransport:
+    """The SDK's transport, answered by the registry function in-process."""
 
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    def request(
-        self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None, **_: Any
-    ) -> Any:
-        status, payload = self.api.call(method, path, body, headers=headers)
-        if status >= 400:
-            raise ApiError(status, payload["code"], payload["message"], payload.get("details"))
-        return payload
-
-    def get(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, **kwargs)
+    def send(
+        self, method: str, url: str, *, headers: Mapping[str, str], body: Any, timeout: float
+    ) -> HttpResponse:
+        parts = urlsplit(url)
+        status, payload = self.api.call(
+            method,
+            parts.path.removeprefix("/v1"),
+            json.loads(body) if body else None,
+            query=dict(parse_qsl(parts.query)) or None,
+            headers={k: v for k, v in headers.items() if k.lower() == "if-match"},
+        )
+        return HttpResponse(status, json.dumps(payload).encode())
 
 
 def test_a_canary_ramp_with_the_cli_keeps_the_rules_and_the_cache(
@@ -1080,12 +1082,13 @@ def test_a_canary_ramp_with_the_cli_keeps_the_rules_and_the_cache(
             "rules": rules,
         },
     )
-    monkeypatch.setattr(models_commands, "api", lambda _args: HandlerClient(api))
+    client = Client("http://registry.test/v1", "mlk.k.s", transport=HandlerTransport(api))
+    monkeypatch.setattr(models_commands, "api", lambda _args: client)
     # When: `mlambda models split cancer production=90 v2=10 --sticky entity_id`
     args = argparse.Namespace(
         name="cancer", variants=["production=90", "v2=10"], shadow=None, no_shadow=False, sticky="entity_id"
     )
-    assert models_commands.models_split(args) == 0
+    assert models_commands.models_split(args).code == 0
     capsys.readouterr()
     # Then
     after = api.ok("GET", "/models/cancer/endpoint")

@@ -1,14 +1,14 @@
-"""The local cloud: a SAM template running on one machine against moto, without Docker.
+"""The local cloud: a SAM template running in one process against moto, without Docker.
 
 ``LocalCloud`` is the entry point; ``ControlClient`` drives a running one from another process.
-
-Names are imported on first use (PEP 562): ``mlambda_local.cloud.errors``, which every CLI command
-imports, must not bring moto, the SAM translator and boto3 with it (seconds of a command's start).
+The names below are imported on first use (PEP 562): the CLI reads ``cloud.control`` and
+``cloud.errors`` on every call, and must not load moto and the SAM translator to do it (a plain
+``pip install mlambda`` has neither).
 """
 
 from __future__ import annotations
 
-from importlib import import_module
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mlambda_local.cloud.schedule import CronExpression, RateExpression, parse_schedule
     from mlambda_local.cloud.template import IntrinsicResolver, Template, load_template
 
-_WHERE = {
+_HOMES = {
     "ControlClient": "control",
     "read_state": "control",
     "FunctionInvocationError": "errors",
@@ -45,6 +45,14 @@ _WHERE = {
     "Template": "template",
     "load_template": "template",
 }
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "ControlClient",
@@ -65,12 +73,3 @@ __all__ = [
     "parse_schedule",
     "read_state",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value

@@ -8,29 +8,15 @@ the ``x-mlambda-control`` header, so other local users and web pages cannot trig
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from mlambda_local.cloud.errors import MlambdaLocalError
+from mlambda_local.private_files import write_private_json
 
 STATE_FILE = "state.json"
 CONTROL_HEADER = "x-mlambda-control"
-
-
-def write_private_json(path: Path, document: Any, indent: int | None = None) -> Path:
-    """Write ``document`` to ``path`` whole or not at all (a crash mid-write leaves the old file), owner-only.
-
-    Every file the local cloud reads back after a crash (the state file, saved SQS batches, the
-    log subscriptions' journal) is written this way: a half-written one would stop the next start.
-    """
-    temporary = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-        json.dump(document, stream, indent=indent, default=str)
-    temporary.replace(path)
-    return path
 
 
 def write_state(data_dir: Path, state: dict[str, Any]) -> Path:

@@ -35,13 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from mlambda_local.cloud.apigateway import HttpRequest, HttpResponse, RestApi
-from mlambda_local.cloud.control import (
-    CONTROL_HEADER,
-    STATE_FILE,
-    read_state,
-    write_private_json,
-    write_state,
-)
+from mlambda_local.cloud.control import CONTROL_HEADER, STATE_FILE, read_state, write_state
 from mlambda_local.cloud.errors import (
     FunctionInvocationError,
     MlambdaLocalError,
@@ -86,6 +80,7 @@ from mlambda_local.cloud.server import CONTROL_PREFIX, LocalHttpServer
 from mlambda_local.cloud.sqs import QueuePoller, S3NotificationPoller, SqsEventSourcePoller, SqsMapping
 from mlambda_local.cloud.startup import StartupTimeline
 from mlambda_local.cloud.template import DEFAULT_REGION, IntrinsicResolver, Template, load_template
+from mlambda_local.private_files import private_directory, write_private_json
 
 if TYPE_CHECKING:
     import boto3
@@ -261,7 +256,7 @@ class LocalCloud:
 
     def _start(self) -> None:
         timeline = self.timeline
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.data_dir)
         with timeline.phase("template"):
             template = load_template(
                 self.template_path,
@@ -881,14 +876,10 @@ class LocalCloud:
     def _control(self, request: HttpRequest) -> HttpResponse:
         """``/_mlambda/{status,trigger/<name>,invoke/<function>}``: loopback and token only."""
         if request.source_ip not in _LOOPBACK:
-            return HttpResponse.json(
-                403, {"code": "forbidden", "message": "the control API is loopback only"}
-            )
+            return HttpResponse.error(403, "forbidden", "the control API is loopback only")
         token = request.header(CONTROL_HEADER) or ""
         if not hmac.compare_digest(token.encode(), self._token.encode()):
-            return HttpResponse.json(
-                401, {"code": "unauthorized", "message": f"missing or wrong {CONTROL_HEADER}"}
-            )
+            return HttpResponse.error(401, "unauthorized", f"missing or wrong {CONTROL_HEADER}")
         parts = [
             unquote(part) for part in urlsplit(request.target).path[len(CONTROL_PREFIX) :].split("/") if part
         ]
@@ -901,22 +892,16 @@ class LocalCloud:
                 event = json.loads(request.body) if request.body.strip() else {}
                 return HttpResponse.json(200, {"result": self.invoke(parts[1], event)})
         except UnknownTargetError as exc:
-            return HttpResponse.json(404, {"code": "not_found", "message": str(exc)})
+            return HttpResponse.error(404, "not_found", str(exc))
         except FunctionInvocationError as exc:
             if exc.error_type == "TooManyRequestsException":  # Invoke's own answer when throttled
-                return HttpResponse.json(
-                    429,
-                    {"code": "throttled", "message": str(exc), "details": exc.payload},
-                    [("Retry-After", "1")],
+                return HttpResponse.error(
+                    429, "throttled", str(exc), details=exc.payload, headers=[("Retry-After", "1")]
                 )
-            return HttpResponse.json(502, {"code": "function_error", "message": str(exc)})
+            return HttpResponse.error(502, "function_error", str(exc))
         except json.JSONDecodeError as exc:
-            return HttpResponse.json(
-                400, {"code": "invalid_input", "message": f"the event is not JSON: {exc}"}
-            )
-        return HttpResponse.json(
-            404, {"code": "not_found", "message": f"no control route {request.method} {parts}"}
-        )
+            return HttpResponse.error(400, "invalid_input", f"the event is not JSON: {exc}")
+        return HttpResponse.error(404, "not_found", f"no control route {request.method} {parts}")
 
 
 class _LogEcho:

@@ -39,10 +39,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlambda_local.cloud.control import write_private_json
 from mlambda_local.cloud.errors import FunctionInvocationError, TemplateError
 from mlambda_local.cloud.functions import Function
 from mlambda_local.cloud.logs import LogGroup, stream_name
+from mlambda_local.private_files import private_directory, write_private_json
 
 logger = logging.getLogger("mlambda.local")
 
@@ -218,7 +218,7 @@ class SubscriptionDelivery:
         """``stopping``: once set, a failing batch is left in flight (delivered at the next start)
         instead of being retried or given up; ``sleep`` waits between retries (``stopping.wait``)."""
         self.subscription = subscription
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(state_dir)
         self._state = _State(state_dir / f"{subscription.logical_id}.json")
         self._account_id = account_id
         self._send_to_queue = send_to_queue

@@ -60,6 +60,7 @@ import orjson
 from mlambda_local.cloud import moto_patches
 from mlambda_local.cloud.errors import MlambdaLocalError
 from mlambda_local.cloud.moto_patches import Changes
+from mlambda_local.private_files import open_private, private_directory
 
 logger = logging.getLogger("mlambda.local")
 
@@ -218,12 +219,11 @@ class StateStore:
 
     def open(self) -> None:
         """Create or open the store; fails clearly on a store written by an incompatible version."""
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        for directory in (self.directory, self.blobs):
-            directory.chmod(0o700)
+        private_directory(self.directory)
+        private_directory(self.blobs)
         path = self.directory / DATABASE
         if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.close(open_private(path, os.O_WRONLY))
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file only
         db.execute("PRAGMA journal_mode=WAL")
@@ -521,11 +521,11 @@ class StateStore:
                 return key._value_buffer
             name = uuid.uuid4().hex
             path = self._blob_path(name)
-            path.parent.mkdir(mode=0o700, exist_ok=True)
+            private_directory(path.parent)
             partial = path.with_suffix(".partial")
             source = key._value_buffer
             source.seek(0)
-            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            descriptor = open_private(partial, os.O_WRONLY | os.O_TRUNC)
             with os.fdopen(descriptor, "wb") as stream:
                 shutil.copyfileobj(source, stream, _COPY_CHUNK)
             partial.replace(path)

@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mlambda_local.cloud.control import write_private_json
 from mlambda_local.cloud.execution import ExecutionEnvironment, FunctionPool
+from mlambda_local.private_files import write_private_json
 
 logger = logging.getLogger("mlambda.local")
 

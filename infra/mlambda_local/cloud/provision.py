@@ -54,7 +54,6 @@ SKIPPED_TYPES = frozenset(
         "AWS::ApiGateway::Stage",
         "AWS::ApiGateway::Account",
         "AWS::ApiGateway::ApiKey",
-        "AWS::ApiGateway::UsagePlan",
         "AWS::ApiGateway::UsagePlanKey",
         "AWS::ApiGateway::DomainName",
         "AWS::ApiGateway::BasePathMapping",
@@ -244,6 +243,7 @@ class Provisioner:
             "AWS::SNS::Topic": self._topic,
             "AWS::SNS::Subscription": self._subscription,
             "AWS::Events::Rule": self._rule,
+            "AWS::ApiGateway::UsagePlan": self._usage_plan,
         }
 
     def fingerprint(self) -> str | None:
@@ -481,6 +481,32 @@ class Provisioner:
         return True
 
     # -- SNS -----------------------------------------------------------------------------------
+
+    def _usage_plan(
+        self, logical_id: str, properties: dict[str, Any], item: InventoryItem, _: Inventory
+    ) -> None:
+        """The plan in the endpoint's API Gateway (once per name), where the keys function puts keys;
+        the local gateway enforces it from the template (``throttling``)."""
+        name = str(properties.get("UsagePlanName") or self.resolver.physical_name(logical_id))
+        api = self.client("apigateway")
+        existing = [plan for plan in api.get_usage_plans()["items"] if plan.get("name") == name]
+        if existing:
+            item.physical_name, item.status = existing[0]["id"], "exists"
+            return
+        throttle = properties.get("Throttle") or {}
+        quota = properties.get("Quota") or {}
+        created = api.create_usage_plan(
+            name=name,
+            description=str(properties.get("Description", "")),
+            throttle={
+                **({"rateLimit": float(throttle["RateLimit"])} if "RateLimit" in throttle else {}),
+                **({"burstLimit": int(throttle["BurstLimit"])} if "BurstLimit" in throttle else {}),
+            },
+            quota={"limit": int(quota["Limit"]), "period": str(quota.get("Period", "DAY"))}
+            if "Limit" in quota
+            else {},
+        )
+        item.physical_name, item.status = created["id"], "created"
 
     def _topic(self, logical_id: str, properties: dict[str, Any], item: InventoryItem, _: Inventory) -> None:
         name = self.resolver.physical_name(logical_id)

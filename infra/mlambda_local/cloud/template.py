@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-from mlambda_local.cloud.control import write_private_json
 from mlambda_local.cloud.errors import TemplateError
+from mlambda_local.private_files import write_private_json
 
 logger = logging.getLogger("mlambda.local")
 

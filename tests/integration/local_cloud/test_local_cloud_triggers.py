@@ -95,7 +95,7 @@ def test_api_missing_identity_header_is_401_without_calling_the_authorizer(cloud
     response = requests.get(f"{cloud.api_url}/items/x", timeout=10)
     # Then: the template's UNAUTHORIZED gateway response
     assert response.status_code == 401
-    assert response.json() == {"code": "unauthorized", "message": "Unauthorized"}
+    assert response.json() == {"code": "unauthorized", "message": "Unauthorized", "details": None}
     assert cloud.status()["functions"]["AuthorizerFunction"]["invocations"] == calls_before
 
 
@@ -115,6 +115,7 @@ def test_api_explicit_deny_is_403(cloud: LocalCloud) -> None:
     assert response.json() == {
         "code": "forbidden",
         "message": "User is not authorized to access this resource with an explicit deny",
+        "details": None,
     }
 
 
@@ -162,7 +163,7 @@ def test_api_any_method_greedy_route_passes_body_and_binary_round_trips(cloud: L
 def test_api_function_error_is_502_upstream_error(cloud: LocalCloud) -> None:
     response = requests.get(f"{cloud.api_url}/files/boom", headers=GOOD, timeout=10)
     assert response.status_code == 502
-    assert response.json() == {"code": "upstream_error", "message": "Internal server error"}
+    assert response.json() == {"code": "upstream_error", "message": "Internal server error", "details": None}
 
 
 def test_api_body_over_10_mb_is_413(cloud: LocalCloud) -> None:
