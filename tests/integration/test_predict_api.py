@@ -324,6 +324,7 @@ def test_endpoint_variants_and_cache_through_the_registry_table(world: World) ->
     service = world.service()
     # When
     _, first = call(service, {"instances": [row([1, 2, 3, 4])], "variant": "canary"})
+    assert service.settle()  # the entry is written off the request path
     _, second = call(service, {"instances": [row([1, 2, 3, 4])], "variant": "canary"})
     # Then
     assert (first["variant"], first["version"], first["cached"]) == ("canary", 2, False)

@@ -111,7 +111,7 @@ def harness(
         features=features,
         tracking=tracking,
         items=items,
-        cache=PredictionCache(cache, clock=clock),
+        cache=PredictionCache(cache, clock=clock, write_behind=False),
         max_instances=max_instances,
         rng=random.Random(0),
         clock=clock,

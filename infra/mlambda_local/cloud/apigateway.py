@@ -390,9 +390,11 @@ class RestApi:
             event["requestContext"]["authorizer"] = context
         assert route.function is not None
         try:
-            result = route.function.invoke(event)
-        except FunctionInvocationError:
-            return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", request_id)
+            result = route.function.invoke(event, throttle=True)
+        except FunctionInvocationError as exc:
+            # Lambda's 429 (reserved concurrency in use) reaches a REST proxy client as a 500.
+            status = 500 if exc.error_type == "TooManyRequestsException" else None
+            return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", request_id, status)
         return self.proxy_response(route, result, request_id, accept=request.header("Accept"))
 
     def metered(self, context: dict[str, Any], usage_key: str | None, request_id: str) -> HttpResponse | None:
@@ -594,7 +596,7 @@ class RestApi:
                     "requestContext": {k: v for k, v in event["requestContext"].items() if k != "authorizer"},
                 }
             try:
-                result = authorizer.function.invoke(authorizer_event)
+                result = authorizer.function.invoke(authorizer_event, throttle=True)
             except FunctionInvocationError as exc:
                 if exc.error_message == "Unauthorized":
                     return self.gateway_response("UNAUTHORIZED", "Unauthorized", request_id)

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from mlambda_local.cloud.errors import MlambdaLocalError
 from mlambda_local.private_files import write_private_json
 
@@ -44,6 +42,8 @@ class ControlClient:
     """Talks to a running local cloud's control API."""
 
     def __init__(self, control_url: str, token: str, timeout: float = 60.0) -> None:
+        import requests  # here, not at import: the local cloud itself never needs it
+
         self.control_url = control_url.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -58,6 +58,8 @@ class ControlClient:
         return cls(str(state["control_url"]), str(state["control_token"]), timeout)
 
     def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        import requests
+
         try:
             response = self._http.request(
                 method,

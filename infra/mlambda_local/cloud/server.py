@@ -38,10 +38,17 @@ class LocalHttpServer:
     """Serves every RestApi of the template under its stage, plus the control API."""
 
     def __init__(
-        self, apis: list[RestApi], control: ControlHandler, host: str = "127.0.0.1", port: int = 0
+        self,
+        apis: list[RestApi],
+        control: ControlHandler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_first_answer: Callable[[], None] | None = None,
     ) -> None:
+        """``on_first_answer``: called once, after the first API response has been sent (start-up timeline)."""
         self.apis = {api.stage: api for api in apis}
         self.control = control
+        self._on_first_answer = on_first_answer
         self._socket = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -123,6 +130,9 @@ class LocalHttpServer:
                         head=wire.method == "HEAD",
                     )
                 )
+                if self._on_first_answer is not None and not request.target.startswith(CONTROL_PREFIX):
+                    callback, self._on_first_answer = self._on_first_answer, None
+                    callback()
                 if not wire.keep_alive:
                     return
         except OSError:

@@ -16,7 +16,6 @@ from mlambda_local.output import Outcome
 
 def local_up(args: argparse.Namespace) -> int:
     """Run the local cloud in the foreground until Ctrl-C / SIGTERM."""
-    from mlambda_local.bootstrap import ensure_admin_key
     from mlambda_local.cloud import LocalCloud
 
     # What the cloud itself does (state restored and how long it took, schedules fired, batches
@@ -45,6 +44,9 @@ def local_up(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     cloud.start()
     try:
+        # Imported once the cloud is up: the shared layer and boto3 are no part of its start.
+        from mlambda_local.bootstrap import ensure_admin_key
+
         key = ensure_admin_key(data_dir, cloud.outputs["ApiKeysTableName"], cloud.endpoint_url)
         info = up_info(cloud, key, data_dir, args)
         if args.output == "json":

@@ -18,7 +18,8 @@ entity is not a degradation we may choose silently.
 Nothing on the path waits for a write the answer does not depend on: the prediction log (every
 served and shadow row) and what the entity was served (the tracking store's record) leave as one
 record on the function's output (``prediction_log``), which the archiver receives through the
-log subscription and writes to the lake and the tracking table.
+log subscription and writes to the lake and the tracking table. Prediction cache entries are
+handed to a writer thread, best-effort (``prediction_cache``: a lost entry costs a recompute).
 """
 
 from __future__ import annotations
@@ -867,6 +868,10 @@ class InferenceService:
             answer.variant,
             {"Predictions": len(matrix), "LatencyMs": latency_ms, "ModelMs": model_ms},
         )
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait for the writes the requests left off their path (prediction cache entries); False on timeout."""
+        return True if self._cache is None else self._cache.flush(timeout)
 
     def version_for(self, model: str, ref: str | None) -> ModelVersion:
         """The version ``ref`` names, or without one the version the endpoint's first variant serves."""
