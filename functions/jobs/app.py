@@ -93,7 +93,7 @@ def submit_job(body: Annotated[SubmitJobRequest, Body()]) -> Response[JobView]:
     return Response(status_code=201 if created else 200, content_type="application/json", body=view)
 
 
-@app.post("/jobs/uploads", PREDICT)
+@app.post("/jobs/uploads", PREDICT, status_code=201)
 def upload_ticket(body: Annotated[BatchUploadRequest, Body()]) -> Response[BatchUploadTicket]:
     """201: a presigned PUT under ``input/<model>/`` whose upload starts the job (no AWS credentials)."""
     ticket = service().upload_ticket(body)
