@@ -13,9 +13,15 @@ feature + the model's label and probability; sklearn's breast-cancer data split 
 - CBPE: estimated vs realised accuracy (mean error, mean |error|, coverage of the realised value
   by the interval) on unchanged windows and on a covariate shift of a model input.
 
+Every rate is printed as hits/trials with its 95% Clopper-Pearson interval, so each cell says how
+many trials it rests on and what they can show (0 alarms in 200 runs bounds the rate below 1.8%,
+not below 1%); a closing block checks each goal against mlambda's figure.
+
 Evidently runs in ``.venv-bench-evidently`` (created by the make target, never a project
-dependency) on the same seeds; the data module prints one checksum per setting on both sides.
-Usage: ``python benchmarks/bench_monitor_calibration.py [--trials 200] [--large-trials 200] [--only 400/200,coverage]``.
+dependency) on the same seeds, concurrently with mlambda's side; the data module prints one
+checksum per setting on both sides.
+Usage: ``python benchmarks/bench_monitor_calibration.py [--trials 200] [--large-trials N]
+[--evidently-large-trials N] [--coverage-samples 1000] [--no-evidently] [--only 400/200,coverage]``.
 """
 
 from __future__ import annotations
@@ -128,7 +134,7 @@ def mlambda_setting(name: str, trials: Iterable[Trial], with_model: bool) -> dic
     }
     cbpe: dict[str, list[tuple[float, bool]]] = {"unchanged": [], "x1 +0.5 sd (a model input)": []}
     first = ""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for index, trial in enumerate(trials):
         if index == 0:
             first = checksum(trial)
@@ -189,17 +195,18 @@ def mlambda_setting(name: str, trials: Iterable[Trial], with_model: bool) -> dic
         "scenarios": {k: v for k, v in counts.items() if v["runs"]},
         "checksum": first,
         "seconds": time.perf_counter() - started,
+        "cpu": time.process_time() - cpu,
         "cbpe": cbpe,
     }
 
 
-def coverage(trials: int) -> list[tuple[str, int, float]]:
-    """Share of simulated samples whose 95% interval holds the population value."""
+def coverage(trials: int) -> list[tuple[str, int, int, int]]:
+    """(metric, rows, samples whose 95% interval holds the population value, samples) per row."""
     from scipy import stats
 
     rng = np.random.default_rng(SEED)
     settings = QualitySettings()
-    results: list[tuple[str, int, float]] = []
+    results: list[tuple[str, int, int, int]] = []
     # classifier: 30% positives, positive scores N(1.2, 1.8), negatives N(0, 1), threshold 0.8
     truth_accuracy = stats.norm.sf(0.8, 1.2, 1.8) * 0.3 + stats.norm.cdf(0.8) * 0.7
     tp = 0.3 * stats.norm.sf(0.8, 1.2, 1.8)
@@ -231,7 +238,7 @@ def coverage(trials: int) -> list[tuple[str, int, float]]:
                     and estimate.high is not None
                     and estimate.low <= value <= estimate.high
                 )
-        results.extend((name, n, hits[name] / trials) for name in truth)
+        results.extend((name, n, hits[name], trials) for name in truth)
     draws = {
         "normal": lambda size: rng.normal(0, 1, size),
         "t5": lambda size: rng.standard_t(5, size),
@@ -259,48 +266,172 @@ def coverage(trials: int) -> list[tuple[str, int, float]]:
                         and estimate.high is not None
                         and estimate.low <= value <= estimate.high
                     )
-            results.extend((f"{name} ({label} errors)", n, hits[name] / trials) for name in hits)
+            results.extend((f"{name} ({label} errors)", n, hits[name], trials) for name in hits)
     return results
 
 
-def _evidently(trials: int, large_trials: int) -> dict[str, dict[str, Any]]:
+GOALS = (
+    # (setting, scenario, key, comparison, goal): the issue's targets, checked against the figures
+    *(
+        (setting, "unchanged", "any_alarm", "<=", 0.01)
+        for setting in ("400/200", "5000/2000", "100000/100000", "breast-cancer 70/30")
+    ),
+    ("5000/2000", "x0 +0.25 sd", "detected", ">=", 0.95),
+    ("100000/100000", "x0 +0.25 sd", "detected", ">=", 0.95),
+    ("100000/100000", "x0 +0.1 sd", "detected", ">=", 0.60),
+    ("5000/2000", "category a 20% -> 30%", "detected", ">=", 0.90),
+    ("100000/100000", "category a 20% -> 30%", "detected", ">=", 0.90),
+)
+COVERAGE_GOAL = (0.93, 0.97)
+
+
+def clopper_pearson(hits: int, runs: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval of a rate seen ``hits`` times in ``runs``: what ``runs`` trials can show."""
+    from scipy import stats
+
+    tail = (1 - confidence) / 2
+    low = float(stats.beta.ppf(tail, hits, runs - hits + 1)) if hits > 0 else 0.0
+    high = float(stats.beta.ppf(1 - tail, hits + 1, runs - hits)) if hits < runs else 1.0
+    return low, high
+
+
+def _cell(row: dict[str, float] | None, key: str) -> str:
+    """``hits/runs rate [95% Clopper-Pearson]``: the trial count of every cell printed beside its rate."""
+    if not row or not row["runs"]:
+        return "-"
+    hits, runs = int(row[key]), int(row["runs"])
+    low, high = clopper_pearson(hits, runs)
+    return f"{hits:>3}/{runs:<3} {hits / runs:6.1%} [{low:5.1%}, {high:5.1%}]"
+
+
+def _start_evidently(trials: int, large_trials: int, only: str) -> subprocess.Popen[str] | None:
     if not EVIDENTLY_PYTHON.exists():
         print(f"  (no {EVIDENTLY_PYTHON}: run `make bench-monitor-calibration` to create it)")
-        return {}
-    output = subprocess.run(
+        return None
+    return subprocess.Popen(
         [
             str(EVIDENTLY_PYTHON),
             str(ROOT / "benchmarks" / "evidently_calibration.py"),
             str(trials),
             str(SEED),
             str(large_trials),
+            only,
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
     )
-    if output.returncode != 0:
-        print(f"  Evidently run failed: {output.stderr[-2000:]}")
+
+
+def _collect_evidently(process: subprocess.Popen[str] | None) -> dict[str, dict[str, Any]]:
+    if process is None:
         return {}
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        print(f"  Evidently run failed: {stderr[-2000:]}")
     found = {}
-    for line in output.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("{"):
             result = json.loads(line)
             found[result["setting"]] = result
     return found
 
 
-def _share(row: dict[str, float] | None, key: str) -> str:
-    if not row or not row["runs"]:
-        return "-"
-    return f"{row[key] / row['runs']:6.1%}"
+def _print_table(ours: list[dict[str, Any]], evidently: dict[str, dict[str, Any]]) -> None:
+    width = 34
+    print(f"{'setting':20} {'scenario':22} {'measure':{width}} {'mlambda':>31}   {'Evidently 0.7.23':>31}")
+    for result in ours:
+        theirs = evidently.get(result["setting"], {})
+        same = (
+            "same data" if theirs.get("checksum") == result["checksum"] else "DATA DIFFERS" if theirs else ""
+        )
+        for scenario, row in result["scenarios"].items():
+            other = theirs.get("scenarios", {}).get(scenario)
+            measures = (
+                (
+                    ("any_alarm", "runs with any alarm (goal <= 1%)"),
+                    ("drift_alarm", "  of which drift"),
+                    ("quality_alarm", "  of which data quality"),
+                )
+                if scenario == "unchanged"
+                else (("detected", "detected"),)
+            )
+            for key, label in measures:
+                print(
+                    f"{result['setting']:20} {scenario:22} {label:{width}} {_cell(row, key):>31}   {_cell(other, key):>31}"
+                )
+            if scenario == "unchanged" and result["setting"].startswith("breast"):
+                ours_oor = row["out_of_range"] / row["runs"]
+                findings = row["out_of_range_findings"] / row["runs"]
+                theirs_oor = f"{other['out_of_range'] / other['runs']:.2f}" if other else "-"
+                print(
+                    f"{result['setting']:20} {scenario:22} {'out-of-range violations per run':{width}} {ours_oor:>31.2f}   {theirs_oor:>31}"
+                )
+                print(
+                    f"{result['setting']:20} {scenario:22} {'  (values beyond range, per run)':{width}} {findings:>31.2f}"
+                )
+        timing = f"mlambda {result['cpu']:.0f} s CPU / {result['seconds']:.0f} s wall"
+        if theirs.get("cpu") is not None:
+            timing += f", Evidently {theirs['cpu']:.0f} s CPU / {theirs['seconds']:.0f} s wall"
+        validation = theirs.get("validation")
+        print(
+            f"{'':20} {same} ({timing})"
+            + (f"; Evidently replay vs full Report failures on trial 0: {validation}" if validation else "")
+        )
+
+
+def _print_goals(ours: list[dict[str, Any]], coverage_rows: list[tuple[str, int, int, int]]) -> None:
+    """Each goal of the issue against mlambda's figure: met or missed on the point estimate, and
+    whether the trials *show* it (the whole 95% interval on the right side of the goal)."""
+    by_setting = {r["setting"]: r for r in ours}
+    print("goals (mlambda; 'shown' = the whole 95% Clopper-Pearson interval is on the goal's side)")
+    for setting, scenario, key, comparison, goal in GOALS:
+        row = by_setting.get(setting, {}).get("scenarios", {}).get(scenario)
+        if not row:
+            continue
+        hits, runs = int(row[key]), int(row["runs"])
+        low, high = clopper_pearson(hits, runs)
+        rate = hits / runs
+        met = rate <= goal if comparison == "<=" else rate >= goal
+        shown = high <= goal if comparison == "<=" else low >= goal
+        verdict = ("met, shown" if shown else "met, not shown at this trial count") if met else "MISSED"
+        label = "alarm rate" if key == "any_alarm" else "detection"
+        print(
+            f"  {setting:20} {scenario:22} {label} {hits}/{runs} = {rate:.1%} [{low:.1%}, {high:.1%}] "
+            f"(goal {comparison} {goal:.0%}): {verdict}"
+        )
+    for name, n, hits, samples in coverage_rows:
+        low, high = clopper_pearson(hits, samples)
+        rate = hits / samples
+        if COVERAGE_GOAL[0] <= rate <= COVERAGE_GOAL[1]:
+            verdict = "met"
+        elif high < COVERAGE_GOAL[0] or low > COVERAGE_GOAL[1]:
+            verdict = "MISSED"
+        else:
+            verdict = "MISSED on the point, the interval reaches the goal"
+        print(
+            f"  coverage {name:28} n={n:<5} {hits}/{samples} = {rate:.1%} [{low:.1%}, {high:.1%}] "
+            f"(goal 93-97%): {verdict}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument(
-        "--large-trials", type=int, default=None, help="trials at 100k/100k (default: --trials)"
+        "--large-trials", type=int, default=None, help="mlambda's trials at 100k/100k (default: --trials)"
+    )
+    parser.add_argument(
+        "--evidently-large-trials",
+        type=int,
+        default=None,
+        help="Evidently's trials at 100k/100k (default: --large-trials); each cell prints its own count",
+    )
+    parser.add_argument(
+        "--coverage-samples",
+        type=int,
+        default=None,
+        help="simulated samples per coverage row (default: --trials)",
     )
     parser.add_argument("--no-evidently", action="store_true")
     parser.add_argument(
@@ -311,25 +442,13 @@ def main() -> None:
     args = parser.parse_args()
     wanted = set(filter(None, args.only.split(",")))
     large = args.large_trials or args.trials
+    evidently_large = args.evidently_large_trials or large
+    samples = args.coverage_samples or args.trials
     print(
-        f"monitoring calibration: {args.trials} trials per setting ({large} at 100k/100k), q = {DEFAULT_Q}, seed {SEED}"
+        f"monitoring calibration: {args.trials} trials per setting (100k/100k: {large} for mlambda, "
+        f"{evidently_large} for Evidently), {samples} coverage samples, q = {DEFAULT_Q}, seed {SEED}"
     )
-    evidently: dict[str, dict[str, Any]] = {}
-    process = None
-    if not args.no_evidently and EVIDENTLY_PYTHON.exists():
-        process = subprocess.Popen(
-            [
-                str(EVIDENTLY_PYTHON),
-                str(ROOT / "benchmarks" / "evidently_calibration.py"),
-                str(args.trials),
-                str(SEED),
-                str(large),
-                args.only,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    process = None if args.no_evidently else _start_evidently(args.trials, evidently_large, args.only)
     ours: list[dict[str, Any]] = []
     for n, m in SYNTHETIC_SIZES:
         if wanted and f"{n}/{m}" not in wanted:
@@ -340,51 +459,15 @@ def main() -> None:
         ours.append(
             mlambda_setting("breast-cancer 70/30", breast_cancer_trials(args.trials, SEED), with_model=False)
         )
-    if process is not None:
-        stdout, stderr = process.communicate()
-        if process.returncode != 0:
-            print(f"  Evidently run failed: {stderr[-2000:]}")
-        for line in stdout.splitlines():
-            if line.startswith("{"):
-                result = json.loads(line)
-                evidently[result["setting"]] = result
+    coverage_rows: list[tuple[str, int, int, int]] = []
+    coverage_cpu = 0.0
+    if not wanted or "coverage" in wanted:
+        started = time.process_time()
+        coverage_rows = coverage(samples)
+        coverage_cpu = time.process_time() - started
+    evidently = _collect_evidently(process)
     print()
-    print(f"{'setting':22} {'scenario':24} {'measure':34} {'mlambda':>8} {'Evidently':>10}")
-    for result in ours:
-        theirs = evidently.get(result["setting"], {})
-        same = (
-            "same data" if theirs.get("checksum") == result["checksum"] else "DATA DIFFERS" if theirs else ""
-        )
-        for scenario, row in result["scenarios"].items():
-            other = theirs.get("scenarios", {}).get(scenario)
-            if scenario == "unchanged":
-                for key, label in (
-                    ("any_alarm", "runs with any alarm (goal <= 1%)"),
-                    ("drift_alarm", "  of which drift"),
-                    ("quality_alarm", "  of which data quality"),
-                ):
-                    print(
-                        f"{result['setting']:22} {scenario:24} {label:34} {_share(row, key):>8} {_share(other, key):>10}"
-                    )
-                if result["setting"].startswith("breast"):
-                    ours_oor = row["out_of_range"] / row["runs"]
-                    findings = row["out_of_range_findings"] / row["runs"]
-                    theirs_oor = f"{other['out_of_range'] / other['runs']:10.2f}" if other else f"{'-':>10}"
-                    print(
-                        f"{result['setting']:22} {scenario:24} {'out-of-range violations per run':34} {ours_oor:8.2f} {theirs_oor}"
-                    )
-                    print(
-                        f"{result['setting']:22} {scenario:24} {'  (values beyond range, per run)':34} {findings:8.2f}"
-                    )
-            else:
-                print(
-                    f"{result['setting']:22} {scenario:24} {'detected':34} {_share(row, 'detected'):>8} {_share(other, 'detected'):>10}"
-                )
-        validation = theirs.get("validation")
-        print(
-            f"{'':22} {same} ({result['seconds']:.0f} s for mlambda)"
-            + (f"; Evidently replay vs full Report failures on trial 0: {validation}" if validation else "")
-        )
+    _print_table(ours, evidently)
     print()
     print("CBPE (estimated vs realised accuracy; Evidently has no label-free estimate)")
     for result in ours:
@@ -392,16 +475,22 @@ def main() -> None:
             if not pairs:
                 continue
             errors = np.asarray([e for e, _ in pairs])
-            covered = np.mean([c for _, c in pairs])
+            covered = int(sum(c for _, c in pairs))
+            low, high = clopper_pearson(covered, len(pairs))
             print(
-                f"  {result['setting']:12} {scenario:28} mean error {errors.mean():+.4f}, mean |error| {np.abs(errors).mean():.4f}, "
-                f"realised inside the 95% interval {covered:.1%} ({len(pairs)} windows)"
+                f"  {result['setting']:14} {scenario:28} mean error {errors.mean():+.4f}, mean |error| {np.abs(errors).mean():.4f}, "
+                f"realised inside the 95% interval {covered}/{len(pairs)} = {covered / len(pairs):.1%} [{low:.1%}, {high:.1%}]"
             )
+    if coverage_rows:
+        print()
+        print(
+            f"interval coverage at nominal 95% ({samples} samples each, goal 93-97%; {coverage_cpu:.0f} s CPU)"
+        )
+        for name, n, hits, count in coverage_rows:
+            low, high = clopper_pearson(hits, count)
+            print(f"  {name:28} n={n:5}  {hits:>4}/{count:<4} {hits / count:6.1%} [{low:.1%}, {high:.1%}]")
     print()
-    if not wanted or "coverage" in wanted:
-        print(f"interval coverage at nominal 95% ({args.trials} samples each; goal 93-97%)")
-        for name, n, share in coverage(args.trials):
-            print(f"  {name:28} n={n:5}  {share:6.1%}")
+    _print_goals(ours, coverage_rows)
     sys.stdout.flush()
 
 
