@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Benchmarks reuse test helpers (tests/), hence the repo root on the path.
 BENCH := PYTHONPATH=. $(BIN)/python
 
-.PHONY: install demo up test test-triton unit integration e2e browser screenshots lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart bench-cold-start
+.PHONY: install demo up test test-triton unit integration e2e fuzz openapi browser screenshots lint format clean build package-check bench bench-registry bench-predict bench-ingest bench-batch bench-monitor bench-http bench-monitor-calibration bench-queues bench-restart bench-cold-start
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,14 @@ $(TRITON_VENV)/.installed-stamp:
 
 test-triton: install $(TRITON_VENV)/.installed-stamp  ## tritonclient against the local cloud's /v2 routes
 	MLAMBDA_TRITON_PYTHON=$(TRITON_VENV)/bin/python $(BIN)/pytest tests/e2e/test_triton_client_e2e.py $(PYTEST_ARGS)
+
+# make test fuzzes for 60 s (tests/e2e/test_fuzz_api.py); this runs it longer and prints what it tried.
+MLAMBDA_FUZZ_SECONDS ?= 600
+fuzz: install  ## property-based fuzz of every API operation for MLAMBDA_FUZZ_SECONDS (600): operations, test cases, failures
+	MLAMBDA_FUZZ_SECONDS=$(MLAMBDA_FUZZ_SECONDS) $(BIN)/pytest tests/e2e/test_fuzz_api.py -s -p no:randomly $(PYTEST_ARGS)
+
+openapi: install  ## regenerate functions/console/openapi.json from the API functions (a test fails when it drifts)
+	$(BIN)/python -m mlambda_local.openapi
 
 lint: install
 	$(BIN)/ruff check .

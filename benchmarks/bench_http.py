@@ -13,6 +13,13 @@ of the server to its first answer (mlambda restarted on a data directory that ho
 as after ``local up`` was stopped). Goals (issue 13): p50 <= 1.5 ms, >= 5x MLflow's req/s
 sequential and with 8 clients, cold start < 2 s. Prints a table; asserts nothing.
 
+Wall-clock figures on a shared machine measure the other programs too. So mlambda's side also
+prints what does not depend on them: the CPU each of its processes spent per sequential one-row
+request (``local up``: the front door, the Runtime API, moto and the log subscription; the
+predict worker; the archiver, which the prediction log reaches through the subscription), and
+the last restart's start-up timeline (each phase's wall and CPU seconds from the process's
+start, the pre-warmed workers' inits, the first API answer).
+
     make bench-http            # or: .venv/bin/python benchmarks/bench_http.py [--quick]
 """
 
@@ -33,6 +40,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -209,7 +217,6 @@ def api_url_of(data_dir: Path) -> str | None:
 def mlambda_setup(data_dir: Path, onnx: bytes, X: np.ndarray) -> tuple[str, str]:
     """Register the model behind ``production`` and make a predict key, through the API; (api_url, key)."""
     from mlambda_local.client import ApiClient, Target
-    from mlambda_local.commands.models import wait_until_ready
 
     api_url = api_url_of(data_dir)
     assert api_url is not None
@@ -225,7 +232,7 @@ def mlambda_setup(data_dir: Path, onnx: bytes, X: np.ndarray) -> tuple[str, str]
             "smoke_inputs": [dict(zip(FEATURES, map(float, x), strict=True)) for x in X[:5]],
         },
     )
-    wait_until_ready(admin, "bench", int(version["version"]), timeout=180)
+    admin.wait_until_ready("bench", int(version["version"]), timeout=180)
     admin.request("PUT", "/models/bench/aliases/production", body={"version": version["version"]})
     key = admin.post("/keys", {"name": "bench", "scopes": ["predict"]})["api_key"]
     return api_url, str(key)
@@ -254,7 +261,37 @@ def measure(endpoint: Endpoint, X: np.ndarray, n: int, big_n: int) -> dict[str, 
     return {"p50": p50, "p99": p99, "rps": rate, "rps8": clients8, "rows": rows_per_s}
 
 
-def mlambda_side(scratch: Path, onnx: bytes, X: np.ndarray, n: int, big_n: int) -> dict[str, float]:
+def cpu_per_request(process: subprocess.Popen[bytes], endpoint: Endpoint, X: np.ndarray, n: int) -> str:
+    """CPU microseconds per sequential one-row request in each process of the cloud (deliveries included)."""
+    from tests.local_cloud_process import cpu_seconds_by_process
+
+    payload = instances(X[:1])
+    connection = endpoint.connection()
+    for _ in range(200):
+        endpoint.call(connection, payload)
+    time.sleep(2.0)  # the warm-up's log deliveries done
+    before = cpu_seconds_by_process(process.pid)
+    for _ in range(n):
+        endpoint.call(connection, payload)
+    connection.close()
+    time.sleep(2.5)  # this run's prediction log delivered and archived (the subscription polls every second)
+    after = cpu_seconds_by_process(process.pid)
+    spent = {name: (after[name] - before.get(name, 0.0)) / n * 1e6 for name in after}
+    shown = sorted(((us, name) for name, us in spent.items() if us >= 1), reverse=True)
+    return ", ".join(f"{name} {us:.0f}" for us, name in shown) + f"; total {sum(spent.values()):.0f} us"
+
+
+def startup_timeline(data_dir: Path) -> str:
+    """The running cloud's start-up phases (wall/CPU seconds) and events, from its control API."""
+    from mlambda_local.cloud import ControlClient
+
+    startup = ControlClient.from_data_dir(data_dir).status()["startup"]
+    phases = ", ".join(f"{p['phase']} {p['seconds']:.2f}/{p['cpu_s']:.2f}" for p in startup["phases"])
+    events = ", ".join(f"{e['event']} at {e['at_s']:.2f}" for e in startup["events"])
+    return f"{events}; phases (wall/cpu s from the process's start): {phases}"
+
+
+def mlambda_side(scratch: Path, onnx: bytes, X: np.ndarray, n: int, big_n: int) -> dict[str, Any]:
     data_dir = scratch / "mlambda"
     port = free_port()
     process = mlambda_up(data_dir, port)
@@ -262,7 +299,8 @@ def mlambda_side(scratch: Path, onnx: bytes, X: np.ndarray, n: int, big_n: int) 
         wait_until(lambda: api_url_of(data_dir) is not None, 180, "mlambda local up")
         api_url, key = mlambda_setup(data_dir, onnx, X)
         endpoint = Endpoint("mlambda", f"{api_url}/models/bench/predict", {"x-api-key": key}, instances)
-        figures = measure(endpoint, X, n, big_n)
+        figures: dict[str, Any] = dict(measure(endpoint, X, n, big_n))
+        figures["cpu"] = cpu_per_request(process, endpoint, X, n)
     finally:
         mlambda_down(process)
     # Cold start: the same data directory, a new `local up`, until the first answer
@@ -273,6 +311,7 @@ def mlambda_side(scratch: Path, onnx: bytes, X: np.ndarray, n: int, big_n: int) 
         try:
             wait_until(lambda: answers(endpoint, instances(X[:1])), 120, "mlambda restart")
             colds.append(time.perf_counter() - launched)
+            figures["timeline"] = startup_timeline(data_dir)
         finally:
             mlambda_down(process)
     figures["cold"] = statistics.median(colds)
@@ -387,6 +426,8 @@ def main() -> int:
     print()
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print(f"\nmlambda CPU per sequential one-row request, by process: {ours['cpu']}")
+    print(f"mlambda's last restart: {ours['timeline']}")
     return 0
 
 

@@ -6,7 +6,9 @@ and queue of the benchmark's own (nothing polls them), killed with ``kill -9`` a
 again on the same data directory. For each N this prints the time to serving again (the state
 file names the new process and the API answers), the part of it spent restoring moto's state
 (from ``local-up.log``), the state on disk, and checks that every object, item and message
-came back.
+came back. Wall-clock figures on a shared machine measure the other programs too, so each
+restart also prints its start-up timeline (``status()['startup']``: each phase's wall and CPU
+seconds, from the process's start) and the runner's CPU to serving.
 
 Before wave 2 the local cloud replayed a JSON journal of every request (bodies included) at
 start: 67-79 s after a few batch jobs (issue 13). The target: under 5 s whatever was uploaded.
@@ -98,6 +100,17 @@ def stored(s3: Any, dynamodb: Any, sqs: Any) -> tuple[int, int, int]:
     return objects, items, int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
+def timeline(cloud: Any) -> str:
+    """The running cloud's start-up phases, ``phase wall/cpu``, and its CPU to up."""
+    from mlambda_local.cloud import ControlClient
+
+    startup = ControlClient.from_data_dir(cloud.data_dir).status()["startup"]
+    up = next((e["at_s"] for e in startup["events"] if e["event"] == "up"), float("nan"))
+    cpu = sum(p["cpu_s"] for p in startup["phases"])
+    parts = ", ".join(f"{p['phase']} {p['seconds']:.2f}/{p['cpu_s']:.2f}" for p in startup["phases"])
+    return f"up at {up:.2f} s, runner CPU {cpu:.2f} s (wall/cpu s: {parts})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -138,6 +151,7 @@ def main() -> int:
                 f"  {filled:>22,}  {serving:9.1f}s  {float(restoring[-1]) if restoring else float('nan'):8.2f}s"
                 f"  {on_disk / 1e6:10.1f} MB"
             )
+            print(f"  {'':>22}  {timeline(cloud)}")
     finally:
         cloud.stop()
         if args.keep:

@@ -28,7 +28,7 @@ keys_table="${MLAMBDA_KEYS_TABLE:-$(stack_output ApiKeysTableName)}"
 export MLAMBDA_API_URL
 echo "smoke test of $stack at $MLAMBDA_API_URL"
 
-created="$("$mlambda" keys bootstrap --table "$keys_table" --name "smoke-${GITHUB_RUN_ID:-$(date +%s)}" --scopes admin)"
+created="$("$mlambda" -o json keys bootstrap --table "$keys_table" --name "smoke-${GITHUB_RUN_ID:-$(date +%s)}" --scopes admin)"
 key_id="$(json_field key_id <<<"$created")"
 MLAMBDA_API_KEY="$(json_field api_key <<<"$created")"
 if [[ "${GITHUB_ACTIONS:-}" == "true" ]]; then echo "::add-mask::$MLAMBDA_API_KEY"; fi
@@ -43,7 +43,7 @@ status="$(curl --silent --output /dev/null --write-out '%{http_code}' "$MLAMBDA_
 [[ "$status" == 401 ]] || fail "GET /me without a key answered $status, expected 401"
 echo "ok: GET /me without a key -> 401"
 
-me="$("$mlambda" whoami)"
+me="$("$mlambda" -o json whoami)"
 [[ "$(json_field key_id <<<"$me")" == "$key_id" ]] || fail "GET /me answered $me, expected key $key_id"
 echo "ok: GET /me -> $key_id"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -33,6 +34,11 @@ def load_event(name: str, **overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS_DIR / f"{name}.json").read_text())
     event.update(overrides)
     return event
+
+
+def forged_token(key: dict[str, str]) -> str:
+    """A page token as a client could forge one: a key encoded the way tokens looked before signing."""
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
 @pytest.fixture

@@ -123,14 +123,35 @@ class LocalCloudProcess:
         """``local up`` for the cloud's own process (runner and moto), else the function a worker runs."""
         if self.process is not None and pid == self.process.pid:
             return "local up"
+        return _function_of(pid)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds_by_process(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of ``root`` (``local up``) and each process it started,
+    summed by what they run (``local up`` itself, or the function a worker runs)."""
+    totals: dict[str, float] = {}
+    for pid in _descendants(root):
         try:
-            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            return "gone"
-        for variable in environment:
-            if variable.startswith(b"AWS_LAMBDA_FUNCTION_NAME="):
-                return variable.split(b"=", 1)[1].decode().removeprefix("mlambda-local-")
-        return "other"
+            continue
+        label = "local up" if pid == root else _function_of(pid)
+        totals[label] = totals.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return totals
+
+
+def _function_of(pid: int) -> str:
+    try:
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    for variable in environment:
+        if variable.startswith(b"AWS_LAMBDA_FUNCTION_NAME="):
+            return variable.split(b"=", 1)[1].decode().removeprefix("mlambda-local-")
+    return "other"
 
 
 def _descendants(root: int) -> list[int]:

@@ -2,7 +2,8 @@
 
 Unknown, malformed and revoked keys raise ``Unauthorized`` (API Gateway's contract for a 401).
 The policy allows every route of the API so that API Gateway can cache it per key;
-each handler then checks the scope its route needs (403).
+each handler then checks the scope its route needs (403). The answer carries the key's
+``usageIdentifierKey`` (its API Gateway API key, in its plan's usage plan) and its plan in the context.
 """
 
 from __future__ import annotations
@@ -49,5 +50,9 @@ def handler(
         context=authorizer_context(principal),
     )
     policy.allow_all_routes()
+    if principal.usage_key:
+        # The API takes the key's usage plan from here (ApiKeySourceType: AUTHORIZER): API Gateway
+        # throttles each mlambda key by the plan its API Gateway API key is in.
+        policy.usage_identifier_key = principal.usage_key
     logger.debug("authorized", extra={"key_id": principal.key_id})
     return policy.asdict()

@@ -18,16 +18,16 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlambda import errors
-from mlambda.auth import require_any_scope, require_scope
+from mlambda.api import RouteDoc, ScopedResolver, needs
 from mlambda.config import EvaluationsSettings
 from mlambda.errors import InvalidInputError, NotFoundError
 from mlambda.observability import logger
+from mlambda.schemas.bounds import MAX_PAGE_TOKEN
 from mlambda.schemas.evaluations import (
     MAX_PAGE,
     CancelRequest,
@@ -48,11 +48,13 @@ from mlambda.schemas.evaluations import (
 from mlambda.schemas.keys import Principal, Scope
 from mlambda.services.evaluations.service import EvaluationService
 
-app = APIGatewayRestResolver(enable_validation=True)
-errors.install(app)
+app = ScopedResolver()
+MANAGE = needs(Scope.REGISTRY_WRITE)
+READ = needs(Scope.EVALUATE, Scope.REGISTRY_WRITE)
+JUDGE = needs(Scope.EVALUATE)
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Token = Annotated[str | None, Query(max_length=2048)]
+Token = Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)]
 EVALUATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
@@ -62,19 +64,9 @@ def service() -> EvaluationService:
     return EvaluationService.from_settings(EvaluationsSettings.load())
 
 
-def manager() -> Principal:
-    """The caller, if it may create, complete and cancel evaluations."""
-    return require_scope(app.current_event.raw_event, Scope.REGISTRY_WRITE)
-
-
-def reader() -> Principal:
-    """The caller, if it may read evaluations (an evaluator or a manager)."""
-    return require_any_scope(app.current_event.raw_event, Scope.EVALUATE, Scope.REGISTRY_WRITE)
-
-
 def evaluator() -> str:
     """The caller's name as an evaluator (its verdicts are keyed by it)."""
-    caller = require_scope(app.current_event.raw_event, Scope.EVALUATE)
+    caller = app.caller()
     if not EVALUATOR_NAME.match(caller.name):
         raise InvalidInputError(
             "this key's name cannot identify an evaluator: use 1-64 letters, digits, '_', '.', '@' or '-'",
@@ -94,11 +86,10 @@ def _index(index: str) -> int:
     return int(index)
 
 
-@app.post("/models/<name>/evaluations")
+@app.post("/models/<name>/evaluations", MANAGE, RouteDoc(answer=Evaluation, statuses=(201, 200)))
 def create_evaluation(name: str, body: Annotated[CreateEvaluationRequest, Body()]) -> Response[str]:
     """Draw rows from the source, score (and explain) them with the version: 201, or 200 for a resent ``request_id``."""
-    caller = manager()
-    evaluation, created = service().create(name, body, caller.name)
+    evaluation, created = service().create(name, body, app.caller().name)
     return Response(
         status_code=201 if created else 200,
         content_type="application/json",
@@ -106,7 +97,7 @@ def create_evaluation(name: str, body: Annotated[CreateEvaluationRequest, Body()
     )
 
 
-@app.get("/models/<name>/evaluations")
+@app.get("/models/<name>/evaluations", READ)
 def list_evaluations(
     name: str,
     status: Annotated[EvaluationStatus | None, Query()] = None,
@@ -114,28 +105,25 @@ def list_evaluations(
     next_token: Token = None,
 ) -> EvaluationPage:
     """The model's evaluations, newest first."""
-    reader()
     return service().list_evaluations(name, status=status, limit=limit, token=next_token)
 
 
-@app.get("/models/<name>/versions/<version>/evaluations")
+@app.get("/models/<name>/versions/<version>/evaluations", needs(Scope.REGISTRY_READ))
 def published_evaluations(name: str, version: str) -> PublishedPage:
     """The completed evaluations published to the version (newest first)."""
-    require_scope(app.current_event.raw_event, Scope.REGISTRY_READ)
     number = version.removeprefix("v")
     if not number.isdigit() or int(number) < 1 or len(number) > 10:
         raise InvalidInputError(f"version must read 3 or v3, got {version[:20]!r}", code="invalid_version")
     return service().published(name, int(number))
 
 
-@app.get("/evaluations/<evaluation_id>")
+@app.get("/evaluations/<evaluation_id>", READ)
 def get_evaluation(evaluation_id: str) -> Evaluation:
     """One evaluation: what is judged and how far the judging got (results once completed)."""
-    reader()
     return service().get(evaluation_id)
 
 
-@app.get("/evaluations/<evaluation_id>/rows")
+@app.get("/evaluations/<evaluation_id>/rows", READ)
 def list_rows(
     evaluation_id: str,
     limit: Limit = 20,
@@ -143,59 +131,59 @@ def list_rows(
     todo: Annotated[bool, Query()] = False,
 ) -> RowPage:
     """Rows in order with the caller's verdicts; ``todo=true``: only rows the caller has not judged."""
-    caller = reader()
+    caller = app.caller()
     return service().rows(evaluation_id, caller.name, limit=limit, token=next_token, todo=todo)
 
 
-@app.get("/evaluations/<evaluation_id>/rows/<index>")
+@app.get("/evaluations/<evaluation_id>/rows/<index>", READ)
 def get_row(evaluation_id: str, index: str) -> RowView:
     """One row: input, prediction, explanation and the caller's verdict."""
-    caller = reader()
+    caller = app.caller()
     return service().row(evaluation_id, _index(index), caller.name)
 
 
-@app.put("/evaluations/<evaluation_id>/rows/<index>/verdict")
+@app.put("/evaluations/<evaluation_id>/rows/<index>/verdict", JUDGE)
 def put_verdict(evaluation_id: str, index: str, body: Annotated[VerdictRequest, Body()]) -> VerdictAnswer:
     """The caller's verdict on the row; the same one sent again changes nothing."""
     name = evaluator()
     return service().record_verdict(evaluation_id, _index(index), body, name)
 
 
-@app.get("/evaluations/<evaluation_id>/rows/<index>/history")
+@app.get("/evaluations/<evaluation_id>/rows/<index>/history", READ)
 def row_history(evaluation_id: str, index: str) -> VerdictHistory:
     """Every revision of the row's verdicts, oldest first."""
-    caller = reader()
+    caller = app.caller()
     return service().history(evaluation_id, _index(index), caller.name, sees_all=sees_all(caller))
 
 
-@app.get("/evaluations/<evaluation_id>/verdicts")
+@app.get("/evaluations/<evaluation_id>/verdicts", READ)
 def list_verdicts(evaluation_id: str, limit: Limit = 50, next_token: Token = None) -> VerdictPage:
     """Current verdicts with their comments, in row order."""
-    caller = reader()
+    caller = app.caller()
     return service().verdicts(
         evaluation_id, caller.name, sees_all=sees_all(caller), limit=limit, token=next_token
     )
 
 
-@app.get("/evaluations/<evaluation_id>/results")
+@app.get("/evaluations/<evaluation_id>/results", READ)
 def results(evaluation_id: str) -> EvaluationResults:
     """Coverage, agreement, per-class figures, evaluators' agreement and comments (so far, while open:
     an evaluator's own)."""
-    caller = reader()
+    caller = app.caller()
     return service().results(evaluation_id, caller.name, sees_all=sees_all(caller))
 
 
-@app.post("/evaluations/<evaluation_id>/complete")
+@app.post("/evaluations/<evaluation_id>/complete", MANAGE)
 def complete(evaluation_id: str, body: Annotated[CompleteRequest, Body()]) -> Evaluation:
     """Close the evaluation and publish its results to the version."""
-    caller = manager()
+    caller = app.caller()
     return service().complete(evaluation_id, body, caller.name)
 
 
-@app.post("/evaluations/<evaluation_id>/cancel")
+@app.post("/evaluations/<evaluation_id>/cancel", MANAGE)
 def cancel(evaluation_id: str, body: Annotated[CancelRequest, Body()]) -> Evaluation:
     """Abandon an open evaluation (nothing is published)."""
-    caller = manager()
+    caller = app.caller()
     return service().cancel(evaluation_id, body, caller.name)
 
 

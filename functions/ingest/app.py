@@ -11,20 +11,25 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Field
 
 from mlambda import errors
-from mlambda.auth import require_scope
+from mlambda.api import RouteDoc, ScopedResolver, needs
 from mlambda.config import IngestSettings
 from mlambda.http import request_body
 from mlambda.observability import logger, metrics
+from mlambda.schemas.bounds import MAX_PAGE_TOKEN
 from mlambda.schemas.events import (
     IDENTIFIER,
     EntityFeatures,
+    Event,
     FeatureGroupPage,
+    GroupName,
+    IngestResponse,
     ItemsRequest,
     ItemsResponse,
     PurgeResult,
@@ -32,8 +37,16 @@ from mlambda.schemas.events import (
 from mlambda.schemas.keys import Scope
 from mlambda.services.ingestion.service import MAX_GROUPS_PAGE, IngestionService, parse_events
 
-app = APIGatewayRestResolver(enable_validation=True)
-errors.install(app)
+app = ScopedResolver()
+INGEST = needs(Scope.INGEST)
+ADMIN = needs(Scope.ADMIN)
+
+
+class EventsBody(BaseModel):
+    """``POST /events``'s body as the OpenAPI document states it; the route reads it itself, event by
+    event (one bad event is rejected alone, with its index: 207)."""
+
+    events: list[Event] = Field(min_length=1)
 
 
 @lru_cache(maxsize=1)
@@ -48,14 +61,9 @@ def service() -> IngestionService:
     return IngestionService.from_settings(settings())
 
 
-def _ingestor() -> str:
-    return require_scope(app.current_event.raw_event, Scope.INGEST).name
-
-
-@app.post("/events")
+@app.post("/events", INGEST, RouteDoc(body=EventsBody, answer=IngestResponse, statuses=(200, 207)))
 def post_events() -> Response[str]:
     """Apply a batch of events: 200 when every event was accepted, 207 listing the rejected ones."""
-    _ingestor()
     config = settings()
     events = parse_events(
         request_body(app.current_event.raw_event),
@@ -70,47 +78,44 @@ def post_events() -> Response[str]:
     )
 
 
-@app.post("/items")
+@app.post("/items", INGEST)
 def post_items(body: Annotated[ItemsRequest, Body()]) -> ItemsResponse:
     """Upsert item metadata (a metadata source's webhook); older changes never win."""
-    _ingestor()
     return service().upsert_items(body)
 
 
-@app.delete("/items/<item_id>")
+@app.delete("/items/<item_id>", INGEST)
 def delete_item(item_id: str) -> dict[str, Any]:
     """Remove an item's metadata."""
-    _ingestor()
+    if re.fullmatch(IDENTIFIER, item_id) is None:
+        raise errors.InvalidInputError(f"item id must match {IDENTIFIER}", code="invalid_item_id")
     return service().delete_item(item_id)
 
 
-@app.get("/entities/<entity_id>/features")
+@app.get("/entities/<entity_id>/features", INGEST)
 def get_features(
     entity_id: str,
-    group: Annotated[list[str] | None, Query(max_length=100)] = None,
+    group: Annotated[list[GroupName] | None, Query(max_length=100)] = None,
 ) -> EntityFeatures:
     """The entity's live feature groups (``group=`` to pick some) and aggregates."""
-    _ingestor()
     _check_entity(entity_id)
     return service().entity_features(entity_id, group or [])
 
 
-@app.get("/feature-groups")
+@app.get("/feature-groups", INGEST)
 def feature_groups(
     limit: Annotated[int, Query(ge=1, le=MAX_GROUPS_PAGE)] = 100,
-    next_token: Annotated[str | None, Query(max_length=64)] = None,
+    next_token: Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)] = None,
 ) -> FeatureGroupPage:
     """The feature groups the store has been sent (by name), with the feature names seen in each."""
-    _ingestor()
     return service().feature_groups(limit=limit, token=next_token)
 
 
-@app.delete("/entities/<entity_id>")
+@app.delete("/entities/<entity_id>", ADMIN)
 def purge_entity(entity_id: str) -> PurgeResult:
     """Erase the entity from the online stores and stop its in-flight data reaching the archive (admin)."""
-    caller = require_scope(app.current_event.raw_event, Scope.ADMIN)
     _check_entity(entity_id)
-    return service().purge(entity_id, caller.name)
+    return service().purge(entity_id, app.caller().name)
 
 
 def _check_entity(entity_id: str) -> None:

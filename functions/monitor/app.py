@@ -12,21 +12,20 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlambda import errors
-from mlambda.auth import require_scope
+from mlambda.api import RouteDoc, ScopedResolver, needs
 from mlambda.config import MonitorSettings
 from mlambda.errors import InvalidInputError
 from mlambda.observability import logger
 from mlambda.schemas.keys import Scope
+from mlambda.schemas.monitoring import MonitoringView
 from mlambda.schemas.registry import MODEL_NAME_PATTERN
 from mlambda.services.monitoring.service import MonitoringService
 
-app = APIGatewayRestResolver(enable_validation=True)
-errors.install(app)
+app = ScopedResolver()
 MAX_MODELS_PER_INVOKE = 100
 
 
@@ -42,14 +41,13 @@ def _model_name(name: str) -> str:
     return name
 
 
-@app.get("/models/<name>/monitoring")
+@app.get("/models/<name>/monitoring", needs(Scope.REGISTRY_READ), RouteDoc(answer=MonitoringView, html=True))
 def monitoring(
     name: str,
     limit: Annotated[int, Query(ge=1, le=200)] = 24,
     format: Annotated[Literal["json", "html"], Query()] = "json",
 ) -> Response[str]:
     """The latest report and the last ``limit`` summaries; ``format=html`` returns the latest HTML report."""
-    require_scope(app.current_event.raw_event, Scope.REGISTRY_READ)
     model = _model_name(name)
     if format == "html":
         return Response(

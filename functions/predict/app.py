@@ -19,10 +19,20 @@ The body is parsed once, by orjson (the fastest parser here: a 1,000-row ``dataf
 parses in half the time pydantic's JSON mode takes), then validated by pydantic; the response
 is written once, by orjson, numpy columns included. Heavy modules (onnxruntime, boto3) load on the first
 request, in ``service()``; pandas never loads in this function.
+
+Media types: the predict route reads JSON (``application/json`` or no ``Content-Type``), the
+``/v2`` infer routes also ``application/octet-stream``, the binary tensor data extension's body
+(a JSON header of ``Inference-Header-Content-Length`` bytes, then the tensors' bytes), which
+template.yaml declares a binary media type so that API Gateway hands it over intact (base64);
+anything else, or a compressed body, is a 415 ``unsupported_media_type``. Binary outputs are
+answered base64-encoded with ``isBase64Encoded``, which API Gateway decodes for a caller whose
+first ``Accept`` type is ``application/octet-stream`` (``mlambda.http.accepts_binary``); for
+any other caller they are written as JSON.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -33,14 +43,27 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from mlambda import errors
-from mlambda.auth import require_scope
+from mlambda.api import needs
 from mlambda.config import PredictSettings
-from mlambda.http import request_body, require_body_within
+from mlambda.http import (
+    BINARY,
+    JSON,
+    accepts_binary,
+    header_values,
+    request_body,
+    require_body_within,
+    require_media_type,
+)
 from mlambda.observability import MetricUnit, logger, metrics
 from mlambda.schemas.inference import PredictRequest
 from mlambda.schemas.keys import Scope
-from mlambda.schemas.open_inference import InferRequest
-from mlambda.services.inference.open_inference import OpenInference, server_metadata
+from mlambda.schemas.open_inference import INFERENCE_HEADER, InferRequest
+from mlambda.services.inference.open_inference import (
+    BinaryInferResponse,
+    OpenInference,
+    server_metadata,
+    split_body,
+)
 from mlambda.services.inference.prediction_log import json_default
 from mlambda.services.inference.service import InferenceService
 
@@ -60,10 +83,8 @@ def service() -> InferenceService:
 Body = TypeVar("Body", bound=BaseModel)
 
 
-def parse_body(event: dict[str, Any], max_bytes: int, schema: type[Body]) -> Body:
-    """The request body as ``schema``: 413 when oversized, 400 malformed, 422 naming the field."""
-    raw = request_body(event)
-    require_body_within(raw, max_bytes)
+def parse_json(raw: bytes | str, schema: type[Body]) -> Body:
+    """A JSON body as ``schema``: 400 malformed, 422 naming the field."""
     try:
         try:
             document = orjson.loads(raw or b"{}")
@@ -74,6 +95,14 @@ def parse_body(event: dict[str, Any], max_bytes: int, schema: type[Body]) -> Bod
         return schema.model_validate(document)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from exc
+
+
+def parse_body(event: dict[str, Any], max_bytes: int, schema: type[Body]) -> Body:
+    """The request's JSON body as ``schema``: 415 not JSON, 413 when oversized, then ``parse_json``."""
+    require_media_type(event, (JSON,))
+    raw = request_body(event)
+    require_body_within(raw, max_bytes)
+    return parse_json(raw, schema)
 
 
 def parse_request(event: dict[str, Any], max_bytes: int) -> PredictRequest:
@@ -92,9 +121,20 @@ def predict(event: dict[str, Any], inference: InferenceService) -> Any:
 
 
 def infer(event: dict[str, Any], inference: InferenceService) -> Any:
-    """``POST /v2/models/{name}[/versions/{version}]/infer``."""
-    request = parse_body(event, inference.max_body_bytes, InferRequest)
-    return OpenInference(inference).infer(str(_path(event, "name")), _path(event, "version"), request)
+    """``POST /v2/models/{name}[/versions/{version}]/infer``: JSON, or a JSON header and binary tensor data."""
+    require_media_type(event, (JSON, BINARY))
+    raw = request_body(event)
+    require_body_within(raw, inference.max_body_bytes)
+    header, binary = split_body(
+        raw, header_values(event, INFERENCE_HEADER), delivered_as_bytes=bool(event.get("isBase64Encoded"))
+    )
+    return OpenInference(inference).infer(
+        str(_path(event, "name")),
+        _path(event, "version"),
+        parse_json(header, InferRequest),
+        binary=binary,
+        binary_outputs=accepts_binary(event),
+    )
 
 
 def model_metadata(event: dict[str, Any], inference: InferenceService) -> Any:
@@ -120,19 +160,26 @@ ROUTES: dict[tuple[str, str], Callable[[dict[str, Any], InferenceService], Any]]
     ("POST", "/v2/models/{name}/versions/{version}/infer"): infer,
 }
 """API Gateway's (method, resource template) -> the route; template.yaml declares the same."""
+ACCESS = needs(Scope.PREDICT)
+"""Who may call every route of this function (the OpenAPI document states it per route)."""
 
 
-def answer(event: dict[str, Any], inference: InferenceService | None) -> bytes:
-    """The response body of the event's route; the caller's scope is checked before anything is read."""
+def answer(
+    event: dict[str, Any], inference: InferenceService | None
+) -> tuple[bytes, dict[str, list[str]] | None]:
+    """The response body of the event's route and its headers when not JSON; the caller's scope is checked first."""
     route = ROUTES.get((str(event.get("httpMethod")), str(event.get("resource"))))
     if route is None:
         raise errors.NotFoundError(
             f"no route for {event.get('httpMethod')} {event.get('path')}", code="no_route"
         )
-    require_scope(event, Scope.PREDICT)
-    return orjson.dumps(
-        route(event, inference or service()), default=json_default, option=orjson.OPT_SERIALIZE_NUMPY
-    )
+    ACCESS.check(event)
+    result = route(event, inference or service())
+    if isinstance(result, BinaryInferResponse):
+        header = orjson.dumps(result.header, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+        headers = {"Content-Type": [BINARY], INFERENCE_HEADER: [str(len(header))]}
+        return b"".join([header, *result.chunks]), headers
+    return orjson.dumps(result, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY), None
 
 
 def handler(
@@ -155,8 +202,9 @@ def handler(
     if _cold_start:
         _cold_start = False
         metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
+    headers: dict[str, list[str]] | None = None
     try:
-        status, body = 200, answer(event, inference)
+        status, (body, headers) = 200, answer(event, inference)
     except Exception as exc:  # every failure becomes the caller's {code, message} answer
         error = errors.caller_error(exc)
         status = error.status
@@ -167,11 +215,18 @@ def handler(
     finally:
         if metrics.metric_set:
             metrics.flush_metrics()
+    if headers is not None:  # bytes: base64, which API Gateway decodes (BinaryMediaTypes)
+        return {
+            "statusCode": status,
+            "body": base64.b64encode(body).decode(),
+            "isBase64Encoded": True,
+            "multiValueHeaders": headers,
+        }
     return {
         "statusCode": status,
         "body": body.decode(),
         "isBase64Encoded": False,
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "multiValueHeaders": {"Content-Type": [JSON]},
     }
 
 

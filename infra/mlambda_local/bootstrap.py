@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlambda.adapters.apikeys import DynamoApiKeyStore
+from mlambda.adapters.apikeys import ApiGatewayUsagePlans, DynamoApiKeyStore
 from mlambda.adapters.dynamodb import DynamoTable
 from mlambda.config import KeysSettings
 from mlambda.errors import UnauthorizedError
@@ -16,14 +16,25 @@ from mlambda.schemas.keys import Scope
 from mlambda.services.apikeys import ApiKeyService
 from mlambda_local.client import ADMIN_KEY_FILE
 from mlambda_local.cloud.template import DEFAULT_REGION
+from mlambda_local.private_files import private_directory, write_private
+
+PLANS = ("standard", "bulk", "trial")
+"""template.yaml's usage plans (its KeysFunction's USAGE_PLANS)."""
 
 
-def key_service(table_name: str, endpoint_url: str | None, region: str = DEFAULT_REGION) -> ApiKeyService:
-    """An ApiKeyService on ``table_name`` in ``region`` at ``endpoint_url`` (None: AWS)."""
+def key_service(
+    table_name: str,
+    endpoint_url: str | None,
+    region: str = DEFAULT_REGION,
+    stack: str | None = None,
+) -> ApiKeyService:
+    """An ApiKeyService on ``table_name`` in ``region`` at ``endpoint_url`` (None: AWS); with ``stack``
+    (its name) keys join that stack's API Gateway usage plans (``<stack>-<plan>``)."""
     settings = KeysSettings.model_validate(
         {"API_KEYS_TABLE": table_name, "AWS_ENDPOINT_URL": endpoint_url, "AWS_REGION": region}
     )
-    return ApiKeyService(DynamoApiKeyStore(DynamoTable(table_name, settings)))
+    plans = ApiGatewayUsagePlans(PLANS, f"{stack}-", settings) if stack else None
+    return ApiKeyService(DynamoApiKeyStore(DynamoTable(table_name, settings)), plans)
 
 
 def ensure_admin_key(data_dir: Path, table_name: str, endpoint_url: str | None) -> str:
@@ -38,8 +49,7 @@ def ensure_admin_key(data_dir: Path, table_name: str, endpoint_url: str | None) 
             pass
         else:
             return saved
-    created = keys.create("local-admin", list(Scope), created_by="mlambda local up")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(created.api_key + "\n")
-    path.chmod(0o600)
+    created = keys.create("local-admin", list(Scope), created_by="mlambda local up", plan="bulk")
+    private_directory(data_dir)
+    write_private(path, created.api_key + "\n")
     return created.api_key

@@ -1,4 +1,10 @@
-"""How the CLI reaches a deployment: the API over HTTP, found from flags, env or the local cloud's state."""
+"""Where the CLI sends its calls and what its exit codes mean.
+
+The project root (``MLAMBDA_HOME``, else the nearest directory above the current one holding
+``template.yaml`` or ``.mlambda``) gives the data directory and the template; the API and its
+key come from flags, then ``MLAMBDA_API_URL`` / ``MLAMBDA_API_KEY``, then the local cloud's state
+in the data directory. The calls themselves go through the SDK (``mlambda.client``).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +13,115 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
+from mlambda.client import (
+    NO_RETRY,
+    ApiError,
+    AuthenticationError,
+    Client,
+    ConflictError,
+    InvalidRequestError,
+    MlambdaClientError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RetryPolicy,
+    ServerError,
+    TransportError,
+    VersionFailedError,
+    WaitTimeoutError,
+)
 
-DEFAULT_DATA_DIR = Path(".mlambda")
+DATA_DIR_NAME = ".mlambda"
+TEMPLATE_NAME = "template.yaml"
 STATE_FILE = "state.json"
 ADMIN_KEY_FILE = "admin_key"
+HOME_VARIABLE = "MLAMBDA_HOME"
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_NOT_FOUND = 4
+EXIT_INVALID = 5
+EXIT_UNAVAILABLE = 6
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_PARTIAL: "partial success: some events or rows were rejected, a job failed or a wait ran out",
+    EXIT_USAGE: "usage: a bad flag or argument, a missing file, nothing to talk to, a missing extra",
+    EXIT_AUTH: "authentication or permission: no key, a wrong or revoked key, a missing scope, no AWS credentials",
+    EXIT_NOT_FOUND: "not found: no such model, version, job or key",
+    EXIT_INVALID: "refused: invalid input, a conflict, a failing gate, a version that failed validation",
+    EXIT_UNAVAILABLE: "the server failed or could not be reached (after the retries)",
+}
 
 
 class CliError(Exception):
-    """Something the user can fix; printed without a traceback."""
+    """Something the user can fix; printed on one line, and the process exits with ``code``."""
 
-
-class ApiError(CliError):
-    """The API answered with an error body ``{code, message, details}``."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(f"HTTP {status} {code}: {message}")
-        self.status = status
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
         self.code = code
-        self.message = message
-        self.details = details
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit code of an error a command raised."""
+    if isinstance(exc, CliError):
+        return exc.code
+    if isinstance(exc, AuthenticationError | PermissionDeniedError):
+        return EXIT_AUTH
+    if isinstance(exc, NotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, ConflictError | InvalidRequestError | VersionFailedError):
+        return EXIT_INVALID
+    if isinstance(exc, RateLimitedError | ServerError | TransportError):
+        return EXIT_UNAVAILABLE
+    if isinstance(exc, WaitTimeoutError):
+        return EXIT_PARTIAL
+    if isinstance(exc, ApiError):
+        return EXIT_INVALID if 400 <= exc.status < 500 else EXIT_UNAVAILABLE
+    if isinstance(exc, MlambdaClientError):
+        return EXIT_USAGE
+    return EXIT_UNAVAILABLE
+
+
+@dataclass(frozen=True)
+class Project:
+    """The project's root and what is found from it: the data directory and the template."""
+
+    root: Path
+    data_dir: Path
+    template: Path
+
+    @classmethod
+    def find(
+        cls,
+        start: Path | None = None,
+        *,
+        data_dir: str | None = None,
+        template: str | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> Project:
+        """``MLAMBDA_HOME``, else the nearest of ``start`` (the current directory) and its parents
+        holding ``template.yaml`` or ``.mlambda``, else ``start`` itself; flags override either part."""
+        env = os.environ if environ is None else environ
+        here = (start or Path.cwd()).resolve()
+        home = env.get(HOME_VARIABLE)
+        if home:
+            root = Path(home).expanduser().resolve()
+        else:
+            root = next(
+                (
+                    p
+                    for p in (here, *here.parents)
+                    if (p / TEMPLATE_NAME).is_file() or (p / DATA_DIR_NAME).is_dir()
+                ),
+                here,
+            )
+        return cls(
+            root=root,
+            data_dir=Path(data_dir) if data_dir else root / DATA_DIR_NAME,
+            template=Path(template) if template else root / TEMPLATE_NAME,
+        )
 
 
 def read_state(data_dir: Path) -> dict[str, Any]:
@@ -59,6 +154,11 @@ class Target:
         key_file = data_dir / ADMIN_KEY_FILE
         if not key and key_file.exists():
             key = key_file.read_text().strip()
+        if not key:
+            raise CliError(
+                f"no API key: pass --api-key or set MLAMBDA_API_KEY (a local cloud's is {key_file})",
+                EXIT_AUTH,
+            )
         return cls(
             api_url=str(url).rstrip("/"),
             api_key=key,
@@ -66,49 +166,18 @@ class Target:
             outputs=dict(state.get("outputs", {})),
         )
 
+    def client(self, retry: RetryPolicy | None = None) -> Client:
+        """The SDK on this target (retrying as the SDK does by default)."""
+        return Client(self.api_url, self.api_key, retry=retry)
 
-class ApiClient:
-    """The platform's HTTP API with an API key."""
+
+class ApiClient(Client):
+    """The SDK without retries, plus ``get``/``post``/``delete``: what the demo, the tests and the
+    benchmarks drive the API with, where a retry would hide the answer they are looking at."""
 
     def __init__(self, target: Target, timeout: float = 60.0) -> None:
+        super().__init__(target.api_url, target.api_key, timeout=timeout, retry=NO_RETRY)
         self.target = target
-        self._session = requests.Session()
-        if target.api_key:
-            self._session.headers["x-api-key"] = target.api_key
-        self._timeout = timeout
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        expect: tuple[int, ...] = (200, 201, 202, 207),
-    ) -> Any:
-        """Call ``method path``; the decoded JSON body, or ApiError with the API's code and message."""
-        response = self._session.request(
-            method,
-            f"{self.target.api_url}{path}",
-            json=body,
-            params=params,
-            headers=headers,
-            timeout=self._timeout,
-        )
-        try:
-            payload = response.json() if response.content else None
-        except ValueError:
-            payload = {"code": "not_json", "message": response.text[:200]}
-        if response.status_code not in expect:
-            info = payload if isinstance(payload, dict) else {}
-            raise ApiError(
-                response.status_code,
-                str(info.get("code", "error")),
-                str(info.get("message", response.reason)),
-                info.get("details"),
-            )
-        return payload
 
     def get(self, path: str, **kwargs: Any) -> Any:
         """GET ``path``."""
@@ -121,3 +190,16 @@ class ApiClient:
     def delete(self, path: str, **kwargs: Any) -> Any:
         """DELETE ``path``."""
         return self.request("DELETE", path, **kwargs)
+
+
+__all__ = [
+    "ADMIN_KEY_FILE",
+    "EXIT_CODES",
+    "ApiClient",
+    "ApiError",
+    "CliError",
+    "Project",
+    "Target",
+    "exit_code",
+    "read_state",
+]

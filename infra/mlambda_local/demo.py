@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlambda.client import ApiError
 from mlambda_local import demo_steps
-from mlambda_local.client import ApiClient, ApiError, CliError, Target
+from mlambda_local.client import ApiClient, CliError, Target
 
 
 @dataclass

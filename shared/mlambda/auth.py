@@ -1,7 +1,7 @@
 """What API handlers know about the caller: the principal the authorizer passed on, and scope checks.
 
 The authorizer puts ``key_id``, ``name`` and ``scopes`` (comma-separated: API Gateway context
-values must be strings) into the request context; handlers call ``require_scope``.
+values must be strings) into the request context; each route's ``mlambda.api.Access`` checks them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from mlambda.errors import ForbiddenError, UnauthorizedError
-from mlambda.schemas.keys import Principal, Scope
+from mlambda.errors import UnauthorizedError
+from mlambda.schemas.keys import DEFAULT_PLAN, Principal, Scope
 
 
 def authorizer_context(principal: Principal) -> dict[str, str]:
@@ -20,6 +20,7 @@ def authorizer_context(principal: Principal) -> dict[str, str]:
         "key_id": principal.key_id,
         "name": principal.name,
         "scopes": ",".join(sorted(principal.scopes)),
+        "plan": principal.plan,
     }
 
 
@@ -29,32 +30,21 @@ def principal_from_event(event: Mapping[str, Any]) -> Principal:
     key_id = context.get("key_id")
     if not key_id:
         raise UnauthorizedError("request carries no authorizer context")
-    return _principal(str(key_id), str(context.get("name", key_id)), str(context.get("scopes", "")))
-
-
-@lru_cache(maxsize=1024)
-def _principal(key_id: str, name: str, scopes: str) -> Principal:
-    """Built once per caller and instance: every request of a warm function asks again (Principal is frozen)."""
-    known = {scope.value for scope in Scope}
-    return Principal(
-        key_id=key_id, name=name, scopes=frozenset(Scope(s) for s in scopes.split(",") if s in known)
+    return _principal(
+        str(key_id),
+        str(context.get("name", key_id)),
+        str(context.get("scopes", "")),
+        str(context.get("plan") or DEFAULT_PLAN),
     )
 
 
-def require_scope(event: Mapping[str, Any], scope: Scope) -> Principal:
-    """The caller, if it holds ``scope`` (or admin); ForbiddenError (403) otherwise."""
-    principal = principal_from_event(event)
-    if not principal.allows(scope):
-        raise ForbiddenError(f"this key lacks the '{scope.value}' scope", details={"required": scope.value})
-    return principal
-
-
-def require_any_scope(event: Mapping[str, Any], *scopes: Scope) -> Principal:
-    """The caller, if it holds one of ``scopes`` (or admin); ForbiddenError (403) naming them otherwise."""
-    principal = principal_from_event(event)
-    if not any(principal.allows(scope) for scope in scopes):
-        wanted = " or ".join(f"'{scope.value}'" for scope in scopes)
-        raise ForbiddenError(
-            f"this key lacks the {wanted} scope", details={"required": [scope.value for scope in scopes]}
-        )
-    return principal
+@lru_cache(maxsize=1024)
+def _principal(key_id: str, name: str, scopes: str, plan: str) -> Principal:
+    """Built once per caller and instance: every request of a warm function asks again (Principal is frozen)."""
+    known = {scope.value for scope in Scope}
+    return Principal(
+        key_id=key_id,
+        name=name,
+        scopes=frozenset(Scope(s) for s in scopes.split(",") if s in known),
+        plan=plan,
+    )

@@ -72,6 +72,21 @@ class KeysSettings(FunctionSettings):
     """The key-management API (`/me`, `/keys`)."""
 
     api_keys_table: str = Field(alias="API_KEYS_TABLE", description="DynamoDB table of hashed API keys.")
+    usage_plans: str = Field(
+        "",
+        alias="USAGE_PLANS",
+        description="Comma-separated plan names (template.yaml's usage plans); empty: keys get no API Gateway key.",
+    )
+    usage_plan_prefix: str = Field(
+        "",
+        alias="USAGE_PLAN_PREFIX",
+        description="A plan's API Gateway usage plan is named <prefix><plan> (the stack's name and a dash).",
+    )
+
+    @property
+    def plan_names(self) -> frozenset[str]:
+        """The plans keys can be given."""
+        return frozenset(name.strip() for name in self.usage_plans.split(",") if name.strip())
 
 
 # >>> registry settings (issue 3)

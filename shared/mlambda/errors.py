@@ -28,11 +28,8 @@ class MlambdaError(Exception):
         self.details = details
 
     def to_body(self) -> dict[str, Any]:
-        """The JSON body every API returns for this error."""
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details is not None:
-            body["details"] = self.details
-        return body
+        """The JSON body every API returns for this error: ``details`` always there (null when none)."""
+        return {"code": self.code, "message": self.message, "details": self.details}
 
     def to_json(self) -> str:
         """``to_body()`` as the response text (details that are not JSON types are written as strings)."""
@@ -58,6 +55,13 @@ class PayloadTooLargeError(InvalidInputError):
 
     status = 413
     default_code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A body in a media type (or content encoding) the route cannot read (415)."""
+
+    status = 415
+    default_code = "unsupported_media_type"
 
 
 class PreconditionRequiredError(InvalidInputError):
@@ -120,12 +124,20 @@ def caller_error(exc: Exception) -> MlambdaError:
     exceptions are logged with the traceback and answered with a generic message.
     """
     from aws_lambda_powertools.event_handler.exceptions import BadRequestError
-    from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+    from aws_lambda_powertools.event_handler.openapi.exceptions import (
+        RequestUnsupportedContentType,
+        RequestValidationError,
+    )
 
     from mlambda.observability import logger
 
     error: MlambdaError
-    if isinstance(exc, RequestValidationError):
+    if isinstance(exc, RequestUnsupportedContentType):  # a NotImplementedError: else a 500
+        error = UnsupportedMediaTypeError(
+            "send the body as application/json",
+            details=[{"field": "Content-Type", "message": "accepted: application/json"}],
+        )
+    elif isinstance(exc, RequestValidationError):
         error = _validation_error(exc)
     elif isinstance(exc, json.JSONDecodeError):
         error = InvalidInputError(f"body is not valid JSON: {exc.msg}", code="malformed_json")

@@ -35,6 +35,30 @@ class ApiKeyStore(Protocol):
         """Mark the key revoked (idempotent); NotFoundError when absent."""
         ...
 
+    def set_usage(self, key_id: str, plan: str, usage_key: str, usage_key_id: str | None) -> ApiKeyRecord:
+        """Record the key's plan and usage key; NotFoundError when absent."""
+        ...
+
+
+class UsagePlans(Protocol):
+    """Where a key's usage plan is enforced: API Gateway's usage plans (one API key per mlambda key)."""
+
+    def plans(self) -> frozenset[str]:
+        """The plans keys can be given."""
+        ...
+
+    def attach(self, key_id: str, usage_key: str, plan: str) -> str | None:
+        """Make ``usage_key`` count against ``plan``; the gateway's id for it (None where there is none)."""
+        ...
+
+    def move(self, key_id: str, usage_key: str, usage_key_id: str | None, old: str, new: str) -> str | None:
+        """Move the key from plan ``old`` to ``new``; its (possibly new) gateway id."""
+        ...
+
+    def detach(self, usage_key_id: str | None) -> None:
+        """The key counts against no plan any more (revoked)."""
+        ...
+
 
 class ModelCatalog(Protocol):
     """The registry's read side: what predict, batch and monitor ask it."""

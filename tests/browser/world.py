@@ -27,7 +27,6 @@ from mlambda.schemas.registry_api import RegisterVersionRequest
 from mlambda_local.bootstrap import ensure_admin_key
 from mlambda_local.client import ApiClient, Target
 from mlambda_local.cloud import LocalCloud
-from mlambda_local.commands.models import register_file
 from mlambda_local.sklearn_export import snake_case, to_onnx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -166,12 +165,11 @@ def _register_models(world: World, workdir: Path) -> None:
         onnx_path.write_bytes(to_onnx(estimator))
         reference = workdir / f"v{number}-reference.parquet"
         (x_test.assign(label=y_test) if TAKES_TARGET else x_test).to_parquet(reference, index=False)
-        created = register_file(
-            admin,
+        created = admin.register(
             MODEL,
             onnx_path,
             reference=reference,
-            feature_names=names,
+            features=names,
             metrics=metrics,
             params={"estimator": kind, **params},
             training_data_uri="sklearn.datasets.load_breast_cancer#train",
@@ -182,8 +180,8 @@ def _register_models(world: World, workdir: Path) -> None:
         wait_ready(admin, MODEL, int(created["version"]))
     # v3: no reference sample, so no explainer (predict answers 409 explainer_unavailable).
     plain = workdir / "v1.onnx"
-    created = register_file(
-        admin, MODEL, plain, feature_names=names, metrics={"auc": 0.99}, source_code_version="git:0000003"
+    created = admin.register(
+        MODEL, plain, features=names, metrics={"auc": 0.99}, source_code_version="git:0000003"
     )
     wait_ready(admin, MODEL, int(created["version"]))
     admin.request("PUT", f"/models/{MODEL}/aliases/production", body={"version": 1})

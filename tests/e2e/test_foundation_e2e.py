@@ -59,7 +59,9 @@ def test_cli_creates_lists_and_revokes_keys(platform: Platform, capsys: pytest.C
     # Given
     flags = ["--api-url", platform.api_url, "--api-key", platform.admin_key]
     # When
-    assert main([*flags, "keys", "create", "--name", "cli-made", "--scopes", "registry:read"]) == 0
+    assert (
+        main([*flags, "keys", "create", "--name", "cli-made", "--scopes", "registry:read", "-o", "json"]) == 0
+    )
     created = json.loads(capsys.readouterr().out)
     assert main([*flags, "keys", "list"]) == 0
     listing = capsys.readouterr().out
@@ -75,7 +77,7 @@ def test_cli_reports_api_errors_without_a_traceback(
     platform: Platform, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["--api-url", platform.api_url, "--api-key", "mlk.000000000000.bad", "whoami"])
-    assert code == 2
+    assert code == 3
     assert "HTTP 401 unauthorized" in capsys.readouterr().err
 
 
@@ -131,8 +133,8 @@ def test_local_up_prints_a_working_stack_stops_cleanly_and_keeps_state(tmp_path:
         # When a user follows what it printed
         me = requests.get(f"{printed['API URL']}/me", headers={"x-api-key": printed["admin key"]}, timeout=10)
         console = requests.get(printed["console"].split()[0], timeout=30)
-        status = run_cli(tmp_path, "local", "status")
-        created = run_cli(tmp_path, "keys", "create", "--name", "kept", "--scopes", "predict")
+        status = run_cli(tmp_path, "local", "status", "-o", "json")
+        created = run_cli(tmp_path, "-o", "json", "keys", "create", "--name", "kept", "--scopes", "predict")
     finally:
         output = stop(process)
     # Then
@@ -159,7 +161,7 @@ def test_local_up_prints_a_working_stack_stops_cleanly_and_keeps_state(tmp_path:
 
 def test_status_of_a_stopped_cloud_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "local", "status")
-    assert result.returncode == 2
+    assert result.returncode == 6
     assert "mlambda local up" in result.stderr
 
 

@@ -67,7 +67,7 @@ def test_events_sent_by_the_cli_land_online_and_in_the_archive_exactly_once(
     assert "rejected line 120 e2e-bad: invalid_event" in printed
     assert printed.strip().endswith("accepted 120, duplicates 0, rejected 1")
     assert again.strip().endswith("accepted 0, duplicates 120, rejected 1")
-    assert main([*flags, "features", "get", "e2e-user"]) == 0
+    assert main([*flags, "features", "get", "e2e-user", "--output", "json"]) == 0
     features = json.loads(capsys.readouterr().out)
     assert features["groups"][0]["values"] == {"age": 33}
     assert features["aggregates"]["count_click"] == 100

@@ -15,6 +15,7 @@ import requests
 from mlambda.adapters.dynamodb import DynamoTable
 from mlambda.adapters.registry import DynamoRegistryStore
 from mlambda.adapters.s3 import ObjectStore
+from mlambda.client import ApiError
 from mlambda.config import FunctionSettings
 from mlambda_local.cli import main
 from tests.e2e.conftest import Platform
@@ -146,7 +147,7 @@ def test_cli_runs_the_schedule_and_the_report_is_served(
     assert view["latest"]["rows"] == 1500
     # And the HTML report can be fetched and written by the CLI
     output = tmp_path / "report.html"
-    assert main([*flags, "monitor", "report", drifted, "--output", str(output)]) == 0
+    assert main([*flags, "monitor", "report", drifted, "--file", str(output)]) == 0
     page = output.read_text()
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page
 
@@ -159,10 +160,9 @@ def test_monitoring_api_needs_a_key_with_registry_read(platform: Platform, drift
         timeout=30,
     )
     assert response.status_code == 403
-    unknown = platform.admin.request(
-        "GET", "/models/nobody/monitoring", params={"format": "html"}, expect=(404,)
-    )
-    assert unknown["code"] == "no_report"
+    with pytest.raises(ApiError) as unknown:
+        platform.admin.request("GET", "/models/nobody/monitoring", params={"format": "html"})
+    assert (unknown.value.status, unknown.value.code) == (404, "no_report")
 
 
 def test_running_one_named_model_invokes_the_function_directly(

@@ -14,7 +14,6 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import GradientBoostingClassifier
 
 from mlambda_local.client import ApiClient, ApiError
-from mlambda_local.commands.models import wait_until_ready
 from tests.e2e.conftest import Platform
 from tests.e2e.test_ingest_e2e import ARCHIVE_WAIT_S, archived_ids
 from tests.integration.local_cloud.support import wait_for
@@ -45,7 +44,7 @@ def register(admin: ApiClient, seed: int) -> int:
         f"/models/{MODEL}/versions",
         {"upload_key": ticket["upload_key"], "feature_names": FEATURES, "smoke_inputs": rows(X[:5])},
     )
-    return int(wait_until_ready(admin, MODEL, int(pending["version"]), timeout=120)["version"])
+    return int(admin.wait_until_ready(MODEL, int(pending["version"]), timeout=120)["version"])
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +154,7 @@ def test_explanations_over_http_add_up_and_match_shap(platform: Platform) -> Non
             "feature_names": FEATURES,
         },
     )
-    wait_until_ready(admin, name, int(version["version"]), timeout=120)
+    admin.wait_until_ready(name, int(version["version"]), timeout=120)
     admin.request("PUT", f"/models/{name}/aliases/production", body={"version": version["version"]})
     key = admin.post("/keys", {"name": "explainer", "scopes": ["predict"]})
     client = platform.client(key["api_key"])

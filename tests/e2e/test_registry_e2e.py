@@ -10,9 +10,9 @@ from pathlib import Path
 import boto3
 import pytest
 
+from mlambda.client import VersionFailedError
 from mlambda_local.cli import main
-from mlambda_local.client import ApiError, CliError
-from mlambda_local.commands.models import upload, wait_until_ready
+from mlambda_local.client import ApiError
 from tests.e2e.conftest import Platform
 from tests.onnx_exploits import sparse_initializer_values
 from tests.unit.fakes_registry import breast_cancer
@@ -58,13 +58,13 @@ def test_cli_registers_promotes_splits_and_rolls_back_a_sklearn_model(
             "rules": {"fallback": {"response": {"label": 0}, "timeout_ms": 300}},
         },
     )
-    assert cli(platform, "models", "split", "cancer-cli", "v1=90", "v2=10", "--shadow", "v2:5") == 0
+    assert cli(platform, "models", "split", "cancer-cli", "v1=90", "v2=10", "--shadow", "v2=5") == 0
     assert cli(platform, "models", "promote", "cancer-cli", "v2") == 0
     assert cli(platform, "models", "rollback", "cancer-cli", "--reason", "e2e") == 0
     capsys.readouterr()
     assert cli(platform, "models", "history", "cancer-cli") == 0
     history = capsys.readouterr().out
-    assert cli(platform, "models", "show", "cancer-cli") == 0
+    assert cli(platform, "models", "show", "cancer-cli", "-o", "json") == 0
     shown = json.loads(capsys.readouterr().out)
     # Then
     assert registered.count(": READY (classification, 30 features") == 2
@@ -72,7 +72,7 @@ def test_cli_registers_promotes_splits_and_rolls_back_a_sklearn_model(
     assert shown["aliases"] == {"production": 1, "staging": 2}
     assert [(v["version"], v["status"]) for v in shown["versions"]] == [(2, "READY"), (1, "READY")]
     assert shown["versions"][0]["metrics"] == {"auc": 0.99}
-    assert 0.8 < shown["versions"][0]["reference_metrics"]["accuracy"] <= 1.0
+    assert 0.8 < shown["versions"][0]["reference"]["metrics"]["accuracy"]["value"] <= 1.0
     assert [v["weight"] for v in shown["endpoint"]["variants"]] == [90, 10]
     assert shown["endpoint"]["shadow"] == {"target": "v2", "sample_percent": 5.0}
     assert shown["endpoint"]["rules"]["fallback"] == {"response": {"label": 0}, "timeout_ms": 300}
@@ -93,20 +93,20 @@ def test_http_api_registers_validates_and_gates(
     # When: the two-step upload over the presigned URL, register (202), wait for the validator
     path = Path(platform.data_dir) / "cancer.onnx"
     path.write_bytes(trained.onnx)
-    key = upload(admin, "cancer-http", path, "model")
+    key = admin.upload("cancer-http", path, kind="model")
     pending = admin.post(
         "/models/cancer-http/versions", {"upload_key": key, "feature_names": trained.features}
     )
-    version = wait_until_ready(admin, "cancer-http", pending["version"], timeout=120)
+    version = admin.wait_until_ready("cancer-http", pending["version"], timeout=120)
     promoted = admin.request("PUT", "/models/cancer-http/aliases/production", body={"version": 1})
     corrupt = Path(platform.data_dir) / "corrupt.onnx"
     corrupt.write_bytes(b"definitely not onnx")
-    bad_key = upload(admin, "cancer-http", corrupt, "model")
+    bad_key = admin.upload("cancer-http", corrupt, kind="model")
     bad = admin.post(
         "/models/cancer-http/versions", {"upload_key": bad_key, "feature_names": trained.features}
     )
-    with pytest.raises(CliError) as failed:
-        wait_until_ready(admin, "cancer-http", bad["version"], timeout=120)
+    with pytest.raises(VersionFailedError) as failed:
+        admin.wait_until_ready("cancer-http", bad["version"], timeout=120)
     with pytest.raises(ApiError) as not_ready:
         admin.request("PUT", "/models/cancer-http/aliases/production", body={"version": bad["version"]})
     reader = platform.client(admin.post("/keys", {"name": "reader", "scopes": ["registry:read"]})["api_key"])
@@ -121,7 +121,7 @@ def test_http_api_registers_validates_and_gates(
     assert "FAILED validation: invalid_model" in str(failed.value)
     assert (not_ready.value.status, not_ready.value.code) == (409, "version_not_ready")
     assert (forbidden.value.status, forbidden.value.code) == (403, "forbidden")
-    assert cli(platform, "models", "promote", "cancer-http", "v9") == 2
+    assert cli(platform, "models", "promote", "cancer-http", "v9") == 4
     assert "version_not_found" in capsys.readouterr().err
 
 
@@ -131,13 +131,13 @@ def test_a_model_reading_a_server_file_ends_failed_and_its_upload_is_deleted(pla
     admin.post("/models", {"name": "leak-e2e"})
     path = Path(platform.data_dir) / "leak.onnx"
     path.write_bytes(sparse_initializer_values(".mlambda/admin_key"))
-    key = upload(admin, "leak-e2e", path, "model")
+    key = admin.upload("leak-e2e", path, kind="model")
     # When
     pending = admin.post(
         "/models/leak-e2e/versions", {"upload_key": key, "feature_names": ["a", "b", "c", "d"]}
     )
-    with pytest.raises(CliError):
-        wait_until_ready(admin, "leak-e2e", pending["version"], timeout=120)
+    with pytest.raises(VersionFailedError):
+        admin.wait_until_ready("leak-e2e", pending["version"], timeout=120)
     version = admin.get(f"/models/leak-e2e/versions/{pending['version']}")
     s3 = boto3.client("s3", endpoint_url=platform.cloud.endpoint_url, region_name="us-east-1")
     bucket = platform.cloud.outputs["ArtifactsBucketName"]
@@ -153,7 +153,7 @@ def test_the_local_cloud_expires_abandoned_uploads(platform: Platform) -> None:
     admin.post("/models", {"name": "abandoned"})
     path = Path(platform.data_dir) / "abandoned.onnx"
     path.write_bytes(breast_cancer(1.0).onnx)
-    key = upload(admin, "abandoned", path, "model")
+    key = admin.upload("abandoned", path, kind="model")
     sweeper = platform.cloud.lifecycle
     assert sweeper is not None
     # When the sweep runs as if two days had passed

@@ -12,9 +12,10 @@ from moto import mock_aws
 
 from mlambda.adapters.dynamodb import DynamoTable
 from mlambda.adapters.messaging import EventBus, Queue, Topic
+from mlambda.adapters.paging import SECRET_KEY, PageTokens, listing
 from mlambda.adapters.s3 import ObjectStore
 from mlambda.config import FunctionSettings
-from mlambda.errors import ConflictError, InvalidInputError, NotFoundError
+from mlambda.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
 
 SETTINGS = FunctionSettings.load({"AWS_REGION": "us-east-1"})
 
@@ -57,6 +58,59 @@ def test_items_round_trip_numbers_as_int_and_float(table: DynamoTable) -> None:
 def test_non_finite_numbers_are_refused(table: DynamoTable) -> None:
     with pytest.raises(InvalidInputError):
         table.put({"pk": "m", "sk": "v1", "score": float("nan")})
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"pk": "m", "sk": "v1", "sum": 1e300}, "sum"),
+        ({"pk": "m", "sk": "v1", "id": 10**40}, "id"),
+        ({"pk": "m", "sk": "v1", "tags": {"a": [1, 1e-200]}}, "tags.a[1]"),
+        ({"pk": "m", "sk": "v1", "n": float("inf")}, "n"),
+    ],
+)
+def test_numbers_dynamodb_cannot_hold_are_refused_before_the_call_naming_the_attribute(
+    table: DynamoTable, item: dict[str, Any], field: str
+) -> None:
+    # When
+    with pytest.raises(InvalidInputError) as refused:
+        table.put(item)
+    # Then
+    assert (refused.value.code, refused.value.details) == ("unstorable_number", {"field": field})
+    assert table.get({"pk": "m", "sk": "v1"}) is None
+
+
+def test_an_item_over_400_kb_is_refused_before_the_call(table: DynamoTable) -> None:
+    # When
+    with pytest.raises(PayloadTooLargeError) as refused:
+        table.put({"pk": "m", "sk": "v1", "a": "x" * 300_000, "b": "y" * 120_000})
+    # Then
+    assert refused.value.code == "item_too_large"
+    assert refused.value.details["largest"][:2] == ["a", "b"]
+
+
+def test_page_tokens_verify_across_instances_and_stop_when_the_secret_rotates(table: DynamoTable) -> None:
+    # Given two instances' token issuers on one table, the second created before any secret exists
+    first, second = PageTokens(table), PageTokens(table)
+    key = {"pk": "m", "sk": "v2"}
+    token = first.issue(listing("versions", "m"), key)
+    # When
+    read = second.read(token, listing("versions", "m"), equal={"pk": "m"}, prefixed={"sk": "v"})
+    elsewhere = [
+        lambda: second.read(token, listing("versions", "n"), equal={"pk": "m"}, prefixed={"sk": "v"}),
+        lambda: second.read(token, listing("versions", "m"), equal={"pk": "n"}, prefixed={"sk": "v"}),
+        lambda: second.read(token, listing("versions", "m"), equal={"pk": "m"}, prefixed={"sk": "w"}),
+    ]
+    # Then
+    assert read == key
+    for attempt in elsewhere:
+        with pytest.raises(InvalidInputError) as refused:
+            attempt()
+        assert refused.value.code == "invalid_token"
+    # And once the secret is deleted, a new instance's new secret refuses the old tokens
+    table.delete(SECRET_KEY)
+    with pytest.raises(InvalidInputError):
+        PageTokens(table).read(token, listing("versions", "m"), equal={"pk": "m"}, prefixed={"sk": "v"})
 
 
 def test_failed_condition_is_a_conflict(table: DynamoTable) -> None:

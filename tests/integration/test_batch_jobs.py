@@ -16,6 +16,7 @@ from mlambda.config import BatchWorkerSettings
 from mlambda.errors import ConflictError
 from mlambda.schemas.batch import Manifest
 from tests.batch_support import pump, register_model
+from tests.conftest import forged_token as forged
 from tests.conftest import load_event
 from tests.integration.conftest import Stack
 from tests.unit.fakes_batch import classifier_model, csv_bytes, make_frame
@@ -248,8 +249,14 @@ def test_the_job_api_submits_lists_and_guards_jobs(stack: Stack, batch: dict[str
     assert api(stack, "POST", "/jobs", {"key": "input/churn/missing.csv"})[0] == 404
     assert api(stack, "POST", "/jobs", {"key": "output/x/y.csv"})[1]["code"] == "key_outside_input"
     assert api(stack, "POST", "/jobs", {"key": "input/churn/x.csv", "bogus": 1})[0] == 422
+    assert api(stack, "POST", "/jobs", {"key": "input/churn/x.csv", "passthrough": ["c" * 300]})[0] == 422
     assert api(stack, "GET", "/jobs")[0] == 422
     assert api(stack, "GET", f"/jobs/{created['job']['job_id']}", scopes="ingest")[0] == 403
+    # and forged page tokens: a key a client made up, one of another model's listing
+    well_formed = {"gsi1pk": "model#churn", "gsi1sk": "2000", "pk": "job#x", "sk": "meta"}
+    for token in (forged(well_formed), forged({"gsi1pk": "model#churn"}), "x" * 100):
+        status, error = api(stack, "GET", "/jobs", model="churn", next_token=token)
+        assert (status, error["code"]) == (400, "invalid_token"), token
 
 
 def test_ranged_reads_are_pinned_to_the_planned_etag(stack: Stack, batch: dict[str, Any]) -> None:
@@ -331,3 +338,39 @@ def test_an_explained_upload_gets_attribution_columns_and_a_job_of_its_own(stack
     assert (plain_status, again_status) == (201, 200)
     assert plain["job"]["job_id"] != job["job_id"] == again["job"]["job_id"]
     assert plain["job"]["explain"] is False
+
+
+def test_a_presigned_batch_upload_carries_the_job_options_and_needs_no_aws_credentials(
+    stack: Stack, batch: dict[str, Any]
+) -> None:
+    import requests
+
+    # Given a ticket for version 1 in chunks of 100 rows
+    status, ticket = api(
+        stack,
+        "POST",
+        "/jobs/uploads",
+        {"model": "churn", "filename": "march.csv", "alias": "v1", "chunk_rows": 100},
+    )
+    assert status == 201, ticket
+    # When the file is PUT to its URL with its headers (plain HTTP: no AWS credentials)
+    put = requests.put(ticket["url"], data=csv_bytes(250), headers=ticket["headers"], timeout=30)
+    # Then the object carries the options its S3 event plans the job with
+    assert put.status_code == 200, put.text
+    head = batch["s3"].head_object(Bucket=batch["bucket"], Key=ticket["key"])
+    assert head["Metadata"] == {"alias": "v1", "chunk-rows": "100", "explain": "false"}
+    status, view = api(stack, "POST", "/jobs", {"key": ticket["key"], "alias": "v1", "chunk_rows": 100})
+    assert status == 201 and view["job"]["total_chunks"] == 3
+
+
+def test_a_batch_upload_ticket_is_refused_for_an_unknown_model_and_a_bad_name(
+    stack: Stack, batch: dict[str, Any]
+) -> None:
+    status, body = api(stack, "POST", "/jobs/uploads", {"model": "nobody", "filename": "x.csv"})
+    assert status == 404, body
+    status, body = api(stack, "POST", "/jobs/uploads", {"model": "churn", "filename": "../x.csv"})
+    assert status == 422 and "filename" in json.dumps(body["details"]), body
+    status, body = api(
+        stack, "POST", "/jobs/uploads", {"model": "churn", "filename": "x.csv"}, scopes="ingest"
+    )
+    assert status == 403, body

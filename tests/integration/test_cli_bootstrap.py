@@ -38,7 +38,7 @@ def test_bootstrap_writes_the_key_to_the_table_in_the_shells_region(
 ) -> None:
     # Given a stack deployed in eu-west-1 and AWS_REGION=eu-west-1 (as the pipeline's credentials set it)
     # When
-    code = main(["keys", "bootstrap", "--table", deployed_keys_table, "--name", "ci-smoke"])
+    code = main(["keys", "bootstrap", "--table", deployed_keys_table, "--name", "ci-smoke", "-o", "json"])
     # Then the key exists in that region's table and authenticates there
     assert code == 0
     created = json.loads(capsys.readouterr().out)
@@ -53,7 +53,7 @@ def test_bootstrap_takes_the_region_from_the_command_line(
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     # When
-    code = main(["keys", "bootstrap", "--table", deployed_keys_table, "--region", STACK_REGION])
+    code = main(["keys", "bootstrap", "--table", deployed_keys_table, "--region", STACK_REGION, "-o", "json"])
     # Then
     assert code == 0
     created = json.loads(capsys.readouterr().out)

@@ -24,6 +24,7 @@ from mlambda.schemas.archive import ArchiveEnvelope, archive_row, object_key, pa
 from mlambda.schemas.evaluations import VerdictRequest
 from mlambda.services.evaluations.service import EvaluationService
 from tests.batch_support import register_model
+from tests.conftest import forged_token as forged
 from tests.conftest import load_event
 from tests.integration.conftest import Stack
 from tests.integration.test_registry_api import Serialized
@@ -197,6 +198,31 @@ def test_bad_requests_get_precise_errors(stack: Stack, churn: dict[str, Any]) ->
             "validation_error",
         ),
         ({"version": 1, "source": {"type": "nowhere"}}, 422, "validation_error"),
+        (
+            {
+                "version": 1,
+                "source": {
+                    "type": "rows",
+                    "rows": [{**inline_rows(1)[0], **{f"note{i}": "x" * 1000 for i in range(100)}}],
+                },
+            },
+            422,
+            "validation_error",
+        ),
+        (
+            {
+                "version": 1,
+                "source": {"type": "rows", "rows": [{**inline_rows(1)[0], "note": {"deep": [1]}}]},
+            },
+            422,
+            "validation_error",
+        ),
+        (
+            {"version": 1, "source": {"type": "rows", "rows": [{**inline_rows(1)[0], "note": "x" * 5000}]}},
+            422,
+            "validation_error",
+        ),
+        ({"version": 10**40, "source": {"type": "rows", "rows": inline_rows(1)}}, 422, "validation_error"),
         (
             {
                 "version": 1,
@@ -456,6 +482,49 @@ def test_filtered_pages_are_filled_across_dynamodb_pages_and_resume_from_their_t
         next_token=mine["next_token"],
     )[1]
     assert [(v["row"], v["evaluator"]) for v in more["verdicts"]] == [(4, "alice")]
+
+
+def test_page_tokens_are_verified_and_bound_to_their_listing(stack: Stack, churn: dict[str, Any]) -> None:
+    # Given an evaluation of 5 rows, alice's first page of the rows she has to do, and two evaluations
+    eid = create(stack, 5)["evaluation_id"]
+    create(stack, 2)
+    todo = api(
+        stack, "GET", f"/evaluations/{eid}/rows", scopes=EVALUATOR, name="alice", todo="true", limit="2"
+    )
+    token = todo[1]["next_token"]
+    listing = f"/models/{MODEL}/evaluations"
+    well_formed = forged({"pk": f"eval#{eid}", "sk": "row#00003"})
+    # When tokens are forged, or taken to another listing or caller
+    attempts = [
+        api(stack, "GET", f"/evaluations/{eid}/rows", scopes=EVALUATOR, name="alice", next_token=well_formed),
+        api(stack, "GET", f"/evaluations/{eid}/verdicts", scopes=EVALUATOR, name="alice", next_token=token),
+        api(
+            stack,
+            "GET",
+            f"/evaluations/{eid}/rows",
+            scopes=EVALUATOR,
+            name="bob",
+            todo="true",
+            next_token=token,
+        ),
+        api(stack, "GET", listing, scopes=OWNER, next_token=forged({"gsi1pk": f"model#{MODEL}"})),
+        api(stack, "GET", listing, scopes=OWNER, limit="1", next_token=token),
+    ]
+    resumed = api(
+        stack,
+        "GET",
+        f"/evaluations/{eid}/rows",
+        scopes=EVALUATOR,
+        name="alice",
+        todo="true",
+        next_token=token,
+    )
+    first = api(stack, "GET", listing, scopes=OWNER, limit="1")[1]
+    second = api(stack, "GET", listing, scopes=OWNER, limit="1", next_token=first["next_token"])
+    # Then
+    assert [(status, body["code"]) for status, body in attempts] == [(400, "invalid_token")] * 5
+    assert [r["index"] for r in resumed[1]["rows"]] == [2, 3, 4]
+    assert second[0] == 200 and len(second[1]["evaluations"]) == 1
 
 
 def test_only_a_ready_version_is_evaluated(stack: Stack, churn: dict[str, Any]) -> None:

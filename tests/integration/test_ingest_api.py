@@ -165,6 +165,72 @@ def test_a_resent_batch_is_applied_once(stack: Stack) -> None:
     assert sorted(e.id for e in archived(stack)) == ["c0", "c1", "c2", "c3", "c4", "s1"]
 
 
+def test_a_number_the_stores_cannot_hold_rejects_its_event_alone_and_a_resend_applies_once(
+    stack: Stack,
+) -> None:
+    # Given a batch whose third event adds 1e300 to a running sum (DynamoDB holds below 1e126)
+    batch = [
+        click("c1"),
+        click("c2"),
+        event("s1", "feature_update", group="orders", values={"open": 1}, add={"spend": 1e300}),
+    ]
+    # When it is sent, then sent again
+    status, first = api(stack, "POST", "/events", {"events": batch})
+    again, second = api(stack, "POST", "/events", {"events": batch})
+    # Then the bad event alone is rejected, naming its field, before anything of it was written,
+    # and the others are applied and archived exactly once
+    assert (status, again) == (207, 207)
+    assert [(r["status"], r.get("code")) for r in first["results"]] == [
+        ("accepted", None),
+        ("accepted", None),
+        ("rejected", "invalid_event"),
+    ]
+    assert first["results"][2]["reason"].startswith("payload.add.spend: 1e+300")
+    assert first["results"][2]["retryable"] is False
+    assert (second["accepted"], second["duplicates"], second["rejected"]) == (0, 2, 1)
+    features = api(stack, "GET", "/entities/u1/features")[1]
+    assert features["aggregates"]["count_click"] == 2
+    assert "sum_spend" not in features["aggregates"]
+    assert features["groups"] == []
+    assert sorted(e.id for e in archived(stack)) == ["c1", "c2"]
+
+
+@pytest.mark.parametrize(
+    ("literal", "field"),
+    [
+        ("1e200", "payload.values.v"),
+        ("123456789012345678901234567890123456789012", "payload.values.v"),
+        ("9223372036854775808", "payload.values.v"),
+        ("NaN", "payload.values.v"),
+        ("1e999", "payload.values.v"),
+        ("-1e999", "payload.add.v"),
+        ("1e-200", "payload.add.v"),
+        ("12345678901234567890123", "payload.value"),
+    ],
+)
+def test_a_value_out_of_what_the_stores_hold_is_rejected_alone_naming_the_field(
+    stack: Stack, literal: str, field: str
+) -> None:
+    # Given a good event and one carrying the literal where the field is, as a client would write it
+    where = field.removeprefix("payload.").split(".")
+    payload: dict[str, Any] = (
+        {"request_id": "r1", "value": "X"}
+        if where == ["value"]
+        else {"group": "g", "values": {"v": 1}, where[0]: {"v": "X"}}
+    )
+    kind = "label" if where == ["value"] else "feature_update"
+    body = json.dumps({"events": [click("ok"), event("bad", kind, **payload)]}).replace('"X"', literal)
+    # When
+    status, result = api(stack, "POST", "/events", raw=body)
+    # Then
+    assert status == 207
+    assert [(r["status"], r.get("code")) for r in result["results"]] == [
+        ("accepted", None),
+        ("rejected", "invalid_event"),
+    ]
+    assert result["results"][1]["reason"].startswith(f"{field}: ")
+
+
 def test_an_older_feature_update_never_overwrites_a_newer_one(stack: Stack) -> None:
     # Given the newer value (and a click) arrive first
     newer = event("n", "feature_update", at=NOW, group="profile", values={"f0": 2.0})
@@ -265,13 +331,13 @@ def test_the_feature_groups_seen_are_listed_with_their_feature_names(stack: Stac
     assert by_group["profile"]["last_event_at"].startswith(NOW.strftime("%Y-%m-%dT%H:%M:%S"))
     assert by_group["profile"]["first_seen_at"] <= by_group["profile"]["last_event_at"]
     assert [g["group"] for g in first["groups"] + second["groups"]] == ["device", "profile"]
-    # And the route's guards: the scope, bounds, a forged token
+    # And the route's guards: the scope, bounds, forged tokens (a group name, a tampered token)
     assert api(stack, "GET", "/feature-groups", scopes="predict")[0] == 403
     assert api(stack, "GET", "/feature-groups", query={"limit": ["0"]})[0] == 422
-    assert (
-        api(stack, "GET", "/feature-groups", query={"next_token": ["entity#u1"]})[1]["code"]
-        == "invalid_token"
-    )
+    tampered = ("A" if first["next_token"][0] != "A" else "B") + first["next_token"][1:]
+    for forged in ("entity#u1", "device", "a", tampered):
+        status, error = api(stack, "GET", "/feature-groups", query={"next_token": [forged]})
+        assert (status, error["code"]) == (400, "invalid_token"), forged
 
 
 def test_items_are_upserted_in_change_order_and_deleted(stack: Stack) -> None:
@@ -290,6 +356,53 @@ def test_items_are_upserted_in_change_order_and_deleted(stack: Stack) -> None:
     assert again[1]["deleted"] is False
     invalid = api(stack, "POST", "/items", {"items": [{"item_id": "sku-2"}]})
     assert invalid[0] == 422
+
+
+@pytest.mark.parametrize(
+    ("attributes", "field"),
+    [
+        ({"price": 10**40}, "body.items.0.attributes.price"),
+        ({f"a{i}": "x" * 6000 for i in range(100)}, "body.items.0.attributes.a"),
+        ({f"a{i}": ["x" * 1000] * 20 for i in range(100)}, "body.items.0.attributes"),
+        ({"sizes": list(range(101))}, "body.items.0.attributes.sizes"),
+        ({"k" * 200: 1}, "body.items.0.attributes"),
+        ({"nested": {"a": 1}}, "body.items.0.attributes.nested"),
+    ],
+    ids=["40-digit", "100x6000-chars", "item-too-large", "long-list", "long-name", "nested"],
+)
+def test_item_attributes_beyond_what_the_store_holds_are_422_naming_the_field(
+    stack: Stack, attributes: dict[str, Any], field: str
+) -> None:
+    # When
+    status, body = api(
+        stack,
+        "POST",
+        "/items",
+        {"items": [{"item_id": "sku-1", "attributes": attributes, "updated_at": NOW.isoformat()}]},
+    )
+    # Then
+    assert (status, body["code"]) == (422, "validation_error")
+    assert body["details"][0]["field"].startswith(field)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query"),
+    [
+        ("DELETE", "/items/" + "i" * 3000, None),
+        ("GET", "/entities/u1/features", {"group": ["g" * 2000]}),
+        ("GET", "/entities/u1/features", {"group": ["has space"]}),
+        ("GET", "/entities/" + "u" * 3000 + "/features", None),
+    ],
+    ids=["item-id", "group-length", "group-pattern", "entity-id"],
+)
+def test_path_and_query_parameters_are_bounded(
+    stack: Stack, method: str, path: str, query: dict[str, list[str]] | None
+) -> None:
+    # When
+    status, body = api(stack, method, path, query=query)
+    # Then
+    assert status in (400, 422), body
+    assert body["code"] in ("validation_error", "invalid_item_id", "invalid_entity_id")
 
 
 def test_purge_erases_the_entity_and_refuses_its_older_events(stack: Stack) -> None:

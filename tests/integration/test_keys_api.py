@@ -81,7 +81,7 @@ def test_me_returns_the_callers_principal(stack: Stack, keys: ApiKeyService) -> 
     created = keys.create("app", [Scope.PREDICT], created_by="test")
     status, body = call(stack, created, "GET", "/me")
     assert status == 200
-    assert body == {"key_id": created.key_id, "name": "app", "scopes": ["predict"]}
+    assert body == {"key_id": created.key_id, "name": "app", "scopes": ["predict"], "plan": "standard"}
 
 
 def test_admin_creates_lists_and_revokes_keys(stack: Stack, keys: ApiKeyService) -> None:

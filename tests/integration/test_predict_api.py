@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from mlambda.adapters.prediction_cache import PredictionCacheTable
 from mlambda.adapters.registry import DynamoRegistryStore
 from mlambda.adapters.s3 import ObjectStore
 from mlambda.config import PredictSettings, function_environment
+from mlambda.http import BINARY_MEDIA_TYPES
 from mlambda.schemas.prediction_log import PredictionLogRecord, expand
 from mlambda.schemas.registry import (
     CachePolicy,
@@ -33,10 +35,12 @@ from mlambda.schemas.registry import (
 )
 from mlambda.services.inference.service import InferenceService
 from mlambda_local.cloud.functions import LambdaContext
-from tests.conftest import load_event
+from tests.conftest import REPO_ROOT, load_event
 from tests.explain_support import with_explainer
 from tests.registry_support import publish
+from tests.triton_support import Tensor, binary_answer, binary_request, infer_event, recorded_requests
 from tests.unit.fakes_predict import classifier, row, version_of
+from tests.unit.test_predict_service import harness
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CONTEXT = LambdaContext(
@@ -198,6 +202,16 @@ def test_the_handler_builds_its_service_from_the_environment(world: World) -> No
         (None, '{"instances": [{"f0": NaN, "f1": 1, "f2": 1, "f3": 1}]}', 422, "invalid_features", "f0"),
         (None, '{"instances": [{"f0": 1e999, "f1": 1, "f2": 1, "f3": 1}]}', 422, "invalid_features", "f0"),
         ({"instances": [{**row([0, 0, 0, 0]), "bonus": 1}]}, None, 422, "invalid_features", "bonus"),
+        ({"instances": [{**row([0, 0, 0, 0]), "f1": 1e300}]}, None, 422, "invalid_features", "f1"),
+        ({"instances": [[0.0, 0.0, -1e300, 0.0]]}, None, 422, "invalid_features", "instances[0].f2"),
+        (
+            {"dataframe_split": {"columns": ["f0", "f1", "f2", "f3"], "data": [[0, 0, 0, 1e300]]}},
+            None,
+            422,
+            "invalid_features",
+            "f3",
+        ),
+        ({"inputs": {"f0": [1e300], "f1": [0], "f2": [0], "f3": [0]}}, None, 422, "invalid_features", "f0"),
         ({"instances": [{"f0": "x" * 70_000}]}, None, 413, "body_too_large", None),
     ],
 )
@@ -209,6 +223,30 @@ def test_bad_requests_get_the_right_status_and_name_the_problem(
     assert (got_status, error["code"]) == (status, code), error
     if named:
         assert named in error["message"]
+
+
+def test_an_online_feature_beyond_64_bits_is_a_422_naming_it_not_a_500_in_the_log(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the entity's online features hold a 31-digit integer (an aggregate of huge increments,
+    # written before increments were bounded)
+    DynamoTable("features", world.settings).put(
+        {
+            "pk": "entity#u1",
+            "sk": "fg#profile",
+            "values": {"f0": 10**30},
+            "at": NOW.isoformat(),
+            "at_us": int(NOW.timestamp() * 1_000_000),
+            "event_id": "e1",
+        }
+    )
+    # When
+    status, error = call(world.service(), {"entity_id": "u1", "features": {"f1": 0.5, "f2": 0.5, "f3": 0.5}})
+    # Then
+    assert (status, error["code"]) == (422, "invalid_features")
+    assert error["details"][0]["field"] == "f0"
+    assert "64-bit" in error["message"]
+    assert logged_records(capsys.readouterr().out) == []
 
 
 def test_unknown_model_is_404(world: World) -> None:
@@ -286,6 +324,7 @@ def test_endpoint_variants_and_cache_through_the_registry_table(world: World) ->
     service = world.service()
     # When
     _, first = call(service, {"instances": [row([1, 2, 3, 4])], "variant": "canary"})
+    assert service.settle()  # the entry is written off the request path
     _, second = call(service, {"instances": [row([1, 2, 3, 4])], "variant": "canary"})
     # Then
     assert (first["variant"], first["version"], first["cached"]) == ("canary", 2, False)
@@ -466,8 +505,193 @@ def test_v2_errors_carry_the_protocols_error_and_name_the_field(world: World) ->
     assert status == 422 and body["code"] == "validation_error" and "inputs" in body["message"]
 
 
+@pytest.mark.parametrize(
+    ("tensor", "field"),
+    [
+        # 2**40 x 2**24 overflows numpy's int64 product to 0, which an empty data list matched: the
+        # request then built 2**40 empty rows (the function hung until its timeout)
+        ({"name": "input", "shape": [2**40, 2**24], "datatype": "FP32", "data": []}, "shape"),
+        (
+            {"name": "f0", "shape": [1], "datatype": "FP32", "data": [1.0], "parameters": {"p": 1e300}},
+            "parameters",
+        ),
+    ],
+    ids=["wrapping-shape", "huge-parameter"],
+)
+def test_v2_tensors_beyond_their_bounds_are_422_naming_the_field(
+    world: World, tensor: dict[str, Any], field: str
+) -> None:
+    # When
+    status, body = call_route(
+        world.service(),
+        "POST",
+        "/v2/models/{name}/infer",
+        "/v2/models/churn/infer",
+        {"inputs": [tensor]},
+        name="churn",
+    )
+    # Then
+    assert (status, body["code"]) == (422, "validation_error")
+    assert field in body["details"][0]["field"]
+
+
 def test_v2_routes_need_the_predict_scope(world: World) -> None:
     status, body = call_route(
         world.service(), "GET", "/v2/models/{name}", "/v2/models/churn", scopes="ingest", name="churn"
     )
     assert status == 403 and body["code"] == "forbidden"
+
+
+# ---------------------------------------------------------------- media types and the binary tensor data extension
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "named"),
+    [
+        ({"Content-Type": "application/json"}, 200, None),
+        ({"Content-Type": "application/json; charset=UTF-8"}, 200, None),
+        ({}, 200, None),
+        ({"content-type": "text/plain"}, 415, "Content-Type"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "Content-Type"),
+        ({"Content-Type": "application/octet-stream"}, 415, "Content-Type"),
+        ({"Content-Type": "application/json; charset=latin-1"}, 415, "Content-Type"),
+        ({"Content-Type": "application/json", "Content-Encoding": "gzip"}, 415, "Content-Encoding"),
+    ],
+)
+def test_predict_reads_json_only_and_any_other_media_type_is_a_415_naming_the_header(
+    headers: dict[str, str], status: int, named: str | None
+) -> None:
+    # Given: the same JSON body under different declared media types (the service on in-memory fakes:
+    # the media type is the handler's business)
+    event = load_event(
+        "predict_request",
+        pathParameters={"name": "churn"},
+        headers={"Accept": "application/json", **headers},
+        multiValueHeaders={"Accept": ["application/json"], **{k: [v] for k, v in headers.items()}},
+        body=json.dumps({"instances": [row([0, 0, 0, 0])]}),
+    )
+    # When
+    response = predict_app.handler(event, CONTEXT, harness().service)
+    # Then
+    body = json.loads(response["body"])
+    assert response["statusCode"] == status, body
+    if named:
+        assert body["code"] == "unsupported_media_type" and body["message"].startswith(named)
+        assert body["details"][0]["field"] == named
+
+
+def test_v2_binary_request_over_the_handler_answers_bytes_that_match_sklearn(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given: tritonclient's default request (binary in, binary out) with the media types API Gateway needs
+    _, model, X = classifier(0)
+    body, length = binary_request([Tensor("X", X[:50].astype(np.float32))], request_id="bin-api")
+    # When
+    response = predict_app.handler(infer_event(body, length), CONTEXT, world.service())
+    # Then: base64 bytes API Gateway decodes, the JSON header's length in the protocol's header
+    assert response["statusCode"] == 200, response["body"]
+    assert response["isBase64Encoded"] is True
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/octet-stream"]
+    header, outputs = binary_answer(response)
+    assert header["id"] == "bin-api" and header["model_version"] == "1"
+    assert outputs["label"].tolist() == model.predict(X[:50].astype(np.float64)).tolist()
+    np.testing.assert_allclose(
+        outputs["probabilities"], model.predict_proba(X[:50].astype(np.float64)), atol=1e-5
+    )
+    (record,) = logged_records(capsys.readouterr().out)
+    assert record.v == 2 and sorted(e.id for e in expand(record)) == sorted(f"bin-api:{i}" for i in range(50))
+
+
+def test_v2_binary_request_from_a_caller_that_does_not_accept_bytes_is_answered_in_json(world: World) -> None:
+    _, model, X = classifier(0)
+    body, length = binary_request([Tensor("X", X[:5].astype(np.float32))])
+    response = predict_app.handler(infer_event(body, length, accept=None), CONTEXT, world.service())
+    assert response["statusCode"] == 200 and response["isBase64Encoded"] is False
+    _, outputs = binary_answer(response)
+    assert outputs["label"].tolist() == model.predict(X[:5].astype(np.float64)).tolist()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status", "code"),
+    [
+        (None, 415, "unsupported_media_type"),
+        ("application/json", 415, "unsupported_media_type"),
+        ("text/plain", 415, "unsupported_media_type"),
+    ],
+)
+def test_v2_binary_data_that_api_gateway_passed_as_text_is_a_415(
+    content_type: str | None, status: int, code: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given: tritonclient's binary body as sent (no Content-Type), which API Gateway hands over as text
+    _, headers, body = next(iter(recorded_requests().values()))
+    event = infer_event(body, int(headers["Inference-Header-Content-Length"]), content_type=content_type)
+    # When
+    response = predict_app.handler(event, CONTEXT, harness().service)
+    # Then
+    answer = json.loads(response["body"])
+    assert (response["statusCode"], answer["code"]) == (status, code)
+    assert answer["error"] == answer["message"]
+    assert logged_records(capsys.readouterr().out) == []
+
+
+def test_v2_a_binary_body_lying_about_its_length_over_the_handler_is_a_400_in_the_protocols_shape(
+    world: World,
+) -> None:
+    _, _, X = classifier(0)
+    body, length = binary_request([Tensor("X", X[:2].astype(np.float32))])
+    response = predict_app.handler(infer_event(body[:-4], length), CONTEXT, world.service())
+    answer = json.loads(response["body"])
+    assert (response["statusCode"], answer["code"]) == (400, "invalid_binary_data")
+    assert answer["details"][0]["field"] == "inputs[0].parameters.binary_data_size"
+    assert answer["error"] == answer["message"]
+
+
+def test_v2_binary_explanations_over_the_handler_add_up_and_match_the_json_request(world: World) -> None:
+    # Given: a version registered with its explainer, asked to explain 3 rows in bytes and in JSON
+    data, _, X = classifier(0)
+    world.seed(with_explainer(version_of("scored", 1, data), data, X, world.artifacts), data, "production")
+    service = world.service()
+    rows = X[:3].astype(np.float32)
+    body, length = binary_request([Tensor("X", rows)], request_id="why")
+    request = json.loads(body[:length])
+    request["parameters"]["explain"] = True
+    header = json.dumps(request, separators=(",", ":")).encode()
+    # When
+    response = predict_app.handler(
+        infer_event(header + body[length:], len(header), model="scored"), CONTEXT, service
+    )
+    status, as_json = call_route(
+        service,
+        "POST",
+        "/v2/models/{name}/infer",
+        "/v2/models/scored/infer",
+        {
+            "inputs": [{"name": "X", "shape": [3, 4], "datatype": "FP32", "data": rows.ravel().tolist()}],
+            "parameters": {"explain": True},
+        },
+        name="scored",
+    )
+    # Then
+    assert response["statusCode"] == 200 and status == 200, response["body"]
+    answer, outputs = binary_answer(response)
+    assert {"attributions", "baseline", "explained_value"} <= set(outputs)
+    np.testing.assert_allclose(
+        outputs["baseline"] + outputs["attributions"].sum(axis=1), outputs["explained_value"], atol=1e-9
+    )
+    json_outputs = {o["name"]: o for o in as_json["outputs"]}
+    np.testing.assert_allclose(
+        outputs["attributions"].ravel(), json_outputs["attributions"]["data"], atol=1e-12
+    )
+    assert answer["parameters"]["explanation"] == as_json["parameters"]["explanation"]
+
+
+def test_the_template_declares_the_binary_media_type_the_function_reads() -> None:
+    # Given / When
+    template = (REPO_ROOT / "template.yaml").read_text()
+    declared = re.search(r"BinaryMediaTypes:\s*\n((?:\s+- .+\n)+)", template)
+    # Then: what API Gateway base64-encodes is what predict takes as bytes (mlambda.http)
+    assert declared is not None
+    types = [
+        line.strip()[2:].strip().strip("'\"").replace("~1", "/") for line in declared.group(1).splitlines()
+    ]
+    assert types == list(BINARY_MEDIA_TYPES)

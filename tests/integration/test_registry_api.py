@@ -8,12 +8,12 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import boto3
 import pytest
@@ -31,13 +31,14 @@ from mlambda.adapters.registry import (
     S3RegistryArtifacts,
     SqsValidationQueue,
 )
+from mlambda.client import Client, HttpResponse
 from mlambda.config import RegistrySettings, function_environment
 from mlambda.errors import ConflictError
 from mlambda.schemas.registry_api import MoveAliasRequest, RegisterVersionRequest
 from mlambda.services.registry.service import EVENT_SOURCE, RegistryService
-from mlambda_local.client import ApiError
 from mlambda_local.cloud.sqs import sqs_record
 from mlambda_local.commands import models as models_commands
+from tests.conftest import forged_token as forged
 from tests.conftest import load_event
 from tests.onnx_exploits import PLACES, sparse_initializer_values
 from tests.unit.fakes_registry import (
@@ -327,6 +328,57 @@ def test_bad_listing_parameters_are_400(api: Api, query: dict[str, str], code: s
     status, error = api.call("GET", "/models", query=query)
     assert status == 400
     assert error["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("path", "token"),
+    [
+        ("/models", forged({"gsi1pk": "models"})),
+        ("/models", forged({"gsi1pk": "models", "gsi1sk": "b", "pk": "model#b", "sk": "meta"})),
+        ("/models/a-model/versions", forged({"pk": "model#a-model"})),
+        ("/models/a-model/versions", forged({"pk": "model#a-model", "sk": "version#0000000002"})),
+        ("/models/a-model/history", forged({"pk": "model#a-model", "sk": "history#9"})),
+        ("/models/a-model/history", "x" * 300),
+        ("/models", "a.b"),
+    ],
+    ids=[
+        "missing-keys",
+        "well-formed-key",
+        "versions-missing-sk",
+        "versions-key",
+        "history-key",
+        "junk",
+        "dots",
+    ],
+)
+def test_forged_page_tokens_are_400_invalid_token(api: Api, path: str, token: str) -> None:
+    # Given two models, a-model with two versions' worth of history
+    for name in ("a-model", "b-model"):
+        api.ok("POST", "/models", {"name": name})
+    # When
+    status, error = api.call("GET", path, query={"next_token": token, "limit": "1"})
+    # Then
+    assert (status, error["code"]) == (400, "invalid_token")
+    assert "next_token" in error["message"]
+
+
+def test_a_page_token_continues_only_the_listing_that_issued_it(api: Api) -> None:
+    # Given three models of two owners, and a first page of ann's
+    for name, owner in (("a-model", "ann"), ("b-model", "bob"), ("c-model", "ann")):
+        api.ok("POST", "/models", {"name": name, "owner": owner})
+    first = api.ok("GET", "/models", query={"limit": "1", "owner": "ann"})
+    token = first["next_token"]
+    body, mac = token.split(".")
+    tampered = f"{body[:-2]}{'AA' if body[-2:] != 'AA' else 'BB'}.{mac}"
+    # When
+    same = api.call("GET", "/models", query={"limit": "1", "owner": "ann", "next_token": token})
+    other_filter = api.call("GET", "/models", query={"limit": "1", "owner": "bob", "next_token": token})
+    other_listing = api.call("GET", "/models/a-model/versions", query={"next_token": token})
+    changed = api.call("GET", "/models", query={"limit": "1", "owner": "ann", "next_token": tampered})
+    # Then
+    assert same[0] == 200
+    assert [m["name"] for m in same[1]["models"]] == ["c-model"]
+    assert [(s, e["code"]) for s, e in (other_filter, other_listing, changed)] == [(400, "invalid_token")] * 3
 
 
 def test_reads_need_registry_read_and_writes_registry_write(api: Api) -> None:
@@ -993,6 +1045,122 @@ def test_invalid_endpoint_configs_are_refused(
     assert with_versions.call("GET", "/models/cancer/endpoint")[1]["code"] == "no_endpoint_config"
 
 
+def nested(depth: int) -> dict[str, Any]:
+    """``{"a": {"a": ... {"a": 1}}}``, ``depth`` objects deep."""
+    document: dict[str, Any] = {"a": 1}
+    for _ in range(depth - 1):
+        document = {"a": document}
+    return document
+
+
+VARIANTS = '"variants": [{"name": "a", "target": "v1", "weight": 100}]'
+
+
+@pytest.mark.parametrize(
+    ("method", "raw", "field"),
+    [
+        ("PUT", f'{{{VARIANTS}, "rules": {{"fallback": {{"response": {{"label": 1e999}}}}}}}}', "response"),
+        ("PUT", f'{{{VARIANTS}, "rules": {{"fallback": {{"response": {{"p": NaN}}}}}}}}', "response"),
+        (
+            "PUT",
+            f'{{{VARIANTS}, "rules": {{"fallback": {{"response": {json.dumps(nested(40))}}}}}}}',
+            "response",
+        ),
+        (
+            "PUT",
+            f'{{{VARIANTS}, "rules": {{"exclude_recently_seen": {{"item_field": "{"x" * 500_000}", "hours": 1}}}}}}',
+            "item_field",
+        ),
+        (
+            "PUT",
+            f'{{{VARIANTS}, "rules": {{"decision": {{"thresholds": [{{"min_score": Infinity, "decision": "a"}}]}}}}}}',
+            "min_score",
+        ),
+        (
+            "PUT",
+            f'{{{VARIANTS}, "rules": {{"enrich_items": {{"item_field": "i", "attributes": ["{"a" * 200}"]}}}}}}',
+            "attributes",
+        ),
+        ("PUT", f'{{{VARIANTS}, "sticky_key": "{"k" * 100}"}}', "sticky_key"),
+        (
+            "PUT",
+            f'{{{VARIANTS}, "rules": {{"exclude_recently_seen": {{"item_field": "i", "hours": 1, '
+            f'"interactions": {json.dumps(["view"] * 1000)}}}}}}}',
+            "interactions",
+        ),
+        ("PATCH", f'{{"rules": {json.dumps(nested(40))}}}', "rules"),
+        ("PATCH", '{"rules": {"fallback": {"response": {"label": -1e999}}}}', "rules"),
+    ],
+    ids=[
+        "inf",
+        "nan",
+        "nested-40",
+        "item-field-500k",
+        "inf-threshold",
+        "long-attribute",
+        "sticky-key",
+        "interactions-1000",
+        "patch-nested",
+        "patch-inf",
+    ],
+)
+def test_endpoint_configs_beyond_their_bounds_are_422_naming_the_field(
+    api: Api, method: str, raw: str, field: str
+) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "bounded"})
+    # When
+    status, error = api.call(method, "/models/bounded/endpoint", raw_body=raw)
+    # Then nothing was stored, and the answer names the field
+    assert (status, error["code"]) == (422, "validation_error"), error
+    assert field in error["details"][0]["field"]
+    assert api.call("GET", "/models/bounded/endpoint")[1]["code"] == "no_endpoint_config"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"upload_key": "k", "metrics": {"auc": NaN}}', "metrics"),
+        ('{"upload_key": "k", "metrics": {"auc": 1e999}}', "metrics"),
+        (f'{{"upload_key": "k", "params": {json.dumps(nested(40))}}}', "params"),
+        ('{"upload_key": "k", "params": {"seed": 1e300}}', "params"),
+        (f'{{"upload_key": "k", "smoke_inputs": [{{"f0": "{"x" * 5000}"}}]}}', "smoke_inputs"),
+        (f'{{"upload_key": "k", "feature_names": ["{"f" * 200}"]}}', "feature_names"),
+        (f'{{"upload_key": "k", "metrics": {json.dumps({f"m{i}": 1 for i in range(101)})}}}', "metrics"),
+    ],
+    ids=[
+        "nan-metric",
+        "inf-metric",
+        "nested-params",
+        "huge-param",
+        "long-smoke-value",
+        "long-name",
+        "many-metrics",
+    ],
+)
+def test_version_registrations_beyond_their_bounds_are_422_naming_the_field(
+    api: Api, raw: str, field: str
+) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "bounded"})
+    # When
+    status, error = api.call("POST", "/models/bounded/versions", raw_body=raw)
+    # Then
+    assert (status, error["code"]) == (422, "validation_error"), error
+    assert field in error["details"][0]["field"]
+
+
+def test_version_numbers_are_bounded_in_bodies_and_paths(api: Api) -> None:
+    # Given
+    api.ok("POST", "/models", {"name": "bounded"})
+    # When
+    moved = api.call("PUT", "/models/bounded/aliases/production", {"version": 10**40})
+    read = api.call("GET", f"/models/bounded/versions/{'9' * 40}")
+    # Then
+    assert (moved[0], moved[1]["code"]) == (422, "validation_error")
+    assert read[0] in (400, 404)
+
+
 def test_endpoint_changes_are_read_modify_write_with_etags(with_versions: Api) -> None:
     # Given an endpoint with serving rules and a cache
     api = with_versions
@@ -1042,22 +1210,24 @@ def test_endpoint_changes_are_read_modify_write_with_etags(with_versions: Api) -
     assert [g["target"] for g in entry["details"]["gates"]] == ["v2"]
 
 
-class HandlerClient:
-    """The CLI's ApiClient, answered by the registry function in-process."""
+class HandlerTransport:
+    """The SDK's transport, answered by the registry function in-process."""
 
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    def request(
-        self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None, **_: Any
-    ) -> Any:
-        status, payload = self.api.call(method, path, body, headers=headers)
-        if status >= 400:
-            raise ApiError(status, payload["code"], payload["message"], payload.get("details"))
-        return payload
-
-    def get(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, **kwargs)
+    def send(
+        self, method: str, url: str, *, headers: Mapping[str, str], body: Any, timeout: float
+    ) -> HttpResponse:
+        parts = urlsplit(url)
+        status, payload = self.api.call(
+            method,
+            parts.path.removeprefix("/v1"),
+            json.loads(body) if body else None,
+            query=dict(parse_qsl(parts.query)) or None,
+            headers={k: v for k, v in headers.items() if k.lower() == "if-match"},
+        )
+        return HttpResponse(status, json.dumps(payload).encode())
 
 
 def test_a_canary_ramp_with_the_cli_keeps_the_rules_and_the_cache(
@@ -1080,12 +1250,13 @@ def test_a_canary_ramp_with_the_cli_keeps_the_rules_and_the_cache(
             "rules": rules,
         },
     )
-    monkeypatch.setattr(models_commands, "api", lambda _args: HandlerClient(api))
+    client = Client("http://registry.test/v1", "mlk.k.s", transport=HandlerTransport(api))
+    monkeypatch.setattr(models_commands, "api", lambda _args: client)
     # When: `mlambda models split cancer production=90 v2=10 --sticky entity_id`
     args = argparse.Namespace(
         name="cancer", variants=["production=90", "v2=10"], shadow=None, no_shadow=False, sticky="entity_id"
     )
-    assert models_commands.models_split(args) == 0
+    assert models_commands.models_split(args).code == 0
     capsys.readouterr()
     # Then
     after = api.ok("GET", "/models/cancer/endpoint")

@@ -104,8 +104,9 @@ def test_no_policy_grants_wildcard_actions(template: Template) -> None:
             assert "AdministratorAccess" not in str(arn) and "FullAccess" not in str(arn), logical_id
 
 
-# The console's static files hold no data (the page asks the API for everything, with a key).
-PUBLIC_ROUTES = {("get", "/console"), ("get", "/console/{proxy+}")}
+# The console's static files and the OpenAPI document hold no data (the page asks the API for
+# everything, with a key).
+PUBLIC_ROUTES = {("get", "/console"), ("get", "/console/{proxy+}"), ("get", "/openapi.json")}
 
 
 def test_every_api_route_goes_through_the_authorizer_but_the_console_files(template: Template) -> None:
@@ -114,8 +115,36 @@ def test_every_api_route_goes_through_the_authorizer_but_the_console_files(templ
     assert paths, "the API has no routes"
     for path, methods in paths.items():
         for method, operation in methods.items():
-            expected = [{"NONE": []}] if (method, path) in PUBLIC_ROUTES else [{"ApiKeyAuthorizer": []}]
+            # Keyed routes: the authorizer, and the API key it returns (usage plans, per key throttling).
+            expected: list[Any] = []  # public: neither the authorizer nor an API key
+            if (method, path) not in PUBLIC_ROUTES:
+                expected = [{"ApiKeyAuthorizer": []}, {"api_key": []}]
             assert operation.get("security") == expected, f"{method} {path}"
+
+
+def test_every_gateway_response_has_the_platform_error_shape(template: Template) -> None:
+    # Given the answers API Gateway gives itself (401, 403, 404, 413, 429, 4xx, 5xx)
+    (api,) = resources_of(template, "AWS::ApiGateway::RestApi").values()
+    responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    assert {
+        "UNAUTHORIZED",
+        "ACCESS_DENIED",
+        "THROTTLED",
+        "QUOTA_EXCEEDED",
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+    } <= set(responses)
+    for kind, response in responses.items():
+        # When its template is rendered as API Gateway renders it
+        rendered = (
+            response["responseTemplates"]["application/json"]
+            .replace("$context.error.messageString", json.dumps('a "quoted" message'))
+            .replace("$context.error.responseType", kind)
+        )
+        # Then it is {code, message, details}, details null or an object
+        body = json.loads(rendered)
+        assert set(body) == {"code", "message", "details"}, kind
+        assert body["details"] is None or isinstance(body["details"], dict), kind
 
 
 def test_every_table_has_ttl_or_is_kept_forever_on_purpose(template: Template) -> None:

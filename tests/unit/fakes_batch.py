@@ -47,6 +47,7 @@ class InMemoryObjects:
         self.reads = 0
         self.puts: list[str] = []
         self.fail_put: Callable[[str], bool] = lambda _key: False
+        self.signed_metadata: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
     def upload(self, key: str, body: bytes, metadata: Mapping[str, str] | None = None) -> StoredObject:
@@ -85,6 +86,24 @@ class InMemoryObjects:
     def download_url(self, key: str, *, filename: str, expires_in: int) -> str:
         self.head(key)
         return f"https://{BUCKET}.example/{key}?download={filename}&expires={expires_in}"
+
+    def upload_url(
+        self, key: str, *, metadata: Mapping[str, str], expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        """A URL naming the key; the metadata as the headers a SigV4 PUT must carry."""
+        self.signed_metadata[key] = dict(metadata)
+        return f"https://{BUCKET}.example/{key}?put&expires={expires_in}", {
+            f"x-amz-meta-{name}": value for name, value in metadata.items()
+        }
+
+    def put_presigned(self, url: str, body: bytes, headers: Mapping[str, str]) -> StoredObject:
+        """What S3 does with a PUT to such a URL: the object, stored with the metadata of its headers."""
+        key = url.split(".example/", 1)[1].split("?", 1)[0]
+        metadata = {
+            k.removeprefix("x-amz-meta-"): v for k, v in headers.items() if k.startswith("x-amz-meta-")
+        }
+        assert metadata == self.signed_metadata[key], "the PUT's headers must match what was signed"
+        return self.upload(key, body, metadata)
 
 
 class InMemoryJobStore:

@@ -26,7 +26,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 class InMemoryLedger:
-    """EventLedger in a dict: id -> (status, token)."""
+    """EventLedger in a dict: id -> (status, token); a claim released as archived is ("archived", "")."""
 
     def __init__(self) -> None:
         self.records: dict[str, tuple[str, str]] = {}
@@ -36,17 +36,20 @@ class InMemoryLedger:
         states: dict[str, ClaimState] = {}
         for event_id in event_ids:
             held = self.records.get(event_id)
-            if held is None:
+            if held is None or held[0] == "archived":
+                states[event_id] = "archived" if held is not None else "claimed"
                 self.records[event_id] = ("in_progress", token)
-                states[event_id] = "claimed"
             else:
                 states[event_id] = "completed" if held[0] == "completed" else "in_progress"
         return states
 
-    def release(self, event_ids: Sequence[str], *, token: str) -> None:
+    def release(self, event_ids: Sequence[str], *, token: str, archived: bool = False) -> None:
         for event_id in event_ids:
             if self.records.get(event_id, ("", ""))[1] == token:
-                del self.records[event_id]
+                if archived:
+                    self.records[event_id] = ("archived", "")
+                else:
+                    del self.records[event_id]
 
     def complete(self, event_ids: Sequence[str], *, token: str, now: datetime) -> None:
         if self.fail_complete:
@@ -56,19 +59,24 @@ class InMemoryLedger:
 
 
 class InMemoryFeatureStore:
-    """FeatureStore with the adapter's ordering rule; ``fail_writes`` / ``fail_aggregates_for`` inject faults."""
+    """FeatureStore with the adapter's ordering rule; ``fail_writes`` / ``fail_aggregates_for`` inject
+    faults, ``raise_on_writes`` / ``raise_on_aggregates`` make those calls raise what they hold."""
 
     def __init__(self) -> None:
         self.groups_by_key: dict[tuple[str, str], FeatureWrite] = {}
         self.aggregates: dict[str, dict[str, Any]] = {}
         self.fail_writes = False
         self.fail_aggregates_for: set[str] = set()
+        self.raise_on_writes: Exception | None = None
+        self.raise_on_aggregates: Exception | None = None
         self.catalogue: dict[str, FeatureGroupSummary] = {}
         self._lock = threading.Lock()
 
     def write_latest(self, writes: Sequence[FeatureWrite]) -> int:
         if self.fail_writes:
             raise UpstreamError("features table unavailable")
+        if self.raise_on_writes is not None:
+            raise self.raise_on_writes
         won = 0
         for write in writes:
             seen = self.catalogue.get(write.group)
@@ -91,6 +99,8 @@ class InMemoryFeatureStore:
         return page, (page[-1].group if len(names) > limit else None)
 
     def add_aggregates(self, deltas: Sequence[AggregateDelta]) -> set[str]:
+        if self.raise_on_aggregates is not None:
+            raise self.raise_on_aggregates
         applied: set[str] = set()
         for delta in deltas:
             if delta.entity_id in self.fail_aggregates_for:
@@ -189,16 +199,22 @@ class InMemoryPurgeLog:
 
 
 class RecordingQueue:
-    """MessageSink keeping every body; ``fail`` refuses sends."""
+    """MessageSink keeping every body; ``fail`` refuses sends, ``accept`` bodies more at most before refusing."""
 
     def __init__(self) -> None:
         self.bodies: list[str] = []
         self.fail = False
+        self.accept: int | None = None
 
     def send_batch(self, bodies: Sequence[str]) -> None:
         if self.fail:
             raise UpstreamError("queue unavailable")
-        self.bodies.extend(bodies)
+        for body in bodies:
+            if self.accept is not None:
+                if self.accept == 0:
+                    raise UpstreamError("queue refused the rest of the batch")
+                self.accept -= 1
+            self.bodies.append(body)
 
     def envelopes(self) -> list[dict[str, Any]]:
         return [e for body in self.bodies for e in json.loads(body)]

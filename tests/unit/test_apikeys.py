@@ -79,6 +79,21 @@ def test_revoking_an_unknown_key_is_not_found(keys: ApiKeyService) -> None:
         keys.revoke("000000000000")
 
 
+@pytest.mark.parametrize("key_id", ["k" * 3000, "../x", ""])
+def test_a_key_id_that_cannot_be_one_is_not_found_without_asking_the_store(
+    keys: ApiKeyService, store: InMemoryApiKeyStore, key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a store that must not be asked (DynamoDB refuses keys over 2048 bytes: a 502)
+    def refuse(*_: object) -> None:
+        raise AssertionError("the store was asked")
+
+    monkeypatch.setattr(store, "revoke", refuse)
+    # When / Then
+    with pytest.raises(NotFoundError) as missing:
+        keys.revoke(key_id)
+    assert missing.value.code == "key_not_found"
+
+
 def test_listing_never_shows_secrets(keys: ApiKeyService) -> None:
     # Given
     created = keys.create("app", [Scope.PREDICT], created_by="admin")

@@ -10,9 +10,10 @@ from datetime import timedelta
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
 from mlambda.errors import ConflictError, InvalidInputError, NotFoundError, UpstreamError
-from mlambda.schemas.batch import JOB_COMPLETED, ChunkMessage, Manifest, SubmitJobRequest
+from mlambda.schemas.batch import JOB_COMPLETED, BatchUploadRequest, ChunkMessage, Manifest, SubmitJobRequest
 from tests.unit.fakes_batch import (
     BUCKET,
     FEATURES,
@@ -385,6 +386,71 @@ def test_rejected_rows_are_paged_in_chunk_order_with_their_reasons() -> None:
     assert [(r.chunk, r.chunk_row) for r in rest.rows] == [(2, 60), (3, 0)]
     assert "f3" in first.rows[0].reason and first.rows[0].byte_offset is not None
     assert beyond.rows == []
+
+
+def test_rejected_csv_rows_carry_their_row_in_the_file() -> None:
+    # Given 500 CSV rows in byte-range chunks, bad at rows 10, 100, 260 and 300
+    h = Harness(chunk_rows=100)
+    job_id = bad_rows_job(h)
+    # When
+    page = h.api.rejects(job_id, offset=0, limit=100)
+    # Then the chunks before each reject were counted: its data row in the whole file
+    assert [r.row for r in page.rows] == [10, 100, 260, 300]
+
+
+def test_a_csv_rejects_row_stays_unknown_while_an_earlier_chunk_is_not_scored() -> None:
+    # Given chunk 1 not scored yet (its row count unknown)
+    h = Harness(chunk_rows=100)
+    job_id = bad_rows_job(h)
+    h.jobs.chunk_items[(job_id, 1)]["rows_in"] = None
+    # When
+    rows = h.api.rejects(job_id, offset=0, limit=100).rows
+    # Then rows after it are not guessed
+    assert [r.row for r in rows] == [10, 100, None, None]
+
+
+def test_a_batch_upload_ticket_makes_the_uploads_event_plan_the_job_post_jobs_returns() -> None:
+    # Given a ticket asking for version 1, chunks of 100 rows and explanations off
+    h = Harness(chunk_rows=100)
+    ticket = h.api.upload_ticket(
+        BatchUploadRequest(model="churn", filename="scores.csv", alias="v1", chunk_rows=100)
+    )
+    # When the file is PUT with the ticket's headers, its S3 event planned, and POST /jobs asked too
+    stored = h.objects.put_presigned(ticket.url, csv_bytes(250), ticket.headers)
+    planned = h.planner.from_upload(BUCKET, ticket.key, stored.etag)
+    submitted, created = h.api.submit(
+        SubmitJobRequest(key=ticket.key, alias="v1", chunk_rows=100), submitted_by="sdk"
+    )
+    # Then one job, with the ticket's options
+    assert ticket.key.startswith("input/churn/") and ticket.key.endswith("/scores.csv")
+    assert planned is not None and submitted.job.job_id == planned.job_id and not created
+    assert (planned.alias, planned.chunk_rows, planned.total_chunks) == ("v1", 100, 3)
+
+
+def test_a_batch_upload_ticket_is_refused_for_a_model_or_alias_that_cannot_score() -> None:
+    h = Harness()
+    with pytest.raises(NotFoundError):
+        h.api.upload_ticket(BatchUploadRequest(model="nobody", filename="scores.csv"))
+    with pytest.raises(NotFoundError):
+        h.api.upload_ticket(BatchUploadRequest(model="churn", filename="scores.csv", alias="staging"))
+    with pytest.raises(InvalidInputError):
+        h.api.upload_ticket(BatchUploadRequest(model="churn", filename="scores.txt"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "churn", "filename": "../x.csv"},
+        {"model": "Churn!", "filename": "x.csv"},
+        {"model": "churn", "filename": "x.csv", "chunk_rows": 5},
+        {"model": "churn", "filename": "x.csv", "passthrough": ["a,b"]},
+        {"model": "churn", "filename": "x.csv", "alias": "bad alias"},
+        {"model": "churn", "filename": "x.csv", "bucket": "elsewhere"},
+    ],
+)
+def test_a_batch_upload_request_names_what_is_wrong(body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        BatchUploadRequest.model_validate(body)
 
 
 def test_a_rejects_page_reads_only_the_rejects_files_it_shows() -> None:

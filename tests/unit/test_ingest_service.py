@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from mlambda.errors import InvalidInputError, PayloadTooLargeError
+from mlambda.errors import InvalidInputError, PayloadTooLargeError, UpstreamError
 from mlambda.schemas.events import ItemRecord, ItemsRequest, validate_event
 from mlambda.services.ingestion.service import IngestionService, IngestLimits, aggregate_deltas, parse_events
 from tests.unit.fakes_ingest import (
@@ -146,12 +146,90 @@ def test_a_failed_aggregate_update_rejects_only_that_entitys_events(h: Harness) 
     h.features.fail_aggregates_for = {"u2"}
     # When
     result = h.service.ingest([click("a", "u1"), click("b", "u2")])
-    # Then
+    # Then b is released, noted as archived already: the resend counts it and archives it no second time
     assert [r.status for r in result.results] == ["accepted", "rejected"]
-    assert h.ledger.records.get("b") is None
+    assert h.ledger.records.get("b") == ("archived", "")
     h.features.fail_aggregates_for = set()
     assert h.service.ingest([click("b", "u2")]).accepted == 1
     assert h.features.aggregates["u2"]["count_click"] == 1
+    assert sorted(e["id"] for e in h.queue.envelopes()) == ["a", "b"]
+
+
+def test_an_unstorable_number_rejects_its_event_alone_before_anything_is_written(h: Harness) -> None:
+    # Given a batch whose third event adds 1e300 to a sum, and others out of what the stores hold
+    batch = [
+        click("a"),
+        click("b"),
+        event("c", "feature_update", group="orders", values={"open": 1}, add={"spend": 1e300}),
+        event("d", "feature_update", group="orders", values={"open": 1e200}),
+        event("e", "feature_update", group="orders", values={"id": 10**30}),
+        event("f", "label", request_id="r1", value=10**40),
+    ]
+    # When
+    result = h.service.ingest(batch)
+    resent = h.service.ingest(batch)
+    # Then the bad ones are rejected alone, naming the field, and nothing of them was written
+    assert [(r.status, r.code) for r in result.results] == [("accepted", None)] * 2 + [
+        ("rejected", "invalid_event")
+    ] * 4
+    reasons = [r.reason or "" for r in result.results[2:]]
+    assert reasons[0].startswith("payload.add.spend: 1e+300")
+    assert reasons[1].startswith("payload.values.open: 1e+200")
+    assert reasons[2].startswith("payload.values.id: 1000000000000000000000000000000 is outside the 64-bit")
+    assert reasons[3].startswith("payload.value: ")
+    assert (resent.accepted, resent.duplicates, resent.rejected) == (0, 2, 4)
+    assert h.features.aggregates["u1"] == {"count_click": 2, "last_seen_at": NOW}
+    assert h.features.groups_by_key == {}
+    assert sorted(h.ledger.records) == ["a", "b"]
+    assert sorted(e["id"] for e in h.queue.envelopes()) == ["a", "b"]
+
+
+def test_a_store_raising_while_adding_aggregates_releases_the_claims_and_archives_once(h: Harness) -> None:
+    # Given the aggregates update raises once the events are written and archived
+    h.features.raise_on_aggregates = UpstreamError("features table unavailable")
+    batch = [click("a"), click("b", "u2")]
+    failed = h.service.ingest(batch)
+    # When the client resends once the table is back
+    h.features.raise_on_aggregates = None
+    resent = h.service.ingest(batch)
+    # Then each event counts once and is archived once
+    assert [(r.code, r.retryable) for r in failed.results] == [("unavailable", True)] * 2
+    assert resent.accepted == 2
+    assert (h.features.aggregates["u1"]["count_click"], h.features.aggregates["u2"]["count_click"]) == (1, 1)
+    assert sorted(e["id"] for e in h.queue.envelopes()) == ["a", "b"]
+
+
+def test_an_unexpected_error_in_a_store_still_releases_the_claims(h: Harness) -> None:
+    # Given the feature store raises something that is not an mlambda error
+    h.features.raise_on_writes = ArithmeticError("decimal.Overflow")
+    batch = [event("g", "feature_update", group="orders", values={"open": 1}, add={"spend": 2.5})]
+    # When
+    with pytest.raises(ArithmeticError):
+        h.service.ingest(batch)
+    h.features.raise_on_writes = None
+    resent = h.service.ingest(batch)
+    # Then the claim was given back: the resend applies the event, once
+    assert resent.accepted == 1
+    assert h.features.aggregates["u1"]["sum_spend"] == 2.5
+    assert [e["id"] for e in h.queue.envelopes()] == ["g"]
+
+
+def test_an_archive_send_failing_part_way_archives_no_event_twice_on_the_resend(h: Harness) -> None:
+    # Given a batch that takes two archive messages, and a queue that takes only the first
+    batch = [
+        event(f"e{i}", "feature_update", group="g", values={"s": f"{i:04d}" + "x" * 1000}) for i in range(300)
+    ]
+    h.queue.accept = 1
+    failed = h.service.ingest(batch)
+    # When the client resends the batch once the queue is back
+    h.queue.accept = None
+    resent = h.service.ingest(batch)
+    # Then every event is archived exactly once
+    assert failed.rejected == 300
+    assert len(h.queue.bodies) >= 2
+    assert resent.accepted == 300
+    ids = [e["id"] for e in h.queue.envelopes()]
+    assert sorted(ids) == sorted(f"e{i}" for i in range(300))
 
 
 def test_a_completion_that_cannot_be_written_still_accepts_applied_events(h: Harness) -> None:

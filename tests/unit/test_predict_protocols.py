@@ -7,21 +7,26 @@ specification (one ``[rows, features]`` tensor, or one tensor per feature).
 
 from __future__ import annotations
 
+import base64
+import json
+import struct
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from pydantic import ValidationError
 
-from mlambda.errors import NotFoundError, UnprocessableError
+from mlambda.errors import InvalidInputError, NotFoundError, UnprocessableError, UnsupportedMediaTypeError
 from mlambda.observability import metrics
 from mlambda.schemas.inference import PredictRequest
 from mlambda.schemas.open_inference import InferRequest
 from mlambda.schemas.prediction_log import PredictionBlock
 from mlambda.schemas.registry import DecisionRule, Fallback, ServingRules, Shadow, Threshold
-from mlambda.services.inference.open_inference import OpenInference
+from mlambda.services.inference.open_inference import BinaryInferResponse, OpenInference, split_body
 from mlambda.services.inference.prediction_log import PredictionLog
 from tests.conftest import load_event
+from tests.triton_support import Tensor, binary_answer, binary_request, recorded_requests
 from tests.unit.fakes_predict import FEATURES, BrokenModel, RecordingOutput, classifier, regressor, row
 from tests.unit.test_predict_service import Harness, endpoint, harness
 
@@ -452,3 +457,411 @@ def test_request_bodies_made_by_tritonclient_are_served_like_sklearn() -> None:
                 model.predict_proba(rows),
                 atol=1e-5,
             )
+
+
+# ---------------------------------------------------------------- the binary tensor data extension
+
+
+def infer_binary(
+    h: Harness,
+    body: bytes,
+    header_length: int | None,
+    *,
+    model: str = "churn",
+    version: str | None = None,
+    binary_outputs: bool = True,
+    delivered_as_bytes: bool = True,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The body split as the predict function splits it, served, and the answer read as tritonclient reads it."""
+    metrics.clear_metrics()
+    lengths = [] if header_length is None else [str(header_length)]
+    header, binary = split_body(body, lengths, delivered_as_bytes=delivered_as_bytes)
+    result = OpenInference(h.service).infer(
+        model, version, InferRequest.model_validate_json(header), binary=binary, binary_outputs=binary_outputs
+    )
+    if isinstance(result, BinaryInferResponse):
+        written = orjson.dumps(result.header, option=orjson.OPT_SERIALIZE_NUMPY)
+        response = {
+            "multiValueHeaders": {"Inference-Header-Content-Length": [str(len(written))]},
+            "body": base64.b64encode(written + b"".join(result.chunks)).decode(),
+            "isBase64Encoded": True,
+        }
+    else:
+        response = {
+            "body": orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+            "isBase64Encoded": False,
+        }
+    return binary_answer(response)
+
+
+def test_the_binary_request_builder_writes_what_tritonclient_sent_byte_for_byte() -> None:
+    # Given: tritonclient's own binary requests, captured on the wire (tests/events)
+    recorded = recorded_requests()
+    rows = np.array([[0.5, -1.25, 2.0, 0.75], [1.5, 0.25, -2.0, 3.0]])
+    # When: the same calls rebuilt by tests/triton_support
+    rebuilt = {
+        "one tensor, binary input, all outputs binary (tritonclient's defaults)": binary_request(
+            [Tensor("X", rows.astype(np.float32))], request_id="triton-bin-1"
+        ),
+        "one tensor per feature, two binary and two JSON, label binary, probabilities JSON": binary_request(
+            [Tensor(f"f{i}", rows[:, i].astype(np.float32), binary=i < 2) for i in range(4)],
+            outputs=[("label", True), ("probabilities", False)],
+        ),
+        "one FP64 tensor, binary input, probabilities binary, version 1": binary_request(
+            [Tensor("X", rows, "FP64")], outputs=[("probabilities", True)]
+        ),
+    }
+    # Then
+    assert set(rebuilt) == set(recorded)
+    for name, (body, length) in rebuilt.items():
+        _, headers, sent = recorded[name]
+        assert body == sent, name
+        assert str(length) == headers["Inference-Header-Content-Length"], name
+
+
+def test_binary_requests_tritonclient_sent_are_served_like_sklearn_with_the_outputs_they_ask_for() -> None:
+    # Given
+    h = harness()
+    _, model, _ = classifier(0)
+    rows = np.array([[0.5, -1.25, 2.0, 0.75], [1.5, 0.25, -2.0, 3.0]])
+    # When / Then
+    for name, (line, headers, body) in recorded_requests().items():
+        version = "1" if "/versions/1/" in line else None
+        answer, outputs = infer_binary(
+            h, body, int(headers["Inference-Header-Content-Length"]), version=version
+        )
+        requested = json.loads(body[: int(headers["Inference-Header-Content-Length"])]).get("outputs")
+        wanted = {o["name"]: o["parameters"]["binary_data"] for o in requested or []} or {
+            "label": True,
+            "probabilities": True,
+        }
+        assert list(outputs) == list(wanted), name
+        for tensor in answer["outputs"]:
+            assert ("binary_data_size" in tensor.get("parameters", {})) is wanted[tensor["name"]], name
+            assert ("data" in tensor) is not wanted[tensor["name"]], name
+        if "label" in outputs:
+            assert outputs["label"].tolist() == model.predict(rows).tolist(), name
+        if "probabilities" in outputs:
+            np.testing.assert_allclose(outputs["probabilities"], model.predict_proba(rows), atol=1e-5)
+
+
+def test_v2_binary_tensor_of_1000_rows_matches_sklearn_to_1e_5_and_is_logged_as_columns() -> None:
+    # Given: tritonclient's default request, one FP32 tensor of 1,000 rows as bytes
+    h = harness(max_instances=1000)
+    _, model, X = classifier(0)
+    rows = thousand_rows(X).astype(np.float32)
+    body, length = binary_request([Tensor("X", rows)], request_id="bin-1000")
+    # When
+    answer, outputs = infer_binary(h, body, length)
+    # Then
+    assert answer["id"] == "bin-1000"
+    assert {o["name"]: o["datatype"] for o in answer["outputs"]} == {
+        "label": "INT64",
+        "probabilities": "FP32",
+    }
+    assert outputs["label"].tolist() == model.predict(rows.astype(np.float64)).tolist()
+    np.testing.assert_allclose(
+        outputs["probabilities"], model.predict_proba(rows.astype(np.float64)), atol=1e-5
+    )
+    (record,) = h.sink.records()
+    assert record.v == 2 and record.row_count == 1000
+    assert sorted(e["id"] for e in h.sink.envelopes()) == sorted(f"bin-1000:{i}" for i in range(1000))
+
+
+def test_binary_and_json_tensors_of_the_same_rows_get_the_same_answer_and_log() -> None:
+    # Given: 40 rows per feature, as bytes (INT32, FP64, FP16-exact values) and as JSON
+    h = harness()
+    _, _, X = classifier(0)
+    rows = np.round(X[:40] * 4) / 4  # quarters: exact in FP16 and as integers after scaling
+    kinds = ["FP32", "FP64", "FP16", "FP32"]
+    as_bytes, length = binary_request(
+        [Tensor(f"f{i}", rows[:, i], kinds[i]) for i in range(4)],
+        request_id="same",
+        outputs=[("label", True)],
+    )
+    as_json = {
+        "id": "same",
+        "inputs": [tensor(f"f{i}", rows[:, i], kinds[i]) for i in range(4)],
+        "outputs": [{"name": "label"}],
+    }
+    # When
+    _, binary_outputs = infer_binary(h, as_bytes, length)
+    binary_log = [{k: v for k, v in e.items() if k != "timestamp"} for e in h.sink.envelopes()]
+    h.sink.lines.clear()
+    json_answer = infer(h, as_json)
+    json_log = [{k: v for k, v in e.items() if k != "timestamp"} for e in h.sink.envelopes()]
+    # Then
+    assert binary_outputs["label"].tolist() == np.asarray(json_answer["outputs"][0]["data"]).tolist()
+    strip = [
+        {**e, "payload": {k: v for k, v in e["payload"].items() if k != "latency_ms"}} for e in binary_log
+    ]
+    assert strip == [
+        {**e, "payload": {k: v for k, v in e["payload"].items() if k != "latency_ms"}} for e in json_log
+    ]
+
+
+def test_binary_outputs_are_json_when_the_caller_cannot_receive_bytes() -> None:
+    # Given: binary outputs asked for, and a caller whose Accept is not application/octet-stream
+    h = harness()
+    _, model, X = classifier(0)
+    body, length = binary_request([Tensor("X", X[:5].astype(np.float32))])
+    # When
+    answer, outputs = infer_binary(h, body, length, binary_outputs=False)
+    # Then
+    assert all("data" in o and "parameters" not in o for o in answer["outputs"])
+    assert outputs["label"].tolist() == model.predict(X[:5].astype(np.float64)).tolist()
+
+
+def test_binary_outputs_of_string_labels_and_explanations_are_written_as_bytes() -> None:
+    # Given: a fallback answer with a string label (the row path) and every output asked as bytes
+    rules = ServingRules(fallback=Fallback(response={"label": "no", "probabilities": {"0": 1.0, "1": 0.0}}))
+    h = harness(endpoint(rules=rules), broken={1: BrokenModel()})
+    _, _, X = classifier(0)
+    body, length = binary_request([Tensor("X", X[:3].astype(np.float32))])
+    # When
+    answer, outputs = infer_binary(h, body, length)
+    # Then
+    assert {o["name"]: o["datatype"] for o in answer["outputs"]}["label"] == "BYTES"
+    assert outputs["label"].tolist() == ["no", "no", "no"]
+    np.testing.assert_array_equal(outputs["probabilities"], [[1.0, 0.0]] * 3)
+    assert answer["parameters"]["fallback"] == ["model_failed"]
+
+
+def framed(header: dict[str, Any], payload: bytes = b"") -> tuple[bytes, int]:
+    """A body as the extension frames it: the JSON header, then ``payload``."""
+    written = orjson.dumps(header)
+    return written + payload, len(written)
+
+
+FOUR = np.array([[0.5, -1.25, 2.0, 0.75]], dtype=np.float32).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("case", "field", "named"),
+    [
+        ("header longer than the body", "Inference-Header-Content-Length", "and the body is"),
+        ("header not a number", "Inference-Header-Content-Length", "not a byte count"),
+        ("header negative", "Inference-Header-Content-Length", "not a byte count"),
+        ("header zero", "Inference-Header-Content-Length", "without its JSON header"),
+        ("header twice", "Inference-Header-Content-Length", "sent 2 times"),
+        ("size negative", "inputs[0].parameters.binary_data_size", "not a byte count"),
+        ("size a string", "inputs[0].parameters.binary_data_size", "not a byte count"),
+        ("size a bool", "inputs[0].parameters.binary_data_size", "not a byte count"),
+        ("size a float", "inputs[0].parameters.binary_data_size", "not a byte count"),
+        ("size huge", "inputs[0].parameters.binary_data_size", "remain after the JSON header"),
+        ("second size past the end", "inputs[1].parameters.binary_data_size", "and the inputs before it"),
+        ("bytes left over", "Inference-Header-Content-Length", "bytes follow the last input"),
+        ("binary declared, no header", "inputs[0].parameters.binary_data_size", "no binary data follows"),
+        ("bytes, no input declares them", "Inference-Header-Content-Length", "no input declares"),
+        ("BYTES element past its tensor", "inputs[0].parameters.binary_data_size", "declares 1000 bytes"),
+        ("BYTES length cut short", "inputs[0].parameters.binary_data_size", "cut short"),
+    ],
+)
+def test_a_binary_body_that_lies_about_its_lengths_is_a_400_naming_the_header_or_input(
+    case: str, field: str, named: str
+) -> None:
+    # Given
+    h = harness()
+    one = {"name": "X", "shape": [1, 4], "datatype": "FP32"}
+    per_feature = [{"name": f"f{i}", "shape": [1], "datatype": "FP32"} for i in range(4)]
+    sized = {**one, "parameters": {"binary_data_size": 16}}
+    bodies: dict[str, tuple[bytes, list[str]]] = {}
+
+    def add(name: str, header: dict[str, Any], payload: bytes, length: int | str | None = None) -> None:
+        body, real = framed(header, payload)
+        bodies[name] = (body, [] if length == "none" else [str(real if length is None else length)])
+
+    add("header longer than the body", {"inputs": [sized]}, FOUR, 10_000)
+    add("header not a number", {"inputs": [sized]}, FOUR, "12a")
+    add("header negative", {"inputs": [sized]}, FOUR, "-5")
+    add("header zero", {"inputs": [sized]}, FOUR, 0)
+    add("size negative", {"inputs": [{**one, "parameters": {"binary_data_size": -16}}]}, FOUR)
+    add("size a string", {"inputs": [{**one, "parameters": {"binary_data_size": "16"}}]}, FOUR)
+    add("size a bool", {"inputs": [{**one, "parameters": {"binary_data_size": True}}]}, FOUR)
+    add("size a float", {"inputs": [{**one, "parameters": {"binary_data_size": 16.0}}]}, FOUR)
+    add("size huge", {"inputs": [{**one, "parameters": {"binary_data_size": 2**62}}]}, FOUR)
+    add(
+        "second size past the end",
+        {
+            "inputs": [
+                {**t, "parameters": {"binary_data_size": 4 if i == 0 else 8}}
+                for i, t in enumerate(per_feature)
+            ]
+        },
+        FOUR[:8],
+    )
+    add("bytes left over", {"inputs": [sized]}, FOUR + b"\x00\x00")
+    add("binary declared, no header", {"inputs": [sized]}, b"", "none")
+    add("bytes, no input declares them", {"inputs": [{**one, "data": [0.5, -1.25, 2.0, 0.75]}]}, FOUR)
+    strings = {"name": "X", "shape": [1, 4], "datatype": "BYTES"}
+    add(
+        "BYTES element past its tensor",
+        {"inputs": [{**strings, "parameters": {"binary_data_size": 8}}]},
+        struct.pack("<I", 1000) + b"abcd",
+    )
+    add(
+        "BYTES length cut short",
+        {"inputs": [{**strings, "parameters": {"binary_data_size": 6}}]},
+        b"\x01\x00\x00\x00a\x00",
+    )
+    body, real = framed({"inputs": [sized]}, FOUR)
+    bodies["header twice"] = (body, [str(real), str(real + 1)])
+    payload, lengths = bodies[case]
+    # When
+    with pytest.raises(InvalidInputError) as error:
+        header, binary = split_body(payload, lengths, delivered_as_bytes=True)
+        OpenInference(h.service).infer("churn", None, InferRequest.model_validate_json(header), binary=binary)
+    # Then
+    assert (error.value.status, error.value.code) == (400, "invalid_binary_data"), error.value.message
+    assert error.value.details[0]["field"] == field
+    assert error.value.message.startswith(field) and named in error.value.message
+    assert h.sink.records() == []
+
+
+@pytest.mark.parametrize(
+    ("inputs", "payload", "code", "field"),
+    [
+        (
+            [{"name": "X", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}],
+            FOUR,
+            "shape_mismatch",
+            "inputs[0].shape",
+        ),
+        (
+            [{"name": "X", "shape": [1, 4], "datatype": "FP64", "parameters": {"binary_data_size": 16}}],
+            FOUR,
+            "shape_mismatch",
+            "inputs[0].shape",
+        ),
+        (
+            [{"name": "X", "shape": [1, 4], "datatype": "BOOL", "parameters": {"binary_data_size": 4}}],
+            b"\x00\x01\x02\x01",
+            "wrong_datatype",
+            "inputs[0].data[2]",
+        ),
+        (
+            [{"name": "X", "shape": [1, 2], "datatype": "BYTES", "parameters": {"binary_data_size": 10}}],
+            b"\x01\x00\x00\x00a\x01\x00\x00\x00\xff",
+            "wrong_datatype",
+            "inputs[0].data[1]",
+        ),
+        (
+            [{"name": "X", "shape": [1, 3], "datatype": "BYTES", "parameters": {"binary_data_size": 10}}],
+            b"\x01\x00\x00\x00a\x01\x00\x00\x00b",
+            "shape_mismatch",
+            "inputs[0].shape",
+        ),
+        (
+            [{"name": "X", "shape": [1, 1], "datatype": "BYTES", "parameters": {"binary_data_size": 10}}],
+            b"\x01\x00\x00\x00a\x01\x00\x00\x00b",
+            "shape_mismatch",
+            "inputs[0].shape",
+        ),
+        (
+            [{"name": "X", "shape": [1, 4], "datatype": "BYTES", "parameters": {"binary_data_size": 20}}],
+            b"".join(b"\x01\x00\x00\x00" + letter for letter in (b"a", b"b", b"c", b"d")),
+            "wrong_datatype",
+            "inputs[0].datatype",
+        ),
+        (
+            [{"name": "pixels", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}],
+            FOUR,
+            "unknown_input",
+            "inputs[0].name",
+        ),
+        (
+            [{"name": "X", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}],
+            np.array([0.5, np.nan, 2, 1], dtype=np.float32).tobytes(),
+            "invalid_features",
+            "inputs[0].f1",
+        ),
+        (
+            [{"name": "X", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}],
+            np.array([0.5, np.inf, 2, 1], dtype=np.float32).tobytes(),
+            "invalid_features",
+            "inputs[0].f1",
+        ),
+    ],
+)
+def test_binary_tensors_that_do_not_fit_their_shape_datatype_or_model_are_422_naming_the_field(
+    inputs: list[dict[str, Any]], payload: bytes, code: str, field: str
+) -> None:
+    # Given
+    h = harness()
+    body, length = framed({"inputs": inputs}, payload)
+    # When
+    with pytest.raises(UnprocessableError) as error:
+        infer_binary(h, body, length)
+    # Then
+    assert error.value.code == code, error.value.message
+    assert field in error.value.message
+
+
+def test_binary_data_that_came_as_text_is_a_415_saying_to_send_octet_stream() -> None:
+    # Given: tritonclient's own binary request as API Gateway passes a body of another type (text)
+    _, headers, body = next(iter(recorded_requests().values()))
+    # When
+    with pytest.raises(UnsupportedMediaTypeError) as error:
+        split_body(
+            body.decode("utf-8", errors="replace"),
+            [headers["Inference-Header-Content-Length"]],
+            delivered_as_bytes=False,
+        )
+    # Then
+    assert error.value.status == 415 and error.value.code == "unsupported_media_type"
+    assert "application/octet-stream" in error.value.message
+
+
+def test_a_tensor_with_data_and_a_binary_size_or_neither_is_refused_by_the_schema() -> None:
+    base = {"name": "X", "shape": [1, 4], "datatype": "FP32"}
+    with pytest.raises(ValidationError, match="not both"):
+        InferRequest.model_validate(
+            {"inputs": [{**base, "data": [1, 2, 3, 4], "parameters": {"binary_data_size": 16}}]}
+        )
+    with pytest.raises(ValidationError, match="binary_data_size"):
+        InferRequest.model_validate({"inputs": [base]})
+    with pytest.raises(ValidationError, match="binary_data"):
+        InferRequest.model_validate(
+            {
+                "inputs": [{**base, "data": [1, 2, 3, 4]}],
+                "outputs": [{"name": "label", "parameters": {"binary_data": "yes"}}],
+            }
+        )
+
+
+@pytest.mark.parametrize(
+    ("shape", "code", "said"),
+    [
+        ([2**32, 2**32], "too_many_instances", "4294967296 rows, over the limit of 100"),
+        ([2**62, 0], "too_many_instances", "4611686018427387904 rows"),
+        ([4, 2**62], "shape_mismatch", "holds 18446744073709551616 values, and data has 0"),
+    ],
+)
+def test_a_shape_declaring_more_than_the_body_can_hold_is_refused_before_anything_is_built(
+    shape: list[int], code: str, said: str
+) -> None:
+    # Given: a tiny body whose shape declares 2**64 values (numpy's product of it wraps around to 0)
+    h = harness()
+    body = {"inputs": [{"name": "X", "shape": shape, "datatype": "FP32", "data": []}]}
+    # When
+    with pytest.raises(InvalidInputError) as error:
+        infer(h, body)
+    # Then
+    assert error.value.code == code
+    assert error.value.message.startswith("inputs[0].shape") and said in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("datatype", "value"),
+    [("INT64", 10**400), ("INT64", 2**63), ("UINT64", 2**64), ("UINT8", 256), ("UINT32", -1), ("INT8", -129)],
+)
+def test_json_integers_outside_their_datatypes_range_are_422_not_a_crash(datatype: str, value: int) -> None:
+    # Given: a JSON integer the datatype cannot hold (JSON integers are unbounded)
+    h = harness()
+    body = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": datatype, "data": [1, 2, 3, value]}]}
+    # When
+    with pytest.raises(UnprocessableError) as error:
+        infer(h, body)
+    # Then
+    assert error.value.code == "wrong_datatype"
+    assert error.value.message.startswith("inputs[0].data") and f"{datatype}'s range" in error.value.message

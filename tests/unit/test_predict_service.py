@@ -34,6 +34,7 @@ from mlambda.schemas.registry import (
     Threshold,
     Variant,
 )
+from mlambda.services.inference import service as service_module
 from mlambda.services.inference.prediction_cache import PredictionCache
 from mlambda.services.inference.prediction_log import PredictionLog
 from mlambda.services.inference.service import InferenceService, ServingModel
@@ -110,7 +111,7 @@ def harness(
         features=features,
         tracking=tracking,
         items=items,
-        cache=PredictionCache(cache, clock=clock),
+        cache=PredictionCache(cache, clock=clock, write_behind=False),
         max_instances=max_instances,
         rng=random.Random(0),
         clock=clock,
@@ -168,6 +169,33 @@ def test_a_model_without_production_alias_is_404() -> None:
     with pytest.raises(NotFoundError) as error:
         h.predict({"instances": [row([0, 0, 0, 0])]}, model="nobody")
     assert error.value.code == "no_production_alias"
+
+
+@pytest.mark.parametrize("model", ["x" * 3000, "../etc", "UPPER"])
+def test_a_name_no_model_can_have_is_404_without_asking_the_registry(model: str) -> None:
+    # Given (DynamoDB refuses keys over 2048 bytes: a 502 on AWS)
+    h = harness()
+    # When
+    with pytest.raises(NotFoundError) as error:
+        h.predict({"instances": [row([0, 0, 0, 0])]}, model=model)
+    # Then
+    assert (error.value.code, h.catalog.reads) == ("model_not_found", 0)
+
+
+def test_names_callers_choose_cannot_grow_the_catalog_cache_without_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a cache of at most 50 entries per map
+    monkeypatch.setattr(service_module, "MAX_CACHED", 50)
+    h = harness()
+    # When 200 requests name 200 models that do not exist
+    for index in range(200):
+        with pytest.raises(NotFoundError):
+            h.predict({"instances": [row([0, 0, 0, 0])]}, model=f"m{index}")
+    # Then the cache stayed within its bound, and still serves
+    catalog = h.service._catalog
+    assert len(catalog._endpoints) <= 50 and len(catalog._versions) <= 50
+    assert h.predict({"instances": [row([0, 0, 0, 0])]})["version"] == 1
 
 
 def test_too_many_instances_is_413() -> None:

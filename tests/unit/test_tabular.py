@@ -180,6 +180,25 @@ def test_a_strict_csv_read_refuses_a_cell_that_is_not_a_number() -> None:
         tabular.read_csv_columns(b"1.5,a\nx,b\n", ["x", "s"], {"x": "float"})
 
 
+def test_a_csv_longer_than_a_reader_batch_reads_every_row_in_order() -> None:
+    # Given: more rows than one batch of the reader, an empty cell in the last batch
+    rows = 3 * tabular.CSV_BATCH_ROWS + 17
+    lines = [f"id-{n},{n / 4}" for n in range(rows - 1)] + [f"id-{rows - 1},"]
+    data = ("\n".join(lines) + "\n").encode()
+    # When
+    table = tabular.read_csv_columns(data, ["id", "x"], {"x": "float"})
+    values, missing, _ = table.numbers("x")
+    # Then: one row per line, in order, the batches joined
+    assert table.rows == rows
+    assert table.column("id")[[0, tabular.CSV_BATCH_ROWS, rows - 1]].tolist() == [
+        "id-0",
+        f"id-{tabular.CSV_BATCH_ROWS}",
+        f"id-{rows - 1}",
+    ]
+    assert values[: rows - 1].tolist() == [n / 4 for n in range(rows - 1)]
+    assert missing.tolist() == [False] * (rows - 1) + [True]
+
+
 def test_numbers_from_text_tell_missing_from_unparseable() -> None:
     table = tabular.read_csv_columns(b'1.5\n""\nabc\n-2\n', ["x"], {})
     values, missing, unparseable = table.numbers("x")

@@ -5,6 +5,11 @@ the AWS::ApiGateway::RestApi, so what is tested locally is what is deployed. A r
 through what API Gateway does, in its order: body cap (413), route match (unknown route:
 MISSING_AUTHENTICATION_TOKEN), authorizer (401 / 403, with results cached by identity for the
 authorizer's TTL), then the function with a version 1.0 proxy event; a function error is a 502.
+Bodies follow the API's binary media types as API Gateway applies them: a request body whose
+``Content-Type`` matches one reaches the function base64-encoded, any other as UTF-8 text (bytes
+that are not UTF-8 do not survive); a base64 answer (``isBase64Encoded``) is decoded only for a
+request whose first ``Accept`` type matches one (no ``Accept``: only ``*/*`` does), else the
+caller gets the base64 text.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from mlambda_local.cloud.errors import FunctionInvocationError, TemplateError
 from mlambda_local.cloud.functions import Function
 from mlambda_local.cloud.template import IntrinsicResolver, Template
+from mlambda_local.cloud.throttling import UsageLimiter, plans_from_template
 
 logger = logging.getLogger("mlambda.local")
 
@@ -39,7 +45,10 @@ DEFAULT_GATEWAY_RESPONSES: dict[str, tuple[int, str, str]] = {
     "UNAUTHORIZED": (401, "unauthorized", "Unauthorized"),
     "ACCESS_DENIED": (403, "forbidden", "User is not authorized to access this resource"),
     "MISSING_AUTHENTICATION_TOKEN": (403, "missing_authentication_token", "Missing Authentication Token"),
+    "INVALID_API_KEY": (403, "forbidden", "Forbidden"),
     "REQUEST_TOO_LARGE": (413, "payload_too_large", "Request Too Long"),
+    "THROTTLED": (429, "throttled", "Too Many Requests"),
+    "QUOTA_EXCEEDED": (429, "quota_exceeded", "Limit Exceeded"),
     "AUTHORIZER_CONFIGURATION_ERROR": (500, "internal_error", "Internal server error"),
     "INTEGRATION_FAILURE": (502, "upstream_error", "Internal server error"),
 }
@@ -60,6 +69,18 @@ class HttpResponse:
             [("Content-Type", "application/json"), *(headers or [])],
             json.dumps(payload, default=str).encode(),
         )
+
+    @classmethod
+    def error(
+        cls,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> HttpResponse:
+        """The platform's error shape, ``{code, message, details}`` (details null when there are none)."""
+        return cls.json(status, {"code": code, "message": message, "details": details}, headers)
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,7 @@ class RestApi:
     binary_media_types: list[str]
     region: str
     account_id: str
+    limiter: UsageLimiter | None = None
     _cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -239,6 +261,9 @@ class RestApi:
             ],
             region=template.region,
             account_id=template.account_id,
+            limiter=UsageLimiter(plans)
+            if (plans := plans_from_template(template.resources, resolver.resolve, logical_id))
+            else None,
         )
 
     @staticmethod
@@ -321,14 +346,14 @@ class RestApi:
         configured = self.gateway_responses.get(kind) or self.gateway_responses.get(family)
         headers = [("x-amzn-ErrorType", kind), ("x-amzn-RequestId", request_id)]
         if not configured:
-            return HttpResponse.json(status or default_status, {"code": code, "message": message}, headers)
+            return HttpResponse.error(status or default_status, code, message, headers=headers)
         response_status = int(configured.get("statusCode") or status or default_status)
         for key, value in (configured.get("responseParameters") or {}).items():
             headers.append((key.removeprefix("gatewayresponse.header."), str(value).strip("'")))
         templates = configured.get("responseTemplates") or {}
         template = templates.get("application/json")
         if template is None:
-            return HttpResponse.json(response_status, {"code": code, "message": message}, headers)
+            return HttpResponse.error(response_status, code, message, headers=headers)
         rendered = (
             template.replace("$context.error.messageString", json.dumps(message))
             .replace("$context.error.message", message)
@@ -358,29 +383,52 @@ class RestApi:
             outcome = self.authorize(route.authorizer, event, request_id)
             if isinstance(outcome, HttpResponse):
                 return outcome
-            event["requestContext"]["authorizer"] = outcome
+            context, usage_key = outcome
+            refused = self.metered(context, usage_key, request_id)
+            if refused is not None:
+                return refused
+            event["requestContext"]["authorizer"] = context
         assert route.function is not None
         try:
-            result = route.function.invoke(event)
-        except FunctionInvocationError:
-            return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", request_id)
-        return self.proxy_response(route, result, request_id)
+            result = route.function.invoke(event, throttle=True)
+        except FunctionInvocationError as exc:
+            # Lambda's 429 (reserved concurrency in use) reaches a REST proxy client as a 500.
+            status = 500 if exc.error_type == "TooManyRequestsException" else None
+            return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", request_id, status)
+        return self.proxy_response(route, result, request_id, accept=request.header("Accept"))
+
+    def metered(self, context: dict[str, Any], usage_key: str | None, request_id: str) -> HttpResponse | None:
+        """The usage plan's answer when the key is over it (429 with Retry-After), else None.
+
+        On AWS, API Gateway finds the plan from the authorizer's usageIdentifierKey (the key's API
+        Gateway API key is in its plan's usage plan); here the plan is the authorizer's ``plan``
+        context, taken from the same key record, and the bucket is the usage key's.
+        """
+        if self.limiter is None:
+            return None
+        plan = str(context.get("plan") or "")
+        if plan not in self.limiter.plans:
+            return self.gateway_response("INVALID_API_KEY", "Forbidden", request_id)
+        refusal = self.limiter.take(usage_key or str(context.get("principalId")), plan)
+        if refusal is None:
+            return None
+        message = "Too Many Requests" if refusal.kind == "THROTTLED" else "Limit Exceeded"
+        response = self.gateway_response(refusal.kind, message, request_id)
+        response.headers = [(k, v) for k, v in response.headers if k.lower() != "retry-after"]
+        response.headers.append(("Retry-After", str(refusal.retry_after)))
+        return response
 
     # -- events ----------------------------------------------------------------------------------
 
     def method_arn(self, method: str, path: str) -> str:
         return f"arn:aws:execute-api:{self.region}:{self.account_id}:{self.api_id}/{self.stage}/{method}/{path.lstrip('/')}"
 
-    def _is_binary(self, content_type: str | None, body: bytes) -> bool:
-        if content_type:
-            media = content_type.split(";", 1)[0].strip().lower()
-            if any(fnmatch.fnmatch(media, pattern.lower()) for pattern in self.binary_media_types):
-                return True
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            return True
-        return False
+    def _is_binary(self, media_type: str | None) -> bool:
+        """Whether a request's ``Content-Type`` (or first ``Accept`` type) is one of the API's binary media types."""
+        media = (media_type or "").split(",", 1)[0].split(";", 1)[0].strip().lower()
+        if not media:
+            return "*/*" in self.binary_media_types
+        return any(fnmatch.fnmatch(media, pattern.lower()) for pattern in self.binary_media_types)
 
     def proxy_event(
         self, request: HttpRequest, path: str, route: Route, path_parameters: dict[str, str], request_id: str
@@ -402,10 +450,12 @@ class RestApi:
         for key, value in pairs:
             single_query[key] = value
             multi_query.setdefault(key, []).append(value)
-        binary = bool(request.body) and self._is_binary(request.header("Content-Type"), request.body)
+        binary = bool(request.body) and self._is_binary(request.header("Content-Type") or "application/json")
         body: str | None = None
         if request.body:
-            body = base64.b64encode(request.body).decode() if binary else request.body.decode("utf-8")
+            body = (
+                base64.b64encode(request.body).decode() if binary else request.body.decode("utf-8", "replace")
+            )
         now = datetime.now(UTC)
         path = unquote(path)
         return {
@@ -452,15 +502,22 @@ class RestApi:
             "isBase64Encoded": binary,
         }
 
-    def proxy_response(self, route: Route, result: Any, request_id: str) -> HttpResponse:
-        """Turn a Lambda proxy result into the HTTP response; a malformed one is a 502, as on AWS."""
+    def proxy_response(
+        self, route: Route, result: Any, request_id: str, *, accept: str | None = None
+    ) -> HttpResponse:
+        """Turn a Lambda proxy result into the HTTP response; a malformed one is a 502, as on AWS.
+
+        A base64 body is decoded when the request's first ``Accept`` type is a binary media type
+        (``accept``), else passed on as its base64 text, as API Gateway does.
+        """
         if not isinstance(result, dict) or "statusCode" not in result:
             logger.error("%s %s: malformed Lambda proxy response %r", route.method, route.resource, result)
             return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", request_id)
         try:
             status = int(result["statusCode"])
             raw_body = result.get("body") or ""
-            body = base64.b64decode(raw_body) if result.get("isBase64Encoded") else str(raw_body).encode()
+            decode = bool(result.get("isBase64Encoded")) and self._is_binary(accept)
+            body = base64.b64decode(raw_body) if decode else str(raw_body).encode()
         except (TypeError, ValueError) as exc:
             logger.error("%s %s: malformed Lambda proxy response: %s", route.method, route.resource, exc)
             return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", request_id)
@@ -501,8 +558,8 @@ class RestApi:
 
     def authorize(
         self, authorizer: Authorizer, event: dict[str, Any], request_id: str
-    ) -> dict[str, Any] | HttpResponse:
-        """Run (or reuse the cached result of) the authorizer: the authorizer context, or an error response."""
+    ) -> tuple[dict[str, Any], str | None] | HttpResponse:
+        """Run (or reuse the cached result of) the authorizer: its context and usageIdentifierKey, or an error response."""
         identity = self._identity(authorizer, event)
         if identity is None:
             return self.gateway_response("UNAUTHORIZED", "Unauthorized", request_id)
@@ -539,7 +596,7 @@ class RestApi:
                     "requestContext": {k: v for k, v in event["requestContext"].items() if k != "authorizer"},
                 }
             try:
-                result = authorizer.function.invoke(authorizer_event)
+                result = authorizer.function.invoke(authorizer_event, throttle=True)
             except FunctionInvocationError as exc:
                 if exc.error_message == "Unauthorized":
                     return self.gateway_response("UNAUTHORIZED", "Unauthorized", request_id)
@@ -561,7 +618,10 @@ class RestApi:
             )
             return self.gateway_response("ACCESS_DENIED", message, request_id)
         context = {key: _context_value(value) for key, value in (result.get("context") or {}).items()}
-        return {"principalId": result.get("principalId"), "integrationLatency": 0, **context}
+        usage_key = result.get("usageIdentifierKey")
+        return {"principalId": result.get("principalId"), "integrationLatency": 0, **context}, (
+            str(usage_key) if usage_key else None
+        )
 
     def _cached(self, authorizer: Authorizer, identity: tuple[str, ...]) -> dict[str, Any] | None:
         if authorizer.ttl_seconds <= 0:

@@ -8,31 +8,15 @@ the ``x-mlambda-control`` header, so other local users and web pages cannot trig
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from mlambda_local.cloud.errors import MlambdaLocalError
+from mlambda_local.private_files import write_private_json
 
 STATE_FILE = "state.json"
 CONTROL_HEADER = "x-mlambda-control"
-
-
-def write_private_json(path: Path, document: Any, indent: int | None = None) -> Path:
-    """Write ``document`` to ``path`` whole or not at all (a crash mid-write leaves the old file), owner-only.
-
-    Every file the local cloud reads back after a crash (the state file, saved SQS batches, the
-    log subscriptions' journal) is written this way: a half-written one would stop the next start.
-    """
-    temporary = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-        json.dump(document, stream, indent=indent, default=str)
-    temporary.replace(path)
-    return path
 
 
 def write_state(data_dir: Path, state: dict[str, Any]) -> Path:
@@ -58,6 +42,8 @@ class ControlClient:
     """Talks to a running local cloud's control API."""
 
     def __init__(self, control_url: str, token: str, timeout: float = 60.0) -> None:
+        import requests  # here, not at import: the local cloud itself never needs it
+
         self.control_url = control_url.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -72,6 +58,8 @@ class ControlClient:
         return cls(str(state["control_url"]), str(state["control_token"]), timeout)
 
     def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        import requests
+
         try:
             response = self._http.request(
                 method,

@@ -1,7 +1,8 @@
 """Functions in worker processes of their own, behind the Lambda Runtime API, with Lambda's limits.
 
 ``FunctionPool`` is one function: execution environments (``ExecutionEnvironment``: a worker
-process running AWS's runtime interface client against its own ``RuntimeApiEndpoint``), started
+process running AWS's runtime interface client against its own ``RuntimeApiEndpoint``, through
+``WORKER_BOOTSTRAP``), started
 on demand up to the function's concurrency, reused warm (most recently used first), reaped
 after ``idle_seconds`` without work. Per invocation, as Lambda does:
 
@@ -13,6 +14,13 @@ after ``idle_seconds`` without work. Per invocation, as Lambda does:
   the invocation fails with ``Runtime.OutOfMemory`` (``Runtime exited with error: signal:
   killed``); a watchdog samples busy workers, and every answer is checked against the peak;
 - a worker that dies (crash, ``os._exit``) fails its invocation with ``Runtime.ExitError``;
+- ``ReservedConcurrentExecutions``: a synchronous invocation (API Gateway, Invoke) finding every
+  reserved instance busy fails at once with ``TooManyRequestsException`` (Reason
+  ``ReservedFunctionConcurrentInvocationLimitExceeded``), as Lambda throttles it; asynchronous
+  invocations and event source mappings wait for an instance, as Lambda's internal queue and
+  pollers do. A function without reserved concurrency is bounded by the local machine only
+  (``--max-instances``, the mapping's ``MaximumConcurrency``): its invocations wait, since
+  Lambda would have scaled instead of throttling;
 - an import that fails posts ``/init/error``: the invocation fails with the runtime's error
   (``Runtime.ImportModuleError``...), and the next one starts a fresh worker;
 - the platform writes ``START``, ``END`` and ``REPORT`` lines (Duration, Billed Duration,
@@ -46,7 +54,7 @@ import orjson
 from mlambda_local.cloud.errors import FunctionInvocationError
 from mlambda_local.cloud.functions import FunctionSpec
 from mlambda_local.cloud.logs import LogGroup, LogStream
-from mlambda_local.cloud.runtime_api import Invocation, RuntimeApiEndpoint
+from mlambda_local.cloud.runtime_api import Invocation, RuntimeApiEndpoint, Signal
 
 logger = logging.getLogger("mlambda.local")
 
@@ -55,6 +63,22 @@ INIT_LIMIT_SECONDS = 10.0  # Lambda's init phase; past it, init is retried withi
 DEFAULT_IDLE_SECONDS = 300.0
 WATCHDOG_INTERVAL = 0.1
 PLATFORM_ERRORS = frozenset({"Runtime.OutOfMemory", "Runtime.ExitError"})
+THROTTLED = "TooManyRequestsException"
+FAST_INVOCATION_SECONDS = 0.001  # an invocation this short skips the /proc read of the peak...
+FAST_GROWTH_MB = 128  # ...when the last peak read is this far under MemorySize (1 ms of writes at
+# memory bandwidth, tens of GB/s, is tens of MB)
+# What ``python -m awslambdaric <handler>`` runs (its loop, its Runtime API client), except that
+# ``/next`` is polled on the main thread. awslambdaric's ``__main__`` polls from a new thread per
+# invocation when ``AWS_EXECUTION_ENV`` names python3.12 or later, so that the main thread can
+# take signals while it waits; no signal but SIGKILL ever reaches a local worker (the runner ends
+# workers as Lambda ends a sandbox), and that thread cost ~0.4 ms of CPU and ~1 ms of wall time an
+# invocation here, more than the predict handler itself. The code directory is first on the path,
+# as ``-m`` (and Lambda's ``LAMBDA_TASK_ROOT``) puts it.
+WORKER_BOOTSTRAP = (
+    "import os, sys; sys.path[0] = os.getcwd(); from awslambdaric import bootstrap; "
+    "from awslambdaric.lambda_runtime_client import LambdaRuntimeClient; "
+    "bootstrap.run(sys.argv[1], LambdaRuntimeClient(os.environ['AWS_LAMBDA_RUNTIME_API'], False))"
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +94,7 @@ class WorkerLaunch:
 
     def command(self, handler: str) -> list[str]:
         flags = ["-S"] if self.isolated else ["-s"]
-        return [self.python, *flags, "-m", "awslambdaric", handler]
+        return [self.python, *flags, "-c", WORKER_BOOTSTRAP, handler]
 
 
 class _ProcStatus:
@@ -140,6 +164,9 @@ class ExecutionEnvironment:
         self.kill_reason: str | None = None
         self.init_error: tuple[str, bytes] | None = None
         self.init_duration_ms: float | None = None
+        self.initialised = Signal()  # set when the init is over (done, failed, or the worker died)
+        self.ready_at: float | None = None  # perf_counter when it was
+        self.known_peak_kb: int | None = None  # VmHWM as last read (``FunctionPool._peak``)
         self.cold = True  # the next invocation is this environment's first
         self.last_used = time.monotonic()
         self.endpoint = RuntimeApiEndpoint(self, f"{spec.logical_id}-{self.id[:6]}")
@@ -152,7 +179,7 @@ class ExecutionEnvironment:
         }
         if launch.python_path:
             environment["PYTHONPATH"] = os.pathsep.join(str(path) for path in launch.python_path)
-        self._started = time.perf_counter()
+        self.started_at = time.perf_counter()
         stream.write(f"INIT_START Runtime Version: {launch.runtime_name}.mlambda-local\n")
         self.process = subprocess.Popen(
             launch.command(spec.handler),
@@ -172,8 +199,9 @@ class ExecutionEnvironment:
     def next_invocation(self) -> Invocation | None:
         with self._lock:
             if self.init_duration_ms is None:
-                self.init_duration_ms = (time.perf_counter() - self._started) * 1000
+                self.init_duration_ms = (time.perf_counter() - self.started_at) * 1000
             self._current = None
+        self._initialised()
         self._slot.acquire()  # until assign() or shutdown() releases it
         with self._lock:
             invocation = self._assigned
@@ -217,12 +245,19 @@ class ExecutionEnvironment:
             if self.init_error is not None or self.init_duration_ms is not None:
                 return 403
             self.init_error = (error_type, body)
-            self.init_duration_ms = (time.perf_counter() - self._started) * 1000
+            self.init_duration_ms = (time.perf_counter() - self.started_at) * 1000
+        self._initialised()
         self.stream.write(
             f"INIT_REPORT Init Duration: {self.init_duration_ms:.2f} ms\tPhase: init\tStatus: error\t"
             f"Error Type: {error_type}\n"
         )
         return 202
+
+    def _initialised(self) -> None:
+        with self._lock:
+            if self.ready_at is None:
+                self.ready_at = time.perf_counter()
+        self.initialised.set()
 
     # -- the runner side -----------------------------------------------------------------------
 
@@ -277,6 +312,7 @@ class ExecutionEnvironment:
 
     def _watch_exit(self) -> None:
         code = self.process.wait()
+        self._initialised()
         self._close_slot()
         with self._lock:
             self.dead = True
@@ -350,6 +386,7 @@ class FunctionPool:
         self.cold_starts = 0
         self.timeouts = 0
         self.out_of_memory = 0
+        self.throttles = 0
         self.last_error: str | None = None
 
     @property
@@ -384,8 +421,9 @@ class FunctionPool:
                 self._all.remove(environment)
             self._cond.notify_all()
 
-    def _acquire(self) -> ExecutionEnvironment:
-        """A warm idle environment, a new one if under the concurrency, else wait for one."""
+    def _acquire(self, throttle: bool = False) -> ExecutionEnvironment:
+        """A warm idle environment, a new one if under the concurrency, else wait for one
+        (``throttle``: raise Lambda's TooManyRequestsException instead of waiting)."""
         with self._lock:
             while True:
                 if self._closed:
@@ -399,10 +437,33 @@ class FunctionPool:
                     self._starting += 1
                     self.invocations += 1
                     break
+                if throttle:
+                    self.throttles += 1
+                    raise self._throttled(self.throttles)
                 self._waiting += 1
                 self._cond.wait()
                 self._waiting -= 1
         return self._spawn()
+
+    def _throttled(self, count: int) -> FunctionInvocationError:
+        if count == 1 or count % 100 == 0:
+            logger.warning(
+                "%s throttled: its %d reserved instances are busy (%d synchronous invocations refused so far)",
+                self.spec.logical_id,
+                self.concurrency,
+                count,
+            )
+        message = "Rate Exceeded."
+        return self._error(
+            THROTTLED,
+            message,
+            {
+                "errorType": THROTTLED,
+                "errorMessage": message,
+                "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+                "retryAfterSeconds": "1",
+            },
+        )
 
     def _release(self, environment: ExecutionEnvironment) -> None:
         with self._lock:
@@ -412,34 +473,42 @@ class FunctionPool:
             if self._waiting:
                 self._cond.notify()
 
-    def prewarm(self) -> None:
-        """Start one environment now, so its init is done before the first request needs it."""
+    def prewarm(self) -> ExecutionEnvironment | None:
+        """Start one environment now, so its init is done before the first request needs it.
+
+        None when the function already has one (a request started it) or is closing.
+        """
         with self._cond:
             if self._all or self._starting or self._closed:
-                return
+                return None
             self._starting += 1
         environment = self._spawn()
         self._release(environment)
+        return environment
 
     # -- invocations ---------------------------------------------------------------------------
 
-    def invoke(self, event: Any) -> Any:
-        """Run ``event`` synchronously; the handler's result, or FunctionInvocationError as Lambda reports it."""
-        result = self.invoke_payload(orjson.dumps(event))
+    def invoke(self, event: Any, *, throttle: bool = False) -> Any:
+        """Run ``event`` synchronously; the handler's result, or FunctionInvocationError as Lambda reports it.
+
+        ``throttle``: the caller is a synchronous invoker (API Gateway, Invoke), which Lambda
+        throttles when the function's reserved concurrency is in use instead of making it wait.
+        """
+        result = self.invoke_payload(orjson.dumps(event), throttle=throttle)
         return orjson.loads(result) if result else None
 
     def submit(self, event: Any) -> Future[Any]:
         """Start an invocation (asynchronous, as S3, EventBridge and CloudWatch Logs invoke)."""
         return self._async.submit(self.invoke, event)
 
-    def invoke_payload(self, payload: bytes) -> bytes:
+    def invoke_payload(self, payload: bytes, *, throttle: bool = False) -> bytes:
         """Run one JSON payload; the response bytes."""
         if len(payload) > MAX_SYNC_PAYLOAD:
             raise self._error(
                 "RequestEntityTooLargeException",
                 f"Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation",
             )
-        environment = self._acquire()
+        environment = self._acquire(throttle and self.spec.reserved_concurrency is not None)
         request_id, trace_id = _request_ids()
         invocation = Invocation(
             request_id=request_id, payload=payload, function_arn=self.spec.arn, trace_id=trace_id
@@ -463,7 +532,7 @@ class FunctionPool:
             if not invocation.done.wait(max(0.0, remaining)):
                 environment.kill("timeout")
                 self._timed_out(environment, invocation, cold)
-        peak = environment.peak_memory_kb()
+        peak = self._peak(environment, invocation)
         if peak is not None and _megabytes(peak) > self.spec.memory_mb and not invocation.failed:
             # Over MemorySize between two watchdog samples: Lambda would have killed it.
             environment.kill("memory")
@@ -483,6 +552,28 @@ class FunctionPool:
             if error_type == "Runtime.OutOfMemory":
                 self.out_of_memory += 1
         raise self._error(error_type, str(document.get("errorMessage", "")), document)
+
+    def _peak(self, environment: ExecutionEnvironment, invocation: Invocation) -> int | None:
+        """The worker's peak memory after ``invocation`` (kB): read from ``/proc`` (VmHWM), or, after a
+        fast invocation of a worker far under its MemorySize, the peak read last time.
+
+        Reading ``/proc/<pid>/status`` was the runner's largest cost of a warm invocation (30-90 µs:
+        the kernel formats the whole file). An invocation of under ``FAST_INVOCATION_SECONDS``
+        cannot fault in ``FAST_GROWTH_MB`` of new pages, so it cannot have crossed the limit
+        unseen; the REPORT line then shows the last peak read.
+        """
+        known = environment.known_peak_kb
+        if (
+            known is not None
+            and invocation.picked_at is not None
+            and invocation.answered_at is not None
+            and invocation.answered_at - invocation.picked_at < FAST_INVOCATION_SECONDS
+            and _megabytes(known) + FAST_GROWTH_MB < self.spec.memory_mb
+        ):
+            return known
+        peak = environment.peak_memory_kb()
+        environment.known_peak_kb = peak
+        return peak
 
     def _timed_out(self, environment: ExecutionEnvironment, invocation: Invocation, cold: bool) -> NoReturn:
         message = f"Task timed out after {self.spec.timeout:.2f} seconds"
@@ -580,6 +671,7 @@ class FunctionPool:
                 "errors": self.errors,
                 "timeouts": self.timeouts,
                 "out_of_memory": self.out_of_memory,
+                "throttles": self.throttles,
                 "last_error": self.last_error,
                 "log_group": str(self.group.directory),
             }

@@ -10,6 +10,9 @@
   its output goes to the function's log group like a worker's. Handlers are loaded from
   ``<template dir>/<CodeUri>/<module>.py`` under a unique module name, because every function
   calls its module ``app.py``. No Timeout kill, no MemorySize, one process for all.
+
+Only the in-process mode imports the shared layer (``mlambda.config``, powertools) into the
+runner: with worker processes the runner never loads it.
 """
 
 from __future__ import annotations
@@ -31,8 +34,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from mlambda.config import function_environment
-from mlambda.observability import logger as function_logger
 from mlambda_local.cloud.errors import FunctionInvocationError, TemplateError
 from mlambda_local.cloud.function_output import function_output
 from mlambda_local.cloud.logs import LineWriter, LogGroup
@@ -189,6 +190,8 @@ def check_code(spec: FunctionSpec) -> Path:
 
 def load_handler(spec: FunctionSpec) -> Handler:
     """Import the function's module under ``mlambda_fn_<LogicalId>`` and return its handler."""
+    from mlambda.config import function_environment
+
     path = check_code(spec)
     module_name = f"mlambda_fn_{spec.logical_id}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
@@ -221,6 +224,8 @@ def lambda_log_keys(spec: FunctionSpec, context: LambdaContext) -> Iterator[None
     thread-local keys (which win over process-wide ones) keep concurrent invocations' log
     lines apart.
     """
+    from mlambda.observability import logger as function_logger
+
     function_logger.thread_safe_append_keys(
         service=spec.environment.get("POWERTOOLS_SERVICE_NAME", spec.logical_id),
         function_name=spec.name,
@@ -245,8 +250,12 @@ class Function(Protocol):
         """The variables the function sees (its template's, and Lambda's own)."""
         ...
 
-    def invoke(self, event: Any) -> Any:
-        """Run ``event`` synchronously; the result, or FunctionInvocationError."""
+    def invoke(self, event: Any, *, throttle: bool = False) -> Any:
+        """Run ``event`` synchronously; the result, or FunctionInvocationError.
+
+        ``throttle``: a synchronous invoker's call (API Gateway, Invoke), refused as Lambda refuses
+        it (TooManyRequestsException) when the function's reserved concurrency is all in use.
+        """
         ...
 
     def submit(self, event: Any) -> Future[Any]:
@@ -310,6 +319,8 @@ class LocalFunction:
             memory_limit_in_mb=self.spec.memory_mb,
             timeout_seconds=self.spec.timeout,
         )
+        from mlambda.config import function_environment
+
         with self._lock:
             self.invocations += 1
         try:
@@ -341,10 +352,12 @@ class LocalFunction:
         payload = json.loads(json.dumps(event))
         return self._pool.submit(self._run, payload, started)
 
-    def invoke(self, event: Any) -> Any:
+    def invoke(self, event: Any, *, throttle: bool = False) -> Any:
         """Invoke synchronously; raises FunctionInvocationError (with the cause) on error or timeout.
 
         The Timeout counts from when a worker picks the invocation up, not while it waits for one.
+        In process nothing is throttled (``throttle`` is accepted for the protocol): every function
+        shares the runner's threads.
         """
         started = threading.Event()
         future = self.submit(event, started)

@@ -2,7 +2,8 @@
 
 The template's bucket rules (``LifecycleConfiguration.Rules``: ``Prefix`` or ``Filter.Prefix``,
 ``ExpirationInDays``, ``NoncurrentVersionExpiration.NoncurrentDays``, enabled ones only) are
-applied by a sweep at start and then every ``interval`` seconds, as S3 applies them about daily:
+applied by a sweep a minute after start (not during it: listing a bucket of thousands of objects
+was part of a restart) and then every ``interval`` seconds, as S3 applies them about daily:
 
 - a current object older than ``ExpirationInDays`` is deleted (a delete marker in a versioned
   bucket, as on S3);
@@ -29,6 +30,7 @@ from mlambda_local.cloud.template import IntrinsicResolver, Template
 logger = logging.getLogger("mlambda.local")
 
 DEFAULT_INTERVAL_SECONDS = 600.0
+FIRST_SWEEP_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,16 @@ def _versions(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
             yield {**entry, "marker": True}
 
 
+def _is_factory(value: Any) -> bool:
+    """A plain function rather than a client (boto3 clients have ``meta``; test doubles are not callable)."""
+    return callable(value) and not hasattr(value, "meta")
+
+
 class LifecycleSweeper:
-    """Applies ``rules`` on the S3 endpoint, at start and every ``interval`` seconds."""
+    """Applies ``rules`` on the S3 endpoint, ``first_sweep`` seconds after start and every ``interval`` then.
+
+    ``s3``: a client, or a function that makes one (called at the first sweep).
+    """
 
     def __init__(
         self,
@@ -89,22 +99,31 @@ class LifecycleSweeper:
         clock: Callable[[], datetime],
         *,
         interval: float = DEFAULT_INTERVAL_SECONDS,
+        first_sweep: float = FIRST_SWEEP_SECONDS,
     ) -> None:
-        self.s3 = s3
+        self._s3 = s3
+        self._client: Any = None
         self.rules = rules
         self.clock = clock
         self.interval = interval
+        self.first_sweep = first_sweep
         self.deleted = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Sweep now, then on a daemon thread every ``interval`` seconds (nothing to do: no thread)."""
+        """Sweep on a daemon thread after ``first_sweep`` seconds, then every ``interval`` (no rules: no thread)."""
         if not self.rules:
             return
-        self.sweep()
         self._thread = threading.Thread(target=self._loop, name="s3-lifecycle", daemon=True)
         self._thread.start()
+
+    @property
+    def s3(self) -> Any:
+        """The S3 client; ``s3`` may be a function making it, called at the first sweep (a minute away)."""
+        if self._client is None:
+            self._client = self._s3() if _is_factory(self._s3) else self._s3
+        return self._client
 
     def stop(self) -> None:
         self._stop.set()
@@ -113,7 +132,9 @@ class LifecycleSweeper:
             self._thread = None
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        wait = self.first_sweep
+        while not self._stop.wait(wait):
+            wait = self.interval
             try:
                 self.sweep()
             except Exception:  # a failed sweep must not end the thread; the next one retries

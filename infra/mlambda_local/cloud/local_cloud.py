@@ -1,9 +1,14 @@
 """``LocalCloud``: the template running on one machine, without Docker.
 
-Start order: read and validate the template (so a bad function fails before anything runs),
-start moto (unless an endpoint is given), set up every function, provision resources, then open
-the triggers (HTTP API, SQS pollers, S3 pollers, scheduler, log subscriptions) and write
-``state.json``.
+Start order, the critical path first: read and validate the template (its SAM expansion cached
+in the data dir, so a bad function fails before anything runs), take moto's port, set up every
+function and start the first pre-warmed workers (``prewarm``: their init overlaps what follows),
+then import and start moto with the restored state, provision what is missing (nothing, on a
+restart of an unchanged template), open the triggers (HTTP API, SQS pollers, S3 pollers,
+scheduler, log subscriptions), write ``state.json``, and let the other workers start. Each phase
+is on the start-up timeline (``startup``), logged when the cloud is up and at its first API
+answer. boto3, moto and the SAM translator are imported only where they are needed, after the
+first workers have started.
 
 Functions run in worker processes behind the Lambda Runtime API (``execution``), from the
 source tree or from ``sam build``'s artifacts (``from_build``); ``mode="in-process"`` runs them
@@ -19,17 +24,15 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import unquote, urlsplit
-
-import boto3
-from botocore.config import Config
 
 from mlambda_local.cloud.apigateway import HttpRequest, HttpResponse, RestApi
 from mlambda_local.cloud.control import CONTROL_HEADER, STATE_FILE, read_state, write_state
@@ -59,7 +62,7 @@ from mlambda_local.cloud.log_subscription import (
 )
 from mlambda_local.cloud.logs import LOG_DIRECTORY, LogGroup, LogTail
 from mlambda_local.cloud.moto_server import MotoServer
-from mlambda_local.cloud.provision import Inventory, Provisioner, check_endpoint
+from mlambda_local.cloud.prewarm import Prewarmer, UsageRecord, prewarm_order
 from mlambda_local.cloud.runtimes import (
     built_launch,
     runtime_python,
@@ -75,7 +78,14 @@ from mlambda_local.cloud.schedule import (
 )
 from mlambda_local.cloud.server import CONTROL_PREFIX, LocalHttpServer
 from mlambda_local.cloud.sqs import QueuePoller, S3NotificationPoller, SqsEventSourcePoller, SqsMapping
+from mlambda_local.cloud.startup import StartupTimeline
 from mlambda_local.cloud.template import DEFAULT_REGION, IntrinsicResolver, Template, load_template
+from mlambda_local.private_files import private_directory, write_private_json
+
+if TYPE_CHECKING:
+    import boto3
+
+    from mlambda_local.cloud.provision import Inventory
 
 logger = logging.getLogger("mlambda.local")
 
@@ -83,6 +93,7 @@ SUPPORTED_EVENT_TYPES = frozenset({"Api", "SQS", "S3", "Schedule"})
 DEFAULT_SQS_CONCURRENCY = 2
 S3_POLLER_THREADS = 2
 DELIVERIES_DIR = "deliveries"  # SQS batches being delivered (sqs.SqsEventSourcePoller)
+PROVISIONED_FILE = "provisioned.json"  # what the last provisioning made, and of which template
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 Mode = Literal["process", "in-process"]
 
@@ -222,6 +233,11 @@ class LocalCloud:
         self._lock = threading.Lock()
         self._running = False
         self.fault: str | None = None  # why the cloud stopped by itself, if it did
+        self._prewarmer: Prewarmer | None = None
+        self._sqs: Any = None  # the pollers' (and log subscriptions') SQS client
+        # Built here, as early as the cloud exists: its first phase is the process's start and imports.
+        self.timeline = StartupTimeline()
+        self.timeline.add("interpreter and imports", 0.0, self.timeline.now(), time.process_time())
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -239,45 +255,104 @@ class LocalCloud:
         return self
 
     def _start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        template = load_template(
-            self.template_path,
-            stack_name=self.stack_name,
-            parameters=self.parameters,
-            region=self.region,
-            cache_dir=self.data_dir,
-        )
-        self.template = template
-        validate_event_sources(template, IntrinsicResolver(template))
+        timeline = self.timeline
+        private_directory(self.data_dir)
+        with timeline.phase("template"):
+            template = load_template(
+                self.template_path,
+                stack_name=self.stack_name,
+                parameters=self.parameters,
+                region=self.region,
+                cache_dir=self.data_dir,
+            )
+            self.template = template
+            validate_event_sources(template, IntrinsicResolver(template))
         if self._endpoint_url is None:
             self._moto = MotoServer(self.data_dir, port=self.moto_port)
-            endpoint = self._moto.start()
-            self._moto.supervise(self._on_fault)
+            endpoint = self._moto.bind()  # the port, for the workers; moto itself starts below
             self._set_environment(endpoint, fake_credentials=True)
         else:
             endpoint = self._endpoint_url
+            from mlambda_local.cloud.provision import check_endpoint
+
             check_endpoint(endpoint, self._session())
             self._set_environment(endpoint, fake_credentials=False)
         self._endpoint_url = endpoint
         resolver = IntrinsicResolver(template, queue_url_base=endpoint)
         self.resolver = resolver
+        with timeline.phase("functions"):
+            mappings = self._sqs_mappings(template, resolver)
+            self._set_up_functions(function_specs(template, resolver), mappings, endpoint)
+            rules = self._scheduled_rules(template, resolver)
+            apis = [
+                RestApi.from_template(logical_id, template, resolver, self.functions)
+                for logical_id, resource in template.resources.items()
+                if resource.get("Type") == "AWS::ApiGateway::RestApi" and resolver.is_enabled(resource)
+            ]
+            stages = [api.stage for api in apis]
+            if len(stages) != len(set(stages)):
+                raise TemplateError(
+                    f"two APIs deploy the same stage name ({stages}); the local server mounts APIs by stage"
+                )
+            self.apis = apis
+            if self.prewarm:
+                self._start_prewarming()
+        if self._moto is not None:
+            with timeline.phase("moto"):
+                self._moto.start()
+                self._moto.supervise(self._on_fault)
         session = self._session()
-        mappings = self._sqs_mappings(template, resolver)
-        self._set_up_functions(function_specs(template, resolver), mappings, endpoint)
-        rules = self._scheduled_rules(template, resolver)
-        apis = [
-            RestApi.from_template(logical_id, template, resolver, self.functions)
-            for logical_id, resource in template.resources.items()
-            if resource.get("Type") == "AWS::ApiGateway::RestApi" and resolver.is_enabled(resource)
-        ]
-        stages = [api.stage for api in apis]
-        if len(stages) != len(set(stages)):
-            raise TemplateError(
-                f"two APIs deploy the same stage name ({stages}); the local server mounts APIs by stage"
+        with timeline.phase("provision"):
+            self._inventory = self._provision(template, resolver, session, endpoint)
+        self._outputs = resolver.outputs()
+        with timeline.phase("triggers"):
+            self.lifecycle = LifecycleSweeper(
+                lambda: session.client("s3", endpoint_url=endpoint),
+                rules_from_template(template, resolver),
+                self.clock,
             )
-        self.apis = apis
-        if self.prewarm:
-            self._prewarm_api_functions()
+            self.lifecycle.start()
+            self._server = LocalHttpServer(
+                apis, self._control, port=self.api_port, on_first_answer=self._first_answer
+            )
+            self._server.start()
+            self._start_pollers(session, endpoint, mappings)
+            self.subscriptions = SubscriptionRunner(
+                self._subscriptions(template, resolver, session, endpoint), interval=self.log_poll_seconds
+            )
+            self.subscriptions.start()
+            self.scheduler = Scheduler(
+                rules,
+                self.region,
+                template.account_id,
+                clock=self.clock,
+                check_interval=self.schedule_check_interval,
+            )
+            self.scheduler.start()
+        write_state(self.data_dir, self._state(pid=os.getpid()))
+        timeline.event("up")
+        if self._prewarmer is not None:
+            self._prewarmer.release()
+        logger.info(
+            "local cloud %s up in %.2f s since its process started (this process's CPU %.2f s; %s): API %s, endpoint %s",
+            self.stack_name,
+            timeline.now(),
+            time.process_time(),
+            timeline.summary(),
+            self.api_url,
+            endpoint,
+        )
+
+    def _provision(
+        self, template: Template, resolver: IntrinsicResolver, session: boto3.session.Session, endpoint: str
+    ) -> Inventory:
+        """Provision the template's resources, or, on the embedded moto, reuse what the last start made.
+
+        Reused when what provisioning depends on is unchanged (``Provisioner.fingerprint``) and
+        every resource it made is in the restored state; anything else provisions (idempotently).
+        """
+        from mlambda_local.cloud.provision import Inventory, Provisioner
+
         provisioner = Provisioner(
             template,
             resolver,
@@ -285,29 +360,74 @@ class LocalCloud:
             endpoint,
             {fid: fn.spec.timeout for fid, fn in self.functions.items()},
         )
-        self._inventory = provisioner.provision()
-        self._outputs = resolver.outputs()
-        self.lifecycle = LifecycleSweeper(
-            session.client("s3", endpoint_url=endpoint), rules_from_template(template, resolver), self.clock
+        fingerprint = provisioner.fingerprint()
+        record_path = self.data_dir / PROVISIONED_FILE
+        if self._moto is not None and fingerprint is not None:
+            try:
+                record = json.loads(record_path.read_text(encoding="utf-8"))
+                inventory = Inventory.from_dict(record["inventory"], resolver.queue_url)
+            except (OSError, ValueError, KeyError, TypeError):
+                record = None
+            if record is not None and record.get("fingerprint") == fingerprint:
+                missing = self._moto.missing(inventory.names(), template.account_id, template.region)
+                if not missing:
+                    logger.info("resources as provisioned at the last start: provisioning skipped")
+                    return inventory
+                logger.info("provisioning again: %s missing", ", ".join(missing[:5]))
+        inventory = provisioner.provision()
+        if fingerprint is not None:
+            write_private_json(record_path, {"fingerprint": fingerprint, "inventory": inventory.as_dict()})
+        else:
+            record_path.unlink(missing_ok=True)
+        return inventory
+
+    def _start_prewarming(self) -> None:
+        """One worker of each function behind the API, the critical ones now (``prewarm``)."""
+        behind_api: dict[str, FunctionPool] = {}
+        authorizers: set[str] = set()
+        for api in self.apis:
+            for route in api.routes:
+                if route.authorizer is not None and isinstance(route.authorizer.function, FunctionPool):
+                    authorizers.add(route.authorizer.function.spec.logical_id)
+                    behind_api.setdefault(
+                        route.authorizer.function.spec.logical_id, route.authorizer.function
+                    )
+                if isinstance(route.function, FunctionPool):
+                    behind_api.setdefault(route.function.spec.logical_id, route.function)
+        pools = [
+            pool
+            for fid, pool in self.functions.items()
+            if fid in behind_api and isinstance(pool, FunctionPool)
+        ]
+        if not pools:
+            return
+        usage = UsageRecord(self.data_dir)
+        first, then = prewarm_order(pools, authorizers, usage.previous)
+        self._prewarmer = Prewarmer(first, then, usage=usage, counts=self._invocation_counts)
+        self._prewarmer.start()
+
+    def _invocation_counts(self) -> dict[str, int]:
+        return {
+            fid: function.invocations
+            for fid, function in self.functions.items()
+            if isinstance(function, FunctionPool)
+        }
+
+    def _first_answer(self) -> None:
+        """The first API response is out: the start-up timeline, with the pre-warmed workers' inits."""
+        timeline = self.timeline
+        timeline.event("first API answer")
+        if self._prewarmer is not None:
+            for logical_id, environment in list(self._prewarmer.started):
+                if environment.ready_at is not None:
+                    timeline.add(
+                        f"init {logical_id}",
+                        environment.started_at - timeline.origin,
+                        environment.ready_at - timeline.origin,
+                    )
+        logger.info(
+            "first API answer %.2f s after the process started: %s", timeline.now(), timeline.summary()
         )
-        self.lifecycle.start()
-        self._server = LocalHttpServer(apis, self._control, port=self.api_port)
-        self._server.start()
-        self._start_pollers(session, endpoint, mappings)
-        self.subscriptions = SubscriptionRunner(
-            self._subscriptions(template, resolver, session, endpoint), interval=self.log_poll_seconds
-        )
-        self.subscriptions.start()
-        self.scheduler = Scheduler(
-            rules,
-            self.region,
-            template.account_id,
-            clock=self.clock,
-            check_interval=self.schedule_check_interval,
-        )
-        self.scheduler.start()
-        write_state(self.data_dir, self._state(pid=os.getpid()))
-        logger.info("local cloud %s up: API %s, endpoint %s", self.stack_name, self.api_url, endpoint)
 
     def _set_up_functions(self, specs: list[FunctionSpec], mappings: list[SqsMapping], endpoint: str) -> None:
         """One ``Function`` per spec: worker pools (from source or build), or in-process runners."""
@@ -358,19 +478,6 @@ class LocalCloud:
             self._echo = _LogEcho({fid: f.group for fid, f in self.functions.items()})
             self._echo.start()
 
-    def _prewarm_api_functions(self) -> None:
-        """One worker of each function behind the API starts now: its imports overlap provisioning."""
-        behind_api = {
-            function.spec.logical_id: function
-            for api in self.apis
-            for route in api.routes
-            for function in (route.function, route.authorizer.function if route.authorizer else None)
-            if function is not None
-        }
-        for function in behind_api.values():
-            if isinstance(function, FunctionPool):
-                function.prewarm()
-
     def _function_base_environment(self, endpoint: str) -> dict[str, str]:
         """What every worker sees besides its function's variables: Lambda's basics, the endpoint, credentials.
 
@@ -405,7 +512,7 @@ class LocalCloud:
         """Every log subscription filter to a function, with its destination's async retry settings."""
         groups = {f.spec.name: f.group for f in self.functions.values()}
         deliveries: list[SubscriptionDelivery] = []
-        sqs = session.client("sqs", endpoint_url=endpoint)
+        sqs = self._sqs or session.client("sqs", endpoint_url=endpoint)
         for logical_id, resource in template.resources.items():
             if resource.get("Type") != "AWS::Logs::SubscriptionFilter" or not resolver.is_enabled(resource):
                 continue
@@ -484,6 +591,9 @@ class LocalCloud:
         if self.subscriptions is not None:
             # A delivery in flight fails when its function stops, and stays journaled for the next start.
             self.subscriptions.signal_stop()
+        if self._prewarmer is not None:
+            self._prewarmer.stop()
+            self._prewarmer = None
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
@@ -542,6 +652,8 @@ class LocalCloud:
         self._saved_environment = {}
 
     def _session(self) -> boto3.session.Session:
+        import boto3
+
         if self._moto is not None:
             return boto3.session.Session(
                 region_name=self.region, aws_access_key_id="testing", aws_secret_access_key="testing"
@@ -623,14 +735,23 @@ class LocalCloud:
     def _start_pollers(
         self, session: boto3.session.Session, endpoint: str, mappings: list[SqsMapping]
     ) -> None:
-        config = Config(
-            read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=20
-        )
+        from botocore.config import Config
+
         assert self._inventory is not None
+        threads = sum(m.maximum_concurrency for m in mappings if m.enabled)
+        threads += S3_POLLER_THREADS * len(self._inventory.s3_routes)
+        # One client for every poller (boto3 clients are thread-safe): each client is tens of
+        # milliseconds of the start, and its pool is sized for every poller thread at once.
+        config = Config(
+            read_timeout=30,
+            retries={"max_attempts": 2, "mode": "standard"},
+            max_pool_connections=max(20, threads + 4),
+        )
+        sqs = session.client("sqs", endpoint_url=endpoint, config=config)
+        self._sqs = sqs
         for mapping in mappings:
             if not mapping.enabled:
                 continue
-            sqs = session.client("sqs", endpoint_url=endpoint, config=config)
             queue_url = sqs.get_queue_url(QueueName=mapping.queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
             resolved = replace(mapping, queue_url=queue_url)
             mapping_poller = SqsEventSourcePoller(
@@ -643,7 +764,6 @@ class LocalCloud:
             mapping_poller.redeliver_interrupted()
             self.pollers.append(mapping_poller)
         for route in self._inventory.s3_routes:
-            sqs = session.client("sqs", endpoint_url=endpoint, config=config)
             function = self.functions[route.function_logical_id]
             self.pollers.append(
                 S3NotificationPoller(f"s3-{route.bucket}", sqs, route.queue_url, function, S3_POLLER_THREADS)
@@ -705,6 +825,7 @@ class LocalCloud:
             "resources": self._inventory.as_dict() if self._inventory else None,
             "functions": {logical_id: function.status() for logical_id, function in self.functions.items()},
             "log_subscriptions": self.subscriptions.status() if self.subscriptions else [],
+            "startup": self.timeline.as_dict(),
             "triggers": {
                 "api": [
                     {
@@ -727,7 +848,7 @@ class LocalCloud:
         function_id = self._function_id(function)
         if function_id is None:
             raise UnknownTargetError(f"no function {function!r} in the template")
-        return self.functions[function_id].invoke({} if event is None else event)
+        return self.functions[function_id].invoke({} if event is None else event, throttle=True)
 
     def trigger(self, name: str) -> list[Any]:
         """Fire a schedule rule now (by rule logical id/name, or the function it targets); the results."""
@@ -755,14 +876,10 @@ class LocalCloud:
     def _control(self, request: HttpRequest) -> HttpResponse:
         """``/_mlambda/{status,trigger/<name>,invoke/<function>}``: loopback and token only."""
         if request.source_ip not in _LOOPBACK:
-            return HttpResponse.json(
-                403, {"code": "forbidden", "message": "the control API is loopback only"}
-            )
+            return HttpResponse.error(403, "forbidden", "the control API is loopback only")
         token = request.header(CONTROL_HEADER) or ""
         if not hmac.compare_digest(token.encode(), self._token.encode()):
-            return HttpResponse.json(
-                401, {"code": "unauthorized", "message": f"missing or wrong {CONTROL_HEADER}"}
-            )
+            return HttpResponse.error(401, "unauthorized", f"missing or wrong {CONTROL_HEADER}")
         parts = [
             unquote(part) for part in urlsplit(request.target).path[len(CONTROL_PREFIX) :].split("/") if part
         ]
@@ -775,16 +892,16 @@ class LocalCloud:
                 event = json.loads(request.body) if request.body.strip() else {}
                 return HttpResponse.json(200, {"result": self.invoke(parts[1], event)})
         except UnknownTargetError as exc:
-            return HttpResponse.json(404, {"code": "not_found", "message": str(exc)})
+            return HttpResponse.error(404, "not_found", str(exc))
         except FunctionInvocationError as exc:
-            return HttpResponse.json(502, {"code": "function_error", "message": str(exc)})
+            if exc.error_type == "TooManyRequestsException":  # Invoke's own answer when throttled
+                return HttpResponse.error(
+                    429, "throttled", str(exc), details=exc.payload, headers=[("Retry-After", "1")]
+                )
+            return HttpResponse.error(502, "function_error", str(exc))
         except json.JSONDecodeError as exc:
-            return HttpResponse.json(
-                400, {"code": "invalid_input", "message": f"the event is not JSON: {exc}"}
-            )
-        return HttpResponse.json(
-            404, {"code": "not_found", "message": f"no control route {request.method} {parts}"}
-        )
+            return HttpResponse.error(400, "invalid_input", f"the event is not JSON: {exc}")
+        return HttpResponse.error(404, "not_found", f"no control route {request.method} {parts}")
 
 
 class _LogEcho:

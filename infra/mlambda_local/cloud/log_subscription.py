@@ -39,10 +39,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlambda_local.cloud.control import write_private_json
 from mlambda_local.cloud.errors import FunctionInvocationError, TemplateError
 from mlambda_local.cloud.functions import Function
 from mlambda_local.cloud.logs import LogGroup, stream_name
+from mlambda_local.private_files import private_directory, write_private_json
 
 logger = logging.getLogger("mlambda.local")
 
@@ -218,7 +218,7 @@ class SubscriptionDelivery:
         """``stopping``: once set, a failing batch is left in flight (delivered at the next start)
         instead of being retried or given up; ``sleep`` waits between retries (``stopping.wait``)."""
         self.subscription = subscription
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(state_dir)
         self._state = _State(state_dir / f"{subscription.logical_id}.json")
         self._account_id = account_id
         self._send_to_queue = send_to_queue
@@ -230,32 +230,38 @@ class SubscriptionDelivery:
         self._lock = threading.Lock()
 
     def run_once(self) -> int:
-        """Deliver everything complete in the streams now (the batch left in flight first); events sent."""
+        """Deliver what is complete in the streams now (the batch left in flight first); events sent.
+
+        Only what the streams held when the call began: lines written while it delivers wait for
+        the next poll, as CloudWatch Logs buffers events into batches. Reading on until the
+        streams stop growing delivered whatever arrived during the previous invocation: under a
+        steady load, batches of a dozen records and an archive object for each (one a request).
+        """
         sent = 0
         with self._lock:
             pending = self._state.pending
             if pending is not None:
                 sent += self._deliver(pending)
             for path in self.subscription.group.stream_files():
+                try:
+                    limit = path.stat().st_size
+                except FileNotFoundError:
+                    continue
                 while True:
-                    batch = self._next_batch(path)
+                    batch = self._next_batch(path, limit)
                     if batch is None:
                         break
                     sent += self._deliver(batch)
         return sent
 
-    def _next_batch(self, path: Path) -> _Batch | None:
-        """The next range of complete lines of ``path`` after the delivered offset."""
+    def _next_batch(self, path: Path, limit: int) -> _Batch | None:
+        """The next range of complete lines of ``path`` after the delivered offset, up to ``limit`` bytes."""
         offset = self._state.offsets.get(path.name, 0)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            return None
-        if size <= offset:
+        if limit <= offset:
             return None
         with path.open("rb") as stream:
             stream.seek(offset)
-            chunk = stream.read(min(size - offset, READ_CHUNK))
+            chunk = stream.read(min(limit - offset, READ_CHUNK))
         cut = chunk.rfind(b"\n") + 1
         if not cut:
             if len(chunk) < READ_CHUNK:

@@ -21,6 +21,8 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
+from mlambda_local.private_files import open_private, private_directory
+
 LOG_DIRECTORY = "logs"
 _STREAM_FILE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-([0-9a-f]+)\.log$")
 
@@ -49,7 +51,7 @@ class LogStream:
     def __init__(self, name: str, path: Path) -> None:
         self.name = name
         self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.fd = open_private(path, os.O_WRONLY | os.O_APPEND)
         weakref.finalize(self, os.close, self.fd)
 
     def write(self, text: str) -> None:
@@ -67,7 +69,7 @@ class LogGroup:
         self.function_name = function_name
         self.name = log_group_name(function_name)
         self.directory = data_dir / LOG_DIRECTORY / function_name
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
 
     def new_stream(self) -> LogStream:
         """A fresh stream file, created 0600 and opened for appending."""

@@ -1,6 +1,6 @@
 """What the local cloud changes in moto's models: SQS made thread-safe and cheap, and change tracking.
 
-moto's models are plain Python objects shared by every request thread. Four things in them
+moto's models are plain Python objects shared by every request thread. These things in them
 are wrong for a cloud that many threads use for hours:
 
 - **SQS is not thread-safe.** Two concurrent ReceiveMessage calls can both see a message as
@@ -19,6 +19,7 @@ are wrong for a cloud that many threads use for hours:
   its bytes) and a third time in the key's in-memory buffer before it spills to disk: 600 MB of
   the cloud's memory for a 200 MB upload. The parts are copied into a temporary file instead,
   which the key keeps as its buffer (persistence then moves it to the store's files).
+- **A request lists its response class's methods** to find the action: done once per class.
 - **Nothing says what a request changed.** Persistence (``persistence``) needs to write what
   each request changed before the response leaves. Hooks on the models record the DynamoDB
   items and SQS messages a request touched, side effects included (an S3 upload notifying a
@@ -431,7 +432,25 @@ def install() -> None:
         _patch_sqs()
         _patch_s3()
         _patch_dynamodb()
+        _patch_dispatch()
         _installed = True
+
+
+def _patch_dispatch() -> None:
+    """moto lists a response class's methods (``inspect.getmembers``) on every request to find the
+    action: 0.2-0.45 ms a call, for a list that never changes. It is listed once per class."""
+    from moto.core import responses
+
+    original: Callable[[object], list[str]] = responses.method_names_from_class  # type: ignore[attr-defined]
+    listed: dict[object, list[str]] = {}
+
+    def method_names_from_class(clazz: object) -> list[str]:
+        names = listed.get(clazz)
+        if names is None:
+            names = listed[clazz] = original(clazz)
+        return names
+
+    responses.method_names_from_class = method_names_from_class  # type: ignore[attr-defined]
 
 
 def index_restored_message(queue: Any, message: Any) -> None:

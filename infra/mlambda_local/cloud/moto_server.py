@@ -1,7 +1,8 @@
 """An in-process moto server, behind a front server that makes it safe, cheap and persistent.
 
-moto answers AWS requests from in-memory models. Requests reach it through a stack of small
-WSGI layers, outermost first:
+moto answers AWS requests from in-memory models. Requests reach it over kept-alive connections
+(``wsgi_server``: werkzeug's server, moto's own, closes every connection after one response)
+and through a stack of small WSGI layers, outermost first:
 
 - ``_SerialApp``: DynamoDB and SQS requests run one at a time (moto's models for them are not
   thread-safe; see ``moto_patches``), and SQS long polls wait here, outside the lock, instead
@@ -28,55 +29,48 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 from xml.etree import ElementTree
 
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from werkzeug.serving import BaseWSGIServer, make_server
-
 from mlambda_local.cloud import moto_patches
 from mlambda_local.cloud.errors import MlambdaLocalError
+from mlambda_local.cloud.http_wire import WireRequest
 from mlambda_local.cloud.persistence import StateStore
+from mlambda_local.cloud.wsgi_server import WsgiServer, wsgi_environ
 
 logger = logging.getLogger("mlambda.local")
 
 OLD_RECORDING_FILE = "moto_recording.jsonl"
-# A long poll re-checks its queue at least this often (messages whose visibility timeout ended
-# become visible without anyone adding them).
+# A long poll whose queue shows a message it could not receive (a FIFO group in flight) tries again this often.
 LONG_POLL_RECHECK_SECONDS = 0.5
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-class _CachingDispatcher(DomainDispatcherApplication):
+def _caching_dispatcher() -> WsgiApp:
     """moto's dispatcher, remembering which backend serves a host.
 
     moto works that out on every request by listing its package folder (~150 stat calls) and
     trying hundreds of URL patterns: a tenth of the local cloud's CPU under load, for an
-    answer that never changes for a given host.
+    answer that never changes for a given host. moto is imported here, when the server starts:
+    the runner starts its first workers before paying for it.
     """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._backend_by_host: dict[str, Any] = {}
+    class CachingDispatcher(DomainDispatcherApplication):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._backend_by_host: dict[str, Any] = {}
 
-    def get_backend_for_host(self, host: str | None) -> Any:
-        if host is None:
-            return None
-        try:
-            return self._backend_by_host[host]
-        except KeyError:
-            backend = super().get_backend_for_host(host)
-            self._backend_by_host[host] = backend
-            return backend
+        def get_backend_for_host(self, host: str | None) -> Any:
+            if host is None:
+                return None
+            try:
+                return self._backend_by_host[host]
+            except KeyError:
+                backend = super().get_backend_for_host(host)
+                self._backend_by_host[host] = backend
+                return backend
 
-
-class _NoDelayRequestHandler(MotoRequestHandler):
-    """Headers and body leave in separate writes; without TCP_NODELAY the body can wait ~40 ms."""
-
-    disable_nagle_algorithm = True
+    return CachingDispatcher(create_backend_app)
 
 
 # -- what a request is -------------------------------------------------------------------------------
@@ -346,6 +340,11 @@ class _SerialApp:
     counting chunks could see 500s or, worse, both pass a condition. SQS is the same (a message
     received twice by concurrent receives, a delete undone by another). Persisting happens
     inside the lock, so no reader sees a change that a crash could still lose.
+
+    A long poll that found nothing sleeps until a message is added or made visible anywhere, or
+    until the first of its queue's in-flight or delayed messages becomes visible, and runs
+    moto's receive again only when its queue holds a visible message: re-running the whole
+    request on a timer (twice a second per poller) was a tenth of a core with every queue empty.
     """
 
     def __init__(self, app: WsgiApp) -> None:
@@ -360,49 +359,98 @@ class _SerialApp:
         request = _Request.of(environ)
         if request.service != "sqs":
             return self.app(environ, start_response)
-        wait = _long_poll_seconds(request) if request.operation == "ReceiveMessage" else 0
+        queue_url = ""
+        wait = 0
+        if request.operation == "ReceiveMessage":
+            wait, queue_url = _long_poll_seconds(request)
         deadline = time.monotonic() + wait
         body = _read_body(environ)
-        while True:
-            _set_body(environ, body)
-            with moto_patches.SQS_ARRIVALS:
+        with moto_patches.SQS_ARRIVALS:
+            while True:
+                _set_body(environ, body)
                 captured = _Captured(self.app, environ)
-                left = deadline - time.monotonic()
-                if wait == 0 or left <= 0 or not captured.ok or _received_any(captured.body):
+                if wait == 0 or not captured.ok or _received_any(captured.body):
                     return captured.send(start_response)
-                moto_patches.SQS_ARRIVALS.wait(min(left, LONG_POLL_RECHECK_SECONDS))
+                if not self._wait_for_visible(_queue(queue_url), deadline):
+                    return captured.send(start_response)
+
+    @staticmethod
+    def _wait_for_visible(queue: Any, deadline: float) -> bool:
+        """Wait (releasing the SQS lock) until ``queue`` may hold a visible message: True, or False at the deadline.
+
+        Called after a receive found nothing: a message that looks visible even so (its FIFO
+        group in flight) is tried again after a recheck interval, not at once.
+        """
+        just_received = True
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            until = _seconds_until_visible(queue)
+            if until == 0.0:
+                if not just_received:
+                    return True
+                timeout = LONG_POLL_RECHECK_SECONDS
+            else:
+                timeout = left if until is None else until + 0.001
+            just_received = False
+            moto_patches.SQS_ARRIVALS.wait(min(left, timeout))
 
 
-def _long_poll_seconds(request: _Request) -> int:
-    """How long a ReceiveMessage may wait; the request is rewritten to ask moto not to wait."""
+def _long_poll_seconds(request: _Request) -> tuple[int, str]:
+    """How long a ReceiveMessage may wait, and its queue URL; the request is rewritten to ask moto not to wait."""
     environ = request.environ
     body = _read_body(environ)
     form = _is_form(environ)
     params: dict[str, Any] = dict(parse_qsl(body.decode())) if form else json.loads(body or b"{}")
+    queue_url = str(params.get("QueueUrl", ""))
     given = params.get("WaitTimeSeconds")
     try:
-        wait = int(given) if given is not None else _queue_default_wait(str(params.get("QueueUrl", "")))
+        wait = int(given) if given is not None else _queue_default_wait(queue_url)
     except (TypeError, ValueError):
-        return 0  # moto answers the invalid value
+        return 0, queue_url  # moto answers the invalid value
     if not 1 <= wait <= 20:
-        return 0
+        return 0, queue_url
     params["WaitTimeSeconds"] = 0 if not form else "0"
     _set_body(environ, urlencode(params).encode() if form else json.dumps(params).encode())
-    return wait
+    return wait, queue_url
 
 
-def _queue_default_wait(queue_url: str) -> int:
+def _queue(queue_url: str) -> Any:
+    """moto's queue behind ``queue_url`` (``.../<account>/<name>``), or None."""
     from moto.sqs.models import sqs_backends
 
     parts = urlsplit(queue_url).path.strip("/").split("/")
     if len(parts) < 2:
-        return 0
+        return None
     account, name = parts[-2], parts[-1]
     for _, backend in list(sqs_backends[account].items()):
         queue = backend.queues.get(name)
         if queue is not None:
-            return int(getattr(queue, "receive_message_wait_time_seconds", 0) or 0)
-    return 0
+            return queue
+    return None
+
+
+def _queue_default_wait(queue_url: str) -> int:
+    queue = _queue(queue_url)
+    return 0 if queue is None else int(getattr(queue, "receive_message_wait_time_seconds", 0) or 0)
+
+
+def _seconds_until_visible(queue: Any) -> float | None:
+    """0.0 if ``queue`` holds a visible message, else seconds until its first one may become
+    visible (in flight or delayed), or None when it holds none (only an arrival can change that)."""
+    if queue is None:
+        return None
+    from moto.core.utils import unix_time_millis
+
+    now = unix_time_millis()
+    earliest: float | None = None
+    for message in queue._messages:
+        at = max(message.visible_at, message.delayed_until)
+        if now > at:
+            return 0.0
+        earliest = at if earliest is None else min(earliest, at)
+    return None if earliest is None else (earliest - now) / 1000
 
 
 def _received_any(body: bytes) -> bool:
@@ -499,29 +547,38 @@ class MotoServer:
         self.port = port
         self.store = StateStore(data_dir) if data_dir is not None else None
         self._persisting: _PersistingApp | None = None
-        self._server: BaseWSGIServer | None = None
+        self._server: WsgiServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>`` once started."""
+        """``http://127.0.0.1:<port>`` once bound."""
         if self._server is None:
             raise MlambdaLocalError("the moto server is not running")
         return f"http://{self.host}:{self._server.server_address[1]}"
 
+    def bind(self) -> str:
+        """Take the port now, before moto is even imported; the URL.
+
+        Connections made before ``start`` wait in the port's backlog and are served once it has
+        started: the runner can give the URL to workers it starts while moto comes up.
+        """
+        if self._server is None:
+            self._server = self._listen(self.port)
+            self.port = self._server.server_address[1]
+        return self.url
+
     def start(self) -> str:
         """Serve the stored state (or an empty one); returns the URL."""
-        if self._server is not None:
+        if self._persisting is not None:
             return self.url
+        self.bind()
         moto_patches.install()
-        werkzeug_logger = logging.getLogger("werkzeug")
-        if werkzeug_logger.level == logging.NOTSET:
-            # werkzeug logs every request at INFO; pollers would drown everything else.
-            werkzeug_logger.setLevel(logging.WARNING)
-        self._persisting = _PersistingApp(_RangedGetApp(_CachingDispatcher(create_backend_app)))
-        self._serve(self.port)
+        self._persisting = _PersistingApp(_RangedGetApp(_caching_dispatcher()))
+        assert self._server is not None
+        self._run(self._server)
         _reset_moto()
         if self.store is not None:
             assert self.data_dir is not None
@@ -533,7 +590,7 @@ class MotoServer:
                 )
             started = time.perf_counter()
             self.store.open()
-            counts = self.store.restore(self.url)
+            counts = self.store.restore(self._replay)
             logger.info(
                 "state restored from %s in %.2f s: %s",
                 self.store.directory,
@@ -544,18 +601,66 @@ class MotoServer:
         logger.info("moto server listening on %s", self.url)
         return self.url
 
-    def _serve(self, port: int) -> None:
-        assert self._persisting is not None
+    def _replay(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """A request to moto in this thread, without a socket: the restore's replay of bucket settings."""
+        assert self._persisting is not None and self._server is not None
+        host, port = self._server.server_address
+        wire = WireRequest(
+            method, target, "HTTP/1.1", [("Host", f"{host}:{port}"), *headers.items()], body, True
+        )
+        status: list[str] = []
+
+        def start_response(line: str, _headers: list[tuple[str, str]], _exc_info: Any = None) -> Any:
+            status.append(line)
+            return lambda _data: None
+
+        result = self._persisting(wsgi_environ(wire, (host, port), ("127.0.0.1", 0)), start_response)
         try:
-            server = make_server(
-                self.host, port, _SerialApp(self._persisting), True, request_handler=_NoDelayRequestHandler
-            )
-        except SystemExit as exc:  # werkzeug exits the process when the port is taken
-            raise OSError(f"port {port} of {self.host} is in use") from exc
+            answer = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return int(status[0].split(" ", 1)[0]), answer
+
+    def _listen(self, port: int) -> WsgiServer:
+        try:
+            return WsgiServer(self.host, port)
+        except OSError as exc:
+            raise OSError(f"port {port} of {self.host} is in use ({exc.strerror})") from exc
+
+    def _run(self, server: WsgiServer) -> None:
+        assert self._persisting is not None
+        server.app = _SerialApp(self._persisting)
         thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
         thread.start()
         self._server, self._thread = server, thread
-        self.port = server.server_address[1]
+
+    def missing(self, names: dict[str, set[str]], account: str, region: str) -> list[str]:
+        """Which of ``names`` (physical names by CloudFormation type) the state being served lacks."""
+        from moto.dynamodb.models import dynamodb_backends
+        from moto.events.models import events_backends
+        from moto.s3.models import s3_backends
+        from moto.sns.models import sns_backends
+        from moto.sqs.models import sqs_backends
+
+        held: dict[str, Callable[[str], bool]] = {
+            "AWS::DynamoDB::Table": lambda name: name in dynamodb_backends[account][region].tables,
+            "AWS::S3::Bucket": lambda name: name in s3_backends[account]["aws"].buckets,
+            "AWS::SQS::Queue": lambda name: name in sqs_backends[account][region].queues,
+            "AWS::SNS::Topic": lambda name: (
+                f"arn:aws:sns:{region}:{account}:{name}" in sns_backends[account][region].topics
+            ),
+            "AWS::Events::Rule": lambda name: any(
+                name in bus.rules for bus in events_backends[account][region].event_buses.values()
+            ),
+        }
+        return sorted(
+            f"{kind} {name}"
+            for kind, wanted in names.items()
+            for name in wanted
+            if kind not in held or not held[kind](name)
+        )
 
     def alive(self) -> bool:
         """True while the server thread serves requests."""
@@ -565,7 +670,7 @@ class MotoServer:
         """Serve again on the same port after the server thread died; the state in memory is intact."""
         if self._server is not None:
             self._server.server_close()
-        self._serve(self.port)
+        self._run(self._listen(self.port))
 
     def supervise(self, on_fault: Callable[[str], None], interval: float = 1.0) -> None:
         """Watch the server: if it stops serving, serve again on the same port (clients keep their

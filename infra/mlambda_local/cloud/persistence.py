@@ -17,7 +17,7 @@ back with everything it acknowledged:
 ``moto_patches``) and calls ``persist`` before the response leaves: new bodies are written to
 their files, then one SQLite transaction writes every changed row. A body's file is complete
 before the row that names it commits; a file no row names (a crash in between, an overwritten
-object) is deleted after the commit or at the next start.
+object) is deleted after the commit or, in the background, after the next start.
 
 **Durability**: a request is acknowledged only after its rows are committed and its bodies
 written, so it survives ``kill -9`` of the process (the data is in the kernel, which the
@@ -50,19 +50,22 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-import requests
 
 from mlambda_local.cloud import moto_patches
 from mlambda_local.cloud.errors import MlambdaLocalError
 from mlambda_local.cloud.moto_patches import Changes
+from mlambda_local.private_files import open_private, private_directory
 
 logger = logging.getLogger("mlambda.local")
+
+Replay = Callable[[str, str, dict[str, str], bytes], tuple[int, bytes]]
+"""(method, path with query, headers, body) -> (status, body): a request to the server being restored."""
 
 STATE_DIR = "state"
 DATABASE = "state.sqlite3"
@@ -209,17 +212,18 @@ class StateStore:
         self._blobs_text = str(self.blobs)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._collector: threading.Thread | None = None
+        self.orphans_removed = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def open(self) -> None:
         """Create or open the store; fails clearly on a store written by an incompatible version."""
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        for directory in (self.directory, self.blobs):
-            directory.chmod(0o700)
+        private_directory(self.directory)
+        private_directory(self.blobs)
         path = self.directory / DATABASE
         if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.close(open_private(path, os.O_WRONLY))
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file only
         db.execute("PRAGMA journal_mode=WAL")
@@ -244,6 +248,9 @@ class StateStore:
         self._db = db
 
     def close(self) -> None:
+        if self._collector is not None:
+            self._collector.join()
+            self._collector = None
         with self._lock:
             if self._db is not None:
                 with contextlib.suppress(sqlite3.Error):
@@ -514,11 +521,11 @@ class StateStore:
                 return key._value_buffer
             name = uuid.uuid4().hex
             path = self._blob_path(name)
-            path.parent.mkdir(mode=0o700, exist_ok=True)
+            private_directory(path.parent)
             partial = path.with_suffix(".partial")
             source = key._value_buffer
             source.seek(0)
-            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            descriptor = open_private(partial, os.O_WRONLY | os.O_TRUNC)
             with os.fdopen(descriptor, "wb") as stream:
                 shutil.copyfileobj(source, stream, _COPY_CHUNK)
             partial.replace(path)
@@ -536,11 +543,14 @@ class StateStore:
 
     # -- restoring ----------------------------------------------------------------------------------
 
-    def restore(self, endpoint_url: str) -> dict[str, int]:
-        """Rebuild moto's state from the store (moto just reset, nothing recording); counts restored."""
+    def restore(self, send: Replay) -> dict[str, int]:
+        """Rebuild moto's state from the store (moto just reset, nothing recording); counts restored.
+
+        ``send`` replays a bucket setting's request on the server being restored (no socket needed).
+        """
         assert self._db is not None
         db = self._db
-        counts = {"bucket settings": self._replay_bucket_requests(endpoint_url)}
+        counts = {"bucket settings": self._replay_bucket_requests(send)}
         configs: dict[str, dict[str, Any]] = {}
         for service, scope, body in db.execute("SELECT service, scope, body FROM config"):
             configs.setdefault(service, {})[scope] = _loads(body)
@@ -552,32 +562,25 @@ class StateStore:
         counts["uploads"] = self._restore_uploads(db)
         counts["items"] = _restore_items(db)
         counts["messages"] = _restore_messages(db)
-        counts["orphan bodies removed"] = self._collect_garbage(db)
+        self._collect_garbage_later(time.time())
         return counts
 
-    def _replay_bucket_requests(self, endpoint_url: str) -> int:
+    def _replay_bucket_requests(self, send: Replay) -> int:
         assert self._db is not None
         rows = self._db.execute(
             "SELECT request, body FROM s3_bucket_requests ORDER BY subresource != '', bucket"
         ).fetchall()
-        with requests.Session() as http:
-            for text, body in rows:
-                request = json.loads(text)
-                response = http.request(
+        for text, body in rows:
+            request = json.loads(text)
+            status, answer = send(request["method"], request["path"], request["headers"], body)
+            if status >= 400:
+                logger.warning(
+                    "restoring the bucket setting %s %s failed: %d %s",
                     request["method"],
-                    endpoint_url + request["path"],
-                    headers=request["headers"],
-                    data=body,
-                    timeout=30,
+                    request["path"],
+                    status,
+                    answer[:300].decode("utf-8", "replace"),
                 )
-                if response.status_code >= 400:
-                    logger.warning(
-                        "restoring the bucket setting %s %s failed: %d %s",
-                        request["method"],
-                        request["path"],
-                        response.status_code,
-                        response.text[:300],
-                    )
         return len(rows)
 
     def _restore_keys(self, db: sqlite3.Connection) -> int:
@@ -688,8 +691,35 @@ class StateStore:
             restored += 1
         return restored
 
-    def _collect_garbage(self, db: sqlite3.Connection) -> int:
-        """Delete body files no row names: bodies of requests that never completed, partial writes."""
+    def orphans_collected(self, timeout: float | None = None) -> int:
+        """Wait for the collection of orphan bodies the last ``restore`` started; how many it removed."""
+        if self._collector is not None:
+            self._collector.join(timeout)
+        return self.orphans_removed
+
+    def _collect_garbage_later(self, before: float) -> None:
+        """Collect orphan bodies on a thread of its own, once the store serves (no part of a restart)."""
+        path = self.directory / DATABASE
+
+        def collect() -> None:
+            try:
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+                try:
+                    self.orphans_removed = self._collect_garbage(db, before)
+                finally:
+                    db.close()
+            except (sqlite3.Error, OSError) as exc:
+                logger.warning("could not remove the bodies no object names in %s: %s", self.blobs, exc)
+                return
+            if self.orphans_removed:
+                logger.info("%d body files no object named removed from %s", self.orphans_removed, self.blobs)
+
+        self._collector = threading.Thread(target=collect, name="state-orphans", daemon=True)
+        self._collector.start()
+
+    def _collect_garbage(self, db: sqlite3.Connection, before: float) -> int:
+        """Delete body files older than ``before`` that no row names: bodies of requests that never
+        completed, partial writes. A file written since (by a request being served) is never a candidate."""
         named: set[str] = set()
         for (text,) in db.execute("SELECT versions FROM s3_keys"):
             named |= _blobs_of_versions(_loads(text))
@@ -697,9 +727,14 @@ class StateStore:
             named |= {part["blob"] for part in _loads(text)["parts"]}
         removed = 0
         for path in self.blobs.glob("*/*"):
-            if path.name not in named:
-                path.unlink()
-                removed += 1
+            if path.name in named:
+                continue
+            try:
+                if path.stat().st_mtime < before:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
         return removed
 
 

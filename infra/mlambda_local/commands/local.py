@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -10,12 +11,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from mlambda_local.commands import print_json
+from mlambda_local.output import Outcome
 
 
 def local_up(args: argparse.Namespace) -> int:
     """Run the local cloud in the foreground until Ctrl-C / SIGTERM."""
-    from mlambda_local.bootstrap import ensure_admin_key
     from mlambda_local.cloud import LocalCloud
 
     # What the cloud itself does (state restored and how long it took, schedules fired, batches
@@ -30,7 +30,8 @@ def local_up(args: argparse.Namespace) -> int:
         Path(args.template),
         data_dir,
         endpoint_url=args.endpoint_url,
-        api_port=args.api_port,
+        api_port=args.port,
+        moto_port=args.moto_port,
         mode="in-process" if args.in_process else "process",
         from_build=args.from_build,
         python=args.python,
@@ -43,17 +44,17 @@ def local_up(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     cloud.start()
     try:
+        # Imported once the cloud is up: the shared layer and boto3 are no part of its start.
+        from mlambda_local.bootstrap import ensure_admin_key
+
         key = ensure_admin_key(data_dir, cloud.outputs["ApiKeysTableName"], cloud.endpoint_url)
-        print(f"mlambda local cloud is up (data dir {data_dir})")
-        source = f"built artifacts in {args.from_build}" if args.from_build else "the source tree"
-        mode = "in this process" if args.in_process else f"worker processes, from {source}"
-        print(f"  functions:    {mode}; logs in {data_dir / 'logs'}/<function>/")
-        print(f"  API URL:      {cloud.api_url}")
-        print(f"  console:      {cloud.api_url}/console/ (sign in with a key)")
-        print(f"  AWS endpoint: {cloud.endpoint_url}")
-        print(f"  admin key:    {key}")
-        print(f"  try:          curl -H 'x-api-key: {key}' {cloud.api_url}/me")
-        print("Ctrl-C stops it.", flush=True)
+        info = up_info(cloud, key, data_dir, args)
+        if args.output == "json":
+            print(json.dumps(info), flush=True)
+        else:
+            for line in up_lines(info):
+                print(line)
+            print("Ctrl-C stops it.", flush=True)
         while not stop.wait(0.5) and cloud.fault is None:
             continue
     finally:
@@ -66,27 +67,83 @@ def local_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def local_status(args: argparse.Namespace) -> int:
+def up_info(cloud: Any, key: str, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """What ``local up`` tells: where everything is, and the environment that points tools at it."""
+    region = cloud.region
+    environment = {
+        "AWS_ENDPOINT_URL": cloud.endpoint_url,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "MLAMBDA_API_URL": cloud.api_url,
+        "MLAMBDA_API_KEY": key,
+    }
+    if args.endpoint_url is None:  # the embedded moto takes any credentials; these are its dummies
+        environment |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    source = f"built artifacts in {args.from_build}" if args.from_build else "the source tree"
+    return {
+        "data_dir": str(data_dir),
+        "api_url": cloud.api_url,
+        "console_url": f"{cloud.api_url}/console/",
+        "endpoint_url": cloud.endpoint_url,
+        "region": region,
+        "admin_key": key,
+        "functions": "in this process" if args.in_process else f"worker processes, from {source}",
+        "logs": str(data_dir / "logs"),
+        "buckets": {k: v for k, v in sorted(cloud.outputs.items()) if k.endswith("BucketName")},
+        "environment": environment,
+    }
+
+
+def up_lines(info: dict[str, Any]) -> list[str]:
+    """``local up``'s banner."""
+    lines = [
+        f"mlambda local cloud is up (data dir {info['data_dir']})",
+        f"  functions:    {info['functions']}; logs in {info['logs']}/<function>/",
+        f"  API URL:      {info['api_url']}",
+        f"  console:      {info['console_url']} (sign in with a key)",
+        f"  AWS endpoint: {info['endpoint_url']} (region {info['region']})",
+        f"  admin key:    {info['admin_key']}",
+        "  buckets:      "
+        + ", ".join(f"{name} ({logical.removesuffix('Name')})" for logical, name in info["buckets"].items()),
+        f"  try:          curl -H 'x-api-key: {info['admin_key']}' {info['api_url']}/me",
+        "The AWS CLI, boto3 and the mlambda CLI in another shell, after:",
+    ]
+    lines.extend(f"  export {name}={value}" for name, value in info["environment"].items())
+    bucket = info["buckets"].get("BatchBucketName")
+    if bucket:
+        lines.append(f"  aws s3 ls s3://{bucket}/")
+    return lines
+
+
+def local_status(args: argparse.Namespace) -> Outcome:
     """Resources, functions and triggers of the running local cloud."""
     from mlambda_local.cloud import ControlClient
 
-    print_json(ControlClient.from_data_dir(Path(args.data_dir)).status())
-    return 0
+    return Outcome(ControlClient.from_data_dir(Path(args.data_dir)).status())
 
 
-def local_trigger(args: argparse.Namespace) -> int:
+def local_trigger(args: argparse.Namespace) -> Outcome:
     """Fire a schedule rule (or the schedule of a function) now."""
     from mlambda_local.cloud import ControlClient
 
-    print_json(ControlClient.from_data_dir(Path(args.data_dir)).trigger(args.name))
-    return 0
+    return Outcome(ControlClient.from_data_dir(Path(args.data_dir)).trigger(args.name))
 
 
 def register(groups: Any) -> None:
     """Add ``mlambda local ...``."""
-    local = groups.add_parser("local", help="the local cloud").add_subparsers(dest="command", required=True)
+    local = groups.add_parser("local", help="the local cloud").add_subparsers(
+        dest="command", required=True, metavar="COMMAND"
+    )
     up = local.add_parser("up", help="run the local cloud in the foreground")
-    up.add_argument("--api-port", type=int, default=0, help="HTTP port of the API (default: a free one)")
+    up.add_argument(
+        "--port", "--api-port", type=int, default=0, help="port of the API on 127.0.0.1 (default: a free one)"
+    )
+    up.add_argument(
+        "--moto-port",
+        type=int,
+        default=0,
+        help="port of the AWS endpoint (moto) on 127.0.0.1 (default: a free one)",
+    )
     up.add_argument("--endpoint-url", help="use this AWS endpoint (LocalStack...) instead of starting moto")
     up.add_argument(
         "--from-build",

@@ -7,9 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mlambda.client import ApiError
 from mlambda.schemas.events import event_body
-from mlambda_local.client import ApiError
-from mlambda_local.commands.ingest import send_events
 from mlambda_local.demo import DemoContext, DemoStep, expect_error, say
 
 FLUSH_TIMEOUT_S = 60.0
@@ -80,13 +79,13 @@ def events_for_predictions(ctx: DemoContext) -> None:
         )
     )
     started = time.perf_counter()
-    totals = send_events(client, events, BATCH)
+    totals = client.send_events(events, batch_size=BATCH).as_json()
     elapsed = time.perf_counter() - started
     say(
         f"  {len(events)} events in batches of {BATCH} -> accepted {totals['accepted']}, "
         f"rejected {totals['rejected']} ({len(events) / elapsed:.0f} events/s over HTTP)"
     )
-    again = send_events(client, events[:BATCH], BATCH)
+    again = client.send_events(events[:BATCH], batch_size=BATCH).as_json()
     say(
         f"  the first batch sent again   -> {again['duplicates']} duplicates, {again['accepted']} applied twice"
     )

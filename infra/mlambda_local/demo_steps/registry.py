@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlambda_local.client import ApiError, CliError
-from mlambda_local.commands.models import register_file, upload, wait_until_ready
+from mlambda.client import VersionFailedError
 from mlambda_local.demo import DemoContext, DemoStep, expect_error, say
 from mlambda_local.sklearn_export import snake_case, to_onnx
 
@@ -61,8 +60,7 @@ def _train(ctx: DemoContext) -> dict[str, Any]:
 def _register(ctx: DemoContext, spec: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """Register one trained model and wait for the validator; prints what it found."""
     started = time.perf_counter()
-    version = register_file(
-        ctx.admin,
+    version = ctx.admin.register(
         MODEL,
         spec["onnx"],
         reference=spec["reference"],
@@ -140,15 +138,13 @@ def refuse_file_reading_model(ctx: DemoContext) -> None:
     path = ctx.workdir / "reads-a-file.onnx"
     _file_reading_model(path)
     ctx.admin.post("/models", {"name": "reads-a-file"})
-    key = upload(ctx.admin, "reads-a-file", path, "model")
+    key = ctx.admin.upload("reads-a-file", path, kind="model")
     pending = ctx.admin.post(
         "/models/reads-a-file/versions", {"upload_key": key, "feature_names": ["a", "b", "c", "d"]}
     )
     try:
-        wait_until_ready(ctx.admin, "reads-a-file", int(pending["version"]), timeout=60)
-    except ApiError:
-        raise
-    except CliError as exc:  # FAILED, as it must be
+        ctx.admin.wait_until_ready("reads-a-file", int(pending["version"]), timeout=60)
+    except VersionFailedError as exc:  # FAILED, as it must be
         say(f"  sparse initializer pointing at .mlambda/admin_key -> {exc}")
         return
     raise AssertionError("a model reading a local file was validated READY")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -31,6 +33,19 @@ class S3BatchObjects(ObjectStore):
     def download_url(self, key: str, *, filename: str, expires_in: int) -> str:
         """A presigned GET that saves ``key`` as ``filename``."""
         return self.presigned_get(key, expires_in=expires_in, filename=filename)
+
+    def upload_url(
+        self, key: str, *, metadata: Mapping[str, str], expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        """A presigned PUT of ``key`` with ``metadata``, and the headers it needs.
+
+        SigV4 signs ``x-amz-meta-*`` as headers (``X-Amz-SignedHeaders`` lists them: the PUT must
+        send them, or S3 refuses it); SigV2 puts them in the query string (nothing to send).
+        """
+        url = self.presigned_put(key, expires_in=expires_in, metadata=metadata)
+        signed = parse_qs(urlsplit(url).query).get("X-Amz-SignedHeaders", [""])[0].split(";")
+        headers = {f"x-amz-meta-{name}": value for name, value in metadata.items()}
+        return url, {name: value for name, value in headers.items() if name in signed}
 
     def get_range(self, key: str, start: int, end: int, *, etag: str | None = None) -> bytes:
         """Bytes ``start``..``end`` inclusive; ConflictError when the object no longer has ``etag``."""

@@ -1,12 +1,14 @@
 """DynamoDB access with plain Python values (numbers as int/float, not Decimal).
 
 Uses the low-level client (thread-safe, faster than the resource API) with boto3's type
-(de)serialisers; floats go through ``Decimal(str(x))`` so they round-trip exactly.
+(de)serialisers; floats go through ``Decimal(repr(x))`` so they round-trip exactly. Every value
+written goes through ``_to_dynamo``, which refuses numbers DynamoDB cannot hold
+(``mlambda.schemas.bounds.dynamo_number_problem``), and every item put through
+``serialize_item``, which refuses items over DynamoDB's 400 KB: both before the call.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,7 +19,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from mlambda.adapters.aws import AwsResource, aws_errors
 from mlambda.config import FunctionSettings
-from mlambda.errors import ConflictError, InvalidInputError, UpstreamError
+from mlambda.errors import ConflictError, InvalidInputError, PayloadTooLargeError, UpstreamError
+from mlambda.schemas.bounds import DYNAMO_ITEM_BYTES, dynamo_number_problem
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -26,17 +29,32 @@ BATCH_WRITE_LIMIT = 25
 TRANSACTION_ATTEMPTS = 5
 
 
-def _to_dynamo(value: Any) -> Any:
-    if isinstance(value, bool) or value is None:
+def _to_dynamo(value: Any, path: str) -> Any:
+    """``value`` as boto3 serialises it, every number checked against what DynamoDB holds.
+
+    The one conversion every adapter's writes go through: a number DynamoDB cannot store (over
+    38 digits, beyond 1e126, below 1e-130, not finite) is an InvalidInputError naming where it is,
+    raised before the call, instead of boto3's ``decimal`` exception halfway through a batch.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInputError(f"cannot store non-finite number {value!r}")
-        return Decimal(repr(value))
+    if isinstance(value, int | float | Decimal):
+        number = Decimal(repr(value)) if isinstance(value, float) else value
+        problem = dynamo_number_problem(number)
+        if problem is not None:
+            shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}..."
+            raise InvalidInputError(
+                f"{path}: {shown} cannot be stored: it {problem}",
+                code="unstorable_number",
+                details={"field": path},
+            )
+        return number
     if isinstance(value, Mapping):
-        return {str(k): _to_dynamo(v) for k, v in value.items()}
+        return {str(k): _to_dynamo(v, f"{path}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_to_dynamo(v) for v in value]
+        return [_to_dynamo(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, set | frozenset):
+        return {_to_dynamo(v, path) for v in value}
     return value
 
 
@@ -54,7 +72,49 @@ def _from_dynamo(value: Any) -> Any:
 
 def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
     """A Python mapping as a DynamoDB attribute map."""
-    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+    return {k: _serializer.serialize(_to_dynamo(v, k)) for k, v in item.items() if v is not None}
+
+
+def serialize_item(item: Mapping[str, Any], table: str) -> dict[str, Any]:
+    """An item to write: serialised, and within DynamoDB's 400 KB (413 ``item_too_large`` otherwise).
+
+    DynamoDB would refuse it with a ValidationException (a 502 to the caller); this names the
+    attributes that take the room instead.
+    """
+    serialized = serialize(item)
+    sizes = {name: len(name.encode()) + _attribute_bytes(value) for name, value in serialized.items()}
+    total = sum(sizes.values())
+    if total > DYNAMO_ITEM_BYTES:
+        largest = sorted(sizes, key=sizes.__getitem__, reverse=True)[:3]
+        raise PayloadTooLargeError(
+            f"an item of {total:,} bytes for table {table}, over DynamoDB's {DYNAMO_ITEM_BYTES:,}; "
+            f"largest attributes: {', '.join(largest)}",
+            code="item_too_large",
+            details={"bytes": total, "limit": DYNAMO_ITEM_BYTES, "largest": largest},
+        )
+    return serialized
+
+
+def _attribute_bytes(value: Mapping[str, Any]) -> int:
+    """DynamoDB's size of one serialised attribute value (numbers: an upper estimate)."""
+    kind, inner = next(iter(value.items()))
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        return 21
+    if kind == "B":
+        return len(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(s.encode()) for s in inner)
+    if kind == "NS":
+        return 21 * len(inner)
+    if kind == "BS":
+        return sum(len(b) for b in inner)
+    if kind == "L":
+        return 3 + sum(1 + _attribute_bytes(v) for v in inner)
+    return 3 + sum(len(k.encode()) + 1 + _attribute_bytes(v) for k, v in inner.items())
 
 
 def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,7 +124,7 @@ def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def serialize_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """Expression attribute values (``:name`` -> value) in DynamoDB form."""
-    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in values.items()}
+    return {k: _serializer.serialize(_to_dynamo(v, k)) for k, v in values.items()}
 
 
 class DynamoTable(AwsResource):
@@ -94,7 +154,7 @@ class DynamoTable(AwsResource):
         values: Mapping[str, Any] | None = None,
     ) -> None:
         """Write ``item``, optionally only if ``condition`` holds (else ConflictError)."""
-        kwargs: dict[str, Any] = {"TableName": self.name, "Item": serialize(item)}
+        kwargs: dict[str, Any] = {"TableName": self.name, "Item": serialize_item(item, self.name)}
         _add_expression_args(kwargs, condition=condition, names=names, values=values)
         with aws_errors(f"item in {self.name}"):
             self.client.put_item(**kwargs)
@@ -120,10 +180,12 @@ class DynamoTable(AwsResource):
             response = self.client.update_item(**kwargs)
         return deserialize(response.get("Attributes", {}))
 
-    def delete(self, key: Mapping[str, Any], *, condition: str | None = None) -> None:
+    def delete(
+        self, key: Mapping[str, Any], *, condition: str | None = None, values: Mapping[str, Any] | None = None
+    ) -> None:
         """Delete the item at ``key`` (no error when it is absent, unless ``condition`` fails)."""
         kwargs: dict[str, Any] = {"TableName": self.name, "Key": serialize(key)}
-        _add_expression_args(kwargs, condition=condition, names=None, values=None)
+        _add_expression_args(kwargs, condition=condition, names=None, values=values)
         with aws_errors(f"item in {self.name}"):
             self.client.delete_item(**kwargs)
 
@@ -208,7 +270,7 @@ class DynamoTable(AwsResource):
 
     def batch_put(self, items: Sequence[Mapping[str, Any]]) -> None:
         """Write ``items`` 25 a call, retrying unprocessed ones."""
-        self._batch_write([{"PutRequest": {"Item": serialize(item)}} for item in items])
+        self._batch_write([{"PutRequest": {"Item": serialize_item(item, self.name)}} for item in items])
 
     def batch_delete(self, keys: Sequence[Mapping[str, Any]]) -> None:
         """Delete the items with ``keys`` 25 a call, retrying unprocessed ones."""
@@ -267,7 +329,7 @@ def transact_put(
     values: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A ``Put`` entry of a transaction."""
-    operation: dict[str, Any] = {"TableName": table, "Item": serialize(item)}
+    operation: dict[str, Any] = {"TableName": table, "Item": serialize_item(item, table)}
     _add_expression_args(operation, condition=condition, names=names, values=values)
     return {"Put": operation}
 

@@ -26,9 +26,8 @@ from mlambda.adapters.dynamodb import (
     transact_put,
     transact_update,
 )
+from mlambda.adapters.paging import PageTokens, listing
 from mlambda.adapters.registry import (
-    decode_token,
-    encode_token,
     history_sk,
     history_time,
     model_pk,
@@ -113,6 +112,7 @@ class DynamoEvaluationStore:
     def __init__(self, table: DynamoTable, registry: DynamoTable) -> None:
         self._table = table
         self._registry = registry
+        self._pages = PageTokens(table)
 
     def _meta_key(self, evaluation_id: str) -> dict[str, str]:
         return {"pk": evaluation_pk(evaluation_id), "sk": META}
@@ -164,7 +164,13 @@ class DynamoEvaluationStore:
         self, model: str, *, status: EvaluationStatus | None, limit: int, token: str | None
     ) -> tuple[list[Evaluation], str | None]:
         """Newest first; a status filter still fills the page up to ``limit``."""
-        start = decode_token(token, field="gsi1pk", expected=model_pk(model))
+        pages = listing("evaluations", model, status)
+        start = self._pages.read(
+            token,
+            pages,
+            equal={"gsi1pk": model_pk(model), "sk": META},
+            prefixed={"pk": evaluation_pk(""), "gsi1sk": ""},
+        )
         found: list[Evaluation] = []
         while True:
             items, start = self._table.query(
@@ -179,7 +185,7 @@ class DynamoEvaluationStore:
             )
             found.extend(_evaluation(item) for item in items)
             if start is None or len(found) >= limit:
-                return found, encode_token(start)
+                return found, self._pages.issue(pages, start)
 
     def cancel(self, evaluation_id: str, *, at: datetime, actor: str, reason: str | None) -> bool:
         """status cancelled, only while open."""
@@ -209,7 +215,8 @@ class DynamoEvaluationStore:
         """A page of the evaluation's items under ``prefix`` in key order, filled up to ``limit``
         when a filter (``only``: expression, its ``:me`` value) leaves some out."""
         pk = evaluation_pk(evaluation_id)
-        start = decode_token(token, field="pk", expected=pk)
+        pages = listing(prefix, evaluation_id, only[1] if only is not None else None)
+        start = self._pages.read(token, pages, equal={"pk": pk}, prefixed={"sk": prefix})
         values: dict[str, Any] = {":pk": pk, ":prefix": prefix}
         if only is not None:
             values[":me"] = only[1]
@@ -225,7 +232,7 @@ class DynamoEvaluationStore:
             )
             found.extend(items)
             if start is None or len(found) >= limit:
-                return found, encode_token(start)
+                return found, self._pages.issue(pages, start)
 
     def rows(
         self, evaluation_id: str, *, limit: int, token: str | None, unjudged_by: str | None

@@ -22,8 +22,9 @@ broken by event id, so replays and reorderings converge). moto never expires TTL
 deletes them up to days late, so every read drops items whose ``expires_at`` has passed.
 
 The ledger (idempotency table, ``id = event#<event_id>``, TTL ``expiration`` as powertools
-uses it) claims event ids with a conditional put and a lease, and marks them completed once
-applied. Aggregates are one ``ADD`` update per entity and batch, not a transaction with the
+uses it) claims event ids with a conditional update and a lease, and marks them completed once
+applied. A claim given back after its event reached the archive keeps the item with an expired
+lease and ``archived = true``, which the next claimer reads back from its own update. Aggregates are one ``ADD`` update per entity and batch, not a transaction with the
 completions: moto's TransactWriteItems deep-copies every table it touches (slow, and not
 thread-safe under concurrent requests), and the local cloud is where most runs happen.
 """
@@ -31,7 +32,6 @@ thread-safe under concurrent requests), and the local cloud is where most runs h
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,16 +39,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from mlambda.adapters.aws import aws_errors
-from mlambda.adapters.dynamodb import (
-    DynamoTable,
-    serialize,
-    serialize_values,
-)
-from mlambda.errors import ConflictError, InvalidInputError, MlambdaError
+from mlambda.adapters.dynamodb import DynamoTable
+from mlambda.adapters.paging import PageTokens, listing
+from mlambda.errors import ConflictError, MlambdaError
 from mlambda.observability import logger
 from mlambda.schemas.events import (
-    NAME,
     AggregateDelta,
     ClaimState,
     EntityFeatures,
@@ -67,7 +62,6 @@ NEWER_WINS = "attribute_not_exists(pk) OR at_us < :us OR (at_us = :us AND event_
 GROUPS_PK = "featuregroups"
 GROUP_RECORD_SECONDS = 300.0
 MAX_GROUP_FEATURES = 500
-GROUP_NAME = re.compile(NAME)
 
 
 def entity_pk(entity_id: str) -> str:
@@ -137,6 +131,7 @@ class DynamoFeatureStore:
     def __init__(self, table: DynamoTable, clock: Callable[[], float] = time.time) -> None:
         self._table = table
         self._clock = clock
+        self._pages = PageTokens(table)
         # group -> (feature names recorded, when): what this instance already told the catalogue.
         self._recorded: dict[str, tuple[frozenset[str], float]] = {}
         self._recorded_lock = threading.Lock()
@@ -191,10 +186,9 @@ class DynamoFeatureStore:
             )
 
     def groups_seen(self, *, limit: int, after: str | None) -> tuple[list[FeatureGroupSummary], str | None]:
-        """Groups by name after ``after`` (a group name: anything else is refused)."""
-        if after is not None and not GROUP_NAME.match(after):
-            raise InvalidInputError("next_token is not a token this API issued", code="invalid_token")
-        start = {"pk": GROUPS_PK, "sk": after} if after else None
+        """Groups by name after ``after``, a page token this listing issued (``mlambda.adapters.paging``)."""
+        pages = listing("feature-groups")
+        start = self._pages.read(after, pages, equal={"pk": GROUPS_PK}, prefixed={"sk": ""})
         items, last = self._table.query("pk = :pk", {":pk": GROUPS_PK}, limit=limit, start_key=start)
         groups = [
             FeatureGroupSummary(
@@ -205,7 +199,7 @@ class DynamoFeatureStore:
             )
             for item in items
         ]
-        return groups, (str(last["sk"]) if last else None)
+        return groups, self._pages.issue(pages, last)
 
     def _write_one(self, write: FeatureWrite) -> int:
         item: dict[str, Any] = {
@@ -357,40 +351,47 @@ class DynamoEventLedger:
     def _claim_one(self, event_id: str, token: str, now: datetime) -> ClaimState:
         key = {"id": f"event#{event_id}"}
         try:
-            self._ledger.put(
-                {
-                    **key,
-                    "status": "in_progress",
-                    "claim": token,
-                    "lease_until": epoch_seconds(now + self._lease),
-                    "expiration": epoch_seconds(now + self._keep),
-                },
+            # An update, not a put: a claim taken over keeps the ``archived`` note of the call
+            # that released it, and the new holder reads it in the item as written.
+            held = self._ledger.update(
+                key,
+                "SET #status = :progress, claim = :token, lease_until = :lease, expiration = :expiration",
                 condition=(
                     "attribute_not_exists(id) OR expiration < :now"
                     " OR (#status = :progress AND lease_until < :now)"
                 ),
                 names={"#status": "status"},
-                values={":now": epoch_seconds(now), ":progress": "in_progress"},
+                values={
+                    ":now": epoch_seconds(now),
+                    ":progress": "in_progress",
+                    ":token": token,
+                    ":lease": epoch_seconds(now + self._lease),
+                    ":expiration": epoch_seconds(now + self._keep),
+                },
             )
         except ConflictError:
-            held = self._ledger.get(key, consistent=True)
+            found = self._ledger.get(key, consistent=True)
             # Absent again: released by a failing call a moment ago; the resend will claim it.
-            return "completed" if held is not None and held.get("status") == "completed" else "in_progress"
-        return "claimed"
+            return "completed" if found is not None and found.get("status") == "completed" else "in_progress"
+        return "archived" if held.get("archived") else "claimed"
 
-    def release(self, event_ids: Sequence[str], *, token: str) -> None:
-        """Conditional deletes: a claim another call took over is left alone."""
-        parallel(lambda event_id: self._release_one(event_id, token), event_ids)
+    def release(self, event_ids: Sequence[str], *, token: str, archived: bool = False) -> None:
+        """Conditional deletes (or, for archived events, an expired lease with a note): a claim
+        another call took over is left alone."""
+        parallel(lambda event_id: self._release_one(event_id, token, archived=archived), event_ids)
 
-    def _release_one(self, event_id: str, token: str) -> None:
+    def _release_one(self, event_id: str, token: str, *, archived: bool) -> None:
+        key = {"id": f"event#{event_id}"}
         try:
-            with aws_errors(f"claim in {self._ledger.name}"):
-                self._ledger.client.delete_item(
-                    TableName=self._ledger.name,
-                    Key=serialize({"id": f"event#{event_id}"}),
-                    ConditionExpression="claim = :token",
-                    ExpressionAttributeValues=serialize_values({":token": token}),
+            if archived:
+                self._ledger.update(
+                    key,
+                    "SET lease_until = :gone, archived = :yes",
+                    condition="claim = :token",
+                    values={":gone": 0, ":yes": True, ":token": token},
                 )
+            else:
+                self._ledger.delete(key, condition="claim = :token", values={":token": token})
         except ConflictError:
             return
         except MlambdaError as exc:

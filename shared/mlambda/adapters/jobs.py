@@ -8,8 +8,6 @@ saw, and the job's counters move in the same write.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from mlambda.adapters.dynamodb import DynamoTable, failed_operations, transact_update
-from mlambda.errors import ConflictError, InvalidInputError, UpstreamError
+from mlambda.adapters.paging import PageTokens, listing
+from mlambda.errors import ConflictError, UpstreamError
 from mlambda.schemas.batch import ChunkRecord, ChunkResult, ChunkStatus, Job
 
 META = "meta"
@@ -48,29 +47,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _encode_token(key: Mapping[str, Any] | None) -> str | None:
-    if not key:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(dict(key), sort_keys=True).encode()).decode()
-
-
-def _decode_token(token: str | None, model: str) -> dict[str, Any] | None:
-    if not token:
-        return None
-    try:
-        key = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, TypeError) as exc:
-        raise InvalidInputError("next_token is not a token this API gave out", code="invalid_token") from exc
-    if not isinstance(key, dict) or key.get("gsi1pk") != f"model#{model}":
-        raise InvalidInputError("next_token belongs to another listing", code="invalid_token")
-    return key
-
-
 class DynamoJobStore:
     """JobStore on the jobs table."""
 
     def __init__(self, table: DynamoTable) -> None:
         self._table = table
+        self._pages = PageTokens(table)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -96,15 +78,22 @@ class DynamoJobStore:
 
     def list_by_model(self, model: str, *, limit: int, after: str | None) -> tuple[list[Job], str | None]:
         """A page of the model's jobs, newest first."""
+        pages = listing("jobs", model)
+        start = self._pages.read(
+            after,
+            pages,
+            equal={"gsi1pk": f"model#{model}", "sk": META},
+            prefixed={"pk": job_pk(""), "gsi1sk": ""},
+        )
         items, last = self._table.query(
             "gsi1pk = :p",
             {":p": f"model#{model}"},
             index=INDEX,
             forward=False,
             limit=limit,
-            start_key=_decode_token(after, model),
+            start_key=start,
         )
-        return [Job.model_validate(_strip(item)) for item in items], _encode_token(last)
+        return [Job.model_validate(_strip(item)) for item in items], self._pages.issue(pages, last)
 
     def update(
         self, job_id: str, fields: Mapping[str, Any], *, when_status: Iterable[str] | None = None

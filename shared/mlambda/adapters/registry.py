@@ -16,8 +16,6 @@ READY or FAILED. The endpoint item carries a ``revision``: a write names the rev
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import random
 import re
@@ -35,6 +33,7 @@ from mlambda.adapters.dynamodb import (
     transact_update,
 )
 from mlambda.adapters.messaging import Queue
+from mlambda.adapters.paging import PageTokens, listing
 from mlambda.adapters.s3 import ObjectStore
 from mlambda.errors import ConflictError, InvalidInputError, MlambdaError, NotFoundError
 from mlambda.observability import logger
@@ -120,32 +119,6 @@ def record_from_item(item: Mapping[str, Any]) -> ModelVersion | PendingVersion:
     return PendingVersion.model_validate_json(item[VERSION_BODY])
 
 
-def encode_token(key: Mapping[str, Any] | None) -> str | None:
-    """An opaque page token for DynamoDB's LastEvaluatedKey."""
-    if key is None:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(dict(key), sort_keys=True).encode()).decode().rstrip("=")
-
-
-def decode_token(token: str | None, *, field: str, expected: str) -> dict[str, Any] | None:
-    """The LastEvaluatedKey in ``token``; InvalidInputError unless it belongs to this listing."""
-    if not token:
-        return None
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInputError("next_token is not a token this API issued", code="invalid_token") from exc
-    valid = (
-        isinstance(key, dict)
-        and key.get(field) == expected
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in key.items())
-    )
-    if not valid:
-        raise InvalidInputError("next_token belongs to another listing", code="invalid_token")
-    return dict(key)
-
-
 class DynamoModelCatalog:
     """ModelCatalog on the registry table: what predict, batch and monitor read."""
 
@@ -203,6 +176,10 @@ class DynamoModelCatalog:
 class DynamoRegistryStore(DynamoModelCatalog):
     """RegistryStore on the registry table."""
 
+    def __init__(self, table: DynamoTable) -> None:
+        super().__init__(table)
+        self._pages = PageTokens(table)
+
     def _history(self, entry: HistoryEntry) -> dict[str, Any]:
         item = {"pk": model_pk(entry.model), "sk": history_sk(entry), **entry.model_dump(mode="json")}
         return transact_put(self._table.name, item, condition="attribute_not_exists(pk)")
@@ -247,7 +224,13 @@ class DynamoRegistryStore(DynamoModelCatalog):
         stage: str | None = None,
     ) -> tuple[list[ModelDetails], str | None]:
         """One page of models by name; filters apply server-side, pages are filled up to ``limit``."""
-        start = decode_token(token, field="gsi1pk", expected=MODELS_PARTITION)
+        pages = listing("models", owner, tag, name, stage)
+        start = self._pages.read(
+            token,
+            pages,
+            equal={"gsi1pk": MODELS_PARTITION, "sk": META},
+            prefixed={"pk": model_pk(""), "gsi1sk": ""},
+        )
         filters: list[str] = []
         names: dict[str, str] = {}
         values: dict[str, Any] = {":p": MODELS_PARTITION}
@@ -279,7 +262,7 @@ class DynamoRegistryStore(DynamoModelCatalog):
             )
             models.extend(ModelDetails.model_validate(item) for item in items)
             if start is None or len(models) >= limit:
-                return models, encode_token(start)
+                return models, self._pages.issue(pages, start)
 
     def update_model(self, model: RegisteredModel, entry: HistoryEntry) -> None:
         """Replace description, owner and tags; NotFoundError when the model is gone."""
@@ -393,7 +376,8 @@ class DynamoRegistryStore(DynamoModelCatalog):
         self, name: str, *, limit: int, token: str | None
     ) -> tuple[list[ModelVersion | PendingVersion], str | None]:
         """One page of versions, newest first."""
-        start = decode_token(token, field="pk", expected=model_pk(name))
+        pages = listing("versions", name)
+        start = self._pages.read(token, pages, equal={"pk": model_pk(name)}, prefixed={"sk": VERSION_PREFIX})
         items, last = self._table.query(
             "pk = :pk AND begins_with(sk, :v)",
             {":pk": model_pk(name), ":v": VERSION_PREFIX},
@@ -401,7 +385,7 @@ class DynamoRegistryStore(DynamoModelCatalog):
             limit=limit,
             start_key=start,
         )
-        return [record_from_item(item) for item in items], encode_token(last)
+        return [record_from_item(item) for item in items], self._pages.issue(pages, last)
 
     # ------------------------------------------------------------------ aliases
 
@@ -558,7 +542,8 @@ class DynamoRegistryStore(DynamoModelCatalog):
     ) -> tuple[list[HistoryEntry], str | None]:
         """One page of history, newest first; with ``alias``, only that alias's moves."""
         pk = model_pk(name)
-        start = decode_token(token, field="pk", expected=pk)
+        pages = listing("history", name, alias)
+        start = self._pages.read(token, pages, equal={"pk": pk}, prefixed={"sk": HISTORY_PREFIX})
         names: dict[str, str] | None = None
         values: dict[str, Any] = {":pk": pk, ":h": HISTORY_PREFIX}
         filter_expression = None
@@ -579,7 +564,7 @@ class DynamoRegistryStore(DynamoModelCatalog):
             )
             entries.extend(HistoryEntry.model_validate(item) for item in items)
             if start is None or len(entries) >= limit:
-                return entries, encode_token(start)
+                return entries, self._pages.issue(pages, start)
 
     def alias_entry_at(self, name: str, alias: str, at: datetime) -> HistoryEntry | None:
         """The last move/rollback/removal of ``alias`` at or before ``at``: walks history backwards from ``at``."""

@@ -97,11 +97,21 @@ class ObjectStore(AwsResource):
                 for entry in page.get("Contents", []):
                     yield str(entry["Key"])
 
-    def presigned_put(self, key: str, *, expires_in: int = 900, content_type: str | None = None) -> str:
-        """A URL that lets its holder PUT ``key`` for ``expires_in`` seconds."""
+    def presigned_put(
+        self,
+        key: str,
+        *,
+        expires_in: int = 900,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """A URL that lets its holder PUT ``key`` for ``expires_in`` seconds (with ``metadata``: see
+        ``signed_headers`` for the headers the PUT must then carry)."""
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if content_type:
             params["ContentType"] = content_type
+        if metadata:
+            params["Metadata"] = dict(metadata)
         with aws_errors(self._what(key)):
             return str(self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in))
 

@@ -46,6 +46,10 @@ T = TypeVar("T")
 
 PARQUET_MAGIC = b"PAR1"
 READ_BATCH_ROWS = 1 << 20
+CSV_BATCH_ROWS = 8192
+"""Rows per batch of arrow-rs's CSV reader, which allocates a whole batch's buffers up front: with
+a million rows a batch, a 100,000-row chunk (18 MB) peaked at 370 MB more and parsed in 0.65 s of
+CPU; with 8,192 it takes 25 MB more and 0.12 s (measured; the batches are combined per column)."""
 INT64_RANGE = (-(2**63), 2**63 - 1)
 
 
@@ -280,7 +284,7 @@ def read_csv_columns(data: bytes, names: Sequence[str], kinds: Mapping[str, CsvK
     schema = Schema(fields)
     return Table(
         _guarded(
-            lambda: read_csv(data, schema, has_header=False, batch_size=READ_BATCH_ROWS).read_all(), "CSV"
+            lambda: read_csv(data, schema, has_header=False, batch_size=CSV_BATCH_ROWS).read_all(), "CSV"
         )
     )
 
@@ -289,9 +293,7 @@ def read_csv_table(data: bytes) -> Table:
     """A CSV file with a header, column types inferred from every row (numbers, booleans, text)."""
     schema = _guarded(lambda: infer_csv_schema(data, has_header=True), "CSV")
     return Table(
-        _guarded(
-            lambda: read_csv(data, schema, has_header=True, batch_size=READ_BATCH_ROWS).read_all(), "CSV"
-        )
+        _guarded(lambda: read_csv(data, schema, has_header=True, batch_size=CSV_BATCH_ROWS).read_all(), "CSV")
     )
 
 

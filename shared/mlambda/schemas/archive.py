@@ -89,17 +89,19 @@ def object_key(prefix: str, ids: Iterable[str]) -> str:
     return f"{prefix}part-{digest}.parquet"
 
 
-def pack(records: Sequence[bytes], budget: int = MESSAGE_BUDGET) -> list[str]:
-    """Serialised envelopes as JSON-list message bodies, each under ``budget`` bytes."""
-    bodies: list[str] = []
+def pack(records: Sequence[bytes], budget: int = MESSAGE_BUDGET) -> list[tuple[range, str]]:
+    """Serialised envelopes as JSON-list message bodies, each under ``budget`` bytes, with the
+    positions of the records each holds (so a sender knows which records a failed send left out)."""
+    bodies: list[tuple[range, str]] = []
     current: list[bytes] = []
+    start = 0
     size = 2
-    for record in records:
+    for index, record in enumerate(records):
         if current and size + len(record) + 1 > budget:
-            bodies.append((b"[" + b",".join(current) + b"]").decode())
-            current, size = [], 2
+            bodies.append((range(start, index), (b"[" + b",".join(current) + b"]").decode()))
+            current, start, size = [], index, 2
         current.append(record)
         size += len(record) + 1
     if current:
-        bodies.append((b"[" + b",".join(current) + b"]").decode())
+        bodies.append((range(start, len(records)), (b"[" + b",".join(current) + b"]").decode()))
     return bodies

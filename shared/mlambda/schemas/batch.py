@@ -22,9 +22,10 @@ import hashlib
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mlambda.schemas.registry import ALIAS_PATTERN, PRODUCTION
+from mlambda.schemas.bounds import Name
+from mlambda.schemas.registry import ALIAS_PATTERN, MODEL_NAME_PATTERN, PRODUCTION
 
 JobStatus = Literal["planning", "running", "completed", "failed"]
 ChunkStatus = Literal["pending", "done", "failed"]
@@ -200,7 +201,7 @@ class SubmitJobRequest(BaseModel):
     )
     alias: str = Field(PRODUCTION, pattern=ALIAS_PATTERN + r"|^v?\d+$", description="alias or version ref")
     chunk_rows: int | None = Field(None, ge=MIN_CHUNK_ROWS, le=MAX_CHUNK_ROWS)
-    passthrough: list[str] | None = Field(
+    passthrough: list[Name] | None = Field(
         None, max_length=100, description="columns copied to the output; default: every non-feature column"
     )
     explain: bool = Field(
@@ -209,6 +210,46 @@ class SubmitJobRequest(BaseModel):
         "explain_<feature> per feature, explain_baseline, explain_value and, for classifiers, "
         "explain_class. Needs an exact explainer (linear or TreeSHAP); refused for kernel_shap ones",
     )
+
+
+UPLOAD_EXPIRES_SECONDS = 900
+
+
+class BatchUploadRequest(BaseModel):
+    """Body of ``POST /jobs/uploads``: where to PUT a file to score, and the job options it carries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="the model that scores the file")
+    filename: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="the file's name: *.csv or *.parquet"
+    )
+    alias: str = Field(PRODUCTION, pattern=ALIAS_PATTERN + r"|^v?\d+$", description="alias or version ref")
+    chunk_rows: int | None = Field(None, ge=MIN_CHUNK_ROWS, le=MAX_CHUNK_ROWS)
+    passthrough: list[str] | None = Field(
+        None, max_length=100, description="columns copied to the output; default: every non-feature column"
+    )
+    explain: bool = Field(False, description="add each row's attributions (see POST /jobs)")
+
+    @field_validator("passthrough")
+    @classmethod
+    def _columns(cls, value: list[str] | None) -> list[str] | None:
+        # The names travel as one S3 metadata value (2 KB for all of them): short, no commas.
+        for name in value or []:
+            if not 1 <= len(name) <= 128 or "," in name or not name.isprintable():
+                raise ValueError("passthrough columns are 1-128 printable characters, without commas")
+        return value
+
+
+class BatchUploadTicket(BaseModel):
+    """Where to PUT the file (``headers`` with it), and the key its job will name as input."""
+
+    key: str
+    url: str
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str] = Field(default_factory=dict, description="send these with the PUT")
+    expires_in: int
+    expires_at: datetime
 
 
 class ManifestPart(BaseModel):

@@ -33,12 +33,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mlambda.schemas.bounds import Name, Scalar, dynamo_size
+
 EVALUATION_ID_PATTERN = r"^[0-9a-f]{20}$"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{8,128}$"
 MAX_EVALUATION_ROWS = 500
 """Rows one evaluation holds at most: what a few people can judge, and what one request scores and explains."""
 DEFAULT_EVALUATION_ROWS = 100
 MAX_INLINE_ROWS = MAX_EVALUATION_ROWS
+MAX_INLINE_ROW_FIELDS = 2000 + 20
+"""An inline row's fields at most: the features a model takes, and a few context columns."""
+MAX_INLINE_ROW_BYTES = 64 * 1024
+"""An inline row's size at most: it is stored with its prediction and explanation in one DynamoDB item."""
 MAX_COMMENT_CHARS = 2000
 MAX_INSTRUCTIONS_CHARS = 4000
 MAX_CONTEXT_COLUMNS = 20
@@ -85,7 +91,23 @@ class RowsSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["rows"]
-    rows: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_INLINE_ROWS)
+    rows: list[Annotated[dict[Name, Scalar], Field(max_length=MAX_INLINE_ROW_FIELDS)]] = Field(
+        min_length=1,
+        max_length=MAX_INLINE_ROWS,
+        description=f"each row {{field: value}}, at most {MAX_INLINE_ROW_FIELDS} fields "
+        f"and {MAX_INLINE_ROW_BYTES // 1024} KB",
+    )
+
+    @field_validator("rows")
+    @classmethod
+    def _row_sizes(cls, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for index, row in enumerate(rows):
+            size = dynamo_size(row)
+            if size > MAX_INLINE_ROW_BYTES:
+                raise ValueError(
+                    f"row {index} takes {size:,} bytes, over the limit of {MAX_INLINE_ROW_BYTES:,}"
+                )
+        return rows
 
 
 class TrafficSource(BaseModel):
@@ -119,7 +141,9 @@ class CreateEvaluationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(
-        ge=1, description="the version that scores the rows (any READY one, promoted or not)"
+        ge=1,
+        le=9_999_999_999,
+        description="the version that scores the rows (any READY one, promoted or not)",
     )
     source: EvaluationSource
     rows: int = Field(

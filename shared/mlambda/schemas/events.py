@@ -17,28 +17,39 @@ used through ``validate_event``, which returns either the event or the reason it
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from mlambda.schemas.bounds import (
+    SCALAR_JSON_SCHEMA,
+    Name,
+    Scalar,
+    StorableFloat,
+    bounded_number,
+    dynamo_size,
+    scalar,
 )
 
 EventType = Literal["feature_update", "interaction", "label"]
 InteractionKind = Literal["click", "view", "render", "opt_in", "opt_out"]
 ITEM_KINDS: frozenset[str] = frozenset({"click", "view", "render"})
 CONSENT_KINDS: frozenset[str] = frozenset({"opt_in", "opt_out"})
-Scalar = str | int | float | bool | None
-
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,255}$"
 NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 EventId = Annotated[
@@ -58,8 +69,22 @@ def _is_name(name: str) -> bool:
     return re.fullmatch(NAME, name) is not None
 
 
+MAX_INCREMENT = 1e15
+"""Largest increment of a running sum: far inside DynamoDB's numbers however many are added."""
+MAX_ITEM_BYTES = 64 * 1024
+"""An item's metadata at most (DynamoDB holds 400 KB an item; predictions carry these attributes)."""
+MAX_LIST_VALUES = 100
+
+Increment = Annotated[StorableFloat, AfterValidator(bounded_number(MAX_INCREMENT))]
+
+
 class FeatureUpdate(BaseModel):
-    """Latest values of one feature group, with an optional lifetime and running-sum increments."""
+    """Latest values of one feature group, with an optional lifetime and running-sum increments.
+
+    Values are what the stores and predict can hold: strings up to 1024 characters, 64-bit
+    ints (predict turns them into arrays), finite floats DynamoDB stores; increments at most
+    ``MAX_INCREMENT`` in magnitude. A value out of bounds rejects its event alone, naming it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,14 +93,14 @@ class FeatureUpdate(BaseModel):
     ttl_seconds: int | None = Field(
         None, ge=60, le=366 * 24 * 3600, description="values expire this long after the event"
     )
-    add: dict[str, float] = Field(
+    add: dict[str, Increment] = Field(
         default_factory=dict, max_length=50, description="increments of the entity's sum_<name> aggregates"
     )
 
     @field_validator("values", "add")
     @classmethod
     def _names(cls, mapping: dict[str, Any]) -> dict[str, Any]:
-        bad = [name for name in mapping if not _is_name(name)]
+        bad = [name[:80] for name in mapping if not _is_name(name)]
         if bad:
             raise ValueError(f"feature names must match {NAME}: {bad[:5]}")
         return mapping
@@ -85,11 +110,6 @@ class FeatureUpdate(BaseModel):
     def _not_empty(cls, values: dict[str, Scalar]) -> dict[str, Scalar]:
         if not values:
             raise ValueError("at least one value")
-        for name, value in values.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{name}: NaN and infinity are not storable")
-            if isinstance(value, str) and len(value) > 1024:
-                raise ValueError(f"{name}: strings are capped at 1024 characters")
         return values
 
 
@@ -116,8 +136,15 @@ class Label(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     request_id: RequestId
-    value: str | int | float | bool
+    value: Scalar = Field(description="a label or a value: a string, a 64-bit int, a finite float, a boolean")
     row: int = Field(0, ge=0, le=100_000)
+
+    @field_validator("value")
+    @classmethod
+    def _given(cls, value: Scalar) -> Scalar:
+        if value is None:
+            raise ValueError("a label needs a value")
+        return value
 
 
 class _EventBase(BaseModel):
@@ -205,19 +232,58 @@ class IngestResponse(BaseModel):
     results: list[EventResult]
 
 
+def _attribute(value: Any) -> Scalar | list[Scalar]:
+    """An item attribute: a scalar, or a list of at most ``MAX_LIST_VALUES`` of them."""
+    if isinstance(value, list):
+        if len(value) > MAX_LIST_VALUES:
+            raise PydanticCustomError(
+                "too_long",
+                "a list of {length} values, over the limit of {limit}",
+                {"length": len(value), "limit": MAX_LIST_VALUES},
+            )
+        return [scalar(item) for item in value]
+    return scalar(value)
+
+
+Attribute = Annotated[
+    Scalar | list[Scalar],
+    PlainValidator(_attribute),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                SCALAR_JSON_SCHEMA,
+                {"type": "array", "items": SCALAR_JSON_SCHEMA, "maxItems": MAX_LIST_VALUES},
+            ]
+        }
+    ),
+]
+
+
 class ItemRecord(BaseModel):
     """An item's metadata (the metadata store), as a metadata source's webhook sends it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     item_id: ItemId
-    attributes: dict[str, Scalar | list[Scalar]] = Field(max_length=100)
+    attributes: dict[Name, Attribute] = Field(
+        max_length=100,
+        description=f"at most 100, each a value or a list of up to {MAX_LIST_VALUES}; "
+        f"{MAX_ITEM_BYTES // 1024} KB in all",
+    )
     updated_at: datetime = Field(description="the source's change time; an older change never wins")
 
     @field_validator("updated_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         return _utc(value)
+
+    @field_validator("attributes")
+    @classmethod
+    def _size(cls, attributes: dict[str, Any]) -> dict[str, Any]:
+        size = dynamo_size(attributes)
+        if size > MAX_ITEM_BYTES:
+            raise ValueError(f"the attributes take {size:,} bytes, over the limit of {MAX_ITEM_BYTES:,}")
+        return attributes
 
 
 class ItemsRequest(BaseModel):
@@ -329,7 +395,10 @@ class AggregateDelta:
     last_seen: datetime | None = None
 
 
-ClaimState = Literal["claimed", "completed", "in_progress"]
+ClaimState = Literal["claimed", "archived", "completed", "in_progress"]
+"""What claiming an event id gave: ``claimed`` (this call applies it), ``archived`` (this call
+applies it, and an earlier call that failed afterwards archived it already), ``completed`` (a
+duplicate) or ``in_progress`` (another call holds it)."""
 
 
 def event_body(

@@ -32,12 +32,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from mlambda.errors import UnprocessableError
+from mlambda.schemas.bounds import Int64
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class ExplainOptions(BaseModel):
@@ -48,7 +52,7 @@ class ExplainOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    class_label: int | str | None = Field(
+    class_label: Int64 | str | None = Field(
         None,
         alias="class",
         description="classifiers: the class whose output is explained (default: the predicted class)",
@@ -72,6 +76,12 @@ DEFAULT_EXPLAIN = ExplainOptions()
 """What ``explain: true`` means: the predicted class, on the exact method's scale."""
 
 
+MAX_ROWS = 10_000
+"""Rows any request format may carry (the schema's bound; the function's ``MAX_INSTANCES`` is lower: 413)."""
+MAX_COLUMNS = 10_000
+"""Columns (features and row fields) a request may name."""
+Row = Annotated[dict[str, Any], Field(max_length=MAX_COLUMNS)]
+Values = Annotated[list[Any], Field(max_length=MAX_COLUMNS)]
 ROW_FIELDS = ("instances", "dataframe_split", "dataframe_records", "inputs")
 """The request fields that carry rows (``features`` carries one entity's row)."""
 MLFLOW_FORMATS = frozenset({"dataframe_split", "dataframe_records", "inputs", "instances_tensor"})
@@ -83,9 +93,15 @@ class DataframeSplit(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    columns: list[str] = Field(min_length=1, max_length=10_000, description="feature names, in data's order")
-    data: list[Any] = Field(min_length=1, description="rows, each a list of one value per column")
-    index: list[Any] | None = Field(None, description="pandas' row index: accepted, not used")
+    columns: list[Annotated[str, Field(max_length=256)]] = Field(
+        min_length=1, max_length=MAX_COLUMNS, description="feature names, in data's order"
+    )
+    data: list[Any] = Field(
+        min_length=1, max_length=MAX_ROWS, description="rows, each a list of one value per column"
+    )
+    index: list[Any] | None = Field(
+        None, max_length=MAX_ROWS, description="pandas' row index: accepted, not used"
+    )
 
     @model_validator(mode="after")
     def _rectangular(self) -> DataframeSplit:
@@ -104,15 +120,16 @@ class RequestTable:
     """A request's rows as the client sent them, before any model is known.
 
     ``field`` is the request field they came in (error messages name it). Either ``records``
-    (one mapping per row) or ``values`` (one sequence per row) is set; ``names`` are the
-    columns of ``values``, or None when the rows are in the model's feature order.
+    (one mapping per row) or ``values`` (one sequence per row, or a numeric ``[rows, columns]``
+    array decoded from tensors) is set; ``names`` are the columns of ``values``, or None when
+    the rows are in the model's feature order.
     """
 
     field: str
     format: str
     records: list[dict[str, Any]] | None = None
     names: list[str] | None = None
-    values: Sequence[Sequence[Any]] | None = None
+    values: Sequence[Sequence[Any]] | np.ndarray | None = None
     name_fields: list[str] | None = None
     """Where each of ``names`` came from (``dataframe_split.columns[2]``, ``inputs[1].name``), for errors."""
     tensor_name: str | None = None
@@ -123,15 +140,28 @@ class RequestTable:
     """Every value is already known to be an int or a float (tensors validated against their datatype)."""
 
     def __len__(self) -> int:
-        return len(self.records if self.records is not None else self.values or ())
+        if self.records is not None:
+            return len(self.records)
+        return 0 if self.values is None else len(self.values)
+
+    def value_rows(self) -> Sequence[Sequence[Any]]:
+        """``values`` as rows of Python values (an array's one ``tolist()``; numpy is not imported here)."""
+        if self.values is None:
+            return []
+        tolist = getattr(self.values, "tolist", None)
+        if tolist is not None:
+            listed: Sequence[Sequence[Any]] = tolist()
+            return listed
+        return self.values  # type: ignore[return-value]  # not an array: the rows themselves
 
     def as_records(self, feature_names: Sequence[str]) -> list[dict[str, Any]]:
         """One mapping per row (positional rows named after ``feature_names``)."""
         if self.records is not None:
             return self.records
         names = self.names if self.names is not None else list(feature_names)
+        rows = self.value_rows()
         if self.names is None:
-            for index, values in enumerate(self.values or ()):
+            for index, values in enumerate(rows):
                 if len(values) != len(names):
                     raise UnprocessableError(
                         f"{self.field}[{index}] has {len(values)} values; the model takes {len(names)} "
@@ -139,7 +169,7 @@ class RequestTable:
                         code="invalid_features",
                         details=[{"row": index, "field": self.field, "message": "wrong number of values"}],
                     )
-        return [dict(zip(names, values, strict=True)) for values in self.values or ()]
+        return [dict(zip(names, values, strict=True)) for values in rows]
 
 
 class PredictRequest(BaseModel):
@@ -147,21 +177,27 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    instances: list[dict[str, Any] | list[Any]] | None = Field(
+    instances: list[Row | Values] | None = Field(
         None,
         min_length=1,
+        max_length=MAX_ROWS,
         description="rows to score: each {feature: value}, or each a list of values in the model's feature "
         "order; capped by MAX_INSTANCES (413)",
     )
     dataframe_split: DataframeSplit | None = Field(
         None, description="MLflow's columnar format: {columns, data}; answered in MLflow's shape"
     )
-    dataframe_records: list[dict[str, Any]] | None = Field(
+    dataframe_records: list[Row] | None = Field(
         None,
         min_length=1,
+        max_length=MAX_ROWS,
         description="MLflow's records format: [{column: value}]; answered in MLflow's shape",
     )
-    inputs: dict[str, list[Any]] | list[list[Any]] | None = Field(
+    inputs: (
+        Annotated[dict[str, Annotated[list[Any], Field(max_length=MAX_ROWS)]], Field(max_length=MAX_COLUMNS)]
+        | Annotated[list[Values], Field(max_length=MAX_ROWS)]
+        | None
+    ) = Field(
         None,
         description="MLflow's tensor input: {feature: [values]} (columns) or rows of values in the model's "
         "feature order; answered in MLflow's shape",
@@ -169,7 +205,7 @@ class PredictRequest(BaseModel):
     entity_id: str | None = Field(
         None, min_length=1, max_length=256, description="the entity whose online features fill the gaps"
     )
-    features: dict[str, Any] | None = Field(
+    features: Row | None = Field(
         None, description="one row for ``entity_id``, merged over its online features (request values win)"
     )
     variant: str | None = Field(

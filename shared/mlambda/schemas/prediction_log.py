@@ -53,6 +53,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlambda.schemas.archive import PREDICTION_TYPE, ArchiveEnvelope
@@ -78,6 +79,7 @@ class ScoredBy(BaseModel):
 
 
 ENCODED_DTYPES = {"float32": "<f4", "float64": "<f8", "int64": "<i8", "int32": "<i4"}
+_DTYPE_NAMES = {np.dtype(code): name for name, code in ENCODED_DTYPES.items()}
 
 
 class EncodedArray(BaseModel):
@@ -100,12 +102,17 @@ class EncodedArray(BaseModel):
 
     @classmethod
     def of(cls, array: np.ndarray) -> dict[str, Any]:
-        """The JSON form of ``array`` (what the writer emits; orjson writes the dict)."""
-        little = np.ascontiguousarray(array, dtype=ENCODED_DTYPES[array.dtype.name])
+        """The JSON form of ``array`` (what the writer emits; orjson writes the dict).
+
+        The base64 text goes in as an ``orjson.Fragment`` straight from the array's buffer: no
+        copy to bytes, to str and back (a 1,000 x 20 block is 107 KB of it, on every columnar request).
+        """
+        name = _DTYPE_NAMES.get(array.dtype) or array.dtype.name  # .name is a Python property
+        little = np.ascontiguousarray(array, dtype=ENCODED_DTYPES[name])
         return {
-            "dtype": array.dtype.name,
+            "dtype": name,
             "shape": list(array.shape),
-            "base64": base64.b64encode(little.tobytes()).decode(),
+            "base64": orjson.Fragment(b'"' + base64.b64encode(little.data) + b'"'),
         }
 
     def array(self) -> np.ndarray:

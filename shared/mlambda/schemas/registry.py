@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from mlambda.schemas.bounds import FiniteFloat, Int64, JsonObject, Name
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -31,6 +33,10 @@ STAGING = "staging"
 
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN, description="lower-case, digits, '-' and '_'")]
 AliasName = Annotated[str, Field(pattern=ALIAS_PATTERN)]
+MAX_VERSION: Final = 9_999_999_999
+"""Version numbers fit the zero-padded sort key (``version#%010d``)."""
+VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION)]
+Decision = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 TensorType = Literal["float32", "float64", "int64", "int32", "string", "bool"]
 FeatureType = Literal["float", "int", "string", "bool"]
 Task = Literal["classification", "regression"]
@@ -250,7 +256,7 @@ class Alias(BaseModel):
     updated_by: str
 
 
-VERSION_REF = re.compile(r"^v?(\d+)$")
+VERSION_REF = re.compile(r"^v?(\d{1,10})$")
 
 
 def parse_version_ref(ref: str) -> int | None:
@@ -292,9 +298,11 @@ class ExcludeRecentlySeen(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    item_field: str = Field(description="the instance field holding the item id")
+    item_field: Name = Field(description="the instance field holding the item id")
     hours: float = Field(gt=0, le=24 * 30)
-    interactions: list[Interaction] = Field(default_factory=lambda: list(SEEN_INTERACTIONS))
+    interactions: list[Interaction] = Field(
+        default_factory=lambda: list(SEEN_INTERACTIONS), min_length=1, max_length=3
+    )
 
 
 class Threshold(BaseModel):
@@ -302,8 +310,8 @@ class Threshold(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_score: float
-    decision: str = Field(min_length=1, max_length=64)
+    min_score: FiniteFloat
+    decision: Decision
 
 
 class DecisionRule(BaseModel):
@@ -311,9 +319,11 @@ class DecisionRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    score_of_class: int | str | None = Field(None, description="classifiers: whose probability is the score")
+    score_of_class: Int64 | Name | None = Field(
+        None, description="classifiers: whose probability is the score"
+    )
     thresholds: list[Threshold] = Field(min_length=1, max_length=20)
-    default: str = Field("none", description="decision below every threshold")
+    default: Decision = Field("none", description="decision below every threshold")
 
     @field_validator("thresholds")
     @classmethod
@@ -329,7 +339,9 @@ class Fallback(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    response: dict[str, Any] = Field(description="returned as each instance's prediction")
+    response: JsonObject = Field(
+        description="returned as each instance's prediction: JSON, at most 10 levels deep and 64 KB"
+    )
     timeout_ms: int = Field(1000, ge=1, le=30_000)
 
 
@@ -341,7 +353,7 @@ class EnrichItems(BaseModel):
     item_field: str = Field(
         min_length=1, max_length=128, description="the instance field holding the item id"
     )
-    attributes: list[str] = Field(
+    attributes: list[Name] = Field(
         default_factory=list, max_length=50, description="attributes to return; empty: all of them"
     )
 
@@ -382,7 +394,10 @@ class EndpointConfig(BaseModel):
     variants: list[Variant] = Field(min_length=1, max_length=10)
     shadow: Shadow | None = None
     sticky_key: str | None = Field(
-        None, description="request field whose value pins a caller to a variant (e.g. 'entity_id', 'user_id')"
+        None,
+        min_length=1,
+        max_length=64,
+        description="request field whose value pins a caller to a variant (e.g. 'entity_id', 'user_id')",
     )
     cache: CachePolicy = Field(default_factory=CachePolicy)
     rules: ServingRules = Field(default_factory=ServingRules)

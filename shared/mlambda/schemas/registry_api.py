@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlambda.schemas.bounds import FiniteFloat, JsonObject, Name, Scalar
 from mlambda.schemas.registry import (
     CachePolicy,
     FeatureType,
@@ -21,6 +22,7 @@ from mlambda.schemas.registry import (
     ServingRules,
     Shadow,
     Variant,
+    VersionNumber,
     VersionRecord,
     check_variants,
 )
@@ -31,8 +33,11 @@ MAX_TAGS = 50
 MAX_SMOKE_INPUTS = 20
 MAX_FEATURES = 2000
 MAX_PAGE = 100
+MAX_METRICS = 100
 
 Tags = dict[str, str]
+"""Checked by ``_check_tags``: at most ``MAX_TAGS``, keys matching ``TAG_KEY_PATTERN``, values 256 characters."""
+SmokeInput = Annotated[dict[Name, Scalar], Field(max_length=MAX_FEATURES)]
 
 
 def _check_tags(tags: Tags | None) -> None:
@@ -151,26 +156,26 @@ class RegisterVersionRequest(BaseModel):
     reference_key: str | None = Field(
         None, max_length=512, description="upload key of a Parquet/CSV reference sample"
     )
-    feature_names: list[str] | None = Field(
+    feature_names: list[Name] | None = Field(
         None, min_length=1, max_length=MAX_FEATURES, description="columns of a single-tensor model, in order"
     )
     feature_types: list[FeatureType] | None = Field(
-        None, description="types of ``feature_names`` (default: from the input tensor's type)"
-    )
-    target: str | None = Field(
         None,
-        min_length=1,
-        max_length=128,
+        max_length=MAX_FEATURES,
+        description="types of ``feature_names`` (default: from the input tensor's type)",
+    )
+    target: Name | None = Field(
+        None,
         description="the reference sample's column holding the true label (value): the quality baseline",
     )
-    exclude: list[str] | None = Field(
+    exclude: list[Name] | None = Field(
         None,
         max_length=MAX_FEATURES,
         description="reference columns that are neither features nor target (ids, timestamps)",
     )
-    smoke_inputs: list[dict[str, Any]] | None = Field(None, min_length=1, max_length=MAX_SMOKE_INPUTS)
-    metrics: dict[str, float] = Field(default_factory=dict)
-    params: dict[str, Any] = Field(default_factory=dict)
+    smoke_inputs: list[SmokeInput] | None = Field(None, min_length=1, max_length=MAX_SMOKE_INPUTS)
+    metrics: dict[Name, FiniteFloat] = Field(default_factory=dict, max_length=MAX_METRICS)
+    params: JsonObject = Field(default_factory=dict, description="JSON, at most 10 levels deep and 64 KB")
     training_data_uri: str | None = Field(None, max_length=1024)
     training_data_version: str | None = Field(None, max_length=256)
     source_code_version: str | None = Field(None, max_length=256)
@@ -181,17 +186,12 @@ class RegisterVersionRequest(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> RegisterVersionRequest:
         _check_tags(self.tags)
-        if self.feature_names is not None:
-            if any(not name or len(name) > 128 for name in self.feature_names):
-                raise ValueError("feature names must be 1-128 characters")
-            if len(set(self.feature_names)) != len(self.feature_names):
-                raise ValueError("feature names must be unique")
+        if self.feature_names is not None and len(set(self.feature_names)) != len(self.feature_names):
+            raise ValueError("feature names must be unique")
         roles = [self.target] if self.target is not None else []
         roles += self.exclude or []
         if roles and self.reference_key is None:
             raise ValueError("target and exclude name columns of the reference sample: give reference_key")
-        if self.exclude is not None and any(not name or len(name) > 128 for name in self.exclude):
-            raise ValueError("excluded column names must be 1-128 characters")
         if self.target is not None and self.target in (self.exclude or []):
             raise ValueError(f"column {self.target!r} cannot be both the target and excluded")
         clash = sorted(set(roles) & set(self.feature_names or []))
@@ -219,11 +219,11 @@ class MoveAliasRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: VersionNumber
     force: bool = Field(False, description="skip a failing production gate (needs a reason)")
     reason: str | None = Field(None, min_length=1, max_length=1000)
-    expected_version: int | None = Field(
-        None, ge=1, description="move only if the alias still points here (optimistic concurrency)"
+    expected_version: VersionNumber | None = Field(
+        None, description="move only if the alias still points here (optimistic concurrency)"
     )
 
     @model_validator(mode="after")
@@ -301,10 +301,10 @@ class EndpointPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     variants: list[Variant] | None = Field(None, min_length=1, max_length=10)
-    shadow: dict[str, Any] | None = None
+    shadow: JsonObject | None = None
     sticky_key: str | None = Field(None, min_length=1, max_length=64)
-    cache: dict[str, Any] | None = None
-    rules: dict[str, Any] | None = None
+    cache: JsonObject | None = None
+    rules: JsonObject | None = None
 
     def merge_patch(self) -> dict[str, Any]:
         """Only the fields the caller sent, ``null`` kept (it means "remove")."""

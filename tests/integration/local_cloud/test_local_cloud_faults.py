@@ -105,7 +105,7 @@ def test_local_up_with_an_unreachable_endpoint_fails_at_once_with_a_message(
     )
     # Then
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 6
     assert err.startswith(f"error: nothing answers at {endpoint}") and "Traceback" not in err
 
 

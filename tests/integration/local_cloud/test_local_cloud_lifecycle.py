@@ -161,3 +161,68 @@ def test_stop_clears_the_pid_so_clients_know_the_cloud_is_down(tmp_path: Path) -
     assert json.loads((data_dir / "state.json").read_text())["pid"] is None
     with pytest.raises(MlambdaLocalError, match="not running"):
         ControlClient.from_data_dir(data_dir)
+
+
+def test_a_restart_provisions_only_when_the_template_changed_or_a_resource_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: the fixture provisioned once, and every later provisioning counted
+    from mlambda_local.cloud.provision import Provisioner
+
+    template_dir = tmp_path / "stack"
+    shutil.copytree(FIXTURE_DIR, template_dir)
+    template, data_dir = template_dir / FIXTURE_TEMPLATE.name, tmp_path / "data"
+    with LocalCloud(template, data_dir, stack_name="same", mode="in-process"):
+        pass
+    provisioned: list[str] = []
+    provision = Provisioner.provision
+    monkeypatch.setattr(
+        Provisioner, "provision", lambda self: provisioned.append(self.template.stack_name) or provision(self)
+    )
+    # When: started again on the unchanged template
+    with LocalCloud(template, data_dir, stack_name="same", mode="in-process") as again:
+        # Then: nothing provisioned; what the last start made is there, and S3 events still arrive
+        assert provisioned == []
+        assert again.inventory.items["RecordsTable"].status == "exists"
+        table = boto3.resource("dynamodb", endpoint_url=again.endpoint_url, region_name="us-east-1").Table(
+            again.outputs["RecordsTableName"]
+        )
+        s3 = boto3.client("s3", endpoint_url=again.endpoint_url, region_name="us-east-1")
+        s3.put_object(Bucket=again.outputs["IngestBucketName"], Key="in/after-restart.csv", Body=b"x")
+        wait_for(lambda: table.get_item(Key={"id": "s3#in/after-restart.csv"}).get("Item"))
+        # ... and a table goes away while it runs
+        boto3.client("dynamodb", endpoint_url=again.endpoint_url, region_name="us-east-1").delete_table(
+            TableName=again.outputs["RecordsTableName"]
+        )
+    # When: started after the table went, then after the template changed
+    with LocalCloud(template, data_dir, stack_name="same", mode="in-process") as healed:
+        assert provisioned == ["same"]
+        assert "Table" in boto3.client(
+            "dynamodb", endpoint_url=healed.endpoint_url, region_name="us-east-1"
+        ).describe_table(TableName=healed.outputs["RecordsTableName"])
+    template.write_text(
+        template.read_text().replace("Status: Enabled", "Status: Suspended", 1), encoding="utf-8"
+    )
+    with LocalCloud(template, data_dir, stack_name="same", mode="in-process") as changed:
+        # Then: each of them provisioned
+        assert provisioned == ["same", "same"]
+        versioning = boto3.client("s3", endpoint_url=changed.endpoint_url, region_name="us-east-1")
+        assert (
+            versioning.get_bucket_versioning(Bucket=changed.outputs["IngestBucketName"])["Status"]
+            == "Suspended"
+        )
+
+
+def test_the_start_up_timeline_names_each_phase_with_its_cpu(tmp_path: Path) -> None:
+    # Given / When: a cloud started
+    with LocalCloud(FIXTURE_TEMPLATE, tmp_path / "data", stack_name="timed", mode="in-process") as cloud:
+        startup = cloud.status()["startup"]
+    # Then: the phases in start order, from the process's start, and the moment it was up
+    phases = [phase["phase"] for phase in startup["phases"]]
+    assert phases == ["interpreter and imports", "template", "functions", "moto", "provision", "triggers"]
+    starts = [phase["start_s"] for phase in startup["phases"]]
+    assert starts == sorted(starts)
+    assert all(phase["seconds"] >= 0 and phase["cpu_s"] >= 0 for phase in startup["phases"])
+    (up,) = [event for event in startup["events"] if event["event"] == "up"]
+    last = startup["phases"][-1]
+    assert up["at_s"] >= last["start_s"] + last["seconds"] - 0.01

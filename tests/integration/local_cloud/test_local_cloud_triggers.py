@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -95,7 +96,7 @@ def test_api_missing_identity_header_is_401_without_calling_the_authorizer(cloud
     response = requests.get(f"{cloud.api_url}/items/x", timeout=10)
     # Then: the template's UNAUTHORIZED gateway response
     assert response.status_code == 401
-    assert response.json() == {"code": "unauthorized", "message": "Unauthorized"}
+    assert response.json() == {"code": "unauthorized", "message": "Unauthorized", "details": None}
     assert cloud.status()["functions"]["AuthorizerFunction"]["invocations"] == calls_before
 
 
@@ -115,6 +116,7 @@ def test_api_explicit_deny_is_403(cloud: LocalCloud) -> None:
     assert response.json() == {
         "code": "forbidden",
         "message": "User is not authorized to access this resource with an explicit deny",
+        "details": None,
     }
 
 
@@ -147,9 +149,10 @@ def test_api_authorizer_result_is_cached_per_identity_for_its_ttl(cloud: LocalCl
 
 
 def test_api_any_method_greedy_route_passes_body_and_binary_round_trips(cloud: LocalCloud) -> None:
-    # When
+    # When: bytes sent and accepted as the API's binary media type (BinaryMediaTypes)
+    octets = {**GOOD, "Content-Type": "application/octet-stream", "Accept": "application/octet-stream"}
     text = requests.post(f"{cloud.api_url}/files/a/b.txt", headers=GOOD, data="hello", timeout=10)
-    binary = requests.put(f"{cloud.api_url}/files/echo.bin", headers=GOOD, data=b"\xff\x00\xfe", timeout=10)
+    binary = requests.put(f"{cloud.api_url}/files/echo.bin", headers=octets, data=b"\xff\x00\xfe", timeout=10)
     # Then
     assert text.status_code == 200
     assert text.json()["path_parameters"] == {"proxy": "a/b.txt"}
@@ -159,10 +162,28 @@ def test_api_any_method_greedy_route_passes_body_and_binary_round_trips(cloud: L
     assert binary.content == b"\xff\x00\xfe"
 
 
+def test_api_bytes_outside_the_binary_media_types_arrive_as_text_and_base64_answers_stay_text(
+    cloud: LocalCloud,
+) -> None:
+    # When: the same bytes without the binary media type, as API Gateway treats them
+    sent = requests.put(f"{cloud.api_url}/files/echo.bin", headers=GOOD, data=b"\xff\x00\xfe", timeout=10)
+    accepted = requests.put(
+        f"{cloud.api_url}/files/echo.bin",
+        headers={**GOOD, "Content-Type": "application/octet-stream"},
+        data=b"\xff\x00\xfe",
+        timeout=10,
+    )
+    # Then: the body reached the function as UTF-8 text (the bytes did not survive), and a base64
+    # answer is decoded only for a caller whose first Accept type is binary
+    assert sent.status_code == 200
+    assert base64.b64decode(sent.content) == "\ufffd\x00\ufffd".encode()
+    assert accepted.status_code == 200 and base64.b64decode(accepted.content) == b"\xff\x00\xfe"
+
+
 def test_api_function_error_is_502_upstream_error(cloud: LocalCloud) -> None:
     response = requests.get(f"{cloud.api_url}/files/boom", headers=GOOD, timeout=10)
     assert response.status_code == 502
-    assert response.json() == {"code": "upstream_error", "message": "Internal server error"}
+    assert response.json() == {"code": "upstream_error", "message": "Internal server error", "details": None}
 
 
 def test_api_body_over_10_mb_is_413(cloud: LocalCloud) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -200,3 +201,124 @@ def test_the_expansion_cached_in_the_data_dir_is_the_translators_and_follows_tem
     assert first.translated == cached.translated == fresh.translated
     assert translations == ["template.yaml", "template.yaml"]
     assert edited.resources["T"]["Type"] == "AWS::SQS::Queue"
+
+
+class _ListingS3:
+    """An S3 client that records which buckets were listed (and holds nothing)."""
+
+    def __init__(self) -> None:
+        self.listed: list[str] = []
+
+    def get_paginator(self, _name: str) -> _ListingS3:
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, list[object]]]:
+        self.listed.append(Bucket)
+        return [{"Versions": [], "DeleteMarkers": []}]
+
+
+def test_the_lifecycle_sweep_is_no_part_of_the_start_and_comes_soon_after() -> None:
+    # Given: one rule, and a sweeper whose first sweep comes 0.2 s after its start
+    from mlambda_local.cloud.lifecycle import ExpirationRule, LifecycleSweeper
+
+    from .support import wait_for
+
+    s3 = _ListingS3()
+    rule = ExpirationRule("uploads", "expire", "uploads/", 1, None)
+    sweeper = LifecycleSweeper(s3, [rule], clock=lambda: datetime(2030, 1, 1, tzinfo=UTC), first_sweep=0.2)
+    # When
+    sweeper.start()
+    try:
+        # Then: nothing listed while starting, then the bucket swept
+        assert s3.listed == []
+        wait_for(lambda: s3.listed, timeout=10)
+        assert set(s3.listed) == {"uploads"}
+    finally:
+        sweeper.stop()
+
+
+class _ThrottledFunction:
+    """A function whose reserved concurrency is all in use: Lambda refuses its synchronous calls."""
+
+    def __init__(self, spec: object) -> None:
+        self.spec = spec
+        self.calls: list[bool] = []
+
+    def invoke(self, event: object, *, throttle: bool = False) -> object:
+        from mlambda_local.cloud.errors import FunctionInvocationError
+
+        self.calls.append(throttle)
+        raise FunctionInvocationError(
+            "ApiFunction", "TooManyRequestsException: Rate Exceeded.", error_type="TooManyRequestsException"
+        )
+
+
+def test_a_throttled_function_behind_the_api_is_a_500_as_a_rest_proxy_answers_it() -> None:
+    # Given: the fixture's public /health route, its function throttled
+    from mlambda_local.cloud.apigateway import HttpRequest, RestApi
+    from mlambda_local.cloud.functions import function_specs
+
+    from .support import FIXTURE_TEMPLATE
+
+    template = load_template(FIXTURE_TEMPLATE, stack_name="fx")
+    resolver = IntrinsicResolver(template)
+    functions = {spec.logical_id: _ThrottledFunction(spec) for spec in function_specs(template, resolver)}
+    (api_id,) = [lid for lid, r in template.resources.items() if r.get("Type") == "AWS::ApiGateway::RestApi"]
+    api = RestApi.from_template(api_id, template, resolver, functions)  # type: ignore[arg-type]
+    # When
+    response = api.handle(HttpRequest("GET", "/health", [], b"", "127.0.0.1"), "/health")
+    # Then: called as a synchronous invoker, and answered as API Gateway answers Lambda's 429
+    assert functions["ApiFunction"].calls == [True]
+    assert response.status == 500
+    assert ("x-amzn-ErrorType", "INTEGRATION_FAILURE") in response.headers
+
+
+def test_the_control_api_answers_a_throttled_invoke_as_lambda_s_invoke_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: a cloud whose function is throttled, and the control token
+    from mlambda_local.cloud import LocalCloud
+    from mlambda_local.cloud.apigateway import HttpRequest
+    from mlambda_local.cloud.control import CONTROL_HEADER
+    from mlambda_local.cloud.errors import FunctionInvocationError
+
+    from .support import FIXTURE_TEMPLATE
+
+    cloud = LocalCloud(FIXTURE_TEMPLATE, tmp_path)
+
+    def throttled(function: str, event: object = None) -> object:
+        raise FunctionInvocationError(
+            function, "TooManyRequestsException: Rate Exceeded.", error_type="TooManyRequestsException"
+        )
+
+    monkeypatch.setattr(cloud, "invoke", throttled)
+    headers = [(CONTROL_HEADER, cloud._token)]
+    # When
+    response = cloud._control(
+        HttpRequest("POST", "/_mlambda/invoke/ApiFunction", headers, b"{}", "127.0.0.1")
+    )
+    # Then
+    assert response.status == 429
+    assert ("Retry-After", "1") in response.headers
+    assert json.loads(response.body)["code"] == "throttled"
+
+
+def test_the_cli_and_the_cloud_module_load_without_moto_boto3_the_translator_or_the_schemas() -> None:
+    # Given: what a `mlambda` command imports before it runs, and what local up imports before
+    # its first workers start
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from mlambda_local.cli import build_parser\n"
+        "build_parser()\n"
+        "import mlambda_local.cloud.local_cloud\n"
+        "heavy = ('moto', 'samtranslator', 'boto3', 'botocore', 'mlambda.schemas', 'mlambda.config')\n"
+        "print(sorted({m.split('.')[0] if not m.startswith('mlambda.') else '.'.join(m.split('.')[:2])"
+        " for m in sys.modules if m.startswith(heavy)}))\n"
+    )
+    # When
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    # Then: none of them (each is tenths of a second of a start)
+    assert loaded.stdout.strip() == "[]"

@@ -191,3 +191,31 @@ def test_a_batch_failing_every_retry_goes_to_the_on_failure_queue_and_delivery_m
     assert record["requestPayload"] == destination.events[0]
     assert record["responsePayload"]["errorType"] == "UpstreamError"
     assert subscription.status()["failed_batches"] == 1
+
+
+def test_lines_written_during_a_delivery_wait_for_the_next_poll_and_go_as_one_batch(tmp_path: Path) -> None:
+    # Given a producer that keeps writing while each delivery runs (as predict does under load)
+    stream_holder: list[Any] = []
+
+    def producer_keeps_writing(attempt: int) -> None:
+        if attempt <= 3:
+            stream_holder[0].write("".join(f"{RECORD % (attempt * 10 + i)}\n" for i in range(2)))
+
+    destination = Destination(producer_keeps_writing)
+    subscription, group = delivery(tmp_path, destination)
+    stream = group.new_stream()
+    stream_holder.append(stream)
+    stream.write(f"{RECORD % 0}\n")
+    # When the subscription polls once
+    first = subscription.run_once()
+    # Then: only what the stream held when the poll began; the lines of the delivery wait
+    assert first == 1
+    assert len(destination.events) == 1
+    # When it polls again: what was written meanwhile is one invocation, not one per delivery
+    assert subscription.run_once() == 2
+    assert len(destination.events) == 2
+    assert subscription.run_once() == 2
+    assert subscription.run_once() == 2
+    assert subscription.run_once() == 0
+    delivered = [json.loads(e["message"])["n"] for m in destination.messages() for e in m["logEvents"]]
+    assert delivered == [0, 10, 11, 20, 21, 30, 31]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -172,6 +173,62 @@ def test_a_send_does_not_scan_the_queue(moto_url: str, monkeypatch: pytest.Monke
     assert checks == []
 
 
+def _counted_receives(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every run of moto's own ReceiveMessage, counted."""
+    from moto.sqs.models import SQSBackend
+
+    runs: list[int] = []
+    receive = SQSBackend.receive_message
+    monkeypatch.setattr(
+        SQSBackend, "receive_message", lambda self, *a, **k: runs.append(1) or receive(self, *a, **k)
+    )
+    return runs
+
+
+def test_an_idle_long_poll_runs_moto_s_receive_once_not_on_a_timer(
+    moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: an empty queue and moto's receive counted
+    sqs = aws("sqs", moto_url)
+    queue = sqs.create_queue(QueueName="quiet")["QueueUrl"]
+    runs = _counted_receives(monkeypatch)
+    # When: a two-second long poll finds nothing
+    answer = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=2)
+    # Then: nothing, after one receive (it slept until the wait was over)
+    assert answer.get("Messages", []) == []
+    assert len(runs) == 1
+
+
+def test_a_long_poll_wakes_for_a_message_whose_visibility_timeout_ends(
+    moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: a message received with a one-second visibility timeout and never deleted
+    sqs = aws("sqs", moto_url)
+    queue = sqs.create_queue(QueueName="comeback")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody="again")
+    first = sqs.receive_message(QueueUrl=queue, VisibilityTimeout=1)["Messages"][0]
+    runs = _counted_receives(monkeypatch)
+    # When: a long poll waits while nothing is sent
+    again = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=10).get("Messages", [])
+    # Then: the message comes back when its timeout ends, from a receive run for it
+    assert [m["MessageId"] for m in again] == [first["MessageId"]]
+    assert len(runs) <= 3
+
+
+def test_a_long_poll_returns_a_message_sent_while_it_waits(moto_url: str) -> None:
+    # Given: a long poll on an empty queue, and a message sent while it waits
+    sqs = aws("sqs", moto_url)
+    queue = sqs.create_queue(QueueName="arrivals")["QueueUrl"]
+    sender = aws("sqs", moto_url)
+    with ThreadPoolExecutor(1) as pool:
+        polled = pool.submit(sqs.receive_message, QueueUrl=queue, WaitTimeSeconds=20)
+        time.sleep(0.3)
+        sender.send_message(QueueUrl=queue, MessageBody="hello")
+        # When / Then: the poll answers with it, long before its 20 seconds are over
+        messages = polled.result(timeout=10).get("Messages", [])
+    assert [m["Body"] for m in messages] == ["hello"]
+
+
 def test_a_completed_multipart_upload_is_s3s_whole_body_etag_and_checksum(s3: Any) -> None:
     # Given: two parts with SHA-256 checksums (the first at S3's 5 MB minimum)
     import base64
@@ -229,3 +286,81 @@ def test_a_multipart_upload_with_a_wrong_or_small_part_is_refused_as_s3_refuses_
                 MultipartUpload={"Parts": listed},
             )
         assert error.value.response["Error"]["Code"] == code
+
+
+def test_a_client_s_calls_share_one_connection(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given: every TCP connection a client opens, counted
+    import urllib3.connection
+
+    opened: list[int] = []
+    new_conn = urllib3.connection.HTTPConnection._new_conn
+    monkeypatch.setattr(
+        urllib3.connection.HTTPConnection, "_new_conn", lambda self: opened.append(1) or new_conn(self)
+    )
+    sqs = aws("sqs", moto_url)
+    # When: five calls, one after the other
+    queue = sqs.create_queue(QueueName="kept")["QueueUrl"]
+    for number in range(4):
+        sqs.send_message(QueueUrl=queue, MessageBody=str(number))
+    # Then: over one kept-alive connection (moto's werkzeug server closed each after one answer)
+    assert len(opened) == 1
+    assert sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])[
+        "Attributes"
+    ] == {"ApproximateNumberOfMessages": "4"}
+
+
+def test_s3_metadata_keeps_underscores_and_a_chunked_body_arrives_whole(moto_url: str) -> None:
+    # Given: metadata keys with an underscore and with a dash, and an upload of unknown length (chunked)
+    s3 = aws("s3", moto_url)
+    s3.create_bucket(Bucket="meta")
+    body = os.urandom(300_000)
+
+    def parts() -> Iterator[bytes]:
+        for start in range(0, len(body), 65_536):
+            yield body[start : start + 65_536]
+
+    import requests
+
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": "meta", "Key": "streamed"})
+    requests.put(url, data=parts(), timeout=30).raise_for_status()
+    s3.put_object(Bucket="meta", Key="tagged", Body=b"x", Metadata={"my_key": "under", "other-key": "dash"})
+    # When
+    streamed = s3.get_object(Bucket="meta", Key="streamed")["Body"].read()
+    head = s3.head_object(Bucket="meta", Key="tagged")
+    # Then
+    assert streamed == body
+    assert head["Metadata"] == {"my_key": "under", "other-key": "dash"}
+
+
+def test_a_request_does_not_list_its_handler_s_methods_again(
+    moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: a DynamoDB call made once, then every method listing counted
+    import inspect
+
+    ddb = aws("dynamodb", moto_url)
+    ddb.list_tables()
+    listings: list[int] = []
+    getmembers = inspect.getmembers
+    monkeypatch.setattr(inspect, "getmembers", lambda *a, **k: listings.append(1) or getmembers(*a, **k))
+    # When
+    for _ in range(3):
+        ddb.list_tables()
+    # Then: moto found the action without inspecting the class again
+    assert listings == []
+
+
+def test_bytes_that_are_not_http_get_a_400_and_the_connection_is_closed(moto_url: str) -> None:
+    # Given: a raw connection to the moto server
+    import socket
+
+    host, port = moto_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        # When
+        raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(4096):
+            answer += chunk
+    # Then
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Connection: close" in answer

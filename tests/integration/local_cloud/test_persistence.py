@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -343,3 +345,49 @@ def test_versions_keep_their_age_across_a_crash_so_lifecycle_expiry_is_not_postp
         )
     left = s3.list_object_versions(Bucket="uploads")
     assert (left.get("Versions", []), left.get("DeleteMarkers", [])) == ([], [])
+
+
+def test_bodies_no_object_names_are_removed_after_a_restart_but_not_newer_ones(
+    tmp_path: Path, servers: list[MotoServer]
+) -> None:
+    # Given: a stored object, and two body files no row names: one a crash left before the
+    # restart, one as a request being served after it writes (its row not committed yet)
+    s3 = aws("s3", start(servers, tmp_path))
+    s3.create_bucket(Bucket="keep")
+    s3.put_object(Bucket="keep", Key="k", Body=b"kept")
+    blobs = tmp_path / "state" / "blobs" / "zz"
+    blobs.mkdir(parents=True, exist_ok=True)
+    left, newer = blobs / "zz-left-by-a-crash", blobs / "zz-being-written"
+    left.write_bytes(b"orphan")
+    newer.write_bytes(b"in flight")
+    now = time.time()
+    os.utime(left, (now - 100, now - 100))
+    os.utime(newer, (now + 100, now + 100))
+    # When: the store starts again on the same data dir
+    server = MotoServer(tmp_path)
+    servers.append(server)
+    s3 = aws("s3", server.start())
+    assert server.store is not None
+    removed = server.store.orphans_collected(timeout=30)
+    # Then: the crash's file is gone, the newer one and every named body stay
+    assert removed == 1
+    assert not left.exists()
+    assert newer.exists()
+    assert s3.get_object(Bucket="keep", Key="k")["Body"].read() == b"kept"
+
+
+def test_a_call_made_between_bind_and_start_is_answered_once_moto_serves(
+    tmp_path: Path, servers: list[MotoServer]
+) -> None:
+    # Given: a server that has its port but has not started (as workers start before moto does)
+    server = MotoServer(tmp_path)
+    servers.append(server)
+    url = server.bind()
+    with ThreadPoolExecutor(1) as pool:
+        # When: a client calls it then, and the server starts a moment later
+        early = pool.submit(lambda: aws("sqs", url).list_queues())
+        time.sleep(0.3)
+        assert not early.done()
+        assert server.start() == url
+        # Then: the call waited in the port's backlog and got its answer
+        assert early.result(timeout=30)["ResponseMetadata"]["HTTPStatusCode"] == 200

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -172,11 +172,25 @@ def test_a_crash_while_a_batch_is_being_saved_leaves_no_half_written_batch(
     # Given: a poller killed while writing its batch to disk (before any invocation)
     queue, function = TricklingQueue(total=12, interval=1e-9), RecordingFunction()
 
-    def dump_half(document: Any, stream: Any, **_: Any) -> None:
-        stream.write(json.dumps(document)[:40])
-        raise SystemExit("killed")
+    real_fdopen = os.fdopen
 
-    monkeypatch.setattr("mlambda_local.cloud.control.json.dump", dump_half)
+    class HalfWriter:
+        def __init__(self, stream: Any) -> None:
+            self.stream = stream
+
+        def __enter__(self) -> HalfWriter:
+            return self
+
+        def __exit__(self, *_: Any) -> None:
+            self.stream.close()
+
+        def write(self, data: bytes) -> None:
+            self.stream.write(data[:40])
+            raise SystemExit("killed")
+
+    monkeypatch.setattr(
+        "mlambda_local.private_files.os.fdopen", lambda fd, *a, **k: HalfWriter(real_fdopen(fd, *a, **k))
+    )
     dying = SqsEventSourcePoller(mapping(100, 0), queue, function, "us-east-1", batches_dir=tmp_path)  # type: ignore[arg-type]
     with pytest.raises(SystemExit):
         dying.poll_once()

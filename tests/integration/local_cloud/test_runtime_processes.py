@@ -32,6 +32,8 @@ def _pool(
     memory_mb: int = 128,
     concurrency: int = 2,
     idle_seconds: float = 300.0,
+    runtime: str = "python3.11",
+    reserved: int | None = None,
 ) -> FunctionPool:
     spec = FunctionSpec(
         logical_id="WorkerFunction",
@@ -42,8 +44,8 @@ def _pool(
         environment={"GREETING": "hello from the template"},
         timeout=timeout,
         memory_mb=memory_mb,
-        reserved_concurrency=None,
-        runtime="python3.11",
+        reserved_concurrency=reserved,
+        runtime=runtime,
     )
     return FunctionPool(
         spec,
@@ -100,6 +102,17 @@ def test_warm_invocations_reuse_the_worker_and_report_init_only_on_the_cold_star
     assert re.match(pattern.format(first["request_id"]) + r"Init Duration: [\d.]+ ms\t$", cold)
     assert re.match(pattern.format(second["request_id"]) + "$", warm)
     assert pool.status()["cold_starts"] == 1
+
+
+def test_a_python_3_12_worker_waits_for_its_invocations_without_a_thread_each(tmp_path: Path) -> None:
+    # Given: a function on the python3.12 runtime (awslambdaric's __main__ would poll from a thread)
+    with closing(_pool(tmp_path, runtime="python3.12")) as pool:
+        # When: three invocations of one warm worker
+        answers = [pool.invoke({"action": "echo"}) for _ in range(3)]
+    # Then: Lambda's environment, and no thread started to wait for any of them
+    assert {a["execution_env"] for a in answers} == {"AWS_Lambda_python3.12"}
+    assert len({a["pid"] for a in answers}) == 1
+    assert [a["threads_started"] for a in answers] == [0, 0, 0]
 
 
 def test_handler_exception_is_the_runtime_error_document(pool: FunctionPool) -> None:
@@ -345,3 +358,80 @@ def test_built_artifacts_run_isolated_with_the_templates_python(tmp_path: Path) 
     assert answer["helper"] == "from the layer"
     assert answer["mlambda"] is False
     assert answer["path"][:2] == [str(build / "EchoFunction"), str(build / "SharedLayer" / "python")]
+
+
+def test_a_synchronous_call_over_the_reserved_concurrency_is_throttled_as_lambda_throttles_it(
+    tmp_path: Path,
+) -> None:
+    # Given: a function with one reserved instance, busy with a long invocation
+    with (
+        closing(_pool(tmp_path, timeout=10.0, concurrency=1, reserved=1)) as pool,
+        ThreadPoolExecutor(2) as threads,
+    ):
+        busy = threads.submit(pool.invoke, {"action": "sleep", "seconds": 2})
+        wait_for_busy = time.monotonic() + 30
+        while pool.status()["workers"] == [] or not pool.status()["workers"][0]["busy"]:
+            assert time.monotonic() < wait_for_busy, "the first invocation never started"
+            time.sleep(0.02)
+        # When: a synchronous invoker calls it, and an asynchronous one too
+        with pytest.raises(FunctionInvocationError) as throttled:
+            pool.invoke({"action": "echo"}, throttle=True)
+        queued = threads.submit(pool.invoke, {"action": "echo"})
+        # Then: Lambda's 429 at once for the first; the second waits its turn and runs
+        assert throttled.value.error_type == "TooManyRequestsException"
+        assert throttled.value.payload["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+        assert not busy.done()
+        assert queued.result(timeout=30)["pid"] == busy.result(timeout=30)["pid"]
+    assert pool.status()["throttles"] == 1
+
+
+def test_without_reserved_concurrency_a_synchronous_call_waits_for_the_local_cap(tmp_path: Path) -> None:
+    # Given: no reserved concurrency, the local cap of one instance in use
+    with closing(_pool(tmp_path, timeout=10.0, concurrency=1)) as pool, ThreadPoolExecutor(1) as threads:
+        busy = threads.submit(pool.invoke, {"action": "sleep", "seconds": 1})
+        time.sleep(0.2)
+        # When: a synchronous invoker calls (Lambda would have scaled, not throttled)
+        answer = pool.invoke({"action": "echo"}, throttle=True)
+        # Then: it waited and ran
+        assert answer["pid"] == busy.result(timeout=30)["pid"]
+        assert pool.status()["throttles"] == 0
+
+
+def test_fast_invocations_far_under_memory_size_reuse_the_last_peak_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: a worker with room (512 MB), its peak reads counted
+    from mlambda_local.cloud import execution
+
+    fast = execution.FAST_INVOCATION_SECONDS
+    monkeypatch.setattr(execution, "FAST_INVOCATION_SECONDS", 10.0)  # every echo counts as fast
+    reads: list[int] = []
+    peak = execution.ExecutionEnvironment.peak_memory_kb
+    monkeypatch.setattr(
+        execution.ExecutionEnvironment, "peak_memory_kb", lambda self: reads.append(1) or peak(self)
+    )
+    with closing(_pool(tmp_path, memory_mb=512)) as pool:
+        # When: a cold invocation, then three warm fast ones, then one allocating 300 MB
+        for _ in range(4):
+            pool.invoke({"action": "echo"})
+        reused = len(reads)
+        monkeypatch.setattr(execution, "FAST_INVOCATION_SECONDS", fast)  # writing 300 MB takes longer
+        pool.invoke({"action": "allocate", "mb": 300})
+        reports = _reports(pool)
+    # Then: one read for the four, the REPORT lines keep its figure; the allocation is read afresh
+    assert reused == 1
+    used = [int(re.search(r"Max Memory Used: (\d+) MB", line).group(1)) for line in reports]  # type: ignore[union-attr]
+    assert len(set(used[:4])) == 1 and used[0] > 0
+    assert used[4] >= 300 > used[0]
+
+
+def test_an_allocation_over_memory_size_is_caught_even_after_fast_invocations(tmp_path: Path) -> None:
+    # Given: a 256 MB function whose warm invocations are fast
+    with closing(_pool(tmp_path, memory_mb=256, timeout=30.0)) as pool:
+        for _ in range(3):
+            pool.invoke({"action": "echo"})
+        # When: one allocates and frees 300 MB
+        with pytest.raises(FunctionInvocationError) as raised:
+            pool.invoke({"action": "allocate", "mb": 300})
+    # Then
+    assert raised.value.error_type == "Runtime.OutOfMemory"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,10 +33,14 @@ from mlambda.observability import logger
 from mlambda.ports import EventPublisher, ModelCatalog, ModelLoader
 from mlambda.schemas.batch import (
     DOWNLOAD_EXPIRES_SECONDS,
+    INPUT_PREFIX,
     JOB_COMPLETED,
     MAX_CHUNK_ROWS,
     MAX_REJECTS_PAGE,
     MIN_CHUNK_ROWS,
+    UPLOAD_EXPIRES_SECONDS,
+    BatchUploadRequest,
+    BatchUploadTicket,
     ChunkFailure,
     ChunkMessage,
     ChunkRecord,
@@ -735,26 +740,57 @@ class JobService:
         )
         return self.view(job), created
 
+    def upload_ticket(self, request: BatchUploadRequest) -> BatchUploadTicket:
+        """A presigned PUT under ``input/<model>/<uuid>/<filename>`` whose object carries the job's
+        options as metadata, so its S3 event plans the same job ``POST /jobs`` returns: a batch
+        needs no AWS credentials. NotFoundError when ``model`` has no ``alias`` to score with."""
+        key = f"{INPUT_PREFIX}{request.model}/{uuid.uuid4().hex}/{request.filename}"
+        parse_input_key(key)
+        self.planner.catalog.resolve(request.model, request.alias)
+        metadata = {"alias": request.alias, "explain": "true" if request.explain else "false"}
+        if request.chunk_rows is not None:
+            metadata["chunk-rows"] = str(request.chunk_rows)
+        if request.passthrough is not None:
+            metadata["passthrough"] = ",".join(request.passthrough)
+        options_from_metadata(metadata)  # what the upload's event will read back
+        url, headers = self.outputs.upload_url(key, metadata=metadata, expires_in=UPLOAD_EXPIRES_SECONDS)
+        return BatchUploadTicket(
+            key=key,
+            url=url,
+            headers=headers,
+            expires_in=UPLOAD_EXPIRES_SECONDS,
+            expires_at=self.clock() + timedelta(seconds=UPLOAD_EXPIRES_SECONDS),
+        )
+
     def rejects(self, job_id: str, *, offset: int = 0, limit: int = 100) -> RejectsPage:
         """``limit`` rejected rows (chunk order) from the ``offset``-th on, with their reasons.
 
         Chunk records count their rejects, so only the rejects files the page overlaps are read.
+        A CSV chunk does not know its first file row when it is scored (chunks are byte ranges):
+        ``row`` is filled here from the rows of the chunks before it, once they are all scored.
         """
         if not 1 <= limit <= MAX_REJECTS_PAGE or offset < 0:
             raise InvalidInputError(
                 f"offset must be >= 0 and limit 1-{MAX_REJECTS_PAGE}", code="invalid_page"
             )
         job = self._job(job_id)
-        chunks = [c for c in sorted(self.jobs.chunks(job_id), key=lambda c: c.index) if c.rejects_key]
         rows: list[RejectedRow] = []
         position = 0
-        for chunk in chunks:
+        first_row: int | None = 0  # of the next chunk, while every chunk before it has been scored
+        for chunk in sorted(self.jobs.chunks(job_id), key=lambda c: c.index):
             count = chunk.rows_rejected or 0
-            if position + count > offset and len(rows) < limit and chunk.rejects_key:
+            if chunk.rejects_key and position + count > offset and len(rows) < limit:
                 found = read_rejects_csv(self.outputs.get(chunk.rejects_key))
                 start = max(0, offset - position)
-                rows.extend(found[start : start + limit - len(rows)])
-            position += count
+                base = chunk.first_row if chunk.first_row is not None else first_row
+                rows.extend(
+                    row
+                    if row.row is not None or base is None
+                    else row.model_copy(update={"row": base + row.chunk_row})
+                    for row in found[start : start + limit - len(rows)]
+                )
+            position += count if chunk.rejects_key else 0
+            first_row = None if first_row is None or chunk.rows_in is None else first_row + chunk.rows_in
         return RejectsPage(job_id=job.job_id, total=position, offset=offset, rows=rows)
 
     def files(self, job_id: str) -> JobFiles:

@@ -53,6 +53,13 @@ class JobOutputs(Protocol):
         """A URL that downloads ``key`` as ``filename`` for ``expires_in`` seconds."""
         ...
 
+    def upload_url(
+        self, key: str, *, metadata: Mapping[str, str], expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        """A URL that lets its holder PUT ``key``, stored with ``metadata``, for ``expires_in`` seconds,
+        and the headers the PUT must carry (those the signature covers)."""
+        ...
+
 
 class ChunkQueue(Protocol):
     """Where chunk messages go, one per chunk."""

@@ -25,6 +25,17 @@ NUMPY_TYPES: dict[str, Any] = {
     "bool": np.bool_,
 }
 _FEATURE_INPUT_TYPES = {"float": np.float32, "int": np.int64, "string": np.str_, "bool": np.bool_}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+INT64_LIMIT = 2.0**63
+"""Python ints a request carries must be below this in magnitude: they become int64 arrays, and the
+prediction log (orjson) writes 64-bit integers only."""
+INPUT_LIMITS: dict[str, float] = {
+    "float32": FLOAT32_MAX,
+    "float64": math.inf,
+    "int64": INT64_LIMIT,
+    "int32": 2.0**31,
+}
+"""Magnitude a value must stay within to be what it was once cast to the model input's type."""
 MAX_REPORTED_PROBLEMS = 20
 TRUE_CELLS = frozenset({"true", "1", "yes", "t"})
 FALSE_CELLS = frozenset({"false", "0", "no", "f"})
@@ -61,8 +72,15 @@ def _problem(row: int, field: str, message: str) -> dict[str, Any]:
     return {"row": row, "field": field, "message": message}
 
 
-def _check_value(spec: FeatureSpec, value: Any) -> str | None:
-    """Why ``value`` does not fit ``spec``, or None."""
+def input_limit(schema: FeatureSchema, spec: FeatureSpec) -> float:
+    """The magnitude a numeric value of ``spec`` must stay within to survive the cast to its input."""
+    if schema.mode == "tensor":
+        return INPUT_LIMITS.get(schema.tensor_dtype or "float32", math.inf)
+    return FLOAT32_MAX if spec.dtype == "float" else INT64_LIMIT
+
+
+def _check_value(spec: FeatureSpec, value: Any, limit: float = math.inf) -> str | None:
+    """Why ``value`` does not fit ``spec`` (fed to an input within ``limit`` in magnitude), or None."""
     if value is None:
         return "is missing (null)"
     if spec.dtype in ("float", "int"):
@@ -72,6 +90,13 @@ def _check_value(spec: FeatureSpec, value: Any) -> str | None:
             return "must be finite (NaN and infinity are refused)"
         if spec.dtype == "int" and isinstance(value, float) and not value.is_integer():
             return "must be an integer"
+        if isinstance(value, int) and not -INT64_LIMIT <= value < INT64_LIMIT:
+            return "must be within the 64-bit integer range"
+        if limit <= INT64_LIMIT:  # an integer input: [-limit, limit)
+            if not -limit <= value < limit:
+                return f"must be within the model input's integer range (magnitude below {limit:.0f})"
+        elif abs(value) > limit:
+            return f"must be at most {limit:.4g} in magnitude (what the model's input type holds)"
         return None
     if spec.dtype == "string":
         return None if isinstance(value, str) else f"must be a string, got {type(value).__name__}"
@@ -85,23 +110,27 @@ def validate_rows(
     allow_extra: bool = False,
     field: str = "instances",
 ) -> None:
-    """Raise UnprocessableError naming every offending row and field (missing, extra, type, NaN/inf).
+    """Raise UnprocessableError naming every offending row and field (missing, extra, type, NaN/inf,
+    a magnitude the model's input type cannot hold, an int beyond 64 bits).
 
     ``field`` is the request field the rows came in (``instances``, ``dataframe_split.data``...).
     """
     problems: list[dict[str, Any]] = []
     expected = set(schema.names)
+    limits = [(spec, input_limit(schema, spec)) for spec in schema.features]
     for index, row in enumerate(rows):
-        for spec in schema.features:
+        for spec, limit in limits:
             if spec.name not in row:
                 problems.append(_problem(index, spec.name, "is missing"))
                 continue
-            reason = _check_value(spec, row[spec.name])
+            reason = _check_value(spec, row[spec.name], limit)
             if reason:
                 problems.append(_problem(index, spec.name, reason))
         if not allow_extra:
             problems.extend(
-                _problem(index, name, "is not a feature of this model")
+                _problem(
+                    index, name if len(name) <= 128 else f"{name[:125]}...", "is not a feature of this model"
+                )
                 for name in row
                 if name not in expected
             )

@@ -96,11 +96,14 @@ class EventLedger(Protocol):
     """Dedupe of event ids: claim before applying, complete after, release on failure."""
 
     def claim(self, event_ids: Sequence[str], *, token: str, now: datetime) -> dict[str, ClaimState]:
-        """Claim each id for ``token``: ``claimed``, or ``completed`` / ``in_progress`` by an earlier call."""
+        """Claim each id for ``token``: ``claimed`` (or ``archived``: claimed, and released by an
+        earlier call that had archived it), or ``completed`` / ``in_progress`` by an earlier call."""
         ...
 
-    def release(self, event_ids: Sequence[str], *, token: str) -> None:
-        """Give up claims still held by ``token`` so the events can be sent again."""
+    def release(self, event_ids: Sequence[str], *, token: str, archived: bool = False) -> None:
+        """Give up claims still held by ``token`` so the events can be sent again; ``archived``
+        notes that they reached the archive, so the call that claims them next does not archive
+        them again. A release that fails leaves the claim to expire with its lease."""
         ...
 
     def complete(self, event_ids: Sequence[str], *, token: str, now: datetime) -> None:

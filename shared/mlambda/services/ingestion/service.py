@@ -2,28 +2,36 @@
 
 One ``POST /events`` batch goes through these steps:
 
-1. every event is checked alone (shape, size, not in the future, not before its entity's purge);
-   a bad one is rejected with its index and reason, the others go on;
-2. event ids are claimed in the ledger (a conditional put with a lease): an id already
+1. every event is checked alone (shape, size, not in the future, not before its entity's purge,
+   and every value within what the stores hold: ``mlambda.schemas.events``); a bad one is
+   rejected with its index and a reason naming the field, the others go on. Nothing is written
+   before this step is over;
+2. event ids are claimed in the ledger (a conditional write with a lease): an id already
    completed is a duplicate (accepted, not applied again), one still in progress elsewhere is
    rejected as retryable;
 3. idempotent writes: latest feature groups (only if newer, by event time), interactions
    (keyed by event id) and consent (only if newer);
-4. the raw events go to the archive queue (JSON lists under SQS's 256 KB cap);
+4. the raw events go to the archive queue (JSON lists under SQS's 256 KB cap), one message
+   body at a time;
 5. aggregates (counts per interaction kind, sums, and last-seen, which only moves forward) get
    one atomic update per entity, then the claims are marked completed.
 
-A failure in 3-5 releases the claims of the events involved and reports them as rejected with
-``retryable: true``: the client sends them again and, the writes of 3 being idempotent, nothing
-is applied twice. What is left: an ``ADD`` that failed ambiguously (timed out after applying)
-counts twice on the resend, and an event whose ``ADD`` failed after step 4 is archived a second
-time under the same id (the archive's readers, monitoring and the point-in-time helper, drop
-duplicate ids). A completion that cannot be written leaves the claim in progress: resends are
-refused as retryable until its lease ends.
+A failure in 3-5, whatever a store raises, releases the claims of the events involved and
+reports them as rejected with ``retryable: true`` (an unexpected error is still a 500, with
+its claims released): the client sends them again and, the writes of 3 being idempotent,
+nothing is applied twice. Events already sent to the archive are released with a note
+(``archived``), so the call that claims them next skips step 4 for them: the archive gets each
+event once. What is left: an ``ADD`` that failed ambiguously (timed out after applying) counts
+twice on the resend; a call that dies (a timeout, a crash) between steps leaves its claims to
+expire with their lease, after which a resend applies them again (the archive's readers,
+monitoring and the point-in-time helper, drop duplicate ids). A completion that cannot be
+written leaves the claim in progress: resends are refused as retryable until its lease ends.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -76,13 +84,29 @@ ARCHIVE_PURGE_NOTE = (
 )
 
 
+_LONG_INTEGER = re.compile(rb"(?<![\d.eE+-])-?\d{20,}(?![\d.eE])")
+"""A JSON integer literal of 20 digits or more: orjson would read it as a float (silently)."""
+
+
 def parse_events(body: bytes | str, *, max_bytes: int, max_events: int) -> list[Any]:
-    """The ``events`` list of a request body: 413 when too large or too many, 400/422 when malformed."""
+    """The ``events`` list of a request body: 413 when too large or too many, 400/422 when malformed.
+
+    orjson reads the body, except where it would change a value: an integer of 20 digits or more
+    (orjson reads it as a float) or a number that overflows (``1e999``, which orjson refuses for
+    the whole body). The standard parser reads those exactly, so the event holding such a value
+    is rejected alone, naming the field, instead of being stored rounded or failing its batch.
+    """
     require_body_within(body, max_bytes)
+    raw = body.encode() if isinstance(body, str) else body
     try:
-        document = orjson.loads(body or b"")
+        document = orjson.loads(raw or b"")
+        if _LONG_INTEGER.search(raw):
+            document = json.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"body is not valid JSON: {exc}", code="malformed_json") from exc
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            raise InvalidInputError(f"body is not valid JSON: {exc}", code="malformed_json") from exc
     events = document.get("events") if isinstance(document, dict) else None
     if not isinstance(events, list) or not events:
         raise InvalidInputError(
@@ -110,6 +134,13 @@ def _rejected(index: int, event_id: str | None, code: str, reason: str, *, retry
     return EventResult(
         index=index, event_id=event_id, status="rejected", code=code, reason=reason, retryable=retryable
     )
+
+
+def _store_refused(index: int, event_id: str, exc: MlambdaError) -> EventResult:
+    """An event a store failed to take: retryable when the store failed, else the store's reason."""
+    if exc.status >= 500:
+        return _rejected(index, event_id, "unavailable", "a store failed; send it again", retryable=True)
+    return _rejected(index, event_id, exc.code, exc.message, retryable=False)
 
 
 def envelope(event: AnyEvent) -> dict[str, Any]:
@@ -213,7 +244,10 @@ class IngestionService:
         for index, raw in enumerate(raw_events):
             raw_id = raw.get("event_id") if isinstance(raw, dict) else None
             event_id = raw_id if isinstance(raw_id, str) else None
-            size = len(orjson.dumps(raw, default=str))
+            try:
+                size = len(orjson.dumps(raw, default=str))
+            except orjson.JSONEncodeError:  # an integer beyond 64 bits: validation names it
+                size = len(json.dumps(raw, default=str))
             if size > self._limits.max_event_bytes:
                 results[index] = _rejected(
                     index,
@@ -275,15 +309,16 @@ class IngestionService:
         token: str,
         now: datetime,
         results: dict[int, EventResult],
-    ) -> list[tuple[int, AnyEvent]]:
+    ) -> list[tuple[int, AnyEvent, bool]]:
+        """The events this call applies, each with whether an earlier call archived it already."""
         if not valid:
             return []
         states = self._ledger.claim([event.event_id for _, event in valid], token=token, now=now)
-        claimed: list[tuple[int, AnyEvent]] = []
+        claimed: list[tuple[int, AnyEvent, bool]] = []
         for index, event in valid:
             state = states[event.event_id]
-            if state == "claimed":
-                claimed.append((index, event))
+            if state in ("claimed", "archived"):
+                claimed.append((index, event, state == "archived"))
             elif state == "completed":
                 results[index] = EventResult(index=index, event_id=event.event_id, status="duplicate")
             else:
@@ -298,27 +333,34 @@ class IngestionService:
 
     def _apply(
         self,
-        claimed: list[tuple[int, AnyEvent]],
+        claimed: list[tuple[int, AnyEvent, bool]],
         token: str,
         now: datetime,
         results: dict[int, EventResult],
     ) -> None:
-        events = [event for _, event in claimed]
+        """Write, archive, add; on a failure give every claim back (noting what reached the archive).
+
+        A store raising anything, not only an MlambdaError, releases the claims: an error the
+        caller sees as a 500 must not leave its events in progress until their leases end.
+        """
+        events = [event for _, event, _ in claimed]
+        archived = {event.event_id for _, event, done in claimed if done}
+        committed: set[str] = set()
         try:
             self._write_online(events, now)
-            self._archive.send_batch(pack([orjson.dumps(envelope(e)) for e in events]))
-        except MlambdaError as exc:
+            self._send_to_archive([e for e in events if e.event_id not in archived], archived)
+            committed = self._features.add_aggregates(aggregate_deltas(events))
+        except Exception as exc:
+            self._give_back([e.event_id for e in events], archived, token)
+            if not isinstance(exc, MlambdaError):
+                raise
             logger.warning("events could not be applied; released", extra={"error": exc.message})
-            self._ledger.release([e.event_id for e in events], token=token)
-            for index, event in claimed:
-                results[index] = _rejected(
-                    index, event.event_id, "unavailable", "a store failed; send it again", retryable=True
-                )
+            for index, event, _ in claimed:
+                results[index] = _store_refused(index, event.event_id, exc)
             return
-        committed = self._features.add_aggregates(aggregate_deltas(events))
         lost = [e.event_id for e in events if e.event_id not in committed]
         if lost:
-            self._ledger.release(lost, token=token)
+            self._give_back(lost, archived, token)
         try:
             self._ledger.complete(
                 [e.event_id for e in events if e.event_id in committed], token=token, now=now
@@ -327,7 +369,7 @@ class IngestionService:
             # Applied and archived: accepted. The claims stay in progress until their lease ends.
             metrics.add_metric(name="EventCompletionFailures", unit=MetricUnit.Count, value=1)
             logger.error("events applied but not marked completed", extra={"error": exc.message})
-        for index, event in claimed:
+        for index, event, _ in claimed:
             if event.event_id in committed:
                 results[index] = EventResult(index=index, event_id=event.event_id, status="accepted")
             else:
@@ -338,6 +380,26 @@ class IngestionService:
                     "aggregates not updated; send it again",
                     retryable=True,
                 )
+
+    def _send_to_archive(self, events: Sequence[AnyEvent], archived: set[str]) -> None:
+        """One message body at a time, adding each body's event ids to ``archived`` once sent.
+
+        A batch is usually one body; sent body by body, a failure part-way leaves exactly the
+        events of the bodies already sent marked, and a resend archives only the others.
+        """
+        records = [orjson.dumps(envelope(event)) for event in events]
+        for positions, body in pack(records):
+            self._archive.send_batch([body])
+            archived.update(events[i].event_id for i in positions)
+
+    def _give_back(self, event_ids: Sequence[str], archived: set[str], token: str) -> None:
+        """Release the claims on ``event_ids``, those already archived with a note saying so."""
+        fresh = [event_id for event_id in event_ids if event_id not in archived]
+        sent = [event_id for event_id in event_ids if event_id in archived]
+        if fresh:
+            self._ledger.release(fresh, token=token)
+        if sent:
+            self._ledger.release(sent, token=token, archived=True)
 
     def _write_online(self, events: Sequence[AnyEvent], now: datetime) -> None:
         """The idempotent writes: safe to repeat when the batch is resent."""

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
 STARTED = time.time()
+THREADS_STARTED: list[str] = []  # every thread the runtime starts once this module is loaded
+_start = threading.Thread.start
+
+
+def _counted_start(self: threading.Thread) -> None:
+    THREADS_STARTED.append(self.name)
+    _start(self)
+
+
+threading.Thread.start = _counted_start  # type: ignore[method-assign]
 
 
 def handler(event: dict[str, Any], context: Any) -> Any:
@@ -33,4 +44,6 @@ def handler(event: dict[str, Any], context: Any) -> Any:
         "runtime_api": os.environ.get("AWS_LAMBDA_RUNTIME_API"),
         "log_stream": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
         "started": STARTED,
+        "threads_started": len(THREADS_STARTED),
+        "execution_env": os.environ.get("AWS_EXECUTION_ENV"),
     }
