@@ -116,8 +116,9 @@ $(EVIDENTLY_VENV)/.installed-stamp:
 	touch $@
 
 TRIALS ?= 200
+COVERAGE_SAMPLES ?= 1000
 bench-monitor-calibration: install $(EVIDENTLY_VENV)/.installed-stamp  ## alarm rates, detection, coverage vs Evidently
-	$(BENCH) benchmarks/bench_monitor_calibration.py --trials $(TRIALS)
+	$(BENCH) benchmarks/bench_monitor_calibration.py --trials $(TRIALS) --coverage-samples $(COVERAGE_SAMPLES)
 
 build: install  ## build every function as sam build lays it out (.aws-sam/build), sizes printed
 	$(BIN)/python -m mlambda_local.packaging --build-only

@@ -76,13 +76,30 @@ def synthetic_trials(reference_rows: int, window_rows: int, trials: int, seed: i
         )
 
 
-def breast_cancer_trials(trials: int, seed: int) -> Iterator[Trial]:
-    """Random 70/30 splits of sklearn's breast-cancer data (30 numeric features, no model)."""
+def unchanged_trials(reference_rows: int, window_rows: int, trials: int, seed: int) -> Iterator[Trial]:
+    """A reference and one unchanged window per trial, on seeds of their own: the many runs a
+    rate near 1% needs (mlambda's side only; Evidently's rates are far from it)."""
+    for trial in range(trials):
+        rng = np.random.default_rng([seed, reference_rows, window_rows, trial, 1])
+        reference = _synthetic(rng, reference_rows)
+        window = _synthetic(rng, window_rows)
+        yield Trial(
+            reference=reference,
+            windows={"unchanged": window},
+            numeric=[*(f"x{i}" for i in range(NUMERIC)), "prediction.probabilities.1"],
+            categorical=["c", "prediction.label"],
+            reference_target=_target(rng, reference),
+            window_targets={"unchanged": _target(rng, window)},
+        )
+
+
+def breast_cancer_trials(trials: int, seed: int, *, first: int = 0) -> Iterator[Trial]:
+    """Random 70/30 splits of sklearn's breast-cancer data (30 numeric features, no model), from split ``first``."""
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer()
     names = [f"f{i}" for i in range(data.data.shape[1])]
-    for trial in range(trials):
+    for trial in range(first, first + trials):
         order = np.random.default_rng([seed, 569, trial]).permutation(data.data.shape[0])
         cut = round(0.7 * order.size)
         reference = {n: data.data[order[:cut], i] for i, n in enumerate(names)}

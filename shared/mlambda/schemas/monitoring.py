@@ -166,6 +166,13 @@ class ProbabilityCalibration(BaseModel):
 
     upper: list[float]
     values: list[float]
+    counts: list[int] = Field(
+        default_factory=list,
+        description=(
+            "reference rows behind each value: the map's own uncertainty, which CBPE's intervals carry "
+            "(empty in profiles made before it was recorded: their intervals omit it)"
+        ),
+    )
 
 
 class ModelBaseline(BaseModel):

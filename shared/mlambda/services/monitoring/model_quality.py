@@ -13,6 +13,8 @@ the intervals' coverage is checked in simulation (``make bench-monitor-calibrati
 - MAE and RMSE: studentized (bootstrap-t) intervals, RMSE's on the log scale of the mean
   squared error: the bootstrap of a mean of heavy-tailed values is skewed and percentile
   intervals under-cover. Up to ``BOOTSTRAP_ROWS`` rows; above that the same pivots are normal.
+  Either way the pivots are widened by Student's quantile at the standard error's own degrees
+  of freedom (``heavy_tail_widening``): with heavy-tailed errors the bootstrap-t alone covers 90%.
 
 Every bootstrap draws at least 2,000 resamples from a generator the caller seeds per run.
 """
@@ -317,15 +319,43 @@ def _resample_sums(columns: FloatArray, resamples: int, rng: np.random.Generator
     return sums
 
 
-def _studentized(
-    mean: float, se: float, boot_means: FloatArray, boot_ses: FloatArray, confidence: float = CONFIDENCE
+def heavy_tail_widening(values: FloatArray, confidence: float = CONFIDENCE) -> float:
+    """How much wider a mean's interval must be because its standard error is itself uncertain.
+
+    The standard error of a mean of ``values`` is known to about Satterthwaite's 2n / (kurtosis - 1)
+    degrees of freedom; the ratio of Student's quantile at that many to the normal one widens the
+    interval. Squared errors with heavy tails (t5, lognormal) have kurtosis in the tens to hundreds
+    at n = 300: 8-15 degrees of freedom, where the bootstrap-t alone covered 90-92% at a nominal 95%
+    (its resamples never hold the tail the sample missed); with the widening, 93-94%. Normal
+    errors (kurtosis of their squares ~15) hardly move.
+    """
+    n = values.size
+    if n < 3:
+        return 1.0
+    centred = values - values.mean()
+    second = float(np.mean(centred**2))
+    if second <= 0:
+        return 1.0
+    kurtosis = float(np.mean(centred**4)) / second**2
+    df = min(max(2 * n / max(kurtosis - 1, 1e-12), 1.0), n - 1.0)
+    tail = 0.5 + confidence / 2
+    return st.student_t_ppf(tail, df) / st.normal_ppf(tail)
+
+
+def _studentized(  # noqa: PLR0917 - the estimate, its replicates, then the widening
+    mean: float,
+    se: float,
+    boot_means: FloatArray,
+    boot_ses: FloatArray,
+    widening: float = 1.0,
+    confidence: float = CONFIDENCE,
 ) -> tuple[float, float]:
-    """Bootstrap-t interval of a mean from replicate means and standard errors."""
+    """Bootstrap-t interval of a mean from replicate means and standard errors (pivots times ``widening``)."""
     usable = boot_ses > 0
     t = (boot_means[usable] - mean) / boot_ses[usable]
     if t.size == 0 or se <= 0:
         return mean, mean
-    upper_t, lower_t = np.quantile(t, [(1 + confidence) / 2, (1 - confidence) / 2])
+    upper_t, lower_t = np.quantile(t, [(1 + confidence) / 2, (1 - confidence) / 2]) * widening
     return mean - float(upper_t) * se, mean - float(lower_t) * se
 
 
@@ -343,6 +373,7 @@ def regression_estimates(
     mse_se = float(squared.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
     log_mse_se = mse_se / mse if mse > 0 else 0.0
     estimates: Estimates = {}
+    mae_widening, mse_widening = heavy_tail_widening(absolute), heavy_tail_widening(squared)
     if n <= BOOTSTRAP_ROWS:
         centred = y_true - y_true.mean()
         columns = np.column_stack((absolute, absolute**2, squared, squared**2, y_true, y_true**2))
@@ -357,8 +388,9 @@ def regression_estimates(
             log_mse_se,
             np.log(boot_mse[positive]),
             boot_mse_se[positive] / boot_mse[positive],
+            mse_widening,
         )
-        mae_low, mae_high = _studentized(mae, mae_se, boot_mae, boot_mae_se)
+        mae_low, mae_high = _studentized(mae, mae_se, boot_mae, boot_mae_se, mae_widening)
         ss_tot = np.maximum(sums[:, 5] - sums[:, 4] ** 2, 0.0) * n
         boot_r2 = 1 - _safe_divide(sums[:, 2] * n, ss_tot)
         r2_jack = _r2_jackknife(errors, centred) if n <= 5000 else None
@@ -370,9 +402,10 @@ def regression_estimates(
         method, r2_method = "studentized", "bca" if r2_jack is not None else "percentile"
         r2_se = float(np.std(boot_r2, ddof=1))
     else:
-        mae_low, mae_high = mae - z * mae_se, mae + z * mae_se
+        mae_low, mae_high = mae - z * mae_widening * mae_se, mae + z * mae_widening * mae_se
         centre = math.log(mse) if mse > 0 else 0.0
-        log_low, log_high = centre - z * log_mse_se, centre + z * log_mse_se
+        spread = z * mse_widening * log_mse_se
+        log_low, log_high = centre - spread, centre + spread
         r2_se = _r2_se(errors, y_true)
         r2_low, r2_high = point["r2"] - z * r2_se, point["r2"] + z * r2_se
         method, r2_method = "normal", "normal"

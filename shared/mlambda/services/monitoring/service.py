@@ -380,6 +380,58 @@ def _combine(report: MonitoringReport) -> tuple[Status, str]:
     return "ok", "no alarm"
 
 
+def evaluate_window(
+    config: MonitorConfig,
+    version: ModelVersion,
+    profile: ReferenceProfile,
+    window: analysis.WindowColumns,
+    report: MonitoringReport,
+    *,
+    seed: int,
+) -> MonitoringReport:
+    """Every check of one window, settled by the run's one alarm budget, on top of ``report``.
+
+    What a scheduled run, a batch job's run and the calibration benchmark all call.
+    """
+    notes = list(report.notes)
+    columns = [*profile.feature_names, *(p.name for p in profile.predictions)]
+    drift = drift_config_for(config, version, columns, notes)
+    checks = analysis.drift_and_quality(profile, window, drift, config.quality)
+    if not profile.predictions:
+        notes.append("the reference profile has no prediction outputs: no prediction drift")
+    if profile.target is None:
+        notes.append("the reference profile has no target: no label drift and no reference baseline")
+    rng = np.random.default_rng(seed)
+    settings = config.model_quality
+    quality = analysis.model_quality(
+        version.signature.task,
+        window,
+        profile.baseline,
+        version.metrics,
+        version.signature.class_labels,
+        settings,
+        rng,
+        notes,
+    )
+    estimated = analysis.estimated_performance(window, profile.baseline, settings, rng)
+    report = report.model_copy(
+        update={
+            "labelled": quality.labelled,
+            "feature_drift": checks.features,
+            "prediction_drift": checks.predictions,
+            "label_drift": checks.labels,
+            "data_quality": checks.quality,
+            "model_quality": quality,
+            "estimated_performance": estimated,
+            "columns": checks.columns,
+            "notes": notes,
+        }
+    )
+    report = settle(report, config.q, drift, settings.tolerance)
+    status, reason = _combine(report)
+    return report.model_copy(update={"status": status, "reason": reason})
+
+
 def crossings(report: MonitoringReport) -> list[Alert]:
     """Every alarm of ``report`` as an alert candidate."""
     found: list[Alert] = []
@@ -622,8 +674,13 @@ class MonitoringService:
             )
         columns = batch_columns(inputs, scored, profile)
         report = report.model_copy(update={"rows": _rows(scored), "notes": notes})
-        return self.evaluate(
-            version, profile, columns, report, seed=run_seed(version, job.completed_at, job.job_id)
+        return evaluate_window(
+            self.config,
+            version,
+            profile,
+            columns,
+            report,
+            seed=run_seed(version, job.completed_at, job.job_id),
         )
 
     def run_model(self, version: ModelVersion, at: datetime) -> MonitoringSummary:
@@ -721,55 +778,7 @@ class MonitoringService:
             return self._bare(version, at, "not_enough_data", reason, rows=rows, ab=ab, **extra)
         columns = window_columns(production, profile, joined.truth[mine])
         report = self._bare(version, at, "ok", "", rows=rows, ab=ab, **extra)
-        return self.evaluate(version, profile, columns, report, seed=run_seed(version, at))
-
-    def evaluate(
-        self,
-        version: ModelVersion,
-        profile: ReferenceProfile,
-        window: analysis.WindowColumns,
-        report: MonitoringReport,
-        *,
-        seed: int,
-    ) -> MonitoringReport:
-        """Every check of one window, settled by the run's one alarm budget, on top of ``report``."""
-        notes = list(report.notes)
-        columns = [*profile.feature_names, *(p.name for p in profile.predictions)]
-        drift = drift_config_for(self.config, version, columns, notes)
-        checks = analysis.drift_and_quality(profile, window, drift, self.config.quality)
-        if not profile.predictions:
-            notes.append("the reference profile has no prediction outputs: no prediction drift")
-        if profile.target is None:
-            notes.append("the reference profile has no target: no label drift and no reference baseline")
-        rng = np.random.default_rng(seed)
-        settings = self.config.model_quality
-        quality = analysis.model_quality(
-            version.signature.task,
-            window,
-            profile.baseline,
-            version.metrics,
-            version.signature.class_labels,
-            settings,
-            rng,
-            notes,
-        )
-        estimated = analysis.estimated_performance(window, profile.baseline, settings, rng)
-        report = report.model_copy(
-            update={
-                "labelled": quality.labelled,
-                "feature_drift": checks.features,
-                "prediction_drift": checks.predictions,
-                "label_drift": checks.labels,
-                "data_quality": checks.quality,
-                "model_quality": quality,
-                "estimated_performance": estimated,
-                "columns": checks.columns,
-                "notes": notes,
-            }
-        )
-        report = settle(report, self.config.q, drift, settings.tolerance)
-        status, reason = _combine(report)
-        return report.model_copy(update={"status": status, "reason": reason})
+        return evaluate_window(self.config, version, profile, columns, report, seed=run_seed(version, at))
 
     def _ab(
         self,

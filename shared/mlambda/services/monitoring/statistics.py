@@ -29,6 +29,7 @@ KS_EXACT_BELOW = 0.1
 # large and the normal approximation is better than the floating-point sum.
 EXACT_SUPPORT = 200_000
 MIN_EXPECTED = 5.0
+T_EXPANSION_DF = 50_000
 
 
 # ------------------------------------------------------------------ the normal distribution
@@ -95,6 +96,78 @@ def normal_ppf(p: float) -> float:
     error = normal_cdf(x) - p
     u = error * math.sqrt(2 * math.pi) * math.exp(x * x / 2)
     return x - u / (1 + x * u / 2)
+
+
+def _beta_continued_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularised incomplete beta (Lentz), for x < (a + 1) / (a + b + 2)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1 / (tiny if abs(d) < tiny else d)
+    h = d
+    for m in range(1, _GAMMA_ITERATIONS):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1 + numerator * d
+            d = 1 / (tiny if abs(d) < tiny else d)
+            c = 1 + numerator / c
+            c = tiny if abs(c) < tiny else c
+            h *= d * c
+        if abs(d * c - 1) < _GAMMA_EPS:
+            break
+    return h
+
+
+def beta_cdf(x: float, a: float, b: float) -> float:
+    """The regularised incomplete beta I_x(a, b)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1) / (a + b + 2):
+        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
+    return 1 - math.exp(log_front) * _beta_continued_fraction(b, a, 1 - x) / b
+
+
+def student_t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` (real, > 0) degrees of freedom."""
+    if t * t < df:  # near the centre: the complementary form keeps its digits
+        half = 0.5 * beta_cdf(t * t / (df + t * t), 0.5, df / 2)
+        return 0.5 + half if t > 0 else 0.5 - half
+    tail = 0.5 * beta_cdf(df / (df + t * t), df / 2, 0.5)
+    return 1 - tail if t > 0 else tail
+
+
+def student_t_ppf(p: float, df: float) -> float:
+    """Student's t quantile: Newton's method on the cdf from the Cornish-Fisher start, kept inside a
+    bracket that halves whenever a step would leave it (a few cdf evaluations, not sixty)."""
+    if not 0 < p < 1:
+        return math.nan
+    if p < 0.5:
+        return -student_t_ppf(1 - p, df)
+    z = normal_ppf(p)
+    guess = z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df)
+    if df > T_EXPANSION_DF:  # the expansion's next term is below 1e-12 here, the cdf's digits are not
+        return guess
+    low, high = 0.0, max(guess, 1.0)
+    while student_t_cdf(high, df) < p:
+        low, high = high, high * 2
+    log_scale = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    x = min(max(guess, low), high)
+    for _ in range(100):
+        error = student_t_cdf(x, df) - p
+        if abs(error) < 1e-15 or high - low < 1e-13 * max(1.0, x):
+            break
+        if error > 0:
+            high = x
+        else:
+            low = x
+        density = math.exp(log_scale - (df + 1) / 2 * math.log1p(x * x / df))
+        step = x - error / density if density > 0 else math.nan
+        x = step if low < step < high else (low + high) / 2
+    return x
 
 
 # ------------------------------------------------------------------ Kolmogorov-Smirnov
