@@ -28,7 +28,7 @@ keys_table="${MLAMBDA_KEYS_TABLE:-$(stack_output ApiKeysTableName)}"
 export MLAMBDA_API_URL
 echo "smoke test of $stack at $MLAMBDA_API_URL"
 
-created="$("$mlambda" -o json keys bootstrap --table "$keys_table" --name "smoke-${GITHUB_RUN_ID:-$(date +%s)}" --scopes admin)"
+created="$("$mlambda" -o json keys bootstrap --table "$keys_table" --stack "$stack" --name "smoke-${GITHUB_RUN_ID:-$(date +%s)}" --scopes admin)"
 key_id="$(json_field key_id <<<"$created")"
 MLAMBDA_API_KEY="$(json_field api_key <<<"$created")"
 if [[ "${GITHUB_ACTIONS:-}" == "true" ]]; then echo "::add-mask::$MLAMBDA_API_KEY"; fi

@@ -58,3 +58,16 @@ def test_bootstrap_takes_the_region_from_the_command_line(
     assert code == 0
     created = json.loads(capsys.readouterr().out)
     assert key_service(deployed_keys_table, None, STACK_REGION).authenticate(created["api_key"])
+
+
+def test_bootstrap_on_aws_without_a_stack_says_api_gateway_will_refuse_the_key(
+    deployed_keys_table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a deployed stack's table and no --stack (so no usage plan can be found for the key)
+    # When
+    code = main(["keys", "bootstrap", "--table", deployed_keys_table, "-o", "json"])
+    # Then the key is made, and stderr says it joins no usage plan and how to avoid that
+    assert code == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["api_key"]
+    assert "no usage plan" in captured.err and "--stack" in captured.err

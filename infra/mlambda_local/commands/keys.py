@@ -59,6 +59,12 @@ def keys_bootstrap(args: argparse.Namespace) -> Outcome:
     except ValueError as exc:
         raise CliError(f"{exc}; scopes are {', '.join(s.value for s in Scope)}") from exc
     endpoint = args.endpoint_url or state.get("endpoint_url")
+    if endpoint is None and not args.stack:
+        # On AWS the key's usage plan is what lets API Gateway take it (ApiKeySourceType AUTHORIZER).
+        status(
+            "warning: no --stack, so the key joins no usage plan and API Gateway will refuse it (403) "
+            "until it has one: pass --stack <stack name> (the key then joins <stack>-<plan>)"
+        )
     created = key_service(table, endpoint, stack_region(args.region, endpoint), args.stack).create(
         args.name, scopes, created_by="bootstrap", plan=args.plan
     )
