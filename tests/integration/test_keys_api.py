@@ -127,8 +127,13 @@ def test_bad_key_requests_name_the_field(
     assert field in error["message"]
 
 
-def test_revoking_an_unknown_key_is_404(stack: Stack, keys: ApiKeyService) -> None:
+def test_revoking_an_unknown_key_is_404_key_not_found_as_every_key_route_says(
+    stack: Stack, keys: ApiKeyService
+) -> None:
+    # Given
     admin = keys.create("root", [Scope.ADMIN], created_by="test")
+    # When
     status, error = call(stack, admin, "DELETE", "/keys/000000000000")
+    # Then the same code as PUT /keys/{id}/plan and a malformed id answer
     assert status == 404
-    assert error["code"] == "not_found"
+    assert error["code"] == "key_not_found"

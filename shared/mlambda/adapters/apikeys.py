@@ -47,7 +47,7 @@ class DynamoApiKeyStore:
                 values={":at": at.isoformat()},
             )
         except ConflictError as exc:
-            raise NotFoundError(f"key {key_id} not found") from exc
+            raise NotFoundError(f"key {key_id} not found", code="key_not_found") from exc
         return ApiKeyRecord.model_validate(item)
 
     def set_usage(self, key_id: str, plan: str, usage_key: str, usage_key_id: str | None) -> ApiKeyRecord:
@@ -61,7 +61,7 @@ class DynamoApiKeyStore:
                 values={":plan": plan, ":key": usage_key, ":id": usage_key_id},
             )
         except ConflictError as exc:
-            raise NotFoundError(f"key {key_id} not found") from exc
+            raise NotFoundError(f"key {key_id} not found", code="key_not_found") from exc
         return ApiKeyRecord.model_validate(item)
 
 
