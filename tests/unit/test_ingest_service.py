@@ -86,6 +86,28 @@ def test_each_bad_event_is_named_and_the_good_ones_still_land(h: Harness) -> Non
     assert [e["id"] for e in h.queue.envelopes()] == ["ok"]
 
 
+@pytest.mark.parametrize(
+    ("event_type", "payload", "field"),
+    [
+        ("label", {"request_id": "r", "value": 1, "row": True}, "payload.row"),
+        ("label", {"request_id": "r", "value": 1, "row": "3"}, "payload.row"),
+        ("feature_update", {"group": "g", "values": {"a": 1}, "ttl_seconds": "60"}, "payload.ttl_seconds"),
+        ("feature_update", {"group": "g", "values": {"a": 1}, "ttl_seconds": False}, "payload.ttl_seconds"),
+    ],
+)
+def test_a_value_of_the_wrong_json_type_is_rejected_not_coerced(
+    h: Harness, event_type: str, payload: dict[str, object], field: str
+) -> None:
+    # Given an event whose number is a boolean or a string (pydantic's lax mode made True a 1)
+    batch = [event("e", event_type, **payload)]
+    # When
+    result = h.service.ingest(batch)
+    # Then
+    assert (result.results[0].status, result.results[0].code) == ("rejected", "invalid_event")
+    assert (result.results[0].reason or "").startswith(f"{field}: ")
+    assert h.queue.envelopes() == []
+
+
 def test_a_duplicate_event_id_is_accepted_once_within_and_across_batches(h: Harness) -> None:
     # When
     first = h.service.ingest([click("a"), click("a"), click("b")])

@@ -17,11 +17,13 @@ used through ``validate_event``, which returns either the event or the reason it
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -195,14 +197,35 @@ def _reason(exc: ValidationError) -> str:
     return f"{'.'.join(location)}: {message}" if location else message
 
 
-def validate_event(raw: Any) -> FeatureUpdateEvent | InteractionEvent | LabelEvent | str:
-    """The event, or the reason it is invalid (a string), so one bad event never fails a batch."""
+def event_json(raw: Any) -> bytes | str:
+    """The event as JSON text holding exactly the values it was read with.
+
+    orjson writes it, except what orjson would change: an integer beyond 64 bits (orjson refuses
+    it) and a non-finite float (orjson writes ``null``; only the standard parser reads ``1e999``),
+    which the standard encoder writes as they are, so validation names them.
+    """
+    try:
+        text = orjson.dumps(raw)
+    except orjson.JSONEncodeError:
+        return json.dumps(raw, default=str)
+    return json.dumps(raw, default=str) if b"null" in text else text
+
+
+def validate_event(
+    raw: Any, text: bytes | str | None = None
+) -> FeatureUpdateEvent | InteractionEvent | LabelEvent | str:
+    """The event, or the reason it is invalid (a string), so one bad event never fails a batch.
+
+    The event is validated from its JSON text (``text``, or ``event_json(raw)``) in strict mode:
+    JSON's types as the document states them. In pydantic's lax mode ``true`` was a row of 1 and
+    ``"60"`` a lifetime of 60 s; strings still give datetimes, as JSON has no others.
+    """
     if not isinstance(raw, dict):
         return "an event must be a JSON object"
     if "type" in raw and raw["type"] not in ("feature_update", "interaction", "label"):
         return f"type: unknown event type {str(raw['type'])[:40]!r} (feature_update, interaction, label)"
     try:
-        return _EVENT.validate_python(raw)
+        return _EVENT.validate_json(event_json(raw) if text is None else text, strict=True)
     except ValidationError as exc:
         return _reason(exc)
     except ValueError as exc:

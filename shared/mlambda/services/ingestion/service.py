@@ -62,6 +62,7 @@ from mlambda.schemas.events import (
     ItemsResponse,
     PurgeResult,
     TrackingWrite,
+    event_json,
     validate_event,
 )
 from mlambda.services.ingestion.ports import (
@@ -244,10 +245,8 @@ class IngestionService:
         for index, raw in enumerate(raw_events):
             raw_id = raw.get("event_id") if isinstance(raw, dict) else None
             event_id = raw_id if isinstance(raw_id, str) else None
-            try:
-                size = len(orjson.dumps(raw, default=str))
-            except orjson.JSONEncodeError:  # an integer beyond 64 bits: validation names it
-                size = len(json.dumps(raw, default=str))
+            text = event_json(raw)
+            size = len(text)
             if size > self._limits.max_event_bytes:
                 results[index] = _rejected(
                     index,
@@ -257,7 +256,7 @@ class IngestionService:
                     retryable=False,
                 )
                 continue
-            event = validate_event(raw)
+            event = validate_event(raw, text)
             if isinstance(event, str):
                 results[index] = _rejected(index, event_id, "invalid_event", event, retryable=False)
                 continue
