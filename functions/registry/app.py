@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Que
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlambda.api import ScopedResolver, needs
+from mlambda.api import QueryInt, ScopedResolver, needs
 from mlambda.config import RegistrySettings
 from mlambda.observability import logger
 from mlambda.schemas.bounds import MAX_PAGE_TOKEN
@@ -40,7 +40,7 @@ app = ScopedResolver()
 READ = needs(Scope.REGISTRY_READ)
 WRITE = needs(Scope.REGISTRY_WRITE)
 
-Limit = Annotated[int, Query(ge=1, le=100)]
+Limit = Annotated[QueryInt, Query(ge=1, le=100)]
 Token = Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)]
 IfMatch = Annotated[
     str | None,

@@ -20,6 +20,7 @@ import hashlib
 import http.client
 import json
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -980,6 +981,12 @@ CASES: list[Case] = [
     case("limit -1", "GET", "/models?limit=-1", "registry:read", 422, "validation_error"),
     case("limit 10^30", "GET", "/models?limit=" + "1" * 31, "registry:read", 422, "validation_error"),
     case("limit not a number", "GET", "/models?limit=abc", "registry:read", 422, "validation_error"),
+    # pydantic's lax mode read these as 9 and 10 (the fuzzer's ST201): a query integer is digits
+    case(
+        "limit with a carriage return", "GET", "/models?limit=9%0D", "registry:read", 422, "validation_error"
+    ),
+    case("limit with a space", "GET", "/models?limit=%209", "registry:read", 422, "validation_error"),
+    case("limit with an underscore", "GET", "/models?limit=1_0", "registry:read", 422, "validation_error"),
     case("forged page token", "GET", "/models?next_token=abc", "registry:read", 400, "invalid_token"),
     case(
         "page token of another listing",
@@ -1570,6 +1577,15 @@ CASES: list[Case] = [
     # --- evaluations
     case("the seeded evaluation", "GET", "/evaluations/{evaluation}", "evaluate", 200, None),
     case("its rows", "GET", "/evaluations/{evaluation}/rows", "evaluate", 200, None),
+    case("its rows still to judge", "GET", "/evaluations/{evaluation}/rows?todo=true", "evaluate", 200, None),
+    case(
+        "todo=yes (lax mode read it as true)",
+        "GET",
+        "/evaluations/{evaluation}/rows?todo=yes",
+        "evaluate",
+        422,
+        "validation_error",
+    ),
     case("a row", "GET", "/evaluations/{evaluation}/rows/0", "evaluate", 200, None),
     case(
         "a row beyond the last", "GET", "/evaluations/{evaluation}/rows/99", "evaluate", 404, "row_not_found"
@@ -1839,3 +1855,44 @@ def test_the_corpus_covers_every_route_and_holds_at_least_100_cases() -> None:
     assert prefixes <= covered, prefixes - covered
     assert len(CASES) >= 100
     assert len({case.name for case in CASES}) == len(CASES), "case names are their test ids"
+
+
+CLIENTS = 64
+"""Parallel clients at once: the first wave's gateway (listen backlog 5) reset their connections."""
+
+
+@pytest.mark.parametrize("plan", ["trial", "bulk"])
+def test_64_parallel_clients_each_get_an_answer_200_or_429_and_no_connection_is_reset(
+    world: World, plan: str
+) -> None:
+    # Given a fresh key of the plan and 64 clients, each on its own connection, held at a barrier
+    created = world.platform.admin.post(
+        "/keys", {"name": f"parallel-{plan}", "scopes": ["predict"], "plan": plan}
+    )
+    start = threading.Barrier(CLIENTS)
+    body = json.dumps({"instances": [ROW]}).encode()
+    content = [(b"Content-Type", b"application/json")]
+
+    def client(_: int) -> list[Answer | str]:
+        start.wait()
+        answers: list[Answer | str] = []
+        for method, path, sent in (("GET", "/me", None), ("POST", f"/models/{MODEL}/predict", body)):
+            try:
+                answers.append(world.send(method, path, created["api_key"], content if sent else [], sent))
+            except OSError as exc:  # a reset, a refused or a timed-out connection
+                answers.append(f"{type(exc).__name__}: {exc}")
+        return answers
+
+    # When they all send at once: GET /me then a one-row predict
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        answers = [answer for answers in pool.map(client, range(CLIENTS)) for answer in answers]
+    # Then every request got an answer: 200, or 429 throttled with Retry-After
+    failures = [answer for answer in answers if isinstance(answer, str)]
+    assert failures == [], failures[:5]
+    statuses = Counter(answer.status for answer in answers if isinstance(answer, Answer))
+    assert set(statuses) <= {200, 429} and statuses[200] > 0, statuses
+    # (a trial key's bucket holds 5: most wait; a bulk key's holds 2,000: none does)
+    assert statuses[429] > 0 if plan == "trial" else statuses == {200: 2 * CLIENTS}, statuses
+    for answer in answers:
+        if isinstance(answer, Answer) and answer.status == 429:
+            assert answer.code == "throttled" and int(answer.headers["retry-after"]) >= 1
