@@ -236,13 +236,21 @@ def _byte_elements(chunk: memoryview, count: int, shape: list[int], field: str) 
             ) from exc
         position += length
     if len(values) != count or position != end:
-        raise UnprocessableError(
-            f"{field}.shape: {shape} holds {count} values, and its binary data has "
-            f"{'more' if position != end else len(values)}",
-            code="shape_mismatch",
-            details=[{"field": f"{field}.shape", "message": f"{count} values expected"}],
+        raise _shape_mismatch(
+            field, shape, count, "its binary data", "more" if position != end else len(values)
         )
     return values
+
+
+def _shape_mismatch(
+    field: str, shape: Any, expected: int, source: str, sent: int | str
+) -> UnprocessableError:
+    """422 ``shape_mismatch``: the shape's count of values is not what ``source`` holds."""
+    return UnprocessableError(
+        f"{field}.shape: {shape} holds {expected} values, and {source} has {sent}",
+        code="shape_mismatch",
+        details=[{"field": f"{field}.shape", "message": f"{expected} values expected, {sent} sent"}],
+    )
 
 
 def _flat(tensor: InferInput, field: str) -> list[Any]:
@@ -258,11 +266,7 @@ def _flat(tensor: InferInput, field: str) -> list[Any]:
         data = list(chain.from_iterable(data))
     expected = math.prod(tensor.shape)  # Python integers: numpy's product wraps around past 2**63
     if len(data) != expected:
-        raise UnprocessableError(
-            f"{field}.shape: {tensor.shape} holds {expected} values, and data has {len(data)}",
-            code="shape_mismatch",
-            details=[{"field": f"{field}.shape", "message": f"{expected} values expected, {len(data)} sent"}],
-        )
+        raise _shape_mismatch(field, tensor.shape, expected, "data", len(data))
     datatype = tensor.datatype
     kind = "float" if datatype in FLOAT_TYPES else "int" if datatype in INTEGER_TYPES else datatype
     try:
