@@ -17,7 +17,7 @@ from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
 from mlambda_local.cloud.apigateway import MAX_BODY_BYTES, HttpRequest, HttpResponse, RestApi
-from mlambda_local.cloud.http_wire import BadRequestError, RequestReader, response_bytes
+from mlambda_local.cloud.http_wire import BadRequestError, RequestReader, accept_forever, response_bytes
 
 logger = logging.getLogger("mlambda.local")
 
@@ -53,6 +53,7 @@ class LocalHttpServer:
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     @property
     def port(self) -> int:
@@ -77,19 +78,16 @@ class LocalHttpServer:
         return api.handle(request, "/" + rest)
 
     def _accept(self) -> None:
-        while True:
-            try:
-                connection, address = self._socket.accept()
-            except OSError:
-                return
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._connections.add(connection)
-            threading.Thread(
-                target=self._serve, args=(connection, address[0]), name="mlambda-http-conn", daemon=True
-            ).start()
+        accept_forever(self._socket, self._serve, self._track, "mlambda-http-conn")
 
-    def _serve(self, connection: socket.socket, source_ip: str) -> None:
+    def _track(self, connection: socket.socket) -> bool:
+        with self._lock:
+            if self._stopped:
+                return False
+            self._connections.add(connection)
+        return True
+
+    def _serve(self, connection: socket.socket, address: tuple[str, int]) -> None:
         reader = RequestReader(connection, MAX_BODY_BYTES)
         try:
             while True:
@@ -110,7 +108,7 @@ class LocalHttpServer:
                     target=wire.target,
                     headers=wire.headers,
                     body=b"" if wire.body is None else wire.body,
-                    source_ip=source_ip,
+                    source_ip=address[0],
                     host=wire.header("Host") or "127.0.0.1",
                 )
                 try:
@@ -148,6 +146,8 @@ class LocalHttpServer:
 
     def stop(self) -> None:
         """Stop accepting and close every open connection."""
+        with self._lock:
+            self._stopped = True
         with contextlib.suppress(OSError):
             self._socket.shutdown(socket.SHUT_RDWR)
         self._socket.close()
