@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -11,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Que
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlambda.api import QueryInt, ScopedResolver, needs
+from mlambda.api import QueryDateTime, QueryInt, ScopedResolver, needs
 from mlambda.config import RegistrySettings
 from mlambda.observability import logger
 from mlambda.schemas.bounds import MAX_PAGE_TOKEN
@@ -197,7 +196,7 @@ def get_endpoint(name: str) -> Response[EndpointConfig]:
 def history(
     name: str,
     alias: Annotated[str | None, Query(max_length=32)] = None,
-    at: Annotated[datetime | None, Query()] = None,
+    at: Annotated[QueryDateTime | None, Query()] = None,
     limit: Limit = 50,
     next_token: Token = None,
 ) -> HistoryPage | AliasAtTime:

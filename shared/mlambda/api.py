@@ -22,8 +22,10 @@ a sentence of its description (``mlambda_local.openapi`` adds the error response
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
@@ -122,11 +124,24 @@ def _boolean_text(value: Any) -> Any:
     return value
 
 
+def _datetime_text(value: Any) -> Any:
+    """A query datetime is ISO 8601 (``2026-01-31T12:00:00Z``): pydantic's lax mode also read a
+    number (``-3e-243``) as seconds since the epoch."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("must be an ISO 8601 date-time, such as 2026-01-31T12:00:00Z")
+    return value
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ]|$)")
+
 QueryInt = Annotated[int, BeforeValidator(_integer_text)]
 """An integer query parameter, as the document states it (use as ``Annotated[QueryInt, Query(...)]``)."""
 
 QueryBool = Annotated[bool, BeforeValidator(_boolean_text)]
 """A boolean query parameter: ``true`` or ``false``."""
+
+QueryDateTime = Annotated[datetime, BeforeValidator(_datetime_text)]
+"""A date-time query parameter, ISO 8601."""
 
 
 class _AccessCheck(BaseMiddlewareHandler[Any]):

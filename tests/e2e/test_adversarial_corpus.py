@@ -1195,6 +1195,23 @@ CASES: list[Case] = [
         body={},
     ),
     case("history", "GET", f"/models/{MODEL}/history", "registry:read", 200, None),
+    case(
+        "history at a time",
+        "GET",
+        f"/models/{MODEL}/history?alias=production&at=2026-01-31T12:00:00Z",
+        "registry:read",
+        200,
+        None,
+    ),
+    # pydantic's lax mode read a number as seconds since the epoch (the fuzzer's ST201)
+    case(
+        "history at a number",
+        "GET",
+        f"/models/{MODEL}/history?alias=production&at=1700000000",
+        "registry:read",
+        422,
+        "validation_error",
+    ),
     # --- endpoint configs: read-modify-write, revisions, the gate for every target
     case(
         "split keeps the rules and cache it does not name",
