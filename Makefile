@@ -51,10 +51,12 @@ $(TRITON_VENV)/.installed-stamp:
 test-triton: install $(TRITON_VENV)/.installed-stamp  ## tritonclient against the local cloud's /v2 routes
 	MLAMBDA_TRITON_PYTHON=$(TRITON_VENV)/bin/python $(BIN)/pytest tests/e2e/test_triton_client_e2e.py $(PYTEST_ARGS)
 
-# make test fuzzes for 60 s (tests/e2e/test_fuzz_api.py); this runs it longer and prints what it tried.
+# make test fuzzes for 60 s from a fixed seed (tests/e2e/test_fuzz_api.py); this runs it longer from a
+# new seed each time (MLAMBDA_FUZZ_SEED=<the number it printed> replays one) and prints what it tried.
 MLAMBDA_FUZZ_SECONDS ?= 600
-fuzz: install  ## property-based fuzz of every API operation for MLAMBDA_FUZZ_SECONDS (600): operations, test cases, failures
-	MLAMBDA_FUZZ_SECONDS=$(MLAMBDA_FUZZ_SECONDS) $(BIN)/pytest tests/e2e/test_fuzz_api.py -s -p no:randomly $(PYTEST_ARGS)
+MLAMBDA_FUZZ_SEED ?= random
+fuzz: install  ## property-based fuzz of every API operation for MLAMBDA_FUZZ_SECONDS (600) from a new seed: operations, test cases, failures
+	MLAMBDA_FUZZ_SECONDS=$(MLAMBDA_FUZZ_SECONDS) MLAMBDA_FUZZ_SEED=$(MLAMBDA_FUZZ_SEED) $(BIN)/pytest tests/e2e/test_fuzz_api.py -s -p no:randomly $(PYTEST_ARGS)
 
 openapi: install  ## regenerate functions/console/openapi.json from the API functions (a test fails when it drifts)
 	$(BIN)/python -m mlambda_local.openapi

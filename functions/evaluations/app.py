@@ -27,7 +27,7 @@ from mlambda.api import QueryBool, QueryInt, RouteDoc, ScopedResolver, needs
 from mlambda.config import EvaluationsSettings
 from mlambda.errors import InvalidInputError, NotFoundError
 from mlambda.observability import logger
-from mlambda.schemas.bounds import MAX_PAGE_TOKEN
+from mlambda.schemas.bounds import MAX_PAGE_TOKEN, is_decimal_text
 from mlambda.schemas.evaluations import (
     MAX_PAGE,
     CancelRequest,
@@ -81,7 +81,7 @@ def sees_all(caller: Principal) -> bool:
 
 
 def _index(index: str) -> int:
-    if not index.isdigit() or len(index) > 6:
+    if not is_decimal_text(index) or len(index) > 6:
         raise NotFoundError(f"no row {index[:20]!r}", code="row_not_found")
     return int(index)
 
@@ -112,7 +112,7 @@ def list_evaluations(
 def published_evaluations(name: str, version: str) -> PublishedPage:
     """The completed evaluations published to the version (newest first)."""
     number = version.removeprefix("v")
-    if not number.isdigit() or int(number) < 1 or len(number) > 10:
+    if not is_decimal_text(number) or int(number) < 1 or len(number) > 10:
         raise InvalidInputError(f"version must read 3 or v3, got {version[:20]!r}", code="invalid_version")
     return service().published(name, int(number))
 

@@ -41,6 +41,7 @@ from pydantic import BeforeValidator, TypeAdapter, ValidationError
 from mlambda import errors
 from mlambda.auth import principal_from_event
 from mlambda.http import require_media_type
+from mlambda.schemas.bounds import is_decimal_text
 from mlambda.schemas.keys import Principal, Scope
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ class RouteDoc:
 def _integer_text(value: Any) -> Any:
     """A query integer is written in ASCII digits: pydantic's lax mode read ``9\\r``, `` 9`` and
     ``1_0`` as numbers, values the document calls invalid."""
-    if isinstance(value, str) and not (value.isascii() and value.removeprefix("-").isdigit()):
+    if isinstance(value, str) and not is_decimal_text(value.removeprefix("-")):
         raise ValueError("must be an integer written in digits")
     return value
 

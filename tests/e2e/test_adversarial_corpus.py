@@ -1611,6 +1611,31 @@ CASES: list[Case] = [
         "a row index of 31 digits", "GET", "/evaluations/{evaluation}/rows/" + "9" * 31, "evaluate", 404, None
     ),
     case("a negative row index", "GET", "/evaluations/{evaluation}/rows/-1", "evaluate", 404, None),
+    # str.isdigit is true of both: int() refused the first (500, the fuzzer's ST101), read the second as 3
+    case(
+        "a superscript row index",
+        "GET",
+        "/evaluations/{evaluation}/rows/%C2%B3",
+        "evaluate",
+        404,
+        "row_not_found",
+    ),
+    case(
+        "an Arabic-Indic row index",
+        "GET",
+        "/evaluations/{evaluation}/rows/%D9%A3",
+        "evaluate",
+        404,
+        "row_not_found",
+    ),
+    case(
+        "a superscript version's evaluations",
+        "GET",
+        f"/models/{MODEL}/versions/v%C2%B3/evaluations",
+        "registry:read",
+        400,
+        "invalid_version",
+    ),
     case(
         "a verdict without a verdict",
         "PUT",

@@ -5,7 +5,9 @@ operation of ``functions/console/openapi.json`` positive and negative data in it
 (examples, coverage, fuzzing, stateful sequences over the links it infers), each with the key of
 the operation's scope, and checks every answer: no 5xx, and status, content type, headers and body
 as the document states them. The time budget is ``MLAMBDA_FUZZ_SECONDS`` (60 s in ``make test``;
-``make fuzz`` gives it more); ``MLAMBDA_FUZZ_SEED`` replays a run.
+``make fuzz`` gives it more). ``make test`` fuzzes from one fixed seed, so a run on a fresh clone
+sends what the last green run sent and main stays reproducible; ``make fuzz`` draws a new seed
+each run to explore (``MLAMBDA_FUZZ_SEED=random``; a number replays the run that printed it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ pytestmark = pytest.mark.e2e
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 DEFAULT_SECONDS = 60
 MAX_EXAMPLES = 8
+DEFAULT_SEED = "186055979567787414559677009935533781680"
+"""The seed of the CI run whose two findings (ST201: limit=9\\r, a boolean row) are fixed."""
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +107,9 @@ def test_fuzzing_every_operation_finds_no_server_error_and_no_answer_the_documen
         "--report-json-path",
         str(tmp_path / "report.json"),
     ]
-    if os.environ.get("MLAMBDA_FUZZ_SEED"):
-        command += ["--seed", os.environ["MLAMBDA_FUZZ_SEED"]]
+    chosen = os.environ.get("MLAMBDA_FUZZ_SEED") or DEFAULT_SEED
+    if chosen != "random":
+        command += ["--seed", chosen]
     # When schemathesis runs every phase over every operation
     run = subprocess.run(
         command,

@@ -243,6 +243,7 @@ def header_only() -> bytes:
         (KEY, csv_bytes(5), {"alias": "canary"}, "unknown_model"),
         (KEY, csv_bytes(5), {"alias": "Not An Alias!"}, "invalid_alias"),
         (KEY, csv_bytes(5), {"chunk-rows": "7"}, "invalid_chunk_rows"),
+        (KEY, csv_bytes(5), {"chunk-rows": "1\u00b3"}, "invalid_chunk_rows"),  # isdigit, then int() raised
         (KEY, b"", {}, "empty_file"),
         (KEY, header_only(), {}, "no_rows"),
         (KEY, b"id,f0,f1\n1,2,3\n", {}, "missing_columns"),

@@ -16,6 +16,7 @@ import pytest
 from mlambda.adapters.registry import OnnxRuntime, VersionNotReadyError
 from mlambda.errors import (
     ConflictError,
+    InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
     PreconditionRequiredError,
@@ -784,6 +785,14 @@ def test_merge_patch_follows_rfc_7396() -> None:
         "d": [2],
     }
     assert [parse_if_match(v) for v in ('"3"', 'W/"3"', "3", "*", None)] == [3, 3, 3, "*", None]
+
+
+@pytest.mark.parametrize("tag", ['"\u00b3"', '"\u0663"', '"1_0"', '" 3"'])
+def test_an_if_match_of_other_than_ascii_digits_is_400(tag: str) -> None:
+    # "³" passed str.isdigit and then int() raised (a 500); "٣" was read as revision 3
+    with pytest.raises(InvalidInputError) as raised:
+        parse_if_match(tag)
+    assert raised.value.code == "invalid_if_match"
 
 
 # ---------------------------------------------------------------------- history and events

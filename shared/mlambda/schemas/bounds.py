@@ -57,6 +57,12 @@ Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
+def is_decimal_text(text: str) -> bool:
+    """True for ASCII digits only. ``str.isdigit`` is also true of ``"³"``, which ``int`` refuses
+    (a 500 on ``/rows/³``), and of ``"٣"``, which ``int`` reads as 3 (an index the caller never wrote)."""
+    return text.isascii() and text.isdigit()
+
+
 def dynamo_number_problem(value: int | float | Decimal) -> str | None:
     """Why DynamoDB cannot store ``value`` as a number, or None when it can."""
     if isinstance(value, bool):

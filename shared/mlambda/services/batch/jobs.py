@@ -67,6 +67,7 @@ from mlambda.schemas.batch import (
     rejects_key,
     success_key,
 )
+from mlambda.schemas.bounds import is_decimal_text
 from mlambda.schemas.registry import ALIAS_PATTERN, PRODUCTION, ModelVersion, parse_version_ref
 from mlambda.services.batch.planning import (
     PlanningLimits,
@@ -126,7 +127,7 @@ def options_from_metadata(metadata: dict[str, str]) -> JobOptions:
     raw_rows = metadata.get("chunk-rows")
     chunk_rows: int | None = None
     if raw_rows:
-        if not raw_rows.isdigit() or not MIN_CHUNK_ROWS <= int(raw_rows) <= MAX_CHUNK_ROWS:
+        if not is_decimal_text(raw_rows) or not MIN_CHUNK_ROWS <= int(raw_rows) <= MAX_CHUNK_ROWS:
             raise InvalidInputError(
                 f"metadata chunk-rows {raw_rows!r} must be a whole number in {MIN_CHUNK_ROWS}..{MAX_CHUNK_ROWS}",
                 code="invalid_chunk_rows",

@@ -44,6 +44,7 @@ from mlambda.errors import (
 )
 from mlambda.observability import logger
 from mlambda.ports import EventPublisher
+from mlambda.schemas.bounds import is_decimal_text
 from mlambda.schemas.registry import (
     ALIAS_PATTERN,
     FAILED,
@@ -144,7 +145,7 @@ def parse_if_match(value: str | None) -> int | str | None:
     if text == ANY_REVISION:
         return ANY_REVISION
     text = text.removeprefix("W/").strip('"')
-    if not text.isdigit() or len(text) > 12:
+    if not is_decimal_text(text) or len(text) > 12:
         raise InvalidInputError(
             f'If-Match must be the endpoint\'s revision as its ETag gives it (e.g. "3"), got {value[:40]!r}',
             code="invalid_if_match",
