@@ -23,7 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlambda.api import QueryBool, QueryInt, RouteDoc, ScopedResolver, needs
+from mlambda.api import BOOLEAN_TEXT, INTEGER_TEXT, RouteDoc, ScopedResolver, needs
 from mlambda.config import EvaluationsSettings
 from mlambda.errors import InvalidInputError, NotFoundError
 from mlambda.observability import logger
@@ -53,7 +53,7 @@ MANAGE = needs(Scope.REGISTRY_WRITE)
 READ = needs(Scope.EVALUATE, Scope.REGISTRY_WRITE)
 JUDGE = needs(Scope.EVALUATE)
 
-Limit = Annotated[QueryInt, Query(ge=1, le=MAX_PAGE)]
+Limit = Annotated[int, INTEGER_TEXT, Query(ge=1, le=MAX_PAGE)]
 Token = Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)]
 EVALUATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
@@ -128,7 +128,7 @@ def list_rows(
     evaluation_id: str,
     limit: Limit = 20,
     next_token: Token = None,
-    todo: Annotated[QueryBool, Query()] = False,
+    todo: Annotated[bool, BOOLEAN_TEXT, Query()] = False,
 ) -> RowPage:
     """Rows in order with the caller's verdicts; ``todo=true``: only rows the caller has not judged."""
     caller = app.caller()

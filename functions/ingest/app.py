@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
 from mlambda import errors
-from mlambda.api import QueryInt, RouteDoc, ScopedResolver, needs
+from mlambda.api import INTEGER_TEXT, RouteDoc, ScopedResolver, needs
 from mlambda.config import IngestSettings
 from mlambda.http import request_body
 from mlambda.observability import logger, metrics
@@ -104,7 +104,7 @@ def get_features(
 
 @app.get("/feature-groups", INGEST)
 def feature_groups(
-    limit: Annotated[QueryInt, Query(ge=1, le=MAX_GROUPS_PAGE)] = 100,
+    limit: Annotated[int, INTEGER_TEXT, Query(ge=1, le=MAX_GROUPS_PAGE)] = 100,
     next_token: Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)] = None,
 ) -> FeatureGroupPage:
     """The feature groups the store has been sent (by name), with the feature names seen in each."""

@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlambda.api import QueryInt, RouteDoc, ScopedResolver, needs
+from mlambda.api import INTEGER_TEXT, RouteDoc, ScopedResolver, needs
 from mlambda.config import JobsSettings
 from mlambda.errors import NotFoundError
 from mlambda.observability import logger
@@ -63,8 +63,8 @@ def get_job(job_id: str) -> JobView:
 @app.get("/jobs/<job_id>/rejects", PREDICT)
 def get_rejects(
     job_id: str,
-    offset: Annotated[QueryInt, Query(ge=0, le=100_000_000)] = 0,
-    limit: Annotated[QueryInt, Query(ge=1, le=MAX_REJECTS_PAGE)] = 100,
+    offset: Annotated[int, INTEGER_TEXT, Query(ge=0, le=100_000_000)] = 0,
+    limit: Annotated[int, INTEGER_TEXT, Query(ge=1, le=MAX_REJECTS_PAGE)] = 100,
 ) -> RejectsPage:
     """The rows a job refused, with their reasons, ``offset`` rows in (chunk order)."""
     return service().rejects(_job_id(job_id), offset=offset, limit=limit)
@@ -79,7 +79,7 @@ def get_files(job_id: str) -> JobFiles:
 @app.get("/jobs", PREDICT)
 def list_jobs(
     model: Annotated[str, Query(pattern=MODEL_NAME_PATTERN)],
-    limit: Annotated[QueryInt, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, INTEGER_TEXT, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)] = None,
 ) -> JobList:
     """A model's jobs, newest first."""

@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlambda.api import QueryInt, RouteDoc, ScopedResolver, needs
+from mlambda.api import INTEGER_TEXT, RouteDoc, ScopedResolver, needs
 from mlambda.config import MonitorSettings
 from mlambda.errors import InvalidInputError
 from mlambda.observability import logger
@@ -44,7 +44,7 @@ def _model_name(name: str) -> str:
 @app.get("/models/<name>/monitoring", needs(Scope.REGISTRY_READ), RouteDoc(answer=MonitoringView, html=True))
 def monitoring(
     name: str,
-    limit: Annotated[QueryInt, Query(ge=1, le=200)] = 24,
+    limit: Annotated[int, INTEGER_TEXT, Query(ge=1, le=200)] = 24,
     format: Annotated[Literal["json", "html"], Query()] = "json",
 ) -> Response[str]:
     """The latest report and the last ``limit`` summaries; ``format=html`` returns the latest HTML report."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Que
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlambda.api import QueryDateTime, QueryInt, ScopedResolver, needs
+from mlambda.api import DATETIME_TEXT, INTEGER_TEXT, ScopedResolver, needs
 from mlambda.config import RegistrySettings
 from mlambda.observability import logger
 from mlambda.schemas.bounds import MAX_PAGE_TOKEN
@@ -39,7 +40,7 @@ app = ScopedResolver()
 READ = needs(Scope.REGISTRY_READ)
 WRITE = needs(Scope.REGISTRY_WRITE)
 
-Limit = Annotated[QueryInt, Query(ge=1, le=100)]
+Limit = Annotated[int, INTEGER_TEXT, Query(ge=1, le=100)]
 Token = Annotated[str | None, Query(max_length=MAX_PAGE_TOKEN)]
 IfMatch = Annotated[
     str | None,
@@ -196,7 +197,7 @@ def get_endpoint(name: str) -> Response[EndpointConfig]:
 def history(
     name: str,
     alias: Annotated[str | None, Query(max_length=32)] = None,
-    at: Annotated[QueryDateTime | None, Query()] = None,
+    at: Annotated[datetime | None, DATETIME_TEXT, Query()] = None,
     limit: Limit = 50,
     next_token: Token = None,
 ) -> HistoryPage | AliasAtTime:

@@ -332,8 +332,18 @@ def _resolver_paths(module: str, components: dict[str, Any]) -> dict[str, dict[s
     return paths
 
 
+_JSON_SCHEMA_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+"""powertools writes pydantic's names for a query parameter's bounds when its Annotated carries a
+validator beside Query() (mlambda.api.INTEGER_TEXT): the document states them in JSON Schema's."""
+
+
 def _document(operation: dict[str, Any], doc: RouteDoc, components: dict[str, Any]) -> None:
     """What a route's RouteDoc adds: the body it parses itself, its answer's type, every success status."""
+    for parameter in operation.get("parameters") or []:
+        schema = parameter.get("schema") or {}
+        for name, standard in _JSON_SCHEMA_BOUNDS.items():
+            if name in schema:
+                schema[standard] = schema.pop(name)
     responses = operation.setdefault("responses", {})
     if doc.body is not None:
         operation["requestBody"] = {"required": True, "content": _json(_schema(doc.body, components))}

@@ -25,7 +25,6 @@ import binascii
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
@@ -135,14 +134,15 @@ def _datetime_text(value: Any) -> Any:
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ]|$)")
 
-QueryInt = Annotated[int, BeforeValidator(_integer_text)]
-"""An integer query parameter, as the document states it (use as ``Annotated[QueryInt, Query(...)]``)."""
+INTEGER_TEXT = BeforeValidator(_integer_text)
+"""An integer query parameter: ``Annotated[int, INTEGER_TEXT, Query(...)]`` (flat: nested, the
+document lost its bounds)."""
 
-QueryBool = Annotated[bool, BeforeValidator(_boolean_text)]
-"""A boolean query parameter: ``true`` or ``false``."""
+BOOLEAN_TEXT = BeforeValidator(_boolean_text)
+"""A boolean query parameter: ``Annotated[bool, BOOLEAN_TEXT, Query()]``."""
 
-QueryDateTime = Annotated[datetime, BeforeValidator(_datetime_text)]
-"""A date-time query parameter, ISO 8601."""
+DATETIME_TEXT = BeforeValidator(_datetime_text)
+"""A date-time query parameter: ``Annotated[datetime, DATETIME_TEXT, Query()]``."""
 
 
 class _AccessCheck(BaseMiddlewareHandler[Any]):

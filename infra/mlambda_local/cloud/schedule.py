@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mlambda.schemas.bounds import is_decimal_text
 from mlambda_local.cloud.errors import TemplateError
 from mlambda_local.cloud.functions import Function
 
@@ -45,7 +44,9 @@ def _field_values(
         token = token.upper()
         if token not in names and re.search(r"[LW#]", token):
             raise ValueError(f"{token!r}: L, W and # are not supported locally")
-        value = names[token] if token in names else int(token) if is_decimal_text(token) else None
+        value = (
+            names[token] if token in names else int(token) if (token.isascii() and token.isdigit()) else None
+        )
         if value is None or not low <= value <= high:
             raise ValueError(f"{token!r} is not in {low}-{high}")
         return value
@@ -55,7 +56,7 @@ def _field_values(
         part, step = item, 1
         if "/" in item:
             part, step_text = item.split("/", 1)
-            if not is_decimal_text(step_text) or int(step_text) == 0:
+            if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
                 raise ValueError(f"bad step {step_text!r}")
             step = int(step_text)
         if part == "*":

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from mlambda.client import NotFoundError
-from mlambda.schemas.bounds import is_decimal_text
 from mlambda_local.client import CliError
 from mlambda_local.commands import api, columns, pairs
 from mlambda_local.output import Outcome, progress, table
@@ -250,7 +249,7 @@ def models_split(args: argparse.Namespace) -> Outcome:
     weights: dict[str, int] = {}
     for spec in args.variants:
         name, sep, weight = spec.partition("=")
-        if not sep or not is_decimal_text(weight):
+        if not sep or not (weight.isascii() and weight.isdigit()):
             raise CliError(f"variants read target=weight (v3=90, production=100), got {spec!r}")
         weights[name] = int(weight)
     if args.shadow and args.no_shadow:
